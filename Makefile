@@ -1,0 +1,27 @@
+# One command runs every test: make test.
+GO ?= go
+
+.PHONY: test vet fuzz-smoke bench
+
+test: vet
+	$(GO) test -count=1 ./...
+	@if [ -f interop/go.mod ]; then cd interop && $(GO) test -count=1 ./...; fi
+
+vet:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+		if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# Runs every fuzz target for FUZZTIME (default 20s).
+FUZZTIME ?= 20s
+fuzz-smoke:
+	@for pkg in $$($(GO) list ./...); do \
+		dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+		for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
+			echo "fuzz $$pkg $$f for $(FUZZTIME)"; \
+			$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem -count=6 . | tee bench.txt

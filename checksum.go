@@ -1,0 +1,128 @@
+package tcpfsm
+
+import (
+	"encoding/binary"
+	"errors"
+	"math/bits"
+	"net/netip"
+)
+
+// ProtocolTCP is the IP protocol number of TCP, carried in the pseudo-header.
+const ProtocolTCP = 6
+
+// ErrAddress is returned when the pseudo-header addresses are invalid or of
+// different families (one IPv4, the other IPv6).
+var ErrAddress = errors.New("tcpfsm: checksum: addresses must both be valid IPv4 or both IPv6")
+
+// Checksum returns the Internet checksum (RFC 1071) of the TCP segment tcp
+// together with its pseudo-header: src and dst, the protocol number 6 and the
+// TCP length (RFC 9293 section 3.1 for IPv4, RFC 8200 section 8.1 for IPv6).
+// IPv4-mapped IPv6 addresses are treated as IPv4.
+//
+// With the checksum field of tcp zeroed, the result is the value to store
+// in it. Over a segment that already holds a correct checksum the result is
+// zero. Checksum does not allocate.
+func Checksum(src, dst netip.Addr, tcp []byte) uint16 {
+	acc := pseudoHeaderSum(src, dst, uint32(len(tcp)))
+	acc = sumBytes(tcp, acc)
+	return ^bits.ReverseBytes16(fold(acc))
+}
+
+// SetChecksum computes the checksum of the wire-format segment tcp with the
+// pseudo-header for src and dst and stores it at bytes 16 and 17
+// (RFC 9293 MUST-2). It fails on a buffer shorter than the header and on
+// addresses that are invalid or of different families.
+func SetChecksum(tcp []byte, src, dst netip.Addr) error {
+	if len(tcp) < HeaderLen {
+		return &ParseError{Err: ErrTruncated, Offset: len(tcp), Value: len(tcp), Limit: HeaderLen, reason: reasonShort}
+	}
+	if !sameFamily(src, dst) {
+		return ErrAddress
+	}
+	tcp[16], tcp[17] = 0, 0
+	binary.BigEndian.PutUint16(tcp[16:], Checksum(src, dst, tcp))
+	return nil
+}
+
+// VerifyChecksum reports whether the wire-format segment tcp carries a
+// correct checksum for the pseudo-header of src and dst (RFC 9293 MUST-3).
+// It reports false for addresses that are invalid or of different families.
+func VerifyChecksum(tcp []byte, src, dst netip.Addr) bool {
+	return len(tcp) >= HeaderLen && sameFamily(src, dst) && Checksum(src, dst, tcp) == 0
+}
+
+func sameFamily(a, b netip.Addr) bool {
+	return a.IsValid() && b.IsValid() && a.Unmap().Is4() == b.Unmap().Is4()
+}
+
+// The sums below work in little-endian 16-bit lanes, which RFC 1071
+// section 2(B) shows gives the byte-swapped big-endian sum; Checksum swaps
+// the folded result back.
+
+// pseudoHeaderSum sums the pseudo-header fields into a 64-bit accumulator.
+func pseudoHeaderSum(src, dst netip.Addr, length uint32) uint64 {
+	var acc uint64
+	src, dst = src.Unmap(), dst.Unmap()
+	if src.Is4() && dst.Is4() {
+		s, d := src.As4(), dst.As4()
+		acc = uint64(binary.LittleEndian.Uint32(s[:])) + uint64(binary.LittleEndian.Uint32(d[:]))
+	} else {
+		s, d := src.As16(), dst.As16()
+		var c uint64
+		acc, c = bits.Add64(binary.LittleEndian.Uint64(s[:]), binary.LittleEndian.Uint64(s[8:]), 0)
+		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(d[:]), c)
+		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(d[8:]), c)
+		acc += c
+	}
+	// Upper-layer length (32 bits covers both families) and protocol, each
+	// as big-endian 16-bit words seen through little-endian lanes.
+	acc += uint64(bits.ReverseBytes16(uint16(length>>16))) + uint64(bits.ReverseBytes16(uint16(length)))
+	acc += uint64(bits.ReverseBytes16(ProtocolTCP))
+	return acc
+}
+
+// sumBytes adds b to the ones'-complement accumulator acc in 64-bit lanes,
+// carrying end-around. The 64-byte loop keeps one add-with-carry chain.
+func sumBytes(b []byte, acc uint64) uint64 {
+	var c uint64
+	for len(b) >= 64 {
+		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b[0:8]), c)
+		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b[8:16]), c)
+		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b[16:24]), c)
+		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b[24:32]), c)
+		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b[32:40]), c)
+		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b[40:48]), c)
+		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b[48:56]), c)
+		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b[56:64]), c)
+		b = b[64:]
+	}
+	for len(b) >= 8 {
+		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b[:8]), c)
+		b = b[8:]
+	}
+	if len(b) >= 4 {
+		acc, c = bits.Add64(acc, uint64(binary.LittleEndian.Uint32(b[:4])), c)
+		b = b[4:]
+	}
+	if len(b) >= 2 {
+		acc, c = bits.Add64(acc, uint64(binary.LittleEndian.Uint16(b[:2])), c)
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		// A trailing odd byte is the high byte of a zero-padded big-endian
+		// word: the low byte of a little-endian lane.
+		acc, c = bits.Add64(acc, uint64(b[0]), c)
+	}
+	acc, c = bits.Add64(acc, 0, c)
+	return acc + c
+}
+
+// fold reduces a 64-bit ones'-complement sum to 16 bits.
+func fold(acc uint64) uint16 {
+	acc = (acc & 0xffffffff) + (acc >> 32)
+	acc = (acc & 0xffffffff) + (acc >> 32)
+	acc = (acc & 0xffff) + (acc >> 16)
+	acc = (acc & 0xffff) + (acc >> 16)
+	acc = (acc & 0xffff) + (acc >> 16)
+	return uint16(acc)
+}

@@ -1,0 +1,118 @@
+package tcpfsm
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
+)
+
+// refChecksum is RFC 1071's algorithm written the slow, obvious way: sum
+// big-endian 16-bit words with end-around carry, then complement.
+func refChecksum(src, dst netip.Addr, tcp []byte) uint16 {
+	var ph []byte
+	src, dst = src.Unmap(), dst.Unmap()
+	if src.Is4() {
+		ph = append(ph, src.AsSlice()...)
+		ph = append(ph, dst.AsSlice()...)
+		ph = append(ph, 0, ProtocolTCP)
+		ph = binary.BigEndian.AppendUint16(ph, uint16(len(tcp)))
+	} else {
+		ph = append(ph, src.AsSlice()...)
+		ph = append(ph, dst.AsSlice()...)
+		ph = binary.BigEndian.AppendUint32(ph, uint32(len(tcp)))
+		ph = append(ph, 0, 0, 0, ProtocolTCP)
+	}
+	data := append(ph, tcp...)
+	if len(data)%2 == 1 {
+		data = append(data, 0)
+	}
+	var sum uint32
+	for i := 0; i < len(data); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(data[i:]))
+		sum = (sum & 0xffff) + (sum >> 16)
+	}
+	return ^uint16(sum)
+}
+
+func genAddrPair(t *rapid.T) (netip.Addr, netip.Addr) {
+	if rapid.Bool().Draw(t, "v6") {
+		return netip.AddrFrom16([16]byte(rapid.SliceOfN(rapid.Byte(), 16, 16).Draw(t, "src"))),
+			netip.AddrFrom16([16]byte(rapid.SliceOfN(rapid.Byte(), 16, 16).Draw(t, "dst")))
+	}
+	return netip.AddrFrom4([4]byte(rapid.SliceOfN(rapid.Byte(), 4, 4).Draw(t, "src"))),
+		netip.AddrFrom4([4]byte(rapid.SliceOfN(rapid.Byte(), 4, 4).Draw(t, "dst")))
+}
+
+func TestChecksumAgreesWithReference(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		src, dst := genAddrPair(t)
+		b := rapid.SliceOfN(rapid.Byte(), 0, 600).Draw(t, "bytes")
+		require.Equal(t, refChecksum(src, dst, b), Checksum(src, dst, b))
+	})
+}
+
+func TestChecksumInsertedVerifies(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		src, dst := genAddrPair(t)
+		s := genSegment(t)
+		b := s.AppendTo(nil)
+		require.NoError(t, SetChecksum(b, src, dst))
+		require.True(t, VerifyChecksum(b, src, dst))
+		require.Equal(t, uint16(0), Checksum(src, dst, b))
+		// Any single-bit error is caught by a ones'-complement sum.
+		i := rapid.IntRange(0, len(b)-1).Draw(t, "byte")
+		bit := rapid.IntRange(0, 7).Draw(t, "bit")
+		b[i] ^= 1 << bit
+		require.False(t, VerifyChecksum(b, src, dst), "flipped bit %d of byte %d", bit, i)
+	})
+}
+
+func TestChecksumAddressErrors(t *testing.T) {
+	v4 := netip.MustParseAddr("192.0.2.1")
+	v6 := netip.MustParseAddr("2001:db8::1")
+	b := make([]byte, HeaderLen)
+	require.ErrorIs(t, SetChecksum(b, v4, v6), ErrAddress)
+	require.ErrorIs(t, SetChecksum(b, netip.Addr{}, v4), ErrAddress)
+	require.ErrorIs(t, SetChecksum(b[:10], v4, v4), ErrTruncated)
+	require.False(t, VerifyChecksum(b, v4, v6))
+	// An IPv4-mapped IPv6 address counts as IPv4.
+	mapped := netip.AddrFrom16(v4.As16())
+	require.NoError(t, SetChecksum(b, mapped, v4))
+	require.True(t, VerifyChecksum(b, v4, v4))
+}
+
+func TestChecksumAllocatesNothing(t *testing.T) {
+	src, dst := netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")
+	b := make([]byte, 1480)
+	require.Zero(t, testing.AllocsPerRun(100, func() {
+		_ = SetChecksum(b, src, dst)
+		if !VerifyChecksum(b, src, dst) {
+			panic("checksum")
+		}
+	}))
+}
+
+func BenchmarkChecksum(b *testing.B) {
+	src, dst := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	for _, size := range []struct {
+		name string
+		n    int
+	}{{"1460B", 1460}, {"64KiB", 64 << 10}} {
+		b.Run(size.name, func(b *testing.B) {
+			buf := make([]byte, size.n)
+			for i := range buf {
+				buf[i] = byte(i * 7)
+			}
+			b.SetBytes(int64(size.n))
+			b.ReportAllocs()
+			var sink uint16
+			for b.Loop() {
+				sink += Checksum(src, dst, buf)
+			}
+			_ = sink
+		})
+	}
+}
