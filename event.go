@@ -1,0 +1,270 @@
+package tcpfsm
+
+import "strconv"
+
+// EventKind says what happened: a user call, an arriving segment, or time
+// passing (RFC 9293 section 3.10 lists these three kinds of event).
+type EventKind uint8
+
+// The events Step accepts.
+const (
+	// EvOpen is an active OPEN (RFC 9293 section 3.10.1): send a SYN with
+	// Event.ISS to Event.RemotePort from Event.LocalPort.
+	EvOpen EventKind = iota + 1
+	// EvListen is a passive OPEN: wait in LISTEN on Event.LocalPort. A SYN
+	// that arrives later needs Event.ISS on its EvSegment.
+	EvListen
+	// EvSend queues Event.N more bytes of the user's stream for sending
+	// (RFC 9293 section 3.10.2). The host holds the bytes.
+	EvSend
+	// EvReceive says the user consumed Event.N bytes of received data,
+	// which frees receive window (RFC 9293 section 3.10.3).
+	EvReceive
+	// EvClose closes our half of the connection: a FIN follows the queued
+	// data (RFC 9293 section 3.10.4).
+	EvClose
+	// EvAbort resets the connection (RFC 9293 section 3.10.5).
+	EvAbort
+	// EvSegment is a segment from the peer (RFC 9293 section 3.10.7).
+	// Event.Seg holds it; its payload is not retained. Event.ISS is used if
+	// the TCB is in LISTEN and the segment is a SYN. Event.More says more
+	// segments of the same batch follow, so the ACK may wait for the last
+	// (RFC 9293 MUST-58, MUST-59).
+	EvSegment
+	// EvTick says time has passed: timers due at or before now fire
+	// (RFC 9293 section 3.10.8).
+	EvTick
+)
+
+var eventNames = [...]string{"", "open", "listen", "send", "receive", "close", "abort", "segment", "tick"}
+
+// String returns the event kind's name, such as "segment".
+func (k EventKind) String() string {
+	if int(k) < len(eventNames) && k != 0 {
+		return eventNames[k]
+	}
+	return "EventKind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Event is the input of one Step. It is a tagged struct: Kind says which
+// fields matter. Building one does not allocate.
+type Event struct {
+	Kind       EventKind
+	More       bool     // EvSegment: more segments of this batch follow; hold the ACK
+	LocalPort  uint16   // EvOpen, EvListen
+	RemotePort uint16   // EvOpen
+	ISS        Seq      // EvOpen; EvSegment carrying a SYN to a TCB in LISTEN
+	N          uint32   // EvSend, EvReceive: a byte count
+	Seg        *Segment // EvSegment: the arriving segment, read but not kept
+}
+
+// Open returns an active-open event.
+func Open(localPort, remotePort uint16, iss Seq) Event {
+	return Event{Kind: EvOpen, LocalPort: localPort, RemotePort: remotePort, ISS: iss}
+}
+
+// ListenOn returns a passive-open event for localPort.
+func ListenOn(localPort uint16) Event { return Event{Kind: EvListen, LocalPort: localPort} }
+
+// Send returns an event that queues n bytes for sending.
+func Send(n uint32) Event { return Event{Kind: EvSend, N: n} }
+
+// Receive returns an event that says the user consumed n received bytes.
+func Receive(n uint32) Event { return Event{Kind: EvReceive, N: n} }
+
+// CloseEvent returns a close event.
+func CloseEvent() Event { return Event{Kind: EvClose} }
+
+// AbortEvent returns an abort event.
+func AbortEvent() Event { return Event{Kind: EvAbort} }
+
+// Arrive returns a segment-arrival event. iss is used only if the TCB is
+// in LISTEN and s is a SYN.
+func Arrive(s *Segment, iss Seq) Event { return Event{Kind: EvSegment, Seg: s, ISS: iss} }
+
+// Tick returns a time-passing event.
+func Tick() Event { return Event{Kind: EvTick} }
+
+// ActionKind says what the host must do.
+type ActionKind uint8
+
+// The actions Step appends.
+const (
+	// ActSend: transmit Action.Seg. Its payload is Action.DataLen bytes of
+	// the send stream starting at sequence number Action.DataSeq; the host
+	// copies them from its send buffer (byte i of the stream, counted from
+	// 0, has sequence number ISS+1+i). Action.Seg.Payload is nil.
+	ActSend ActionKind = iota + 1
+	// ActAccept: keep Action.DataLen bytes of the arriving segment's
+	// payload, starting at Action.Offset, as stream bytes from sequence
+	// number Action.DataSeq. Bytes below TCB.RcvNxt are readable in order;
+	// bytes beyond it are out of order and become readable once the gap
+	// before them fills.
+	ActAccept
+	// ActNotify: tell the user Action.Note (with Action.N for byte counts).
+	ActNotify
+	// ActTimer: timer Action.Timer now fires at Action.Deadline, or is
+	// stopped if Action.Deadline is zero. The TCB also keeps the deadlines;
+	// see TCB.NextDeadline.
+	ActTimer
+	// ActDrop: the segment was dropped for Action.Drop. Hosts count these.
+	ActDrop
+)
+
+var actionNames = [...]string{"", "send", "accept", "notify", "timer", "drop"}
+
+// String returns the action kind's name, such as "send".
+func (k ActionKind) String() string {
+	if int(k) < len(actionNames) && k != 0 {
+		return actionNames[k]
+	}
+	return "ActionKind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Note is a notification for the user (RFC 9293 section 3.9.2 and MUST-12).
+type Note uint8
+
+// The notifications.
+const (
+	NoteConnected  Note = iota + 1 // the connection reached ESTABLISHED
+	NoteSendAcked                  // Action.N bytes of sent data were acknowledged
+	NoteReadable                   // in-order data is ready to read (RCV.NXT moved)
+	NotePeerClosed                 // the peer's FIN arrived: end of stream after the data already accepted
+	NoteCloseDone                  // our FIN was acknowledged (the RFC's "ok" to CLOSE)
+	NoteClosed                     // the connection ended normally (TIME-WAIT or LAST-ACK done)
+	NoteReset                      // "connection reset": the peer reset the connection
+	NoteRefused                    // "connection refused": a RST answered our SYN
+	NoteTimedOut                   // retransmission gave up (R2) and the connection closed
+	NoteUserTimeout                // "connection aborted due to user timeout"
+	NoteStalled                    // retransmissions reached R1: negative advice (MUST-20, SHLD-9)
+	NoteReopen                     // a SYN in TIME-WAIT may start a new incarnation (RFC 6191)
+	NoteAborted                    // our user aborted the connection
+)
+
+var noteNames = [...]string{"", "connected", "send-acked", "readable", "peer-closed", "close-done",
+	"closed", "reset", "refused", "timed-out", "user-timeout", "stalled", "reopen", "aborted"}
+
+// String returns the note's name, such as "peer-closed".
+func (n Note) String() string {
+	if int(n) < len(noteNames) && n != 0 {
+		return noteNames[n]
+	}
+	return "Note(" + strconv.Itoa(int(n)) + ")"
+}
+
+// DropReason says why an arriving segment was dropped. Each is documented
+// behaviour of RFC 9293 section 3.10.7; hosts count them.
+type DropReason uint8
+
+// The drop reasons.
+const (
+	DropClosed           DropReason = iota + 1 // no connection (a RST is sent unless the segment was one)
+	DropListenNotSYN                           // LISTEN: not a SYN (RST, ACK, or neither)
+	DropSynSentBadACK                          // SYN-SENT: ACK outside (ISS, SND.NXT]
+	DropSynSentNoSYN                           // SYN-SENT: neither SYN nor acceptable RST
+	DropUnacceptable                           // sequence number outside the receive window
+	DropRSTNotExact                            // RST in window but not at RCV.NXT (challenge ACK sent)
+	DropSYNSynchronized                        // SYN in a synchronized state (challenge ACK sent)
+	DropNoACK                                  // ACK bit off past the SYN check
+	DropBadACK                                 // ACK outside the acceptable range (RFC 5961 section 5.2)
+	DropRateLimited                            // a challenge ACK was due but the rate limit held it back
+	DropTimeWaitRST                            // RST in TIME-WAIT, ignored per RFC 1337
+	DropAfterFIN                               // text after the peer's FIN, ignored
+	DropOutOfOrderFull                         // out-of-order data with no free reassembly slot
+	DropNotOurs                                // ports do not match this connection
+)
+
+var dropNames = [...]string{"", "closed", "listen-not-syn", "syn-sent-bad-ack", "syn-sent-no-syn",
+	"unacceptable", "rst-not-exact", "syn-synchronized", "no-ack", "bad-ack", "rate-limited",
+	"time-wait-rst", "after-fin", "out-of-order-full", "not-ours"}
+
+// String returns the reason's name, such as "unacceptable".
+func (r DropReason) String() string {
+	if int(r) < len(dropNames) && r != 0 {
+		return dropNames[r]
+	}
+	return "DropReason(" + strconv.Itoa(int(r)) + ")"
+}
+
+// Action is one output of Step: a tagged struct whose Kind says which
+// fields matter. Actions are appended to a caller-supplied slice, so a
+// Step allocates nothing once the slice has room.
+type Action struct {
+	Kind     ActionKind
+	Note     Note       // ActNotify
+	Timer    TimerKind  // ActTimer
+	Drop     DropReason // ActDrop
+	N        uint32     // ActNotify with NoteSendAcked: bytes acknowledged
+	DataSeq  Seq        // ActSend, ActAccept: sequence number of the first data byte
+	DataLen  uint32     // ActSend, ActAccept: data bytes
+	Offset   uint32     // ActAccept: offset of the first byte in the arriving payload
+	Deadline Time       // ActTimer: when the timer fires; zero if stopped
+	Seg      Segment    // ActSend: the segment, without payload bytes
+}
+
+// String describes the action in one line, for traces and test failures.
+func (a Action) String() string {
+	b := []byte(a.Kind.String())
+	switch a.Kind {
+	case ActSend:
+		b = append(b, ' ')
+		b, _ = a.Seg.AppendText(b)
+		if a.DataLen > 0 {
+			b = append(b[:len(b)-len(" length 0")], " length "...)
+			b = strconv.AppendUint(b, uint64(a.DataLen), 10)
+		}
+	case ActAccept:
+		b = append(b, " seq "...)
+		b = strconv.AppendUint(b, uint64(a.DataSeq), 10)
+		b = append(b, " len "...)
+		b = strconv.AppendUint(b, uint64(a.DataLen), 10)
+		b = append(b, " from offset "...)
+		b = strconv.AppendUint(b, uint64(a.Offset), 10)
+	case ActNotify:
+		b = append(b, ' ')
+		b = append(b, a.Note.String()...)
+		if a.Note == NoteSendAcked {
+			b = append(b, ' ')
+			b = strconv.AppendUint(b, uint64(a.N), 10)
+		}
+	case ActTimer:
+		b = append(b, ' ')
+		b = append(b, a.Timer.String()...)
+		if a.Deadline == 0 {
+			b = append(b, " stopped"...)
+		} else {
+			b = append(b, " at "...)
+			b = append(b, a.Deadline.String()...)
+		}
+	case ActDrop:
+		b = append(b, ' ')
+		b = append(b, a.Drop.String()...)
+	}
+	return string(b)
+}
+
+// CallError is the error a user call returns when the current state does
+// not allow it (RFC 9293 sections 3.10.1 to 3.10.6). The TCB is unchanged.
+type CallError uint8
+
+// The user-call errors, worded as RFC 9293 words them.
+const (
+	ErrConnectionExists       CallError = iota + 1 // "connection already exists"
+	ErrConnectionDoesNotExist                      // "connection does not exist"
+	ErrConnectionClosing                           // "connection closing"
+	ErrInsufficientResources                       // "insufficient resources"
+	ErrRemoteUnspecified                           // "remote socket unspecified"
+	ErrBadEvent                                    // the event's Kind is not one Step knows
+)
+
+var callErrorText = [...]string{"", "connection already exists", "connection does not exist",
+	"connection closing", "insufficient resources", "remote socket unspecified", "unknown event kind"}
+
+// Error returns "tcpfsm: " and the RFC's wording, such as
+// "tcpfsm: connection closing".
+func (e CallError) Error() string {
+	if int(e) < len(callErrorText) && e != 0 {
+		return "tcpfsm: " + callErrorText[e]
+	}
+	return "tcpfsm: CallError(" + strconv.Itoa(int(e)) + ")"
+}

@@ -1,0 +1,249 @@
+package tcpfsm
+
+// Step applies one event at time now to a copy of t and returns the new
+// TCB and the actions, appended to out. It is the pure form of (*TCB).Step:
+// t itself is not changed, and the same (t, ev, now) always gives the same
+// result.
+func Step(t TCB, ev Event, now Time, out []Action) (TCB, []Action, error) {
+	out, err := t.Step(ev, now, out)
+	return t, out, err
+}
+
+// Step applies one event at time now: a user call, an arriving segment, or
+// time passing (RFC 9293 section 3.10). It updates t in place and appends
+// the resulting actions (segments to send, data to accept, notes for the
+// user, timer changes, drops) to out, returning the extended slice.
+//
+// Step does no I/O, reads no clock, draws no random numbers and keeps no
+// reference to ev.Seg. It allocates nothing when out has room. A user call
+// that the current state does not allow returns a CallError and leaves t
+// and out unchanged. Segments are never errors: a segment that fails a
+// check is dropped with an ActDrop action, and any reply the RFC calls for
+// (RST, ACK) is sent.
+//
+// Host call order: Step every user call and every arriving segment as it
+// happens, and Step a Tick whenever the clock reaches NextDeadline. Perform
+// the actions in the order given.
+func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
+	switch ev.Kind {
+	case EvOpen:
+		return t.open(ev, now, out)
+	case EvListen:
+		return t.listen(ev, out)
+	case EvSend:
+		return t.send(ev.N, now, out)
+	case EvReceive:
+		return t.receive(ev.N, now, out)
+	case EvClose:
+		return t.close(now, out)
+	case EvAbort:
+		return t.abort(out)
+	case EvSegment:
+		if ev.Seg == nil {
+			return out, ErrBadEvent
+		}
+		out = t.segmentArrives(ev.Seg, ev.ISS, now, out)
+		if !ev.More {
+			out = t.output(now, out)
+		}
+		return out, nil
+	case EvTick:
+		return t.tick(now, out), nil
+	}
+	return out, ErrBadEvent
+}
+
+// reset clears every connection variable, keeping the settings.
+func (t *TCB) reset() {
+	cfg := t.cfg
+	if cfg.opts&optSet == 0 {
+		cfg = defaultSettings
+	}
+	*t = TCB{cfg: cfg}
+}
+
+// open handles an active OPEN (RFC 9293 section 3.10.1).
+func (t *TCB) open(ev Event, now Time, out []Action) ([]Action, error) {
+	switch t.State {
+	case Closed, Listen:
+	default:
+		return out, ErrConnectionExists
+	}
+	if ev.RemotePort == 0 {
+		return out, ErrRemoteUnspecified
+	}
+	local := ev.LocalPort
+	if t.State == Listen && local == 0 {
+		local = t.LocalPort
+	}
+	t.reset()
+	t.LocalPort, t.RemotePort = local, ev.RemotePort
+	t.initSend(ev.ISS)
+	t.State = SynSent
+	out = t.sendSYN(now, out)
+	return out, nil
+}
+
+// initSend sets the send variables for a new ISS.
+func (t *TCB) initSend(iss Seq) {
+	t.Iss = iss
+	t.SndUna = iss
+	t.SndNxt = iss.Add(1)
+	t.sndEnd = t.SndNxt
+	t.sndRtx = t.SndNxt
+	t.rto = t.cfg.initRTO * 1000
+	t.ssthresh = maxQueued
+	t.sndMSS = t.defaultPeerMSS()
+}
+
+// listen handles a passive OPEN.
+func (t *TCB) listen(ev Event, out []Action) ([]Action, error) {
+	if t.State != Closed {
+		return out, ErrConnectionExists
+	}
+	t.reset()
+	t.LocalPort = ev.LocalPort
+	t.State = Listen
+	return out, nil
+}
+
+// send handles SEND (RFC 9293 section 3.10.2): it queues n bytes.
+func (t *TCB) send(n uint32, now Time, out []Action) ([]Action, error) {
+	switch t.State {
+	case Closed:
+		return out, ErrConnectionDoesNotExist
+	case Listen:
+		return out, ErrRemoteUnspecified
+	case SynSent, SynReceived, Established, CloseWait:
+		if t.flags&flagCloseCalled != 0 {
+			return out, ErrConnectionClosing
+		}
+	default:
+		return out, ErrConnectionClosing
+	}
+	if uint64(t.sndEnd.Diff(t.SndUna))+uint64(n) > maxQueued {
+		return out, ErrInsufficientResources
+	}
+	t.sndEnd = t.sndEnd.Add(n)
+	return t.output(now, out), nil
+}
+
+// receive handles the user consuming n received bytes (RFC 9293 section
+// 3.10.3): the window they occupied is free again.
+func (t *TCB) receive(n uint32, now Time, out []Action) ([]Action, error) {
+	switch t.State {
+	case Closed:
+		return out, ErrConnectionDoesNotExist
+	case Listen, SynSent:
+		if n == 0 {
+			return out, nil
+		}
+		return out, ErrInsufficientResources
+	}
+	avail := t.RcvNxt.Diff(t.rcvUser) - t.finBit()
+	if n > avail {
+		if t.flags&flagFinRcvd != 0 {
+			return out, ErrConnectionClosing
+		}
+		return out, ErrInsufficientResources
+	}
+	t.rcvUser = t.rcvUser.Add(n)
+	// Announce the opened window once it can move by enough (RFC 9293
+	// section 3.8.6.2.2 and MUST-39).
+	if t.State.IsSynchronized() && t.flags&flagFinRcvd == 0 && t.windowUpdateDue() {
+		t.flags |= flagAckNow
+	}
+	return t.output(now, out), nil
+}
+
+// close handles CLOSE (RFC 9293 section 3.10.4).
+func (t *TCB) close(now Time, out []Action) ([]Action, error) {
+	switch t.State {
+	case Closed:
+		return out, ErrConnectionDoesNotExist
+	case Listen, SynSent:
+		out = t.toClosed(out, NoteClosed)
+		return out, nil
+	case SynReceived:
+		// The FIN waits until the handshake completes (see CONFORMANCE.md).
+		if t.flags&flagCloseCalled != 0 {
+			return out, ErrConnectionClosing
+		}
+		t.flags |= flagCloseCalled
+		return out, nil
+	case Established:
+		t.flags |= flagCloseCalled
+		t.State = FinWait1
+	case CloseWait:
+		t.flags |= flagCloseCalled
+		t.State = LastAck
+	default:
+		return out, ErrConnectionClosing
+	}
+	return t.output(now, out), nil
+}
+
+// abort handles ABORT (RFC 9293 section 3.10.5).
+func (t *TCB) abort(out []Action) ([]Action, error) {
+	switch t.State {
+	case Closed:
+		return out, ErrConnectionDoesNotExist
+	case SynReceived, Established, FinWait1, FinWait2, CloseWait:
+		out = t.emitRST(out, t.SndNxt)
+	}
+	return t.toClosed(out, NoteAborted), nil
+}
+
+// toClosed deletes the connection: timers stopped, one final note.
+func (t *TCB) toClosed(out []Action, note Note) []Action {
+	out = t.stopAll(out)
+	t.reset()
+	return append(out, Action{Kind: ActNotify, Note: note})
+}
+
+// toListen returns a passively opened connection to LISTEN (RFC 9293
+// section 3.10.7.4): the queues are flushed and the user is not told.
+func (t *TCB) toListen(out []Action) []Action {
+	out = t.stopAll(out)
+	port := t.LocalPort
+	t.reset()
+	t.LocalPort = port
+	t.State = Listen
+	return out
+}
+
+// toTimeWait enters TIME-WAIT: other timers off, 2*MSL on (RFC 9293 MUST-13).
+func (t *TCB) toTimeWait(now Time, out []Action) []Action {
+	t.State = TimeWait
+	out = t.stopAll(out)
+	return t.arm(out, TimerClose, now, 2*msDur(t.cfg.msl))
+}
+
+// notify appends a note.
+func notify(out []Action, n Note) []Action {
+	return append(out, Action{Kind: ActNotify, Note: n})
+}
+
+// drop appends a drop.
+func drop(out []Action, r DropReason) []Action {
+	return append(out, Action{Kind: ActDrop, Drop: r})
+}
+
+// ResetFor returns the RST that answers seg when no connection exists
+// (RFC 9293 section 3.10.7.1): <SEQ=SEG.ACK><CTL=RST> if seg has ACK,
+// else <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>. It returns false if seg
+// is itself a RST, which is never answered.
+func ResetFor(seg *Segment) (Segment, bool) {
+	if seg.Flags&FlagRST != 0 {
+		return Segment{}, false
+	}
+	r := Segment{SrcPort: seg.DstPort, DstPort: seg.SrcPort}
+	if seg.Flags&FlagACK != 0 {
+		r.Seq = seg.Ack
+		r.Flags = FlagRST
+	} else {
+		r.Ack = seg.End()
+		r.Flags = FlagRST | FlagACK
+	}
+	return r, true
+}

@@ -1,0 +1,164 @@
+package tcpfsm
+
+import (
+	"time"
+)
+
+// TCB is the transmission control block of one connection (RFC 9293
+// section 3.3.1): every variable of the connection's state, as a plain value
+// with no pointers. Copy it to snapshot a connection, compare copies to test
+// it, replay events into a copy to reproduce a run.
+//
+// The exported fields carry the RFC's names and are there to be read:
+// Step maintains them, and changing one by hand breaks its invariants. The
+// zero TCB is a CLOSED connection with the default Config; NewTCB makes one
+// with other settings.
+type TCB struct {
+	// Send sequence variables (RFC 9293 section 3.3.1).
+	Iss       Seq    // ISS: initial send sequence number
+	SndUna    Seq    // SND.UNA: oldest unacknowledged sequence number
+	SndNxt    Seq    // SND.NXT: next new sequence number to send
+	SndWnd    uint32 // SND.WND: the peer's window, scaled
+	SndWl1    Seq    // SND.WL1: SEG.SEQ of the segment last used to update SND.WND
+	SndWl2    Seq    // SND.WL2: SEG.ACK of the segment last used to update SND.WND
+	MaxSndWnd uint32 // MAX.SND.WND: the largest window the peer offered (RFC 5961 section 5.2)
+
+	// Receive sequence variables.
+	Irs    Seq // IRS: the peer's initial sequence number
+	RcvNxt Seq // RCV.NXT: next sequence number expected
+
+	sndEnd  Seq      // sequence number after the last byte the user queued
+	sndRtx  Seq      // where retransmission resumes; equals SndNxt when none is pending
+	rcvUser Seq      // next sequence number the user will consume
+	rcvAdv  Seq      // right edge of the window last advertised: RCV.NXT+RCV.WND
+	finSeq  Seq      // sequence number of the peer's FIN, when flagFinPending
+	ooo     rangeSet // out-of-order data held by the host, beyond RCV.NXT
+
+	timers   [numTimers]Time // deadlines; zero means stopped
+	rtxStart Time            // when the segment being retransmitted was first sent
+	rttStart Time            // when the segment being timed was sent
+	lastRcv  Time            // when the last segment arrived (keep-alive idle time)
+	chStart  Time            // start of the current challenge-ACK second
+	rttSeq   Seq             // the ACK that ends the RTT measurement
+	srtt     uint32          // SRTT in microseconds (RFC 6298)
+	rttvar   uint32          // RTTVAR in microseconds
+	rto      uint32          // current RTO in microseconds, with backoff
+	cwnd     uint32          // congestion window in bytes (RFC 5681)
+	ssthresh uint32          // slow-start threshold in bytes
+
+	State      State  // the connection state
+	retries    uint8  // timeouts of the segment at SND.UNA
+	chCount    uint8  // challenge ACKs sent in the current second
+	keepProbes uint8  // unanswered keep-alive probes
+	flags      flags  // conditions of the connection
+	sndMSS     uint16 // effective send MSS (RFC 9293 MUST-16)
+	LocalPort  uint16 // our port
+	RemotePort uint16 // the peer's port
+	cfg        settings
+}
+
+type flags uint16
+
+const (
+	flagPassive     flags = 1 << iota // SYN-RECEIVED came from LISTEN (MUST-11)
+	flagAckNow                        // an ACK is owed and goes out with the next output
+	flagCloseCalled                   // the user called CLOSE: a FIN follows the queued data
+	flagFinSent                       // our FIN has been sent; it holds sequence number sndEnd
+	flagFinRcvd                       // the peer's FIN has been processed
+	flagFinPending                    // the peer's FIN arrived beyond a hole, at finSeq
+	flagSynRetx                       // our SYN or SYN-ACK was retransmitted (RFC 6298 5.7, RFC 5681 3.1)
+	flagRttTiming                     // a segment is being timed for an RTT sample
+	flagHaveRtt                       // SRTT and RTTVAR hold a sample
+)
+
+// maxQueued bounds the data a connection holds in sequence space (sent but
+// unacknowledged plus queued), so every window stays below 2^30 and
+// sequence comparisons stay exact (RFC 7323 section 2.3).
+const maxQueued = 1 << 30
+
+// NewTCB returns a CLOSED TCB with the settings of cfg, or an error if cfg
+// breaks a requirement (see Config.Validate).
+func NewTCB(cfg Config) (TCB, error) {
+	s, err := cfg.compile()
+	if err != nil {
+		return TCB{}, err
+	}
+	return TCB{cfg: s}, nil
+}
+
+// RcvWnd returns RCV.WND, the receive window last advertised: how far past
+// RCV.NXT the peer may send (RFC 9293 section 3.3.1).
+func (t *TCB) RcvWnd() uint32 {
+	if t.rcvAdv.LessThan(t.RcvNxt) {
+		return 0
+	}
+	return t.rcvAdv.Diff(t.RcvNxt)
+}
+
+// Status is what the STATUS call returns (RFC 9293 section 3.10.6).
+type Status struct {
+	State      State
+	LocalPort  uint16
+	RemotePort uint16
+	SndUna     Seq
+	SndNxt     Seq
+	SndWnd     uint32
+	RcvNxt     Seq
+	RcvWnd     uint32
+	Unsent     uint32        // bytes queued but not yet sent
+	InFlight   uint32        // sequence numbers sent but not acknowledged
+	Unread     uint32        // bytes received in order and not yet consumed by the user
+	SendMSS    uint16        // effective send MSS
+	SRTT       time.Duration // smoothed RTT (zero before the first sample)
+	RTTVar     time.Duration // RTT variation
+	RTO        time.Duration // the retransmission timeout in force
+	Cwnd       uint32        // congestion window
+	Ssthresh   uint32        // slow-start threshold
+	Retries    int           // timeouts of the oldest unacknowledged segment
+}
+
+// Status returns the connection's status, or ErrConnectionDoesNotExist in
+// CLOSED (RFC 9293 section 3.10.6).
+func (t *TCB) Status() (Status, error) {
+	if t.State == Closed {
+		return Status{}, ErrConnectionDoesNotExist
+	}
+	return Status{
+		State: t.State, LocalPort: t.LocalPort, RemotePort: t.RemotePort,
+		SndUna: t.SndUna, SndNxt: t.SndNxt, SndWnd: t.SndWnd,
+		RcvNxt: t.RcvNxt, RcvWnd: t.RcvWnd(),
+		Unsent:   t.unsent(),
+		InFlight: t.SndNxt.Diff(t.SndUna),
+		Unread:   t.RcvNxt.Diff(t.rcvUser) - t.finBit(),
+		SendMSS:  t.sndMSS,
+		SRTT:     time.Duration(t.srtt) * time.Microsecond,
+		RTTVar:   time.Duration(t.rttvar) * time.Microsecond,
+		RTO:      time.Duration(t.rto) * time.Microsecond,
+		Cwnd:     t.cwnd, Ssthresh: t.ssthresh,
+		Retries: int(t.retries),
+	}, nil
+}
+
+// unsent is the number of queued bytes not yet sent.
+func (t *TCB) unsent() uint32 {
+	if t.State == Listen || t.State == Closed || !t.SndNxt.LessThan(t.sndEnd) {
+		return 0
+	}
+	return t.sndEnd.Diff(t.SndNxt)
+}
+
+// finBit is 1 once the peer's FIN has taken a sequence number below RCV.NXT.
+func (t *TCB) finBit() uint32 {
+	if t.flags&flagFinRcvd != 0 {
+		return 1
+	}
+	return 0
+}
+
+// synAcked reports whether our SYN has been acknowledged.
+func (t *TCB) synAcked() bool { return t.SndUna != t.Iss }
+
+// finAcked reports whether our FIN has been sent and acknowledged.
+func (t *TCB) finAcked() bool {
+	return t.flags&flagFinSent != 0 && t.SndUna == t.sndEnd.Add(1)
+}

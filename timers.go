@@ -1,0 +1,147 @@
+package tcpfsm
+
+import (
+	"strconv"
+	"time"
+)
+
+// Time is a point on the host's monotonic timeline, in nanoseconds from an
+// epoch the host chooses. The state machine never reads a clock: the host
+// reads its Clock and passes now into Step (RFC 9293 section 3.8). Times
+// must not decrease from one Step to the next, and must not be negative.
+type Time int64
+
+// Add returns t+d.
+func (t Time) Add(d time.Duration) Time { return t + Time(d) }
+
+// Sub returns the duration t-u.
+func (t Time) Sub(u Time) time.Duration { return time.Duration(t - u) }
+
+// Before reports whether t is before u.
+func (t Time) Before(u Time) bool { return t < u }
+
+// String prints the time as a duration since the epoch, such as "1.5s".
+func (t Time) String() string { return time.Duration(t).String() }
+
+// Clock gives the host's current time. The state machine does not call it;
+// hosts do, and pass the result to Step. Tests use a ManualClock.
+type Clock interface {
+	Now() Time
+}
+
+// ManualClock is a Clock that moves only when told to: the clock of tests
+// and simulations. The zero value reads 0.
+type ManualClock struct {
+	now Time
+}
+
+// Now returns the clock's time.
+func (c *ManualClock) Now() Time { return c.now }
+
+// Advance moves the clock forward by d; a negative d is ignored, so the
+// clock never goes back.
+func (c *ManualClock) Advance(d time.Duration) {
+	if d > 0 {
+		c.now += Time(d)
+	}
+}
+
+// Set moves the clock to t if t is later than its time.
+func (c *ManualClock) Set(t Time) {
+	if t > c.now {
+		c.now = t
+	}
+}
+
+// SystemClock is a Clock backed by the Go runtime's monotonic clock, with
+// its epoch at the moment it was made.
+type SystemClock struct {
+	start time.Time
+}
+
+// NewSystemClock returns a SystemClock whose epoch is now.
+func NewSystemClock() *SystemClock { return &SystemClock{start: time.Now()} }
+
+// Now returns the time since the clock was made.
+func (c *SystemClock) Now() Time { return Time(time.Since(c.start)) }
+
+// TimerKind names one of the timers a TCB keeps (RFC 9293 section 3.8,
+// RFC 1122 section 4.2.3).
+type TimerKind uint8
+
+// The timers. Each holds a deadline in the TCB; zero means not running.
+const (
+	// TimerRetransmit is the retransmission timer (RFC 6298): SYN, SYN-ACK,
+	// data and FIN retransmission, and the zero-window probe.
+	TimerRetransmit TimerKind = iota
+	// TimerClose is the TIME-WAIT 2*MSL timer (RFC 9293 MUST-13) in
+	// TIME-WAIT, and the optional FIN-WAIT-2 timeout in FIN-WAIT-2.
+	TimerClose
+	// TimerKeepalive is the keep-alive idle and probe timer (RFC 9293 section 3.8.4).
+	TimerKeepalive
+	// TimerUser is the user timeout (RFC 9293 section 3.10.8, RFC 5482).
+	TimerUser
+	// TimerDelayedACK holds a delayed acknowledgment (RFC 9293 section 3.8.6.3).
+	TimerDelayedACK
+	numTimers
+)
+
+var timerNames = [numTimers]string{"retransmit", "close", "keepalive", "user", "delayed-ack"}
+
+// String returns the timer's name, such as "retransmit".
+func (k TimerKind) String() string {
+	if k < numTimers {
+		return timerNames[k]
+	}
+	return "timer(" + strconv.Itoa(int(k)) + ")"
+}
+
+// NextDeadline returns the earliest deadline of the TCB's running timers
+// and true, or false if none is running. The host calls Step with a Tick
+// event once its clock reaches that time.
+func (t *TCB) NextDeadline() (Time, bool) {
+	var best Time
+	ok := false
+	for _, d := range t.timers {
+		if d != 0 && (!ok || d < best) {
+			best, ok = d, true
+		}
+	}
+	return best, ok
+}
+
+// Deadline returns the deadline of timer k and whether it is running.
+func (t *TCB) Deadline(k TimerKind) (Time, bool) {
+	if k >= numTimers {
+		return 0, false
+	}
+	d := t.timers[k]
+	return d, d != 0
+}
+
+// arm sets timer k to fire at now+d and reports the change as an action.
+func (t *TCB) arm(out []Action, k TimerKind, now Time, d time.Duration) []Action {
+	at := max(now.Add(d), 1) // zero means stopped
+	if t.timers[k] == at {
+		return out
+	}
+	t.timers[k] = at
+	return append(out, Action{Kind: ActTimer, Timer: k, Deadline: at})
+}
+
+// stop stops timer k, reporting it if it was running.
+func (t *TCB) stop(out []Action, k TimerKind) []Action {
+	if t.timers[k] == 0 {
+		return out
+	}
+	t.timers[k] = 0
+	return append(out, Action{Kind: ActTimer, Timer: k})
+}
+
+// stopAll stops every timer.
+func (t *TCB) stopAll(out []Action) []Action {
+	for k := range numTimers {
+		out = t.stop(out, k)
+	}
+	return out
+}
