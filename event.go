@@ -208,11 +208,7 @@ func (a Action) String() string {
 	switch a.Kind {
 	case ActSend:
 		b = append(b, ' ')
-		b, _ = a.Seg.AppendText(b)
-		if a.DataLen > 0 {
-			b = append(b[:len(b)-len(" length 0")], " length "...)
-			b = strconv.AppendUint(b, uint64(a.DataLen), 10)
-		}
+		b = a.Seg.appendText(b, a.DataLen)
 	case ActAccept:
 		b = append(b, " seq "...)
 		b = strconv.AppendUint(b, uint64(a.DataSeq), 10)

@@ -256,15 +256,20 @@ func (s *Segment) AppendTo(b []byte) []byte {
 // (as "first:last+1" when there is data) and ack only when FlagACK is set.
 // Options are shown in the order AppendTo would encode them.
 func (s *Segment) AppendText(b []byte) ([]byte, error) {
+	return s.appendText(b, uint32(len(s.Payload))), nil
+}
+
+// appendText writes the text form for a segment carrying n payload bytes.
+func (s *Segment) appendText(b []byte, n uint32) []byte {
 	b = append(b, "Flags ["...)
 	b, _ = s.Flags.AppendText(b)
 	b = append(b, ']')
-	if len(s.Payload) > 0 || s.Flags&(FlagSYN|FlagFIN|FlagRST) != 0 {
+	if n > 0 || s.Flags&(FlagSYN|FlagFIN|FlagRST) != 0 {
 		b = append(b, ", seq "...)
 		b = strconv.AppendUint(b, uint64(s.Seq), 10)
-		if len(s.Payload) > 0 {
+		if n > 0 {
 			b = append(b, ':')
-			b = strconv.AppendUint(b, uint64(s.Seq.Add(uint32(len(s.Payload)))), 10)
+			b = strconv.AppendUint(b, uint64(s.Seq.Add(n)), 10)
 		}
 	}
 	if s.Flags&FlagACK != 0 {
@@ -279,8 +284,7 @@ func (s *Segment) AppendText(b []byte) ([]byte, error) {
 	}
 	b = s.Options.appendText(b)
 	b = append(b, ", length "...)
-	b = strconv.AppendUint(b, uint64(len(s.Payload)), 10)
-	return b, nil
+	return strconv.AppendUint(b, uint64(n), 10)
 }
 
 // String returns the segment as tcpdump prints it; see AppendText.

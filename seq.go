@@ -1,5 +1,7 @@
 package tcpfsm
 
+import "strconv"
+
 // Seq is a 32-bit TCP sequence number (RFC 9293 section 3.4).
 //
 // Sequence numbers live on a circle of 2^32 values, so every comparison and
@@ -64,3 +66,6 @@ func MinSeq(a, b Seq) Seq {
 	}
 	return b
 }
+
+// String returns the sequence number in decimal.
+func (s Seq) String() string { return strconv.FormatUint(uint64(s), 10) }

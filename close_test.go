@@ -1,0 +1,350 @@
+package tcpfsm
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Each state as a fixture, reached by a real run from CLOSED.
+
+// finWait1 is ESTABLISHED (ISS 100, peer 300) after Close: FIN seq 101 out.
+func finWait1(t *testing.T, cfg Config) *conn {
+	t.Helper()
+	c := established(t, cfg)
+	c.user(CloseEvent())
+	c.sent("F. seq=101 ack=301")
+	c.state(FinWait1)
+	c.clear()
+	return c
+}
+
+func finWait2(t *testing.T, cfg Config) *conn {
+	t.Helper()
+	c := finWait1(t, cfg)
+	c.peer(pkt(".", 301, 102))
+	c.state(FinWait2)
+	c.clear()
+	return c
+}
+
+func closeWait(t *testing.T, cfg Config) *conn {
+	t.Helper()
+	c := established(t, cfg)
+	c.peer(pkt("F.", 301, 101))
+	c.sent(". seq=101 ack=302")
+	c.state(CloseWait)
+	c.clear()
+	return c
+}
+
+func lastAck(t *testing.T, cfg Config) *conn {
+	t.Helper()
+	c := closeWait(t, cfg)
+	c.user(CloseEvent())
+	c.sent("F. seq=101 ack=302")
+	c.state(LastAck)
+	c.clear()
+	return c
+}
+
+func closing(t *testing.T, cfg Config) *conn {
+	t.Helper()
+	c := finWait1(t, cfg)
+	c.peer(pkt("F.", 301, 101))
+	c.sent(". seq=102 ack=302")
+	c.state(Closing)
+	c.clear()
+	return c
+}
+
+func timeWait(t *testing.T, cfg Config) *conn {
+	t.Helper()
+	c := finWait2(t, cfg)
+	c.peer(pkt("F.", 301, 102))
+	c.sent(". seq=102 ack=302")
+	c.state(TimeWait)
+	c.clear()
+	return c
+}
+
+func TestFourWayTeardownActiveSide(t *testing.T) {
+	// RFC9293 3.10.4 (ESTAB close), (FW1 ACK), (FW2), MUST-13, 3.10.8 (TW timeout).
+	c := finWait1(t, Config{})
+	c.timer(TimerRetransmit, at(1))
+	c.peer(pkt(".", 301, 102))
+	c.state(FinWait2)
+	c.notes(NoteCloseDone)
+	c.timer(TimerRetransmit, 0)
+	// FIN-WAIT-2 still takes data (MAY-1).
+	c.peer(pkt("P.", 301, 102, data(50)))
+	c.sent(". seq=102 ack=351")
+	c.notes(NoteReadable)
+	c.peer(pkt("F.", 351, 102))
+	c.sent(". seq=102 ack=352")
+	c.state(TimeWait)
+	c.notes(NotePeerClosed)
+	c.timer(TimerClose, c.now.Add(4*time.Minute))
+	c.advanceTo(c.now.Add(4*time.Minute) - 1)
+	c.state(TimeWait)
+	c.advance(1)
+	c.state(Closed)
+	c.notes(NoteClosed)
+	c.nothing()
+}
+
+func TestFourWayTeardownPassiveSide(t *testing.T) {
+	// RFC9293 3.10.7.4 (FIN), 3.10.4 (CLOSE-WAIT close), (LAST-ACK ACK).
+	c := closeWait(t, Config{})
+	c.notes()
+	c.user(Send(10))
+	c.sent("P. seq=101 ack=302 len=10")
+	c.user(CloseEvent())
+	c.sent("F. seq=111 ack=302")
+	c.state(LastAck)
+	c.peer(pkt(".", 302, 112))
+	c.state(Closed)
+	c.notes(NoteSendAcked, NoteClosed)
+	c.nothing()
+}
+
+func TestCloseWaitLastsUntilTheApplicationCloses(t *testing.T) {
+	// The background articles' CLOSE-WAIT that never ends by itself.
+	c := closeWait(t, Config{})
+	c.advance(24 * time.Hour)
+	c.state(CloseWait)
+	c.nothing()
+	_, running := c.tcb.NextDeadline()
+	require.False(t, running)
+	c.user(CloseEvent())
+	c.state(LastAck)
+}
+
+func TestFINACKMergedTeardown(t *testing.T) {
+	// RFC9293 3.10.7.4 (FIN+ACK in FW1): three-way teardown.
+	c := finWait1(t, Config{})
+	c.peer(pkt("F.", 301, 102))
+	c.sent(". seq=102 ack=302")
+	c.state(TimeWait)
+	c.timer(TimerClose, c.now.Add(4*time.Minute))
+	c.timer(TimerRetransmit, 0)
+	c.notes(NoteCloseDone, NotePeerClosed)
+}
+
+func TestSimultaneousClose(t *testing.T) {
+	// RFC9293 3.6 (simultaneous close), (CLOSING ACK).
+	c := closing(t, Config{})
+	c.peer(pkt(".", 302, 102))
+	c.state(TimeWait)
+	c.timer(TimerClose, c.now.Add(4*time.Minute))
+	c.nothing()
+}
+
+func TestTimeWaitAcksRetransmittedFINAndRestarts(t *testing.T) {
+	// RFC9293 3.10.7.4 (TW FIN): the last ACK was lost.
+	c := timeWait(t, Config{})
+	c.advanceTo(at(60))
+	c.peer(pkt("F.", 301, 102))
+	c.sent(". seq=102 ack=302")
+	c.timer(TimerClose, at(60).Add(4*time.Minute))
+	c.state(TimeWait)
+}
+
+func TestTimeWaitIgnoresRSTByDefault(t *testing.T) {
+	// RFC1337 section 3 F1 (default), and the RFC 9293 option.
+	c := timeWait(t, Config{})
+	d, _ := c.tcb.Deadline(TimerClose)
+	c.peer(pkt("R", 302, 0))
+	c.state(TimeWait)
+	c.nothing()
+	c.drops(DropTimeWaitRST)
+	c.timer(TimerClose, d)
+
+	c = timeWait(t, Config{TimeWaitRST: true})
+	c.peer(pkt("R", 302, 0))
+	c.state(Closed)
+	c.notes(NoteReset)
+}
+
+func TestTimeWaitSYN(t *testing.T) {
+	// RFC9293 MAY-2 and RFC5961 4.2 (TIME-WAIT).
+	c := timeWait(t, Config{})
+	c.peer(pkt("S", 200, 0)) // below RCV.NXT: an old duplicate
+	c.sent(". seq=102 ack=302")
+	c.state(TimeWait)
+	c.peer(pkt("S", 5000, 0)) // above: a new incarnation
+	c.state(Closed)
+	c.notes(NoteReopen)
+	c.nothing()
+
+	c = timeWait(t, Config{TimeWaitChallenge: true})
+	c.peer(pkt("S", 5000, 0))
+	c.sent(". seq=102 ack=302")
+	c.state(TimeWait)
+}
+
+func TestLastAckRST(t *testing.T) {
+	// RFC9293 3.10.7.4 RST (CLOSING/LAST-ACK).
+	c := lastAck(t, Config{})
+	c.peer(pkt("R", 302, 0))
+	c.state(Closed)
+	c.notes(NoteReset)
+	c.nothing()
+	_, running := c.tcb.NextDeadline()
+	require.False(t, running)
+
+	c = closing(t, Config{})
+	c.peer(pkt("R", 302, 0))
+	c.state(Closed)
+}
+
+func TestFINAfterQueuedData(t *testing.T) {
+	// RFC9293 3.10.4 (ESTAB close): the FIN rides on the last data segment.
+	c := established(t, Config{})
+	c.tcb.SndWnd = 1000
+	c.user(Send(3000))
+	c.sent(". seq=101 len=1000") // PSH only on the segment that empties the queue
+	c.user(CloseEvent())
+	c.state(FinWait1)
+	c.nothing()
+	c.peer(pkt(".", 301, 1101, win(5000)))
+	c.sent(". seq=1101 len=1460", "FP. seq=2561 len=540")
+	c.peer(pkt(".", 301, 3102, win(5000)))
+	c.state(FinWait2)
+}
+
+func TestNoSendAfterClose(t *testing.T) {
+	// RFC9293 3.10.4 (no send after close), 3.10.2.
+	c := finWait1(t, Config{})
+	c.userErr(Send(1), ErrConnectionClosing)
+	c.userErr(CloseEvent(), ErrConnectionClosing)
+	c = closeWait(t, Config{})
+	c.user(CloseEvent())
+	c.userErr(Send(1), ErrConnectionClosing)
+}
+
+func TestEarlyClose(t *testing.T) {
+	// RFC9293 3.10.4 (early close).
+	c := newConn(t, Config{})
+	c.user(Open(ourPort, peerPort, 100))
+	c.clear()
+	c.user(CloseEvent())
+	c.state(Closed)
+	c.nothing()
+	c.notes(NoteClosed)
+
+	c = newConn(t, Config{})
+	c.user(ListenOn(ourPort))
+	c.user(CloseEvent())
+	c.state(Closed)
+	c.nothing()
+
+	// SYN-RECEIVED: the FIN follows the handshake.
+	c = newConn(t, Config{})
+	c.user(ListenOn(ourPort))
+	s := pkt("S", 100, 0)
+	require.NoError(t, c.step(Arrive(&s, 1000)))
+	c.clear()
+	c.user(CloseEvent())
+	c.nothing()
+	c.peer(pkt(".", 101, 1001))
+	c.state(FinWait1)
+	c.sent("F. seq=1001 ack=101")
+}
+
+func TestHalfCloseKeepsReceiving(t *testing.T) {
+	// RFC9293 MAY-1: FIN-WAIT-2 takes any amount of data, with no timeout.
+	c := finWait2(t, Config{})
+	seq := Seq(301)
+	for range 100 {
+		c.peer(pkt(".", seq, 102, data(500)))
+		c.sent(". seq=102 ack=" + itoa(seq.Add(500)))
+		seq = seq.Add(500)
+		c.user(Receive(500))
+		c.clear()
+	}
+	c.advance(time.Hour)
+	c.state(FinWait2)
+}
+
+func TestFinWait2Timeout(t *testing.T) {
+	c := finWait2(t, Config{FinWait2Timeout: time.Minute})
+	c.advance(time.Minute)
+	c.state(Closed)
+	c.notes(NoteTimedOut)
+}
+
+func TestLostFINRetransmitted(t *testing.T) {
+	// The first teardown segment lost: FIN retransmitted with backoff.
+	c := finWait1(t, Config{})
+	for _, sec := range []float64{1, 3, 7} {
+		c.advanceTo(at(sec))
+		c.sent("F. seq=101 ack=301")
+	}
+	c.peer(pkt(".", 301, 102))
+	c.state(FinWait2)
+}
+
+func TestLostACKOfFIN(t *testing.T) {
+	// The second teardown segment lost: the peer's retransmitted FIN... here
+	// our FIN is resent until the ACK arrives; a duplicate ACK is harmless.
+	c := finWait1(t, Config{})
+	c.advanceTo(at(1))
+	c.sent("F. seq=101 ack=301")
+	c.peer(pkt(".", 301, 102))
+	c.peer(pkt(".", 301, 102))
+	c.state(FinWait2)
+	c.nothing()
+}
+
+func TestLostPeerFINRetransmittedByPeer(t *testing.T) {
+	// The third teardown segment lost: we wait in FIN-WAIT-2 until the
+	// peer retransmits its FIN.
+	c := finWait2(t, Config{})
+	c.advance(3 * time.Second)
+	c.nothing()
+	c.peer(pkt("F.", 301, 102))
+	c.sent(". seq=102 ack=302")
+	c.state(TimeWait)
+}
+
+func TestLostLastACK(t *testing.T) {
+	// The fourth teardown segment lost: LAST-ACK retransmits its FIN, the
+	// TIME-WAIT side ACKs it again (see TestTimeWaitAcksRetransmittedFINAndRestarts).
+	c := lastAck(t, Config{})
+	c.advanceTo(at(1))
+	c.sent("F. seq=101 ack=302")
+	c.advanceTo(at(3))
+	c.sent("F. seq=101 ack=302")
+	c.peer(pkt(".", 302, 102))
+	c.state(Closed)
+}
+
+func TestAbort(t *testing.T) {
+	// RFC9293 3.10.5 (ABORT).
+	c := established(t, Config{})
+	c.user(Send(100))
+	c.clear()
+	c.user(AbortEvent())
+	c.sent("R seq=201")
+	c.state(Closed)
+	c.notes(NoteAborted)
+
+	c = newConn(t, Config{})
+	c.user(Open(ourPort, peerPort, 1))
+	c.clear()
+	c.user(AbortEvent())
+	c.nothing()
+	c.state(Closed)
+
+	c = timeWait(t, Config{})
+	c.user(AbortEvent())
+	c.nothing()
+	c.state(Closed)
+
+	c = newConn(t, Config{})
+	c.userErr(AbortEvent(), ErrConnectionDoesNotExist)
+}
+
+func itoa(s Seq) string { return Seq.String(s) }
