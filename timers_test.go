@@ -1,0 +1,227 @@
+package tcpfsm
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestManualClock(t *testing.T) {
+	var c ManualClock
+	require.Equal(t, Time(0), c.Now())
+	c.Advance(time.Second)
+	c.Advance(-time.Hour) // ignored
+	require.Equal(t, at(1), c.Now())
+	c.Set(at(0.5)) // never backwards
+	require.Equal(t, at(1), c.Now())
+	c.Set(at(2))
+	require.Equal(t, at(2), c.Now())
+	require.Equal(t, time.Second, at(2).Sub(at(1)))
+	require.True(t, at(1).Before(at(2)))
+	require.Equal(t, "1.5s", at(1.5).String())
+	var _ Clock = &c
+	s := NewSystemClock()
+	require.GreaterOrEqual(t, s.Now(), Time(0))
+}
+
+func TestDataRetransmissionBackoff(t *testing.T) {
+	// RFC6298 5.4-5.6, MUST-19: 1, 2, 4, 8 s; RFC5681 3.1 eq.4.
+	c := established(t, Config{})
+	c.tcb.SndWnd = 100_000
+	c.user(Send(1000))
+	c.sent("P. seq=101 len=1000")
+	c.timer(TimerRetransmit, at(1))
+	for _, sec := range []float64{1, 3, 7, 15} {
+		c.advanceTo(at(sec))
+		c.sent("P. seq=101 len=1000")
+	}
+	c.timer(TimerRetransmit, at(31))
+	require.Equal(t, uint32(2*1460), c.tcb.ssthresh)
+	require.Equal(t, uint32(1460), c.tcb.cwnd)
+	c.peer(pkt(".", 301, 1101))
+	c.timer(TimerRetransmit, 0)
+}
+
+func TestTimerStartedOnceNotRestartedBySend(t *testing.T) {
+	// RFC6298 5.1 and 5.3.
+	c := established(t, Config{})
+	c.user(Send(100))
+	c.advanceTo(at(0.05))
+	c.user(Send(100))
+	c.timer(TimerRetransmit, at(1))
+	c.advanceTo(at(0.1)) // an RTT sample of 100 ms keeps the RTO at its 1 s floor
+	c.peer(pkt(".", 301, 201))
+	c.timer(TimerRetransmit, at(1.1))
+	c.peer(pkt(".", 301, 301))
+	c.timer(TimerRetransmit, 0)
+	stops := 0
+	for _, a := range c.take(ActTimer) {
+		if a.Timer == TimerRetransmit && a.Deadline == 0 {
+			stops++
+		}
+	}
+	require.Equal(t, 1, stops, "RFC6298 5.2: a timer-stop action")
+}
+
+func TestR1StalledAndR2GiveUp(t *testing.T) {
+	// MUST-20 (R1, R2), SHLD-10/11, MUST-21, MUST-12.
+	c := established(t, Config{R2: 20 * time.Second})
+	c.user(Send(10))
+	c.clear()
+	c.advanceTo(at(7)) // third retransmission
+	c.notes(NoteStalled)
+	c.state(Established)
+	c.advanceTo(at(15))
+	c.state(Established)
+	c.clear()
+	c.advanceTo(at(31)) // 31 s after first send >= 20 s
+	c.sent("R seq=111")
+	c.state(Closed)
+	c.notes(NoteTimedOut)
+
+	// Default: no abort before 100 s.
+	c = established(t, Config{})
+	c.user(Send(10))
+	c.advanceTo(at(100))
+	c.state(Established)
+	c.advanceTo(at(1000))
+	c.state(Closed)
+
+	// Without the RST.
+	c = established(t, Config{R2: 5 * time.Second, NoResetOnGiveUp: true})
+	c.user(Send(10))
+	c.clear()
+	c.advanceTo(at(7))
+	c.sent("P. seq=101 len=10", "P. seq=101 len=10")
+	c.state(Closed)
+}
+
+func TestUserTimeout(t *testing.T) {
+	// RFC9293 3.10.8 (user timeout).
+	c := established(t, Config{UserTimeout: 30 * time.Second})
+	c.user(Send(10))
+	c.clear()
+	c.advanceTo(at(30) - 1)
+	c.state(Established)
+	c.advanceTo(at(30))
+	c.state(Closed)
+	c.notes(NoteStalled, NoteUserTimeout)
+}
+
+func TestKeepalive(t *testing.T) {
+	// MUST-24..29, SHLD-12.
+	c := established(t, Config{})
+	c.advance(10 * time.Hour)
+	c.nothing() // off by default (MUST-25)
+
+	c = established(t, Config{Keepalive: true, KeepaliveInterval: time.Minute, KeepaliveCount: 3})
+	c.advanceTo(at(7200) - 1)
+	c.nothing()
+	c.advanceTo(at(7200))
+	c.sent(". seq=100 ack=301") // SEQ=SND.NXT-1, no data
+	c.peer(pkt(".", 301, 101))  // answered
+	c.advanceTo(at(7200 + 60))
+	c.nothing()
+	c.advanceTo(at(7200 + 7200))
+	c.sent(". seq=100 ack=301")
+	// Unanswered: more probes, then the connection is dead (MUST-29).
+	c.advanceTo(at(14400 + 60))
+	c.sent(". seq=100 ack=301")
+	c.state(Established)
+	c.advanceTo(at(14400 + 120))
+	c.sent(". seq=100 ack=301")
+	c.advanceTo(at(14400 + 180))
+	c.sent("R seq=101")
+	c.state(Closed)
+	c.notes(NoteTimedOut)
+}
+
+func TestKeepaliveNotWhileDataOutstanding(t *testing.T) {
+	// MUST-26.
+	c := established(t, Config{Keepalive: true, KeepaliveIdle: time.Minute, R2: time.Hour})
+	c.user(Send(10))
+	c.clear()
+	c.advanceTo(at(60))
+	for _, a := range c.take(ActSend) {
+		require.NotEqual(t, Seq(100), a.Seg.Seq, "no keep-alive with data outstanding")
+	}
+}
+
+func TestRTTEstimator(t *testing.T) {
+	// RFC6298 2.2, 2.3, 2.4, 4.
+	var tcb TCB
+	tcb.cfg = defaultSettings
+	tcb.cfg.minRTO = 0
+	tcb.rttSample(100 * time.Millisecond)
+	require.Equal(t, uint32(100_000), tcb.srtt)
+	require.Equal(t, uint32(50_000), tcb.rttvar)
+	require.Equal(t, uint32(300_000), tcb.rto)
+	tcb.rttSample(200 * time.Millisecond)
+	require.Equal(t, uint32(62_500), tcb.rttvar)
+	require.Equal(t, uint32(112_500), tcb.srtt)
+
+	tcb = TCB{cfg: defaultSettings}
+	for range 50 {
+		tcb.rttSample(10 * time.Millisecond)
+	}
+	require.Equal(t, uint32(1_000_000), tcb.rto, "rounded up to the 1 s minimum")
+	tcb.cfg.minRTO = 0
+	for range 100 {
+		tcb.rttSample(10 * time.Millisecond)
+	}
+	require.Zero(t, tcb.rttvar)
+	require.Equal(t, uint32(10_000+1_000), tcb.rto, "RTTVAR 0: SRTT+G")
+}
+
+func TestKarn(t *testing.T) {
+	// MUST-18: no sample from a retransmitted segment.
+	c := established(t, Config{})
+	c.user(Send(10))
+	c.advanceTo(at(1))
+	c.peer(pkt(".", 301, 111))
+	require.Zero(t, c.tcb.srtt)
+	c.user(Send(10))
+	c.advanceTo(at(1.2))
+	c.peer(pkt(".", 301, 121))
+	require.Equal(t, uint32(200_000), c.tcb.srtt)
+}
+
+func TestMaxRTOCap(t *testing.T) {
+	// RFC6298 2.5.
+	c := established(t, Config{R2: time.Hour})
+	c.user(Send(10))
+	for range 12 {
+		d, _ := c.tcb.NextDeadline()
+		c.advanceTo(d)
+	}
+	require.Equal(t, uint32(60_000_000), c.tcb.rto)
+	var cfg Config
+	cfg.MaxRTO = 30 * time.Second
+	require.ErrorIs(t, cfg.Validate(), ErrConfigMaxRTO)
+	cfg = Config{SynR2: time.Minute}
+	require.ErrorIs(t, cfg.Validate(), ErrConfigSynR2)
+	cfg = Config{R1: 300}
+	require.ErrorIs(t, cfg.Validate(), ErrConfigRange)
+	cfg = Config{MSL: -1}
+	require.ErrorIs(t, cfg.Validate(), ErrConfigRange)
+	cfg = Config{MSS: 10}
+	require.ErrorIs(t, cfg.Validate(), ErrConfigRange)
+	_, err := NewTCB(Config{MaxRTO: time.Second})
+	require.Error(t, err)
+}
+
+func TestNextDeadline(t *testing.T) {
+	var tcb TCB
+	_, ok := tcb.NextDeadline()
+	require.False(t, ok)
+	tcb.timers[TimerKeepalive] = 50
+	tcb.timers[TimerRetransmit] = 70
+	d, ok := tcb.NextDeadline()
+	require.True(t, ok)
+	require.Equal(t, Time(50), d)
+	_, ok = tcb.Deadline(numTimers)
+	require.False(t, ok)
+	require.Equal(t, "delayed-ack", TimerDelayedACK.String())
+	require.Equal(t, "timer(9)", TimerKind(9).String())
+}
