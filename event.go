@@ -126,19 +126,19 @@ type Note uint8
 
 // The notifications.
 const (
-	NoteConnected  Note = iota + 1 // the connection reached ESTABLISHED
-	NoteSendAcked                  // Action.N bytes of sent data were acknowledged
-	NoteReadable                   // in-order data is ready to read (RCV.NXT moved)
-	NotePeerClosed                 // the peer's FIN arrived: end of stream after the data already accepted
-	NoteCloseDone                  // our FIN was acknowledged (the RFC's "ok" to CLOSE)
-	NoteClosed                     // the connection ended normally (TIME-WAIT or LAST-ACK done)
-	NoteReset                      // "connection reset": the peer reset the connection
-	NoteRefused                    // "connection refused": a RST answered our SYN
-	NoteTimedOut                   // retransmission gave up (R2) and the connection closed
-	NoteUserTimeout                // "connection aborted due to user timeout"
-	NoteStalled                    // retransmissions reached R1: negative advice (MUST-20, SHLD-9)
-	NoteReopen                     // a SYN in TIME-WAIT may start a new incarnation (RFC 6191)
-	NoteAborted                    // our user aborted the connection
+	NoteConnected   Note = iota + 1 // the connection reached ESTABLISHED
+	NoteSendAcked                   // Action.N bytes of sent data were acknowledged
+	NoteReadable                    // in-order data is ready to read (RCV.NXT moved)
+	NotePeerClosed                  // the peer's FIN arrived: end of stream after the data already accepted
+	NoteCloseDone                   // our FIN was acknowledged (the RFC's "ok" to CLOSE)
+	NoteClosed                      // the connection ended normally (TIME-WAIT or LAST-ACK done)
+	NoteReset                       // "connection reset": the peer reset the connection
+	NoteRefused                     // "connection refused": a RST answered our SYN
+	NoteTimedOut                    // retransmission gave up (R2) and the connection closed
+	NoteUserTimeout                 // "connection aborted due to user timeout"
+	NoteStalled                     // retransmissions reached R1: negative advice (MUST-20, SHLD-9)
+	NoteReopen                      // a SYN in TIME-WAIT may start a new incarnation (RFC 6191)
+	NoteAborted                     // our user aborted the connection
 )
 
 var noteNames = [...]string{"", "connected", "send-acked", "readable", "peer-closed", "close-done",
@@ -158,20 +158,20 @@ type DropReason uint8
 
 // The drop reasons.
 const (
-	DropClosed           DropReason = iota + 1 // no connection (a RST is sent unless the segment was one)
-	DropListenNotSYN                           // LISTEN: not a SYN (RST, ACK, or neither)
-	DropSynSentBadACK                          // SYN-SENT: ACK outside (ISS, SND.NXT]
-	DropSynSentNoSYN                           // SYN-SENT: neither SYN nor acceptable RST
-	DropUnacceptable                           // sequence number outside the receive window
-	DropRSTNotExact                            // RST in window but not at RCV.NXT (challenge ACK sent)
-	DropSYNSynchronized                        // SYN in a synchronized state (challenge ACK sent)
-	DropNoACK                                  // ACK bit off past the SYN check
-	DropBadACK                                 // ACK outside the acceptable range (RFC 5961 section 5.2)
-	DropRateLimited                            // a challenge ACK was due but the rate limit held it back
-	DropTimeWaitRST                            // RST in TIME-WAIT, ignored per RFC 1337
-	DropAfterFIN                               // text after the peer's FIN, ignored
-	DropOutOfOrderFull                         // out-of-order data with no free reassembly slot
-	DropNotOurs                                // ports do not match this connection
+	DropClosed          DropReason = iota + 1 // no connection (a RST is sent unless the segment was one)
+	DropListenNotSYN                          // LISTEN: not a SYN (RST, ACK, or neither)
+	DropSynSentBadACK                         // SYN-SENT: ACK outside (ISS, SND.NXT]
+	DropSynSentNoSYN                          // SYN-SENT: neither SYN nor acceptable RST
+	DropUnacceptable                          // sequence number outside the receive window
+	DropRSTNotExact                           // RST in window but not at RCV.NXT (challenge ACK sent)
+	DropSYNSynchronized                       // SYN in a synchronized state (challenge ACK sent)
+	DropNoACK                                 // ACK bit off past the SYN check
+	DropBadACK                                // ACK outside the acceptable range (RFC 5961 section 5.2)
+	DropRateLimited                           // a challenge ACK was due but the rate limit held it back
+	DropTimeWaitRST                           // RST in TIME-WAIT, ignored per RFC 1337
+	DropAfterFIN                              // text after the peer's FIN, ignored
+	DropOutOfOrderFull                        // out-of-order data with no free reassembly slot
+	DropNotOurs                               // ports do not match this connection
 )
 
 var dropNames = [...]string{"", "closed", "listen-not-syn", "syn-sent-bad-ack", "syn-sent-no-syn",

@@ -250,7 +250,7 @@ func (t *TCB) onRetransmitTimeout(now Time, out []Action) []Action {
 	}
 	t.rto = min(2*t.rto, t.cfg.maxRTO*1000)
 	t.flags &^= flagRttTiming // Karn's algorithm
-	keep := t.rtxStart // R2 counts from the first transmission
+	keep := t.rtxStart        // R2 counts from the first transmission
 	if syn {
 		t.flags |= flagSynRetx
 		t.timers[TimerRetransmit] = 0
