@@ -54,7 +54,10 @@ func newPair(cfgA, cfgB Config) *pair {
 // step applies ev to side i and carries out its actions.
 func (p *pair) step(i int, ev Event) error {
 	if p.script != nil {
-		r := recorded{side: i, now: p.now, ev: ev}
+		// Copy the event without its pointer (re-pointed at r.seg for
+		// replay), so the caller's segment does not escape.
+		r := recorded{side: i, now: p.now, ev: Event{Kind: ev.Kind, More: ev.More,
+			LocalPort: ev.LocalPort, RemotePort: ev.RemotePort, ISS: ev.ISS, N: ev.N}}
 		if ev.Seg != nil {
 			r.seg = *ev.Seg
 		}
