@@ -59,7 +59,7 @@ func (c *conn) step(ev Event) error {
 		require.Empty(c.t, out, "a refused call must produce no actions")
 		return err
 	}
-	checkInvariants(c.t, &before, &after, out)
+	checkInvariants(c.t, &ev, &before, &after, out)
 	c.tcb = after
 	c.acts = append(c.acts, out...)
 	return nil
@@ -237,9 +237,17 @@ func mss(m uint16) func(*Segment) {
 	return func(s *Segment) { s.Options.Present |= OptMSS; s.Options.MSS = m }
 }
 
+// observed records every (state, event class, state) a test step took,
+// for the check that every row of the transition table is exercised.
+var observed = map[Transition]bool{}
+
 // checkInvariants holds after every step of every test.
-func checkInvariants(t *testing.T, before, after *TCB, out []Action) {
+func checkInvariants(t *testing.T, ev *Event, before, after *TCB, out []Action) {
 	t.Helper()
+	class := Classify(ev)
+	require.True(t, Allowed(before.State, class, after.State),
+		"transition %v --%v--> %v is not in the table", before.State, class, after.State)
+	observed[Transition{From: before.State, On: class, To: after.State}] = true
 	a := after
 	if a.State != Closed && a.State != Listen {
 		require.True(t, a.SndUna.LessThanEq(a.SndNxt), "SND.UNA <= SND.NXT (%v > %v)", a.SndUna, a.SndNxt)

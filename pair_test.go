@@ -67,7 +67,7 @@ func (p *pair) step(i int, ev Event) error {
 	if p.check != nil {
 		before := p.tcb[i]
 		if p.out, err = p.tcb[i].Step(ev, p.now, p.out[:0]); err == nil {
-			checkInvariants(p.check, &before, &p.tcb[i], p.out)
+			checkInvariants(p.check, &ev, &before, &p.tcb[i], p.out)
 		}
 	} else {
 		p.out, err = p.tcb[i].Step(ev, p.now, p.out[:0])

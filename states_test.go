@@ -1,0 +1,251 @@
+package tcpfsm
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// fixtures reaches each state by a real run (the smoltcp habit: one
+// fixture per state, built by driving the machine, never by hand).
+var fixtures = []struct {
+	state State
+	make  func(*testing.T, Config) *conn
+}{
+	{Closed, func(t *testing.T, cfg Config) *conn { return newConn(t, cfg) }},
+	{Listen, func(t *testing.T, cfg Config) *conn {
+		c := newConn(t, cfg)
+		c.user(ListenOn(ourPort))
+		return c
+	}},
+	{SynSent, func(t *testing.T, cfg Config) *conn {
+		c := newConn(t, cfg)
+		c.user(Open(ourPort, peerPort, 100))
+		c.clear()
+		return c
+	}},
+	{SynReceived, synReceived},
+	{Established, established},
+	{FinWait1, finWait1},
+	{FinWait2, finWait2},
+	{CloseWait, closeWait},
+	{Closing, closing},
+	{LastAck, lastAck},
+	{TimeWait, timeWait},
+}
+
+// synReceived is a passive open (ISS 100) that got SYN seq 300.
+func synReceived(t *testing.T, cfg Config) *conn {
+	t.Helper()
+	c := newConn(t, cfg)
+	c.user(ListenOn(ourPort))
+	s := pkt("S", 300, 0)
+	require.NoError(t, c.step(Arrive(&s, 100)))
+	c.sent("S. seq=100 ack=301")
+	c.clear()
+	return c
+}
+
+func TestFixturesReachTheirStates(t *testing.T) {
+	for _, f := range fixtures {
+		c := f.make(t, Config{})
+		require.Equal(t, f.state, c.tcb.State)
+		st, err := c.tcb.Status()
+		if f.state == Closed {
+			require.ErrorIs(t, err, ErrConnectionDoesNotExist)
+		} else {
+			require.NoError(t, err)
+			require.Equal(t, f.state, st.State)
+			require.Equal(t, f.state.String(), stateNames[f.state])
+		}
+	}
+	require.Equal(t, "SYN-RECEIVED", SynReceived.String())
+	require.Equal(t, "State(42)", State(42).String())
+}
+
+// TestUserCallsInEveryState checks each user call in each state against
+// RFC 9293 sections 3.10.1 to 3.10.5: refused calls return the RFC's
+// error and change nothing (the harness checks that), allowed calls
+// succeed.
+func TestUserCallsInEveryState(t *testing.T) {
+	E := func(e error) error { return e }
+	ok := error(nil)
+	// One row per state: OPEN, LISTEN, SEND, CLOSE, ABORT.
+	want := map[State][5]error{
+		Closed:      {ok, ok, E(ErrConnectionDoesNotExist), E(ErrConnectionDoesNotExist), E(ErrConnectionDoesNotExist)},
+		Listen:      {ok, E(ErrConnectionExists), E(ErrRemoteUnspecified), ok, ok},
+		SynSent:     {E(ErrConnectionExists), E(ErrConnectionExists), ok, ok, ok},
+		SynReceived: {E(ErrConnectionExists), E(ErrConnectionExists), ok, ok, ok},
+		Established: {E(ErrConnectionExists), E(ErrConnectionExists), ok, ok, ok},
+		FinWait1:    {E(ErrConnectionExists), E(ErrConnectionExists), E(ErrConnectionClosing), E(ErrConnectionClosing), ok},
+		FinWait2:    {E(ErrConnectionExists), E(ErrConnectionExists), E(ErrConnectionClosing), E(ErrConnectionClosing), ok},
+		CloseWait:   {E(ErrConnectionExists), E(ErrConnectionExists), ok, ok, ok},
+		Closing:     {E(ErrConnectionExists), E(ErrConnectionExists), E(ErrConnectionClosing), E(ErrConnectionClosing), ok},
+		LastAck:     {E(ErrConnectionExists), E(ErrConnectionExists), E(ErrConnectionClosing), E(ErrConnectionClosing), ok},
+		TimeWait:    {E(ErrConnectionExists), E(ErrConnectionExists), E(ErrConnectionClosing), E(ErrConnectionClosing), ok},
+	}
+	calls := [5]Event{Open(ourPort, peerPort, 7), ListenOn(ourPort), Send(10), CloseEvent(), AbortEvent()}
+	for _, f := range fixtures {
+		for i, ev := range calls {
+			c := f.make(t, Config{})
+			err := c.step(ev)
+			if w := want[f.state][i]; w != nil {
+				require.ErrorIs(t, err, w, "%v in %v", ev.Kind, f.state)
+			} else {
+				require.NoError(t, err, "%v in %v", ev.Kind, f.state)
+			}
+		}
+	}
+}
+
+func TestAbortFromEveryState(t *testing.T) {
+	// RFC9293 3.10.5: RST in SYN-RECEIVED, ESTABLISHED, FIN-WAIT-1/2 and
+	// CLOSE-WAIT; nothing sent elsewhere.
+	rst := map[State]bool{SynReceived: true, Established: true, FinWait1: true, FinWait2: true, CloseWait: true}
+	for _, f := range fixtures[1:] {
+		c := f.make(t, Config{})
+		sndNxt := c.tcb.SndNxt
+		c.user(AbortEvent())
+		c.state(Closed)
+		if rst[f.state] {
+			c.sent("R seq=" + itoa(sndNxt))
+		} else {
+			c.nothing()
+		}
+		c.notes(NoteAborted)
+	}
+}
+
+func TestGiveUpFromEveryClosingState(t *testing.T) {
+	// R2 applies to FIN retransmission as to data (MUST-20).
+	for _, f := range fixtures {
+		switch f.state {
+		case FinWait1, CloseWait, Closing, LastAck:
+		default:
+			continue
+		}
+		t.Run(f.state.String(), func(t *testing.T) {
+			c := f.make(t, Config{R2: 10 * time.Second})
+			if f.state == CloseWait {
+				c.user(Send(10))
+			}
+			c.advance(time.Minute)
+			c.state(Closed)
+			notes := c.take(ActNotify)
+			require.Equal(t, NoteTimedOut, notes[len(notes)-1].Note)
+		})
+	}
+}
+
+func TestReceiveCall(t *testing.T) {
+	// RFC9293 3.10.3: consume only what is on hand; CLOSE-WAIT with
+	// nothing left says "connection closing".
+	c := established(t, Config{RecvBuffer: 4000})
+	c.peer(pkt("P.", 301, 101, data(3000)))
+	c.clear()
+	c.userErr(Receive(3001), ErrInsufficientResources)
+	c.user(Receive(1000))
+	c.nothing() // the window may move by 1000 but has not doubled
+	c.user(Receive(2000))
+	c.sent(". seq=101 ack=3301 win=4000") // a window update (3.8.6.2.2)
+	c.peer(pkt("F.", 3301, 101))
+	c.clear()
+	c.userErr(Receive(1), ErrConnectionClosing)
+	c = newConn(t, Config{})
+	c.userErr(Receive(1), ErrConnectionDoesNotExist)
+	c.user(ListenOn(ourPort))
+	c.user(Receive(0))
+	c.userErr(Receive(1), ErrInsufficientResources)
+}
+
+func TestBadEvents(t *testing.T) {
+	c := established(t, Config{})
+	require.ErrorIs(t, c.step(Event{}), ErrBadEvent)
+	require.ErrorIs(t, c.step(Event{Kind: EvSegment}), ErrBadEvent)
+	require.ErrorIs(t, c.step(Event{Kind: 99}), ErrBadEvent)
+	require.Equal(t, "tcpfsm: connection closing", ErrConnectionClosing.Error())
+	require.Equal(t, "tcpfsm: CallError(77)", CallError(77).Error())
+	require.Equal(t, "EventKind(99)", EventKind(99).String())
+	require.Equal(t, "segment", EvSegment.String())
+	require.Equal(t, "send", ActSend.String())
+	require.Equal(t, "ActionKind(0)", ActionKind(0).String())
+	require.Equal(t, "peer-closed", NotePeerClosed.String())
+	require.Equal(t, "Note(0)", Note(0).String())
+	require.Equal(t, "unacceptable", DropUnacceptable.String())
+	require.Equal(t, "DropReason(99)", DropReason(99).String())
+	// Segments for other ports are not ours.
+	s := pkt(".", 301, 101)
+	s.SrcPort = 9
+	c.peer(s)
+	c.drops(DropNotOurs)
+	c.nothing()
+}
+
+func TestActionString(t *testing.T) {
+	for _, tc := range []struct {
+		a    Action
+		want string
+	}{
+		{Action{Kind: ActSend, DataLen: 10, Seg: Segment{Seq: 5, Ack: 7, Flags: FlagACK | FlagPSH, Window: 3}},
+			"send Flags [P.], seq 5:15, ack 7, win 3, length 10"},
+		{Action{Kind: ActAccept, DataSeq: 9, DataLen: 4, Offset: 2}, "accept seq 9 len 4 from offset 2"},
+		{Action{Kind: ActNotify, Note: NoteSendAcked, N: 12}, "notify send-acked 12"},
+		{Action{Kind: ActTimer, Timer: TimerClose, Deadline: at(2)}, "timer close at 2s"},
+		{Action{Kind: ActTimer, Timer: TimerUser}, "timer user stopped"},
+		{Action{Kind: ActDrop, Drop: DropNoACK}, "drop no-ack"},
+	} {
+		require.Equal(t, tc.want, tc.a.String())
+	}
+}
+
+// The held-FIN paths: a FIN that arrived beyond a hole is processed when
+// data fills the hole, whatever the state.
+
+func TestHeldFINInFinWait1(t *testing.T) {
+	c := finWait1(t, Config{})
+	c.peer(pkt("F.", 311, 101)) // FIN beyond a 10-byte hole, our FIN not acked
+	c.peer(pkt(".", 301, 101, data(10)))
+	c.state(Closing)
+	c = finWait1(t, Config{})
+	c.peer(pkt("F.", 311, 101))
+	c.peer(pkt(".", 301, 102, data(10))) // fills the hole and acks our FIN
+	c.state(TimeWait)
+}
+
+func TestHeldFINInFinWait2(t *testing.T) {
+	c := finWait2(t, Config{})
+	c.peer(pkt("F.", 311, 102))
+	c.state(FinWait2)
+	c.peer(pkt(".", 301, 102, data(10)))
+	c.state(TimeWait)
+}
+
+func TestSynAckWithFIN(t *testing.T) {
+	c := newConn(t, Config{})
+	c.user(Open(ourPort, peerPort, 100))
+	c.clear()
+	c.peer(pkt("FS.", 300, 101, data(5)))
+	c.state(CloseWait)
+	c.sent(". seq=101 ack=307")
+	c.notes(NoteConnected, NoteReadable, NotePeerClosed)
+}
+
+func TestSynWithFINThenACK(t *testing.T) {
+	c := newConn(t, Config{})
+	c.user(ListenOn(ourPort))
+	s := pkt("FS", 300, 0, data(4))
+	require.NoError(t, c.step(Arrive(&s, 100)))
+	c.sent("S. seq=100 ack=301")
+	c.peer(pkt(".", 305, 101))
+	c.state(CloseWait)
+	c.sent(". seq=101 ack=306")
+}
+
+func TestThirdACKWithFINAndCloseQueued(t *testing.T) {
+	c := synReceived(t, Config{})
+	c.user(CloseEvent())
+	c.peer(pkt("F.", 301, 101))
+	c.state(Closing) // ESTABLISHED, then FIN-WAIT-1 for the queued CLOSE, then the peer's FIN
+	c.sent("F. seq=101 ack=302")
+}
