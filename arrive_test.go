@@ -123,7 +123,7 @@ func TestRSTInSynchronizedStates(t *testing.T) {
 	// 3.10.7.4 RST (ESTAB/FW1/FW2/CW).
 	for _, f := range []struct {
 		name  string
-		make  func(*testing.T, Config) *conn
+		make  func(testingT, Config) *conn
 		rcv   Seq
 		final Note
 	}{

@@ -10,7 +10,7 @@ import (
 // Each state as a fixture, reached by a real run from CLOSED.
 
 // finWait1 is ESTABLISHED (ISS 100, peer 300) after Close: FIN seq 101 out.
-func finWait1(t *testing.T, cfg Config) *conn {
+func finWait1(t testingT, cfg Config) *conn {
 	t.Helper()
 	c := established(t, cfg)
 	c.user(CloseEvent())
@@ -20,7 +20,7 @@ func finWait1(t *testing.T, cfg Config) *conn {
 	return c
 }
 
-func finWait2(t *testing.T, cfg Config) *conn {
+func finWait2(t testingT, cfg Config) *conn {
 	t.Helper()
 	c := finWait1(t, cfg)
 	c.peer(pkt(".", 301, 102))
@@ -29,7 +29,7 @@ func finWait2(t *testing.T, cfg Config) *conn {
 	return c
 }
 
-func closeWait(t *testing.T, cfg Config) *conn {
+func closeWait(t testingT, cfg Config) *conn {
 	t.Helper()
 	c := established(t, cfg)
 	c.peer(pkt("F.", 301, 101))
@@ -39,7 +39,7 @@ func closeWait(t *testing.T, cfg Config) *conn {
 	return c
 }
 
-func lastAck(t *testing.T, cfg Config) *conn {
+func lastAck(t testingT, cfg Config) *conn {
 	t.Helper()
 	c := closeWait(t, cfg)
 	c.user(CloseEvent())
@@ -49,7 +49,7 @@ func lastAck(t *testing.T, cfg Config) *conn {
 	return c
 }
 
-func closing(t *testing.T, cfg Config) *conn {
+func closing(t testingT, cfg Config) *conn {
 	t.Helper()
 	c := finWait1(t, cfg)
 	c.peer(pkt("F.", 301, 101))
@@ -59,7 +59,7 @@ func closing(t *testing.T, cfg Config) *conn {
 	return c
 }
 
-func timeWait(t *testing.T, cfg Config) *conn {
+func timeWait(t testingT, cfg Config) *conn {
 	t.Helper()
 	c := finWait2(t, cfg)
 	c.peer(pkt("F.", 301, 102))

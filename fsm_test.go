@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
@@ -29,14 +28,23 @@ const (
 	peerPort = 2000
 )
 
+// testingT is what the harness needs of *testing.T, so that rapid's T
+// (which shrinks failures) can drive it too.
+type testingT interface {
+	Helper()
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	FailNow()
+}
+
 type conn struct {
-	t    *testing.T
+	t    testingT
 	tcb  TCB
 	now  Time
 	acts []Action // actions not yet consumed by an expectation
 }
 
-func newConn(t *testing.T, cfg Config) *conn {
+func newConn(t testingT, cfg Config) *conn {
 	t.Helper()
 	tcb, err := NewTCB(cfg)
 	require.NoError(t, err)
@@ -181,7 +189,7 @@ func (c *conn) timer(k TimerKind, want Time) {
 func (c *conn) clear() { c.acts = nil }
 
 // matchSegment checks a sent segment against "FLAGS key=value ...".
-func matchSegment(t *testing.T, want string, a Action) {
+func matchSegment(t testingT, want string, a Action) {
 	t.Helper()
 	fields := strings.Fields(want)
 	s := a.Seg
@@ -242,7 +250,7 @@ func mss(m uint16) func(*Segment) {
 var observed = map[Transition]bool{}
 
 // checkInvariants holds after every step of every test.
-func checkInvariants(t *testing.T, ev *Event, before, after *TCB, out []Action) {
+func checkInvariants(t testingT, ev *Event, before, after *TCB, out []Action) {
 	t.Helper()
 	class := Classify(ev)
 	require.True(t, Allowed(before.State, class, after.State),

@@ -9,7 +9,7 @@ import (
 
 // established returns a connection that opened actively with ISS 100 to a
 // peer with ISS 300, in ESTABLISHED, all actions consumed.
-func established(t *testing.T, cfg Config) *conn {
+func established(t testingT, cfg Config) *conn {
 	t.Helper()
 	c := newConn(t, cfg)
 	c.user(Open(ourPort, peerPort, 100))

@@ -11,15 +11,15 @@ import (
 // fixture per state, built by driving the machine, never by hand).
 var fixtures = []struct {
 	state State
-	make  func(*testing.T, Config) *conn
+	make  func(testingT, Config) *conn
 }{
-	{Closed, func(t *testing.T, cfg Config) *conn { return newConn(t, cfg) }},
-	{Listen, func(t *testing.T, cfg Config) *conn {
+	{Closed, func(t testingT, cfg Config) *conn { return newConn(t, cfg) }},
+	{Listen, func(t testingT, cfg Config) *conn {
 		c := newConn(t, cfg)
 		c.user(ListenOn(ourPort))
 		return c
 	}},
-	{SynSent, func(t *testing.T, cfg Config) *conn {
+	{SynSent, func(t testingT, cfg Config) *conn {
 		c := newConn(t, cfg)
 		c.user(Open(ourPort, peerPort, 100))
 		c.clear()
@@ -36,7 +36,7 @@ var fixtures = []struct {
 }
 
 // synReceived is a passive open (ISS 100) that got SYN seq 300.
-func synReceived(t *testing.T, cfg Config) *conn {
+func synReceived(t testingT, cfg Config) *conn {
 	t.Helper()
 	c := newConn(t, cfg)
 	c.user(ListenOn(ourPort))
@@ -248,4 +248,63 @@ func TestThirdACKWithFINAndCloseQueued(t *testing.T) {
 	c.peer(pkt("F.", 301, 101))
 	c.state(Closing) // ESTABLISHED, then FIN-WAIT-1 for the queued CLOSE, then the peer's FIN
 	c.sent("F. seq=101 ack=302")
+}
+
+// Rows of the table that a FIN or SYN-ACK segment takes because it also
+// carries the ACK that matters, or because its FIN is held beyond a hole.
+
+func TestHeldFINOnThirdACK(t *testing.T) {
+	c := synReceived(t, Config{})
+	c.peer(pkt("F.", 311, 101)) // acks our SYN; FIN beyond a 10-byte hole
+	c.state(Established)
+	c = synReceived(t, Config{})
+	c.user(CloseEvent())
+	c.peer(pkt("F.", 311, 101))
+	c.state(FinWait1)
+	c.sent("F. seq=101 ack=301")
+}
+
+func TestFINAckingOurFINHeld(t *testing.T) {
+	c := finWait1(t, Config{})
+	c.peer(pkt("F.", 311, 102))
+	c.state(FinWait2)
+}
+
+func TestRepeatedFINAckingOurs(t *testing.T) {
+	c := closing(t, Config{})
+	c.peer(pkt("F.", 302, 102))
+	c.state(TimeWait)
+	c = lastAck(t, Config{})
+	c.peer(pkt("F.", 302, 102))
+	c.state(Closed)
+	c.notes(NoteClosed)
+}
+
+// activeSynReceived is a simultaneous open: we sent SYN 100, got SYN 300.
+func activeSynReceived(t testingT, cfg Config) *conn {
+	c := newConn(t, cfg)
+	c.user(Open(ourPort, peerPort, 100))
+	c.peer(pkt("S", 300, 0))
+	c.sent("S seq=100", "S. seq=100 ack=301")
+	c.clear()
+	return c
+}
+
+func TestSimultaneousOpenVariants(t *testing.T) {
+	c := activeSynReceived(t, Config{})
+	c.peer(pkt("FS.", 300, 101))
+	c.state(CloseWait)
+	c = activeSynReceived(t, Config{})
+	c.user(CloseEvent())
+	c.peer(pkt("S.", 300, 101))
+	c.state(FinWait1)
+	c.sent("F. seq=101 ack=301")
+	c = activeSynReceived(t, Config{})
+	c.user(CloseEvent())
+	c.peer(pkt("FS.", 300, 101))
+	c.state(Closing)
+	// A SYN-ACK in a passive SYN-RECEIVED: back to LISTEN.
+	c = synReceived(t, Config{})
+	c.peer(pkt("S.", 350, 101))
+	c.state(Listen)
 }

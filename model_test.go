@@ -1,0 +1,176 @@
+package tcpfsm
+
+import (
+	"encoding/binary"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
+)
+
+// A peer that knows roughly where the connection stands: it draws
+// sequence and acknowledgment numbers near the TCB's own (in window, just
+// outside, far away) and any combination of flags.
+func drawSegment(t *rapid.T, tcb *TCB) Segment {
+	near := func(base Seq, label string) Seq {
+		return rapid.OneOf(
+			rapid.Just(base),
+			rapid.Custom(func(t *rapid.T) Seq { return base.Add(uint32(rapid.IntRange(-3000, 70000).Draw(t, "d"))) }),
+			rapid.Custom(func(t *rapid.T) Seq { return Seq(rapid.Uint32().Draw(t, "any")) }),
+		).Draw(t, label)
+	}
+	s := Segment{
+		SrcPort: peerPort, DstPort: ourPort,
+		Seq:    near(tcb.RcvNxt, "seq"),
+		Ack:    near(tcb.SndNxt, "ack"),
+		Flags:  Flags(rapid.SampledFrom([]uint8{0x10, 0x10, 0x18, 0x11, 0x02, 0x12, 0x04, 0x14, 0x01, 0x00, 0x13}).Draw(t, "flags")),
+		Window: uint16(rapid.IntRange(0, 65535).Draw(t, "win")),
+	}
+	if rapid.IntRange(0, 9).Draw(t, "ports") == 0 {
+		s.SrcPort = 1
+	}
+	if n := rapid.SampledFrom([]int{0, 0, 1, 10, 536, 1460, 3000}).Draw(t, "len"); n > 0 {
+		s.Payload = zeros[:n]
+	}
+	if rapid.Bool().Draw(t, "mss") {
+		s.Options.Present = OptMSS
+		s.Options.MSS = uint16(rapid.IntRange(0, 9000).Draw(t, "mssv"))
+	}
+	return s
+}
+
+func drawEvent(t *rapid.T, tcb *TCB, seg *Segment) Event {
+	switch rapid.IntRange(0, 12).Draw(t, "kind") {
+	case 0:
+		return Open(ourPort, peerPort, Seq(rapid.Uint32().Draw(t, "iss")))
+	case 1:
+		return ListenOn(ourPort)
+	case 2:
+		return Send(uint32(rapid.IntRange(0, 5000).Draw(t, "n")))
+	case 3:
+		return Receive(uint32(rapid.IntRange(0, 5000).Draw(t, "n")))
+	case 4:
+		return CloseEvent()
+	case 5:
+		return AbortEvent()
+	case 6:
+		return Tick()
+	}
+	*seg = drawSegment(t, tcb)
+	ev := Arrive(seg, Seq(rapid.Uint32().Draw(t, "iss")))
+	ev.More = rapid.IntRange(0, 5).Draw(t, "more") == 0
+	return ev
+}
+
+// TestRandomEventsKeepInvariants is the model-based test: random user
+// calls, segments and clock moves on one TCB, starting from every state.
+// Every step must take a transition the table has, keep the invariants
+// (checkInvariants), be pure, and allocate nothing.
+func TestRandomEventsKeepInvariants(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		f := fixtures[rapid.IntRange(0, len(fixtures)-1).Draw(rt, "fixture")]
+		c := f.make(rt, Config{RecvBuffer: uint32(rapid.SampledFrom([]int{0, 100, 5000}).Draw(rt, "rbuf"))})
+		c.clear()
+		for range rapid.IntRange(1, 60).Draw(rt, "steps") {
+			var seg Segment
+			ev := drawEvent(rt, &c.tcb, &seg)
+			if ev.Kind == EvTick {
+				d, ok := c.tcb.NextDeadline()
+				if ok && rapid.Bool().Draw(rt, "jump") {
+					c.now = max(c.now, d)
+				} else {
+					c.now = c.now.Add(time.Duration(rapid.IntRange(0, 5000).Draw(rt, "ms")) * time.Millisecond)
+				}
+			}
+			_ = c.step(ev) // purity, invariants and the table are checked inside
+			c.clear()
+		}
+	})
+}
+
+func TestStepAllocatesNothing(t *testing.T) {
+	out := make([]Action, 0, 64)
+	for _, f := range fixtures {
+		c := f.make(t, Config{})
+		base := c.tcb
+		segs := []Segment{
+			pkt(".", c.tcb.RcvNxt, c.tcb.SndNxt, data(100)),
+			pkt("F.", c.tcb.RcvNxt, c.tcb.SndNxt),
+			pkt("S", c.tcb.RcvNxt, 0),
+			pkt("S.", 5, c.tcb.SndNxt),
+			pkt("R", c.tcb.RcvNxt, 0),
+			pkt(".", c.tcb.RcvNxt.Add(50), c.tcb.SndNxt, data(10)),
+		}
+		evs := []Event{Open(1, 2, 3), ListenOn(1), Send(100), Receive(0), CloseEvent(), AbortEvent(), Tick()}
+		for i := range segs {
+			evs = append(evs, Arrive(&segs[i], 9))
+		}
+		for _, ev := range evs {
+			allocs := testing.AllocsPerRun(20, func() {
+				tcb := base
+				out, _ = tcb.Step(ev, at(500), out[:0])
+			})
+			require.Zero(t, allocs, "%v in %v", ev.Kind, f.state)
+		}
+	}
+}
+
+// FuzzStep feeds arbitrary events to a TCB in every state: no panic, no
+// transition the table lacks, invariants kept.
+func FuzzStep(f *testing.F) {
+	f.Add(uint8(4), []byte{7, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0})
+	f.Add(uint8(1), []byte{7, 0x02, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 1})
+	f.Add(uint8(2), []byte{7, 0x12, 0, 0, 0, 0, 0, 0, 0, 101, 0, 10, 0, 0})
+	f.Fuzz(func(t *testing.T, state uint8, prog []byte) {
+		fx := fixtures[int(state)%len(fixtures)]
+		c := fx.make(t, Config{})
+		c.clear()
+		for len(prog) > 0 {
+			op := prog[0]
+			prog = prog[1:]
+			arg := func(n int) []byte {
+				var b [16]byte
+				m := copy(b[:n], prog)
+				prog = prog[m:]
+				return b[:n]
+			}
+			var ev Event
+			var seg Segment
+			switch op % 8 {
+			case 0:
+				ev = Open(ourPort, peerPort, Seq(binary.BigEndian.Uint32(arg(4))))
+			case 1:
+				ev = ListenOn(ourPort)
+			case 2:
+				ev = Send(uint32(binary.BigEndian.Uint16(arg(2))))
+			case 3:
+				ev = Receive(uint32(binary.BigEndian.Uint16(arg(2))))
+			case 4:
+				ev = CloseEvent()
+			case 5:
+				ev = AbortEvent()
+			case 6:
+				c.now = c.now.Add(time.Duration(binary.BigEndian.Uint16(arg(2))) * time.Millisecond * 10)
+				ev = Tick()
+			case 7:
+				b := arg(12)
+				seg = Segment{SrcPort: peerPort, DstPort: ourPort, Flags: Flags(b[0]),
+					Seq:    c.tcb.RcvNxt.Add(uint32(int32(int16(binary.BigEndian.Uint16(b[1:]))) * 16)),
+					Ack:    c.tcb.SndNxt.Add(uint32(int32(int16(binary.BigEndian.Uint16(b[3:]))))),
+					Window: binary.BigEndian.Uint16(b[5:])}
+				if n := int(binary.BigEndian.Uint16(b[7:])) % 3000; n > 0 {
+					seg.Payload = zeros[:n]
+				}
+				if b[9]&1 != 0 {
+					seg.Options.Present = OptMSS
+					seg.Options.MSS = binary.BigEndian.Uint16(b[10:])
+				}
+				ev = Arrive(&seg, 77)
+				ev.More = b[9]&2 != 0
+			}
+			_ = c.step(ev)
+			c.clear()
+		}
+	})
+}
