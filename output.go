@@ -160,7 +160,7 @@ func (t *TCB) emitData(out []Action, seq Seq, n uint32, fin bool) []Action {
 
 // rightEdge is the furthest right edge the receive buffer allows.
 func (t *TCB) rightEdge() Seq {
-	return MinSeq(t.rcvUser.Add(t.cfg.rcvBuf), t.RcvNxt.Add(0xffff))
+	return MinSeq(t.rcvUser.Add(t.finBit()+t.cfg.rcvBuf), t.RcvNxt.Add(0xffff))
 }
 
 // swsThreshold is how far the right edge must be able to move before it
