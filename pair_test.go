@@ -15,6 +15,7 @@ type pair struct {
 	tcb    [2]TCB
 	now    Time
 	delay  time.Duration
+	jitter bool // add 0, 1 or 2 ms to the delay, in turn
 	q      []flight
 	out    []Action
 	lose   func(from int, s Segment) bool // nil: no loss
@@ -86,7 +87,15 @@ func (p *pair) step(i int, ev Event) error {
 				p.trace(i, s)
 			}
 			if p.lose == nil || !p.lose(i, s) {
-				p.q = append(p.q, flight{at: p.now.Add(p.delay), to: 1 - i, seg: s})
+				d := p.delay
+				if p.jitter {
+					d += time.Duration(p.sent[i]%3) * time.Millisecond
+				}
+				at := p.now.Add(d)
+				if n := len(p.q); n > 0 && p.q[n-1].at > at {
+					at = p.q[n-1].at // the queue stays in order: no reordering
+				}
+				p.q = append(p.q, flight{at: at, to: 1 - i, seg: s})
 			}
 		case ActNotify:
 			if p.record {
@@ -119,6 +128,7 @@ func (p *pair) run(limit Time) {
 			}
 		}
 		if next > limit {
+			p.now = max(p.now, limit)
 			return
 		}
 		p.now = max(p.now, next)

@@ -3,6 +3,7 @@ package tcpfsm
 import (
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 )
@@ -307,4 +308,10 @@ func TestSimultaneousOpenVariants(t *testing.T) {
 	c = synReceived(t, Config{})
 	c.peer(pkt("S.", 350, 101))
 	c.state(Listen)
+}
+
+func TestTCBSize(t *testing.T) {
+	// The TCB is one plain value; keep it within four cache lines.
+	require.LessOrEqual(t, unsafe.Sizeof(TCB{}), uintptr(256))
+	t.Logf("unsafe.Sizeof(TCB{}) = %d bytes", unsafe.Sizeof(TCB{}))
 }
