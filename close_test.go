@@ -348,3 +348,38 @@ func TestAbort(t *testing.T) {
 }
 
 func itoa(s Seq) string { return Seq.String(s) }
+
+// TestFiveCausesOfRST walks the background articles' list of the five
+// situations in which TCP sends a reset.
+func TestFiveCausesOfRST(t *testing.T) {
+	t.Run("1 a SYN to a port nobody listens on", func(t *testing.T) {
+		c := newConn(t, Config{}) // no TCB for the port: CLOSED
+		c.peer(pkt("S", 1000, 0))
+		c.sent("R. seq=0 ack=1001")
+	})
+	t.Run("2 one side fails and aborts", func(t *testing.T) {
+		c := established(t, Config{})
+		c.user(AbortEvent())
+		c.sent("R seq=101")
+	})
+	t.Run("3 a segment for a connection that does not exist", func(t *testing.T) {
+		c := newConn(t, Config{}) // e.g. the host rebooted and lost the connection
+		c.peer(pkt("P.", 5000, 777, data(100)))
+		c.sent("R seq=777")
+	})
+	t.Run("4 retransmissions exhausted", func(t *testing.T) {
+		c := established(t, Config{R2: 5 * time.Second})
+		c.user(Send(10))
+		c.clear()
+		c.advance(time.Minute)
+		sent := c.take(ActSend)
+		require.Equal(t, FlagRST, sent[len(sent)-1].Seg.Flags)
+		c.state(Closed)
+	})
+	t.Run("5 an application releases a finished connection at once", func(t *testing.T) {
+		c := closeWait(t, Config{})
+		c.user(AbortEvent()) // instead of CLOSE, LAST-ACK and the wait for the ACK
+		c.sent("R seq=101")
+		c.state(Closed)
+	})
+}
