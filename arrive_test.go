@@ -11,7 +11,7 @@ import (
 
 func TestAcceptabilityZeroWindow(t *testing.T) {
 	// T6 row 1 and row 3, MUST-66.
-	c := established(t, Config{RecvBuffer: 1000})
+	c := established(t, Config{RecvBuffer: 1000, QuickACK: true})
 	c.peer(pkt("P.", 301, 101, data(1000)))
 	c.sent(". seq=101 ack=1301 win=0")
 	require.Zero(t, c.tcb.RcvWnd())
@@ -108,7 +108,7 @@ func TestOutOfOrderFINHeldUntilHoleFills(t *testing.T) {
 
 func TestBatchGetsOneACK(t *testing.T) {
 	// MUST-58/59.
-	c := established(t, Config{})
+	c := established(t, Config{QuickACK: true})
 	c.peerBatch(
 		pkt(".", 301, 101, data(100)),
 		pkt(".", 401, 101, data(100)),
@@ -216,7 +216,7 @@ func TestDuplicateACKWithData(t *testing.T) {
 
 func TestNewACKRemovesAndReports(t *testing.T) {
 	// RFC9293 3.10.7.4 (SND.UNA): 3 segments in flight, ACK covers 2.
-	c := established(t, Config{})
+	c := established(t, Config{NoDelay: true})
 	c.tcb.SndWnd = 10000
 	c.user(Send(3000))
 	c.sent(". seq=101 len=1460", ". seq=1561 len=1460", "P. seq=3021 len=80")
@@ -273,6 +273,8 @@ func TestAckedFINInFW1ThenData(t *testing.T) {
 	c := finWait1(t, Config{})
 	c.peer(pkt("P.", 301, 102, data(10)))
 	c.state(FinWait2)
+	c.nothing() // the ACK is delayed
+	c.advance(200 * time.Millisecond)
 	c.sent(". seq=102 ack=311")
 }
 

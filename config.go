@@ -92,16 +92,80 @@ type Config struct {
 	// second (RFC 5961 section 7; the count is per connection, Errata
 	// 4772). Default 10.
 	ChallengeACKLimit int
+
+	// DelayedACK is how long an ACK for in-order data may wait for more
+	// data or a reply to ride on (RFC 9293 SHLD-18, MUST-40: below 500 ms).
+	// Every second full-sized segment is ACKed at once (SHLD-19). Default
+	// 200 ms.
+	DelayedACK time.Duration
+	// QuickACK acknowledges every segment at once (no delayed ACK).
+	QuickACK bool
+	// NoDelay turns the Nagle algorithm off (RFC 9293 MUST-17): small
+	// segments go out even while data is unacknowledged.
+	NoDelay bool
+	// NoWindowScale leaves the window scale option out of our SYN
+	// (RFC 7323 section 2). Default: offered, with the shift the receive
+	// buffer needs.
+	NoWindowScale bool
+	// NoTimestamps leaves the timestamps option out (RFC 7323 section 3).
+	// Default: offered.
+	NoTimestamps bool
+	// NoSACK leaves SACK-permitted out (RFC 2018). Default: offered.
+	NoSACK bool
+	// InitialWindow10 starts the congestion window at
+	// min(10*SMSS, max(2*SMSS, 14600)) (RFC 6928) instead of RFC 5681's
+	// 2 to 4 segments.
+	InitialWindow10 bool
+	// Congestion selects the congestion control algorithm (RFC 9293
+	// MAY-18). Default NewReno (RFC 5681 with RFC 6582).
+	Congestion CongestionAlgorithm
+}
+
+// CongestionAlgorithm names a congestion control algorithm.
+type CongestionAlgorithm uint8
+
+// The congestion control algorithms.
+const (
+	NewReno CongestionAlgorithm = iota // RFC 5681 and RFC 6582 (the default)
+	CUBIC                              // RFC 9438
+)
+
+// String returns the algorithm's name.
+func (a CongestionAlgorithm) String() string {
+	if a == CUBIC {
+		return "cubic"
+	}
+	return "newreno"
 }
 
 // Errors from Config.Validate.
 var (
-	ErrConfigMaxRTO = errors.New("tcpfsm: config: MaxRTO below 60 s (RFC 6298 section 2.5)")
-	ErrConfigSynR2  = errors.New("tcpfsm: config: SynR2 below 3 minutes (RFC 9293 MUST-23)")
-	ErrConfigRange  = errors.New("tcpfsm: config: value out of range")
+	ErrConfigMaxRTO     = errors.New("tcpfsm: config: MaxRTO below 60 s (RFC 6298 section 2.5)")
+	ErrConfigSynR2      = errors.New("tcpfsm: config: SynR2 below 3 minutes (RFC 9293 MUST-23)")
+	ErrConfigDelayedACK = errors.New("tcpfsm: config: DelayedACK not below 500 ms (RFC 9293 MUST-40)")
+	ErrConfigRange      = errors.New("tcpfsm: config: value out of range")
 )
 
-const maxMillis = 1<<32 - 1
+// dur16 keeps a duration in two bytes: below 0x8000 it counts
+// milliseconds (up to 32.767 s); above, seconds (up to 32767 s, 9.1 h,
+// which is also Linux's limit for keep-alive times).
+type dur16 uint16
+
+const maxDur16 = 32767 * time.Second
+
+func toDur16(d time.Duration) dur16 {
+	if d < 32768*time.Millisecond {
+		return dur16((d + time.Millisecond - 1) / time.Millisecond)
+	}
+	return dur16(0x8000 | (d+time.Second-1)/time.Second)
+}
+
+func (v dur16) dur() time.Duration {
+	if v&0x8000 == 0 {
+		return time.Duration(v) * time.Millisecond
+	}
+	return time.Duration(v&0x7fff) * time.Second
+}
 
 // Validate reports the first setting that breaks a MUST of the RFCs or
 // does not fit the TCB's fields.
@@ -112,6 +176,12 @@ func (c *Config) Validate() error {
 	if c.SynR2 != 0 && c.SynR2 < 3*time.Minute {
 		return ErrConfigSynR2
 	}
+	if c.DelayedACK >= 500*time.Millisecond {
+		return ErrConfigDelayedACK
+	}
+	if c.Congestion > CUBIC {
+		return fmt.Errorf("%w: Congestion=%d", ErrConfigRange, c.Congestion)
+	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
@@ -119,10 +189,10 @@ func (c *Config) Validate() error {
 		{"MSL", c.MSL}, {"InitialRTO", c.InitialRTO}, {"MinRTO", c.MinRTO}, {"MaxRTO", c.MaxRTO},
 		{"R2", c.R2}, {"SynR2", c.SynR2}, {"UserTimeout", c.UserTimeout},
 		{"FinWait2Timeout", c.FinWait2Timeout}, {"KeepaliveIdle", c.KeepaliveIdle},
-		{"KeepaliveInterval", c.KeepaliveInterval},
+		{"KeepaliveInterval", c.KeepaliveInterval}, {"DelayedACK", c.DelayedACK},
 	} {
-		if d.v < 0 || d.v/time.Millisecond > maxMillis {
-			return fmt.Errorf("%w: %s=%v (0 to 49 days)", ErrConfigRange, d.name, d.v)
+		if d.v < 0 || d.v > maxDur16 {
+			return fmt.Errorf("%w: %s=%v (0 to 9h6m7s; above 32.767 s it is kept in whole seconds)", ErrConfigRange, d.name, d.v)
 		}
 	}
 	for _, n := range []struct {
@@ -139,19 +209,20 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// settings is the compact form of Config kept in every TCB: durations in
-// milliseconds, defaults filled in.
+// settings is the compact form of Config kept in every TCB, defaults
+// filled in.
 type settings struct {
-	msl, r2, synR2, userTimeout, fw2   uint32 // milliseconds
-	keepIdle, keepIntvl                uint32 // milliseconds
-	initRTO, minRTO, maxRTO            uint32 // milliseconds
 	rcvBuf                             uint32
+	msl, r2, synR2, userTimeout, fw2   dur16
+	keepIdle, keepIntvl, delAck        dur16
+	initRTO, minRTO, maxRTO            dur16
 	mss                                uint16
-	r1, synRetries, keepCount, chLimit uint8
 	opts                               settingOpts
+	r1, synRetries, keepCount, chLimit uint8
+	wscale                             uint8 // the shift we offer
 }
 
-type settingOpts uint8
+type settingOpts uint16
 
 const (
 	optSet settingOpts = 1 << iota // settings were filled in
@@ -160,13 +231,20 @@ const (
 	optKeepalive
 	optTimeWaitRST
 	optTimeWaitChallenge
+	optQuickACK
+	optNoDelay
+	optWS
+	optTS
+	optSACK
+	optIW10
+	optCUBIC
 )
 
-func ms(d time.Duration, def time.Duration) uint32 {
+func d16(d time.Duration, def time.Duration) dur16 {
 	if d == 0 {
 		d = def
 	}
-	return uint32(d / time.Millisecond)
+	return toDur16(d)
 }
 
 func orDefault(v, def int) uint8 {
@@ -182,16 +260,17 @@ func (c *Config) compile() (settings, error) {
 		return settings{}, err
 	}
 	s := settings{
-		msl:         ms(c.MSL, 2*time.Minute),
-		r2:          ms(c.R2, 100*time.Second),
-		synR2:       ms(c.SynR2, 180*time.Second),
-		userTimeout: ms(c.UserTimeout, 0),
-		fw2:         ms(c.FinWait2Timeout, 0),
-		keepIdle:    ms(c.KeepaliveIdle, 2*time.Hour),
-		keepIntvl:   ms(c.KeepaliveInterval, 75*time.Second),
-		initRTO:     ms(c.InitialRTO, time.Second),
-		minRTO:      ms(c.MinRTO, time.Second),
-		maxRTO:      ms(c.MaxRTO, 60*time.Second),
+		msl:         d16(c.MSL, 2*time.Minute),
+		r2:          d16(c.R2, 100*time.Second),
+		synR2:       d16(c.SynR2, 180*time.Second),
+		userTimeout: d16(c.UserTimeout, 0),
+		fw2:         d16(c.FinWait2Timeout, 0),
+		keepIdle:    d16(c.KeepaliveIdle, 2*time.Hour),
+		keepIntvl:   d16(c.KeepaliveInterval, 75*time.Second),
+		delAck:      d16(c.DelayedACK, 200*time.Millisecond),
+		initRTO:     d16(c.InitialRTO, time.Second),
+		minRTO:      d16(c.MinRTO, time.Second),
+		maxRTO:      d16(c.MaxRTO, 60*time.Second),
 		rcvBuf:      c.RecvBuffer,
 		mss:         c.MSS,
 		r1:          orDefault(c.R1, 3),
@@ -209,19 +288,25 @@ func (c *Config) compile() (settings, error) {
 			s.mss = 1440
 		}
 	}
+	// The smallest shift that lets the window cover the buffer (RFC 7323
+	// section 2.3), at most 14.
+	for s.wscale < 14 && s.rcvBuf>>s.wscale > 0xffff {
+		s.wscale++
+	}
 	for _, o := range []struct {
 		on  bool
 		bit settingOpts
 	}{{c.IPv6, optIPv6}, {c.NoResetOnGiveUp, optNoResetOnGiveUp}, {c.Keepalive, optKeepalive},
-		{c.TimeWaitRST, optTimeWaitRST}, {c.TimeWaitChallenge, optTimeWaitChallenge}} {
+		{c.TimeWaitRST, optTimeWaitRST}, {c.TimeWaitChallenge, optTimeWaitChallenge},
+		{c.QuickACK, optQuickACK}, {c.NoDelay, optNoDelay}, {!c.NoWindowScale, optWS},
+		{!c.NoTimestamps, optTS}, {!c.NoSACK, optSACK}, {c.InitialWindow10, optIW10},
+		{c.Congestion == CUBIC, optCUBIC}} {
 		if o.on {
 			s.opts |= o.bit
 		}
 	}
 	return s, nil
 }
-
-func msDur(v uint32) time.Duration { return time.Duration(v) * time.Millisecond }
 
 // defaultSettings are the settings of a zero Config.
 var defaultSettings, _ = (&Config{}).compile()

@@ -34,9 +34,14 @@ const (
 	// EvTick says time has passed: timers due at or before now fire
 	// (RFC 9293 section 3.10.8).
 	EvTick
+	// EvPathMTU says the path MTU fell: Event.N is the largest segment
+	// payload the path now carries (the MTU less the IP and TCP headers).
+	// Later segments, retransmissions included, fit it (RFC 9293 SHLD-6).
+	// It never raises the MSS, and never below 64 bytes.
+	EvPathMTU
 )
 
-var eventNames = [...]string{"", "open", "listen", "send", "receive", "close", "abort", "segment", "tick"}
+var eventNames = [...]string{"", "open", "listen", "send", "receive", "close", "abort", "segment", "tick", "path-mtu"}
 
 // String returns the event kind's name, such as "segment".
 func (k EventKind) String() string {
@@ -50,7 +55,8 @@ func (k EventKind) String() string {
 // fields matter. Building one does not allocate.
 type Event struct {
 	Kind       EventKind
-	More       bool     // EvSegment: more segments of this batch follow; hold the ACK
+	More       bool     // EvSegment: more input follows before output is wanted; hold the ACK
+	Urgent     bool     // EvSend: the bytes are urgent data (RFC 9293 section 3.10.2)
 	LocalPort  uint16   // EvOpen, EvListen
 	RemotePort uint16   // EvOpen
 	ISS        Seq      // EvOpen; EvSegment carrying a SYN to a TCB in LISTEN
@@ -68,6 +74,13 @@ func ListenOn(localPort uint16) Event { return Event{Kind: EvListen, LocalPort: 
 
 // Send returns an event that queues n bytes for sending.
 func Send(n uint32) Event { return Event{Kind: EvSend, N: n} }
+
+// SendUrgent returns an event that queues n bytes of urgent data: the
+// urgent pointer will point just past them (RFC 9293 MUST-30, MUST-62).
+func SendUrgent(n uint32) Event { return Event{Kind: EvSend, N: n, Urgent: true} }
+
+// PathMTU returns an event that lowers the send MSS to mss bytes.
+func PathMTU(mss uint32) Event { return Event{Kind: EvPathMTU, N: mss} }
 
 // Receive returns an event that says the user consumed n received bytes.
 func Receive(n uint32) Event { return Event{Kind: EvReceive, N: n} }
@@ -139,10 +152,11 @@ const (
 	NoteStalled                     // retransmissions reached R1: negative advice (MUST-20, SHLD-9)
 	NoteReopen                      // a SYN in TIME-WAIT may start a new incarnation (RFC 6191)
 	NoteAborted                     // our user aborted the connection
+	NoteUrgent                      // the peer sent urgent data; Status.Urgent says how far (MUST-32)
 )
 
 var noteNames = [...]string{"", "connected", "send-acked", "readable", "peer-closed", "close-done",
-	"closed", "reset", "refused", "timed-out", "user-timeout", "stalled", "reopen", "aborted"}
+	"closed", "reset", "refused", "timed-out", "user-timeout", "stalled", "reopen", "aborted", "urgent"}
 
 // String returns the note's name, such as "peer-closed".
 func (n Note) String() string {
@@ -172,11 +186,13 @@ const (
 	DropAfterFIN                              // text after the peer's FIN, ignored
 	DropOutOfOrderFull                        // out-of-order data with no free reassembly slot
 	DropNotOurs                               // ports do not match this connection
+	DropPAWS                                  // timestamp older than TS.Recent (RFC 7323 section 5)
+	DropNoTimestamp                           // timestamps agreed but the segment has none (RFC 7323 section 3.2)
 )
 
 var dropNames = [...]string{"", "closed", "listen-not-syn", "syn-sent-bad-ack", "syn-sent-no-syn",
 	"unacceptable", "rst-not-exact", "syn-synchronized", "no-ack", "bad-ack", "rate-limited",
-	"time-wait-rst", "after-fin", "out-of-order-full", "not-ours"}
+	"time-wait-rst", "after-fin", "out-of-order-full", "not-ours", "paws", "no-timestamp"}
 
 // String returns the reason's name, such as "unacceptable".
 func (r DropReason) String() string {

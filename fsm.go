@@ -1,5 +1,7 @@
 package tcpfsm
 
+import "time"
+
 // Step applies one event at time now to a copy of t and returns the new
 // TCB and the actions, appended to out. It is the pure form of (*TCB).Step:
 // t itself is not changed, and the same (t, ev, now) always gives the same
@@ -31,13 +33,13 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 	case EvListen:
 		return t.listen(ev, out)
 	case EvSend:
-		return t.send(ev.N, now, out)
+		return t.send(ev.N, ev.Urgent, now, out)
 	case EvReceive:
 		return t.receive(ev.N, now, out)
 	case EvClose:
 		return t.close(now, out)
 	case EvAbort:
-		return t.abort(out)
+		return t.abort(now, out)
 	case EvSegment:
 		if ev.Seg == nil {
 			return out, ErrBadEvent
@@ -49,6 +51,12 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 		return out, nil
 	case EvTick:
 		return t.tick(now, out), nil
+	case EvPathMTU:
+		if t.State == Closed || t.State == Listen {
+			return out, ErrConnectionDoesNotExist
+		}
+		t.sndMSS = uint16(max(min(ev.N, uint32(t.sndMSS)), 64))
+		return t.output(now, out), nil
 	}
 	return out, ErrBadEvent
 }
@@ -91,8 +99,9 @@ func (t *TCB) initSend(iss Seq) {
 	t.SndNxt = iss.Add(1)
 	t.sndEnd = t.SndNxt
 	t.sndRtx = t.SndNxt
-	t.rto = t.cfg.initRTO * 1000
+	t.rto = uint32(t.cfg.initRTO.dur() / time.Microsecond)
 	t.ssthresh = maxQueued
+	t.recover = iss
 	t.sndMSS = t.defaultPeerMSS()
 }
 
@@ -107,8 +116,9 @@ func (t *TCB) listen(ev Event, out []Action) ([]Action, error) {
 	return out, nil
 }
 
-// send handles SEND (RFC 9293 section 3.10.2): it queues n bytes.
-func (t *TCB) send(n uint32, now Time, out []Action) ([]Action, error) {
+// send handles SEND (RFC 9293 section 3.10.2): it queues n bytes, urgent
+// ones moving SND.UP past them.
+func (t *TCB) send(n uint32, urgent bool, now Time, out []Action) ([]Action, error) {
 	switch t.State {
 	case Closed:
 		return out, ErrConnectionDoesNotExist
@@ -125,6 +135,10 @@ func (t *TCB) send(n uint32, now Time, out []Action) ([]Action, error) {
 		return out, ErrInsufficientResources
 	}
 	t.sndEnd = t.sndEnd.Add(n)
+	if urgent && n > 0 {
+		t.sndUp = t.sndEnd
+		t.flags |= flagUrgPending
+	}
 	return t.output(now, out), nil
 }
 
@@ -148,6 +162,9 @@ func (t *TCB) receive(n uint32, now Time, out []Action) ([]Action, error) {
 		return out, ErrInsufficientResources
 	}
 	t.rcvUser = t.rcvUser.Add(n)
+	if !t.rcvUser.LessThan(t.rcvUp) {
+		t.flags &^= flagUrgSignaled // past the urgent data: a new run may be signalled
+	}
 	// Announce the opened window once it can move by enough (RFC 9293
 	// section 3.8.6.2.2 and MUST-39).
 	if t.State.IsSynchronized() && t.flags&flagFinRcvd == 0 && t.windowUpdateDue() {
@@ -184,12 +201,12 @@ func (t *TCB) close(now Time, out []Action) ([]Action, error) {
 }
 
 // abort handles ABORT (RFC 9293 section 3.10.5).
-func (t *TCB) abort(out []Action) ([]Action, error) {
+func (t *TCB) abort(now Time, out []Action) ([]Action, error) {
 	switch t.State {
 	case Closed:
 		return out, ErrConnectionDoesNotExist
 	case SynReceived, Established, FinWait1, FinWait2, CloseWait:
-		out = t.emitRST(out, t.SndNxt)
+		out = t.emitRST(out, t.SndNxt, now)
 	}
 	return t.toClosed(out, NoteAborted), nil
 }
@@ -216,7 +233,7 @@ func (t *TCB) toListen(out []Action) []Action {
 func (t *TCB) toTimeWait(now Time, out []Action) []Action {
 	t.State = TimeWait
 	out = t.stopAll(out)
-	return t.arm(out, TimerClose, now, 2*msDur(t.cfg.msl))
+	return t.arm(out, TimerClose, now, 2*t.cfg.msl.dur())
 }
 
 // notify appends a note.

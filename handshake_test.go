@@ -262,6 +262,8 @@ func TestDataOnThirdACK(t *testing.T) {
 	c.peer(pkt("P.", 101, 1001, data(20)))
 	c.state(Established)
 	require.Equal(t, Seq(121), c.tcb.RcvNxt)
+	c.nothing()
+	c.advance(200 * time.Millisecond) // the delayed ACK
 	c.sent(". seq=1001 ack=121")
 }
 

@@ -1,8 +1,10 @@
 package tcpfsm
 
+import "time"
+
 // segmentArrives processes one arriving segment in the order of checks of
 // RFC 9293 section 3.10.7. Output (data, FIN, the owed ACK) follows in
-// Step unless more segments of the batch are coming.
+// Step unless more input is coming.
 func (t *TCB) segmentArrives(seg *Segment, iss Seq, now Time, out []Action) []Action {
 	if t.State != Closed && t.State != Listen &&
 		(seg.DstPort != t.LocalPort || seg.SrcPort != t.RemotePort) {
@@ -20,9 +22,10 @@ func (t *TCB) segmentArrives(seg *Segment, iss Seq, now Time, out []Action) []Ac
 		t.lastRcv = now
 		return t.arriveSynSent(seg, now, out)
 	}
+	idle := now.Sub(t.lastRcv)
 	t.lastRcv = now
 	t.keepProbes = 0
-	return t.arriveOther(seg, now, out)
+	return t.arriveOther(seg, idle, now, out)
 }
 
 // arriveClosed: RFC 9293 section 3.10.7.1.
@@ -33,11 +36,14 @@ func (t *TCB) arriveClosed(seg *Segment, out []Action) []Action {
 	return drop(out, DropClosed)
 }
 
-// emitRST sends <SEQ=seq><CTL=RST> to the peer.
-func (t *TCB) emitRST(out []Action, seq Seq) []Action {
-	return append(out, Action{Kind: ActSend, Seg: Segment{
-		SrcPort: t.LocalPort, DstPort: t.RemotePort, Seq: seq, Flags: FlagRST,
-	}})
+// emitRST sends <SEQ=seq><CTL=RST> to the peer, with timestamps if they
+// are in use (RFC 7323 section 3.2 SHOULD).
+func (t *TCB) emitRST(out []Action, seq Seq, now Time) []Action {
+	s := Segment{SrcPort: t.LocalPort, DstPort: t.RemotePort, Seq: seq, Flags: FlagRST}
+	if t.flags&flagTS != 0 {
+		s.Options = Options{Present: OptTimestamps, TSVal: t.tsVal(now), TSEcr: t.tsRecent}
+	}
+	return append(out, Action{Kind: ActSend, Seg: s})
 }
 
 // replyRST answers seg with <SEQ=SEG.ACK><CTL=RST>.
@@ -71,17 +77,33 @@ func (t *TCB) arriveListen(seg *Segment, iss Seq, now Time, out []Action) []Acti
 }
 
 // peerSYN records what a SYN tells: IRS, RCV.NXT, the peer's MSS and
-// window (RFC 9293 sections 3.10.7.2 and 3.10.7.3, MUST-15).
+// window (RFC 9293 sections 3.10.7.2 and 3.10.7.3, MUST-15), and which of
+// the options we offer it offers too: window scale (RFC 7323 section 2.2),
+// timestamps (section 3.2), SACK (RFC 2018 section 2).
 func (t *TCB) peerSYN(seg *Segment) {
 	t.Irs = seg.Seq
 	t.RcvNxt = seg.Seq.Add(1)
 	t.rcvUser = t.RcvNxt
+	t.rcvUp = t.RcvNxt
+	t.lastAckSent = t.RcvNxt
 	t.rcvAdv = t.RcvNxt.Add(min(t.cfg.rcvBuf, 0xffff))
 	peer := t.defaultPeerMSS()
-	if seg.Options.Has(OptMSS) && seg.Options.MSS > 0 {
-		peer = seg.Options.MSS
+	o := &seg.Options
+	if o.Has(OptMSS) && o.MSS > 0 {
+		peer = max(o.MSS, 64)
 	}
 	t.sndMSS = min(peer, t.cfg.mss)
+	if o.Has(OptWindowScale) && t.cfg.opts&optWS != 0 {
+		t.flags |= flagPeerWS
+		t.shifts = min(o.WindowScale, 14)<<4 | t.cfg.wscale
+	}
+	if o.Has(OptTimestamps) && t.cfg.opts&optTS != 0 {
+		t.flags |= flagTS
+		t.tsRecent = o.TSVal
+	}
+	if o.Has(OptSACKPermitted) && t.cfg.opts&optSACK != 0 {
+		t.flags |= flagSACK
+	}
 	// The SYN's window is never scaled (RFC 7323 section 2.2).
 	t.SndWnd = uint32(seg.Window)
 	t.MaxSndWnd = t.SndWnd
@@ -125,12 +147,24 @@ func (t *TCB) arriveSynSent(seg *Segment, now Time, out []Action) []Action {
 		out = t.sendSYN(now, out)
 		return t.queueText(seg, seg.Seq.Add(1), out)
 	}
+	if seg.Options.Has(OptWindowScale) == false {
+		t.shifts = 0 // scaling needs both SYNs (RFC 7323 section 2.2)
+	}
 	t.SndWl2 = seg.Ack
-	out = t.ackAdvance(seg.Ack, now, out)
+	out = t.ackAdvance(seg.Ack, t.echo(seg), now, out)
 	out = t.enterEstablished(now, out)
 	t.flags |= flagAckNow
 	// Text and FIN on the SYN-ACK: the sixth step onward.
 	return t.processText(seg, seg.Seq.Add(1), now, out)
+}
+
+// echo returns the TSecr of seg for an RTT sample (RFC 7323 section 4),
+// or 0 if timestamps are off or the segment has none.
+func (t *TCB) echo(seg *Segment) uint32 {
+	if t.flags&flagTS == 0 || !seg.Options.Has(OptTimestamps) || seg.Flags&FlagACK == 0 {
+		return 0
+	}
+	return seg.Options.TSEcr
 }
 
 // enterEstablished moves SYN-SENT or SYN-RECEIVED to ESTABLISHED, with the
@@ -138,22 +172,17 @@ func (t *TCB) arriveSynSent(seg *Segment, now Time, out []Action) []Action {
 func (t *TCB) enterEstablished(now Time, out []Action) []Action {
 	t.State = Established
 	t.flags &^= flagPassive
-	smss := uint32(t.sndMSS)
-	switch {
-	case t.flags&flagSynRetx != 0:
-		t.cwnd = smss // the SYN or SYN-ACK was lost: IW is one segment
-		if t.rto < 3_000_000 {
+	t.recover = t.Iss // RFC 6582 section 3.2 step 1
+	t.cwnd = t.iw()
+	if t.flags&flagSynRetx != 0 {
+		t.cwnd = t.effMSS() // the SYN or SYN-ACK was lost: IW is one segment
+		t.rto = max(t.rto, 3_000_000)
+		if t.flags&flagHaveRtt == 0 {
 			t.rto = 3_000_000
 		}
-	case smss > 2190:
-		t.cwnd = 2 * smss
-	case smss > 1095:
-		t.cwnd = 3 * smss
-	default:
-		t.cwnd = 4 * smss
 	}
 	if t.cfg.opts&optKeepalive != 0 {
-		out = t.arm(out, TimerKeepalive, now, msDur(t.cfg.keepIdle))
+		out = t.arm(out, TimerKeepalive, now, t.cfg.keepIdle.dur())
 	}
 	out = notify(out, NoteConnected)
 	if t.flags&flagCloseCalled != 0 {
@@ -178,11 +207,16 @@ func (t *TCB) acceptable(seq Seq, segLen uint32) bool {
 	return seq.InWindow(t.RcvNxt, wnd) || seq.Add(segLen-1).InWindow(t.RcvNxt, wnd)
 }
 
+// pawsIdle is how long a connection may be idle before TS.Recent is no
+// longer trusted (RFC 7323 section 5.5: 24 days).
+const pawsIdle = 24 * 24 * time.Hour
+
 // arriveOther: RFC 9293 section 3.10.7.4, for SYN-RECEIVED and the
-// synchronized states.
-func (t *TCB) arriveOther(seg *Segment, now Time, out []Action) []Action {
+// synchronized states. idle is the time since the previous segment.
+func (t *TCB) arriveOther(seg *Segment, idle time.Duration, now Time, out []Action) []Action {
 	f := seg.Flags
 	seq := seg.Seq
+	hasTS := seg.Options.Has(OptTimestamps)
 
 	// A SYN in SYN-RECEIVED that repeats the peer's SYN: our SYN-ACK was
 	// lost, so send it again at once (as Linux does) rather than wait for
@@ -197,13 +231,35 @@ func (t *TCB) arriveOther(seg *Segment, now Time, out []Action) []Action {
 		seq = seq.Add(1)
 	}
 
-	// A SYN in TIME-WAIT may open a new incarnation (RFC 9293 MAY-2,
-	// RFC 6191), or gets a challenge ACK (RFC 5961 section 4).
+	// A SYN in TIME-WAIT may open a new incarnation if it is newer than
+	// the old connection: by timestamp when both have them (RFC 6191,
+	// SHLD-4), else by sequence number (MAY-2). Otherwise a challenge ACK
+	// (RFC 5961 section 4).
 	if t.State == TimeWait && f&(FlagSYN|FlagACK|FlagRST) == FlagSYN {
-		if t.cfg.opts&optTimeWaitChallenge == 0 && seq.GreaterThan(t.RcvNxt) {
+		newer := seq.GreaterThan(t.RcvNxt)
+		if t.flags&flagTS != 0 && hasTS {
+			newer = int32(seg.Options.TSVal-t.tsRecent) > 0
+		}
+		if t.cfg.opts&optTimeWaitChallenge == 0 && newer {
 			return t.toClosed(out, NoteReopen)
 		}
 		return t.challengeACK(now, drop(out, DropSYNSynchronized))
+	}
+
+	// Timestamps (RFC 7323): a non-RST segment must carry them once agreed
+	// (section 3.2), and one older than TS.Recent is a wrapped duplicate
+	// (PAWS, section 5.3). Neither check touches a RST (section 5.2).
+	if t.flags&flagTS != 0 && f&FlagRST == 0 && t.State != SynReceived {
+		if !hasTS {
+			return drop(out, DropNoTimestamp)
+		}
+		if int32(seg.Options.TSVal-t.tsRecent) < 0 {
+			if idle <= pawsIdle {
+				t.flags |= flagAckNow
+				return drop(out, DropPAWS)
+			}
+			t.tsRecent = seg.Options.TSVal // TS.Recent is too old to trust (section 5.5)
+		}
 	}
 
 	// Second, the RST bit, before the window test so that a RST with data
@@ -232,26 +288,33 @@ func (t *TCB) arriveOther(seg *Segment, now Time, out []Action) []Action {
 		if !(t.RcvWnd() == 0 && seq == t.RcvNxt) {
 			if t.State == TimeWait && f&FlagFIN != 0 && seq.Add(segLen) == t.RcvNxt {
 				// The peer's FIN again: ACK it and restart 2*MSL.
-				out = t.arm(out, TimerClose, now, 2*msDur(t.cfg.msl))
+				out = t.arm(out, TimerClose, now, 2*t.cfg.msl.dur())
 			}
 			t.flags |= flagAckNow
 			return drop(out, DropUnacceptable)
 		}
 	}
 
+	// TS.Recent follows the segment that the next ACK acknowledges
+	// (RFC 7323 section 4.3).
+	if t.flags&flagTS != 0 && hasTS && int32(seg.Options.TSVal-t.tsRecent) >= 0 && seq.LessThanEq(t.lastAckSent) {
+		t.tsRecent = seg.Options.TSVal
+	}
+
 	// Fifth, the ACK field.
 	if f&FlagACK == 0 {
 		return drop(out, DropNoACK)
 	}
+	wnd := uint32(seg.Window) << t.sndShift()
 	if t.State == SynReceived {
 		if !(t.SndUna.LessThan(seg.Ack) && seg.Ack.LessThanEq(t.SndNxt)) {
 			out = replyRST(out, seg)
 			return drop(out, DropBadACK)
 		}
-		t.SndWnd = uint32(seg.Window)
+		t.SndWnd = wnd
 		t.MaxSndWnd = max(t.MaxSndWnd, t.SndWnd)
 		t.SndWl1, t.SndWl2 = seq, seg.Ack
-		out = t.ackAdvance(seg.Ack, now, out)
+		out = t.ackAdvance(seg.Ack, t.echo(seg), now, out)
 		out = t.enterEstablished(now, out)
 	} else {
 		// RFC 5961 section 5.2: SND.UNA-MAX.SND.WND =< SEG.ACK =< SND.NXT.
@@ -262,13 +325,21 @@ func (t *TCB) arriveOther(seg *Segment, now Time, out []Action) []Action {
 		if seg.Ack.LessThan(t.SndUna.Add(-t.MaxSndWnd)) {
 			return t.challengeACK(now, drop(out, DropBadACK))
 		}
+		if t.flags&flagSACK != 0 && seg.Options.NumSACK > 0 {
+			t.recordSACK(&seg.Options)
+		}
+		// A duplicate ACK as RFC 5681 section 2 defines it.
+		dup := t.SndUna != t.SndNxt && seg.Ack == t.SndUna && len(seg.Payload) == 0 &&
+			f&FlagFIN == 0 && wnd == t.SndWnd
 		if t.SndUna.LessThan(seg.Ack) {
-			out = t.ackAdvance(seg.Ack, now, out)
+			out = t.ackAdvance(seg.Ack, t.echo(seg), now, out)
+		} else if dup {
+			out = t.onDupAck(now, out)
 		}
 		// Window update (RFC 9293 section 3.10.7.4, WL1/WL2 rule).
 		if t.SndUna.LessThanEq(seg.Ack) &&
 			(t.SndWl1.LessThan(seq) || (t.SndWl1 == seq && t.SndWl2.LessThanEq(seg.Ack))) {
-			t.SndWnd = uint32(seg.Window)
+			t.SndWnd = wnd
 			t.MaxSndWnd = max(t.MaxSndWnd, t.SndWnd)
 			t.SndWl1, t.SndWl2 = seq, seg.Ack
 		}
@@ -291,10 +362,45 @@ func (t *TCB) arriveOther(seg *Segment, now Time, out []Action) []Action {
 		return out
 	}
 
-	// Sixth (URG) is reported by the data-transfer layer; seventh and eighth.
+	// Sixth, the URG bit (RFC 9293 section 3.10.7.4, MUST-30 to MUST-33).
+	if f&FlagURG != 0 {
+		out = t.urgent(seq.Add(uint32(seg.Urgent)), out)
+	}
+
+	// Seventh and eighth: text and FIN.
 	s := *seg
 	s.Flags = f
 	return t.processText(&s, seq, now, out)
+}
+
+// urgent records the peer's urgent pointer up (one past the urgent data,
+// MUST-62) and tells the user once per run of urgent data (MUST-32).
+func (t *TCB) urgent(up Seq, out []Action) []Action {
+	switch t.State {
+	case Established, FinWait1, FinWait2:
+	default:
+		return out // after the peer's FIN, URG is ignored
+	}
+	if t.rcvUp.LessThan(up) {
+		t.rcvUp = up
+	}
+	if t.rcvUser.LessThan(t.rcvUp) && t.flags&flagUrgSignaled == 0 {
+		t.flags |= flagUrgSignaled
+		out = notify(out, NoteUrgent)
+	}
+	return out
+}
+
+// recordSACK adds the peer's SACK blocks that lie within (SND.UNA,
+// SND.NXT] to the scoreboard (RFC 2018 section 4). Blocks that are old, or
+// for data never sent, are ignored.
+func (t *TCB) recordSACK(o *Options) {
+	for _, b := range o.SACKBlocks() {
+		l, r := MaxSeq(b.Left, t.SndUna), MinSeq(b.Right, t.SndNxt)
+		if l.LessThan(r) && t.SndUna.LessThanEq(b.Left) && b.Right.LessThanEq(t.SndNxt) {
+			addRange(t.sacked[:], t.SndUna, l, r)
+		}
+	}
 }
 
 // enterFinWait2: our FIN is acknowledged; the close is done but the TCB
@@ -304,7 +410,7 @@ func (t *TCB) enterFinWait2(now Time, out []Action) []Action {
 	out = t.stop(out, TimerRetransmit)
 	out = t.stop(out, TimerUser)
 	if t.cfg.fw2 != 0 {
-		out = t.arm(out, TimerClose, now, msDur(t.cfg.fw2))
+		out = t.arm(out, TimerClose, now, t.cfg.fw2.dur())
 	}
 	return notify(out, NoteCloseDone)
 }
@@ -335,8 +441,8 @@ func (t *TCB) arriveRST(seq Seq, now Time, out []Action) []Action {
 // challengeACK owes a challenge ACK <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>,
 // at most ChallengeACKLimit per second per connection (RFC 5961 section 7).
 func (t *TCB) challengeACK(now Time, out []Action) []Action {
-	if now.Sub(t.chStart) >= 1e9 || now < t.chStart {
-		t.chStart = now
+	if sec := uint8(now / Time(time.Second)); sec != t.chSec {
+		t.chSec = sec
 		t.chCount = 0
 	}
 	if t.chCount >= t.cfg.chLimit {
@@ -348,9 +454,11 @@ func (t *TCB) challengeACK(now Time, out []Action) []Action {
 }
 
 // ackAdvance moves SND.UNA to ack (a new ACK): completed sends are
-// reported, the RTT is sampled, the congestion window grows, and the
-// retransmission timer restarts or stops (RFC 6298 section 5).
-func (t *TCB) ackAdvance(ack Seq, now Time, out []Action) []Action {
+// reported, the RTT is sampled (from tsecr when timestamps give one,
+// RFC 7323 section 4, else from the timed segment, Karn's rule), the
+// congestion window grows or recovery goes on, and the retransmission
+// timer restarts or stops (RFC 6298 section 5).
+func (t *TCB) ackAdvance(ack Seq, tsecr uint32, now Time, out []Action) []Action {
 	acked := ack.Diff(t.SndUna)
 	data := acked
 	if t.SndUna == t.Iss && t.State <= SynReceived {
@@ -359,26 +467,52 @@ func (t *TCB) ackAdvance(ack Seq, now Time, out []Action) []Action {
 	if t.flags&flagFinSent != 0 && ack == t.sndEnd.Add(1) {
 		data-- // the FIN
 	}
+	// A timestamp echo older than our last timeout's retransmission
+	// measures the wait for the timeout too (the original arrived, its ACK
+	// was lost): only echoes of segments sent since then give a sample.
+	if tsecr != 0 && t.retries > 0 && t.running(TimerRetransmit) {
+		lastRtx := t.timers[slotOf(TimerRetransmit)] - Time(t.rtoDur())
+		if int32(tsecr-t.tsVal(lastRtx)) < 0 {
+			tsecr = 0
+		}
+	}
 	t.SndUna = ack
 	if t.sndRtx.LessThan(ack) {
 		t.sndRtx = ack
 	}
 	t.retries = 0
+	trimBelow(t.sacked[:], ack)
 	if t.flags&flagRttTiming != 0 && t.rttSeq.LessThanEq(ack) {
 		t.flags &^= flagRttTiming
-		t.rttSample(now.Sub(t.rttStart))
+		if tsecr == 0 {
+			t.rttSample(time.Duration(usOf(now)-t.rttStart) * time.Microsecond)
+		}
+	}
+	if tsecr != 0 {
+		t.rttSample(time.Duration(t.tsVal(now)-tsecr) * time.Millisecond)
+	}
+	if t.flags&flagUrgPending != 0 && !t.SndUna.LessThan(t.sndUp) {
+		t.flags &^= flagUrgPending
 	}
 	if t.State.IsSynchronized() && data > 0 {
-		t.growCwnd(data)
+		if t.flags&flagRecovery != 0 {
+			out = t.onRecoveryAck(acked, now, out)
+		} else {
+			t.dupAcks = 0
+			t.growCwnd(data, now)
+		}
 	}
 	if t.SndUna == t.SndNxt {
 		out = t.stop(out, TimerRetransmit)
 		out = t.stop(out, TimerUser)
+		if t.cfg.opts&optKeepalive != 0 && t.State.IsSynchronized() && !t.running(TimerKeepalive) {
+			out = t.arm(out, TimerKeepalive, now, t.cfg.keepIdle.dur())
+		}
 	} else {
-		t.rtxStart = now
+		t.rtxStart = msOf(now)
 		out = t.arm(out, TimerRetransmit, now, t.rtoDur())
 		if t.cfg.userTimeout != 0 {
-			out = t.arm(out, TimerUser, now, msDur(t.cfg.userTimeout))
+			out = t.arm(out, TimerUser, now, t.cfg.userTimeout.dur())
 		}
 	}
 	if data > 0 {
@@ -395,9 +529,11 @@ func (t *TCB) queueText(seg *Segment, start Seq, out []Action) []Action {
 	wnd := t.RcvWnd()
 	take := min(n, wnd)
 	if take > 0 {
-		if !t.ooo.add(t.RcvNxt, start, start.Add(take)) {
+		i, ok := addRange(t.ooo[:], t.RcvNxt, start, start.Add(take))
+		if !ok {
 			return drop(out, DropOutOfOrderFull)
 		}
+		t.oooLast = uint8(i)
 		out = append(out, Action{Kind: ActAccept, DataSeq: start, DataLen: take})
 	}
 	if seg.Flags&FlagFIN != 0 && take == n {
@@ -405,6 +541,21 @@ func (t *TCB) queueText(seg *Segment, start Seq, out []Action) []Action {
 		t.flags |= flagFinPending
 	}
 	return out
+}
+
+// ackOwed notes that in-order data wants an ACK: at once every second
+// full-sized segment (RFC 9293 SHLD-19) or with QuickACK, else within the
+// delayed-ACK time (SHLD-18, MUST-40).
+func (t *TCB) ackOwed() {
+	full := uint32(t.cfg.mss)
+	if t.flags&flagTS != 0 {
+		full -= 12
+	}
+	if t.cfg.opts&optQuickACK != 0 || t.RcvNxt.Diff(t.lastAckSent) >= 2*full {
+		t.flags |= flagAckNow
+	} else {
+		t.flags |= flagAckDelayed
+	}
 }
 
 // processText is the seventh and eighth steps of RFC 9293 section
@@ -439,24 +590,29 @@ func (t *TCB) processText(seg *Segment, start Seq, now Time, out []Action) []Act
 			end = right
 			fin = false // the FIN lies beyond the window
 		}
-		if lo.LessThan(end) {
-			take := end.Diff(lo)
-			if lo == t.RcvNxt {
-				out = append(out, Action{Kind: ActAccept, DataSeq: lo, DataLen: take, Offset: off})
-				from := t.RcvNxt
-				t.RcvNxt = end
-				if t.ooo.n > 0 {
-					t.flags |= flagAckNow // a hole filled: ACK at once (RFC 5681 section 4.2)
-				}
-				out = t.advanceRcv(from, now, out)
-			} else if t.ooo.add(t.RcvNxt, lo, end) {
-				out = append(out, Action{Kind: ActAccept, DataSeq: lo, DataLen: take, Offset: off})
+		switch {
+		case !lo.LessThan(end):
+			t.flags |= flagAckNow // nothing new (a zero window): say where we are
+		case lo == t.RcvNxt:
+			out = append(out, Action{Kind: ActAccept, DataSeq: lo, DataLen: end.Diff(lo), Offset: off})
+			from := t.RcvNxt
+			t.RcvNxt = end
+			if count(t.ooo[:]) > 0 {
+				t.flags |= flagAckNow // a hole filled: ACK at once (RFC 5681 section 4.2)
 			} else {
-				fin = false
-				out = drop(out, DropOutOfOrderFull)
+				t.ackOwed()
 			}
+			out = t.advanceRcv(from, now, out)
+		default:
+			// Out of order: keep it, and ACK at once (RFC 5681 section 4.2).
+			t.flags |= flagAckNow
+			i, ok := addRange(t.ooo[:], t.RcvNxt, lo, end)
+			if !ok {
+				return drop(out, DropOutOfOrderFull)
+			}
+			t.oooLast = uint8(i)
+			out = append(out, Action{Kind: ActAccept, DataSeq: lo, DataLen: end.Diff(lo), Offset: off})
 		}
-		t.flags |= flagAckNow
 	}
 	if fin {
 		finSeq := start.Add(n)
@@ -465,8 +621,7 @@ func (t *TCB) processText(seg *Segment, start Seq, now Time, out []Action) []Act
 		}
 		if t.RcvNxt.LessThan(finSeq) {
 			t.finSeq = finSeq
-			t.flags |= flagFinPending
-			t.flags |= flagAckNow
+			t.flags |= flagFinPending | flagAckNow
 		}
 	}
 	return out
@@ -476,7 +631,13 @@ func (t *TCB) processText(seg *Segment, start Seq, now Time, out []Action) []Act
 // reports readable data if RCV.NXT moved past from, and processes a FIN
 // that was waiting for the gap to fill.
 func (t *TCB) advanceRcv(from Seq, now Time, out []Action) []Action {
-	t.RcvNxt = t.ooo.popThrough(t.RcvNxt)
+	var k int
+	t.RcvNxt, k = popThrough(t.ooo[:], t.RcvNxt)
+	if int(t.oooLast) >= k {
+		t.oooLast -= uint8(k)
+	} else {
+		t.oooLast = uint8(len(t.ooo))
+	}
 	if t.RcvNxt != from {
 		out = notify(out, NoteReadable)
 	}

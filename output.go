@@ -2,22 +2,85 @@ package tcpfsm
 
 import "time"
 
+// Clock helpers: the TCB keeps short times as 32-bit counts.
+
+func msOf(now Time) uint32 { return uint32(int64(now) / int64(time.Millisecond)) }
+func usOf(now Time) uint32 { return uint32(int64(now) / int64(time.Microsecond)) }
+
+// sinceMs is the time from a 32-bit millisecond stamp to now (exact for
+// spans below 49 days).
+func sinceMs(now Time, stamp uint32) time.Duration {
+	return time.Duration(msOf(now)-stamp) * time.Millisecond
+}
+
+// tsVal is our timestamp clock: milliseconds, offset by the ISS so that
+// each connection starts at an unrelated value (RFC 7323 section 5.4).
+func (t *TCB) tsVal(now Time) uint32 { return msOf(now) + uint32(t.Iss) }
+
+func (t *TCB) rcvShift() uint8 { return t.shifts & 0x0f }
+func (t *TCB) sndShift() uint8 { return t.shifts >> 4 }
+
+// effMSS is the payload of a full-sized segment: the send MSS less the
+// timestamp option's 12 bytes when timestamps are on (RFC 9293 MUST-16).
+func (t *TCB) effMSS() uint32 {
+	m := uint32(t.sndMSS)
+	if t.flags&flagTS != 0 {
+		m -= 12
+	}
+	return max(m, 1)
+}
+
+// iw is the initial window (RFC 5681 section 3.1, or RFC 6928).
+func (t *TCB) iw() uint32 {
+	smss := t.effMSS()
+	if t.cfg.opts&optIW10 != 0 {
+		return min(10*smss, max(2*smss, 14600))
+	}
+	switch {
+	case smss > 2190:
+		return 2 * smss
+	case smss > 1095:
+		return 3 * smss
+	}
+	return 4 * smss
+}
+
 // sendSYN sends our SYN (in SYN-SENT) or SYN-ACK (in SYN-RECEIVED),
 // <SEQ=ISS><CTL=SYN> or <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>, with our MSS
-// (RFC 9293 MUST-14), and starts the retransmission timer if it is not
-// running (MUST-22).
+// (RFC 9293 MUST-14) and the options we offer, or in a SYN-ACK those the
+// peer offered too (RFC 7323 sections 2.2 and 3.2, RFC 2018 section 2).
+// It starts the retransmission timer if it is not running (MUST-22).
 func (t *TCB) sendSYN(now Time, out []Action) []Action {
+	o := &t.cfg
 	s := Segment{
 		SrcPort: t.LocalPort, DstPort: t.RemotePort,
 		Seq: t.Iss, Flags: FlagSYN,
-		Window:  uint16(min(t.cfg.rcvBuf, 0xffff)),
-		Options: Options{Present: OptMSS, MSS: t.cfg.mss},
+		Window:  uint16(min(o.rcvBuf, 0xffff)), // never scaled (RFC 7323 section 2.2)
+		Options: Options{Present: OptMSS, MSS: o.mss},
 	}
-	if t.State == SynReceived {
+	active := t.State == SynSent
+	if o.opts&optWS != 0 && (active || t.flags&flagPeerWS != 0) {
+		s.Options.Present |= OptWindowScale
+		s.Options.WindowScale = o.wscale
+	}
+	if o.opts&optSACK != 0 && (active || t.flags&flagSACK != 0) {
+		s.Options.Present |= OptSACKPermitted
+	}
+	if o.opts&optTS != 0 && (active || t.flags&flagTS != 0) {
+		s.Options.Present |= OptTimestamps
+		s.Options.TSVal = t.tsVal(now)
+	}
+	if !active {
 		s.Flags |= FlagACK
 		s.Ack = t.RcvNxt
-		s.Window = t.advertise()
-		t.flags &^= flagAckNow
+		s.Options.TSEcr = t.tsRecent
+		t.lastAckSent = t.RcvNxt
+		t.flags &^= flagAckNow | flagAckDelayed
+	}
+	if t.flags&(flagSynRetx|flagRttTiming) == 0 {
+		t.flags |= flagRttTiming
+		t.rttSeq = t.Iss.Add(1)
+		t.rttStart = usOf(now)
 	}
 	out = append(out, Action{Kind: ActSend, Seg: s})
 	return t.startRetransmit(now, out)
@@ -26,20 +89,20 @@ func (t *TCB) sendSYN(now Time, out []Action) []Action {
 // startRetransmit starts the retransmission timer (and the user timeout)
 // if it is not running (RFC 6298 section 5.1).
 func (t *TCB) startRetransmit(now Time, out []Action) []Action {
-	if t.timers[TimerRetransmit] != 0 {
+	if t.running(TimerRetransmit) {
 		return out
 	}
-	t.rtxStart = now
+	t.rtxStart = msOf(now)
 	out = t.arm(out, TimerRetransmit, now, t.rtoDur())
-	if t.cfg.userTimeout != 0 && t.timers[TimerUser] == 0 {
-		out = t.arm(out, TimerUser, now, msDur(t.cfg.userTimeout))
+	if t.cfg.userTimeout != 0 && !t.running(TimerUser) {
+		out = t.arm(out, TimerUser, now, t.cfg.userTimeout.dur())
 	}
 	return out
 }
 
 // output sends what the state allows: retransmissions, then new data
-// within the send and congestion windows, then our FIN, and a bare ACK if
-// one is owed and nothing else carried it.
+// within the send and congestion windows, then our FIN, and an ACK if one
+// is owed and nothing else carried it, or starts the delayed-ACK timer.
 func (t *TCB) output(now Time, out []Action) []Action {
 	switch t.State {
 	case Closed, Listen, SynSent:
@@ -47,29 +110,92 @@ func (t *TCB) output(now Time, out []Action) []Action {
 	case Established, CloseWait, FinWait1, Closing, LastAck:
 		out = t.sendData(now, out)
 	}
-	if t.flags&flagAckNow != 0 {
-		out = t.sendACK(out, t.SndNxt)
+	switch {
+	case t.flags&flagAckNow != 0:
+		out = t.sendACK(out, t.SndNxt, now)
+	case t.flags&flagAckDelayed != 0 && !t.running(TimerDelayedACK):
+		out = t.arm(out, TimerDelayedACK, now, t.cfg.delAck.dur())
 	}
 	return out
 }
 
-// sendACK sends <SEQ=seq><ACK=RCV.NXT><CTL=ACK> (RFC 9293 section 3.3.2:
-// seq is SND.NXT except for keep-alive probes).
-func (t *TCB) sendACK(out []Action, seq Seq) []Action {
-	t.flags &^= flagAckNow
-	return append(out, Action{Kind: ActSend, Seg: Segment{
+// segment returns a segment from us with ACK=RCV.NXT and the window and
+// options every synchronized segment carries: timestamps once agreed, and
+// SACK blocks while data is held out of order (RFC 2018 section 4).
+func (t *TCB) segment(seq Seq, f Flags, now Time) Segment {
+	s := Segment{
 		SrcPort: t.LocalPort, DstPort: t.RemotePort,
-		Seq: seq, Ack: t.RcvNxt, Flags: FlagACK, Window: t.advertise(),
-	}})
+		Seq: seq, Ack: t.RcvNxt, Flags: f | FlagACK, Window: t.advertise(),
+	}
+	if t.flags&flagTS != 0 {
+		s.Options.Present = OptTimestamps
+		s.Options.TSVal = t.tsVal(now)
+		s.Options.TSEcr = t.tsRecent
+	}
+	if n := count(t.ooo[:]); t.flags&flagSACK != 0 && n > 0 {
+		// The block holding the latest segment first, then the others.
+		last := int(t.oooLast)
+		if last < n {
+			r := t.ooo[last]
+			s.Options.AddSACK(SACKBlock{r.Left, r.Right})
+		}
+		for i, r := range t.ooo[:n] {
+			if i != last {
+				s.Options.AddSACK(SACKBlock{r.Left, r.Right})
+			}
+		}
+	}
+	if t.flags&flagUrgPending != 0 && seq.LessThan(t.sndUp) {
+		s.Flags |= FlagURG
+		s.Urgent = uint16(min(t.sndUp.Diff(seq), 0xffff))
+	}
+	t.lastAckSent = t.RcvNxt
+	t.flags &^= flagAckNow | flagAckDelayed
+	return s
+}
+
+// sendACK sends <SEQ=seq><ACK=RCV.NXT><CTL=ACK> (RFC 9293 section 3.3.2:
+// seq is SND.NXT except for keep-alive and window probes).
+func (t *TCB) sendACK(out []Action, seq Seq, now Time) []Action {
+	out = t.stop(out, TimerDelayedACK)
+	return append(out, Action{Kind: ActSend, Seg: t.segment(seq, 0, now)})
+}
+
+// emitData sends n bytes of the stream from seq, with FIN if fin, PSH on
+// the segment that empties the queue (RFC 9293 MUST-61), and ACK=RCV.NXT.
+func (t *TCB) emitData(out []Action, seq Seq, n uint32, fin bool, now Time) []Action {
+	var f Flags
+	if n > 0 && seq.Add(n) == t.sndEnd {
+		f |= FlagPSH
+	}
+	if fin {
+		f |= FlagFIN
+	}
+	out = t.stop(out, TimerDelayedACK)
+	t.lastSend = msOf(now)
+	return append(out, Action{Kind: ActSend, DataSeq: seq, DataLen: n, Seg: t.segment(seq, f, now)})
+}
+
+// sendLimit is the right edge of what may be in flight: SND.UNA plus the
+// smaller of the send window and the congestion window, which limited
+// transmit opens by one segment per duplicate ACK (RFC 3042).
+func (t *TCB) sendLimit() Seq {
+	cw := t.cwnd
+	if t.flags&flagRecovery == 0 && t.dupAcks > 0 && t.dupAcks < 3 {
+		cw += uint32(t.dupAcks) * t.effMSS()
+	}
+	return t.SndUna.Add(min(t.SndWnd, cw))
 }
 
 // sendData segments the queued data (RFC 9293 section 3.10.2): first what
-// is being retransmitted, then new data, never past SND.UNA plus the
-// smaller of SND.WND and cwnd (section 3.8.6), then the FIN after the last
-// byte (section 3.10.4).
+// the retransmission timer asked to resend, then new data, never past
+// sendLimit (section 3.8.6), then the FIN after the last byte (section
+// 3.10.4). Small segments wait as Nagle (SHLD-7) and sender silly-window
+// avoidance (MUST-38) say, and the persist timer makes sure nothing waits
+// forever (MUST-60, MUST-36).
 func (t *TCB) sendData(now Time, out []Action) []Action {
-	mss := uint32(t.sndMSS)
-	limit := t.SndUna.Add(min(t.SndWnd, t.cwnd))
+	mss := t.effMSS()
+	limit := t.sendLimit()
 	room := func(seq Seq) uint32 {
 		if seq.LessThan(limit) {
 			return limit.Diff(seq)
@@ -77,8 +203,8 @@ func (t *TCB) sendData(now Time, out []Action) []Action {
 		return 0
 	}
 
-	// Retransmission from sndRtx up to SND.NXT.
-	for t.sndRtx.LessThan(t.SndNxt) {
+	// Go-back-N retransmission after a timeout, from sndRtx up to SND.NXT.
+	for t.flags&flagRecovery == 0 && t.sndRtx.LessThan(t.SndNxt) {
 		seq := t.sndRtx
 		var n uint32
 		if seq.LessThan(t.sndEnd) {
@@ -92,31 +218,102 @@ func (t *TCB) sendData(now Time, out []Action) []Action {
 			t.sndRtx = t.SndNxt
 			break
 		}
-		out = t.emitData(out, seq, n, fin)
+		out = t.emitData(out, seq, n, fin, now)
 		t.sndRtx = seq.Add(n + b2u(fin))
 	}
 
+	// Restart after idle: the window the ACK clock no longer backs shrinks
+	// to the restart window (RFC 5681 section 4.1).
+	if t.SndUna == t.SndNxt && t.lastSend != 0 && t.SndNxt.LessThan(t.sndEnd) &&
+		sinceMs(now, t.lastSend) > t.rtoDur() {
+		t.cwnd = min(t.cwnd, t.iw())
+		limit = t.sendLimit()
+	}
+
 	// New data.
+	held := false
+	if t.SndUna == t.SndNxt && t.SndNxt.LessThan(t.sndEnd) && t.running(TimerPersist) && room(t.SndNxt) > 0 {
+		t.retries = 0 // the window opened: probing is over
+	}
 	for t.SndNxt.LessThan(t.sndEnd) {
-		n := min(mss, t.sndEnd.Diff(t.SndNxt), room(t.SndNxt))
+		queued := t.sndEnd.Diff(t.SndNxt)
+		n := min(mss, queued, room(t.SndNxt))
 		if n == 0 {
+			held = true
 			break
 		}
-		fin := t.flags&flagCloseCalled != 0 && t.SndNxt.Add(n) == t.sndEnd
-		out = t.emitData(out, t.SndNxt, n, fin)
+		if n < mss && !t.smallOK(n, queued) {
+			held = true
+			break
+		}
+		fin := t.flags&flagCloseCalled != 0 && n == queued
+		out = t.emitData(out, t.SndNxt, n, fin, now)
 		t.advanceSndNxt(now, n, fin)
 	}
 
 	// Our FIN alone, once every byte has been sent.
 	if t.flags&(flagCloseCalled|flagFinSent) == flagCloseCalled && t.SndNxt == t.sndEnd {
-		out = t.emitData(out, t.SndNxt, 0, true)
+		out = t.emitData(out, t.SndNxt, 0, true, now)
 		t.advanceSndNxt(now, 0, true)
 	}
 
 	if t.SndNxt != t.SndUna {
-		out = t.startRetransmit(now, out)
+		return t.startRetransmit(now, out)
+	}
+	if held && !t.running(TimerPersist) {
+		// Nothing in flight to bring an ACK: probe the window, or send
+		// what silly-window avoidance held, when the persist timer fires.
+		out = t.arm(out, TimerPersist, now, t.persistDur())
 	}
 	return out
+}
+
+// smallOK decides whether a segment of n < MSS bytes may go now, with
+// queued bytes waiting. All of the queue fitting is Nagle's case: send if
+// nothing is in flight, or if Nagle is off, or on the way to our FIN
+// (RFC 9293 SHLD-7, MUST-17). Only part of it fitting is sender SWS
+// avoidance's case: send if it is at least half the largest window the
+// peer ever offered (MUST-38).
+func (t *TCB) smallOK(n, queued uint32) bool {
+	if n == queued {
+		return t.SndUna == t.SndNxt || t.cfg.opts&optNoDelay != 0 || t.flags&flagCloseCalled != 0
+	}
+	return n >= t.MaxSndWnd/2 && (t.SndUna == t.SndNxt || t.cfg.opts&optNoDelay != 0)
+}
+
+// persistDur is the persist interval: the RTO, doubled for each probe
+// already sent, up to the largest RTO (RFC 9293 SHLD-29, SHLD-30).
+func (t *TCB) persistDur() time.Duration {
+	d := t.rtoDur()
+	for range t.retries {
+		d *= 2
+		if d >= t.cfg.maxRTO.dur() {
+			return t.cfg.maxRTO.dur()
+		}
+	}
+	return d
+}
+
+// onPersist fires the persist timer: a window probe while the window is
+// too small for anything, or else the segment silly-window avoidance held
+// (the override of RFC 9293 MUST-38). Probes back off but never give up
+// while the peer answers (MUST-37).
+func (t *TCB) onPersist(now Time, out []Action) []Action {
+	if !t.SndNxt.LessThan(t.sndEnd) || t.SndUna != t.SndNxt {
+		return out
+	}
+	if n := min(t.effMSS(), t.sndEnd.Diff(t.SndNxt), t.SndWnd); n > 0 {
+		fin := t.flags&flagCloseCalled != 0 && n == t.sndEnd.Diff(t.SndNxt)
+		out = t.emitData(out, t.SndNxt, n, fin, now)
+		t.advanceSndNxt(now, n, fin)
+		return t.startRetransmit(now, out)
+	}
+	// <SEQ=SND.NXT-1><ACK=RCV.NXT>: old, so the peer answers with its window.
+	out = t.sendACK(out, t.SndNxt.Add(^uint32(0)), now)
+	if t.retries < 30 {
+		t.retries++
+	}
+	return t.arm(out, TimerPersist, now, t.persistDur())
 }
 
 func b2u(b bool) uint32 {
@@ -137,30 +334,17 @@ func (t *TCB) advanceSndNxt(now Time, n uint32, fin bool) {
 	if t.flags&flagRttTiming == 0 {
 		t.flags |= flagRttTiming
 		t.rttSeq = t.SndNxt
-		t.rttStart = now
+		t.rttStart = usOf(now)
 	}
 }
 
-// emitData sends n bytes of the stream from seq, with FIN if fin, PSH on
-// the segment that empties the queue (RFC 9293 MUST-61), and ACK=RCV.NXT.
-func (t *TCB) emitData(out []Action, seq Seq, n uint32, fin bool) []Action {
-	f := FlagACK
-	if n > 0 && seq.Add(n) == t.sndEnd {
-		f |= FlagPSH
-	}
-	if fin {
-		f |= FlagFIN
-	}
-	t.flags &^= flagAckNow
-	return append(out, Action{Kind: ActSend, DataSeq: seq, DataLen: n, Seg: Segment{
-		SrcPort: t.LocalPort, DstPort: t.RemotePort,
-		Seq: seq, Ack: t.RcvNxt, Flags: f, Window: t.advertise(),
-	}})
-}
-
-// rightEdge is the furthest right edge the receive buffer allows.
+// rightEdge is the furthest right edge the receive buffer allows. With
+// window scaling, the window field is rounded up (RFC 7323 section 2.3),
+// so the edge leaves room for that rounding inside the buffer.
 func (t *TCB) rightEdge() Seq {
-	return MinSeq(t.rcvUser.Add(t.finBit()+t.cfg.rcvBuf), t.RcvNxt.Add(0xffff))
+	slack := uint32(1)<<t.rcvShift() - 1
+	buf := t.cfg.rcvBuf - min(slack, t.cfg.rcvBuf)
+	return MinSeq(t.rcvUser.Add(t.finBit()+buf), t.RcvNxt.Add(0xffff<<t.rcvShift()))
 }
 
 // swsThreshold is how far the right edge must be able to move before it
@@ -169,13 +353,21 @@ func (t *TCB) swsThreshold() uint32 { return min(t.cfg.rcvBuf/2, uint32(t.cfg.ms
 
 // advertise returns the window field for an outgoing segment and records
 // the right edge it announces. The edge never moves left (SHLD-14) and
-// moves right only by at least swsThreshold (receiver SWS avoidance).
+// moves right only by at least swsThreshold (receiver SWS avoidance). The
+// scaled field is rounded up, never down, so the peer's view of the edge
+// never moves left either (RFC 7323 section 2.3).
 func (t *TCB) advertise() uint16 {
 	right := t.rightEdge()
 	if right.GreaterThan(t.rcvAdv) && right.Diff(t.rcvAdv) >= t.swsThreshold() {
 		t.rcvAdv = right
 	}
-	return uint16(min(t.RcvWnd(), 0xffff))
+	s := t.rcvShift()
+	w := t.RcvWnd()
+	field := min((w+(1<<s)-1)>>s, 0xffff)
+	if adv := t.RcvNxt.Add(field << s); adv.GreaterThan(t.rcvAdv) {
+		t.rcvAdv = adv
+	}
+	return uint16(field)
 }
 
 // windowUpdateDue reports whether reading has freed enough buffer to be
@@ -191,15 +383,17 @@ func (t *TCB) windowUpdateDue() bool {
 
 // tick fires every timer that is due (RFC 9293 section 3.10.8).
 func (t *TCB) tick(now Time, out []Action) []Action {
-	for k := range numTimers {
-		d := t.timers[k]
+	for s := range numSlots {
+		d := t.timers[s]
 		if d == 0 || d > now {
 			continue
 		}
-		t.timers[k] = 0
-		switch k {
+		t.timers[s] = 0
+		switch t.tkind[s] {
 		case TimerRetransmit:
 			out = t.onRetransmitTimeout(now, out)
+		case TimerPersist:
+			out = t.onPersist(now, out)
 		case TimerClose:
 			switch t.State {
 			case TimeWait:
@@ -223,47 +417,54 @@ func (t *TCB) tick(now Time, out []Action) []Action {
 
 // onRetransmitTimeout retransmits the earliest unacknowledged segment,
 // backs the RTO off, and gives up after R2 (RFC 6298 section 5.4-5.6,
-// RFC 9293 MUST-20 to MUST-23).
+// RFC 9293 MUST-20 to MUST-23). With the window closed the retransmission
+// is a window probe, and the connection lives as long as the peer answers
+// (MUST-35, MUST-37).
 func (t *TCB) onRetransmitTimeout(now Time, out []Action) []Action {
 	if t.SndUna == t.SndNxt {
 		return out
 	}
 	t.retries++
 	syn := t.State == SynSent || t.State == SynReceived
+	zeroWnd := !syn && t.SndWnd == 0 && t.flags&flagFinSent == 0
 	var giveUp bool
 	switch {
 	case syn && t.cfg.synRetries > 0:
 		giveUp = t.retries > t.cfg.synRetries
 	case syn:
-		giveUp = now.Sub(t.rtxStart) >= msDur(t.cfg.synR2)
+		giveUp = sinceMs(now, t.rtxStart) >= t.cfg.synR2.dur()
+	case zeroWnd:
+		giveUp = now.Sub(t.lastRcv) >= t.cfg.r2.dur()
 	default:
-		giveUp = now.Sub(t.rtxStart) >= msDur(t.cfg.r2)
+		giveUp = sinceMs(now, t.rtxStart) >= t.cfg.r2.dur()
 	}
 	if giveUp {
 		if t.State != SynSent && t.cfg.opts&optNoResetOnGiveUp == 0 {
-			out = t.emitRST(out, t.SndNxt)
+			out = t.emitRST(out, t.SndNxt, now)
 		}
 		return t.toClosed(out, NoteTimedOut)
 	}
-	if t.retries == t.cfg.r1 {
+	if t.retries == t.cfg.r1 && !zeroWnd {
 		out = notify(out, NoteStalled)
 	}
-	t.rto = min(2*t.rto, t.cfg.maxRTO*1000)
+	t.rto = min(2*t.rto, uint32(t.cfg.maxRTO.dur()/time.Microsecond))
 	t.flags &^= flagRttTiming // Karn's algorithm
 	keep := t.rtxStart        // R2 counts from the first transmission
 	if syn {
 		t.flags |= flagSynRetx
-		t.timers[TimerRetransmit] = 0
+		t.timers[slotOf(TimerRetransmit)] = 0
 		out = t.sendSYN(now, out)
 		t.rtxStart = keep
 		return out
 	}
-	// RFC 5681 section 3.1, equation 4.
-	smss := uint32(t.sndMSS)
-	t.ssthresh = max(t.SndNxt.Diff(t.SndUna)/2, 2*smss)
-	t.cwnd = smss
+	t.onLoss(true)
+	t.sacked = sackBoard{} // RFC 2018 section 5: start again from the left edge
 	t.sndRtx = t.SndUna
-	out = t.sendData(now, out)
+	if zeroWnd {
+		out = t.sendACK(out, t.SndUna.Add(^uint32(0)), now)
+	} else {
+		out = t.sendData(now, out)
+	}
 	t.rtxStart = keep
 	return t.arm(out, TimerRetransmit, now, t.rtoDur())
 }
@@ -289,20 +490,8 @@ func (t *TCB) rttSample(d time.Duration) {
 	}
 	const g = 1000 // µs
 	rto := uint64(t.srtt) + uint64(max(g, 4*t.rttvar))
-	t.rto = uint32(min(max(rto, uint64(t.cfg.minRTO)*1000), uint64(t.cfg.maxRTO)*1000))
-}
-
-// growCwnd opens the congestion window for newly acknowledged bytes: slow
-// start with appropriate byte counting, then congestion avoidance
-// (RFC 5681 section 3.1).
-func (t *TCB) growCwnd(acked uint32) {
-	smss := uint32(t.sndMSS)
-	if t.cwnd < t.ssthresh {
-		t.cwnd += min(acked, smss)
-	} else {
-		t.cwnd += max(1, smss*smss/t.cwnd)
-	}
-	t.cwnd = min(t.cwnd, maxQueued)
+	lo, hi := uint64(t.cfg.minRTO.dur()/time.Microsecond), uint64(t.cfg.maxRTO.dur()/time.Microsecond)
+	t.rto = uint32(min(max(rto, lo), hi))
 }
 
 // onKeepalive sends a keep-alive probe <SEQ=SND.NXT-1><ACK=RCV.NXT> when
@@ -312,7 +501,7 @@ func (t *TCB) onKeepalive(now Time, out []Action) []Action {
 	if t.cfg.opts&optKeepalive == 0 || !t.State.IsSynchronized() || t.State == TimeWait {
 		return out
 	}
-	idle := msDur(t.cfg.keepIdle)
+	idle := t.cfg.keepIdle.dur()
 	if t.SndUna != t.SndNxt || t.unsent() > 0 {
 		return t.arm(out, TimerKeepalive, now, idle)
 	}
@@ -320,10 +509,10 @@ func (t *TCB) onKeepalive(now Time, out []Action) []Action {
 		return t.arm(out, TimerKeepalive, t.lastRcv, idle)
 	}
 	if t.keepProbes >= t.cfg.keepCount {
-		out = t.emitRST(out, t.SndNxt)
+		out = t.emitRST(out, t.SndNxt, now)
 		return t.toClosed(out, NoteTimedOut)
 	}
 	t.keepProbes++
-	out = t.sendACK(out, t.SndNxt.Add(^uint32(0)))
-	return t.arm(out, TimerKeepalive, now, msDur(t.cfg.keepIntvl))
+	out = t.sendACK(out, t.SndNxt.Add(^uint32(0)), now)
+	return t.arm(out, TimerKeepalive, now, t.cfg.keepIntvl.dur())
 }

@@ -242,11 +242,15 @@ func TestTwoTCBsSimultaneousOpen(t *testing.T) {
 }
 
 func TestTwoTCBsBulkWithLoss(t *testing.T) {
-	// Every byte arrives once, in order, despite every fifth segment lost.
+	// Every byte arrives once, in order, despite 10% of segments lost
+	// (a seeded generator, so the run is the same every time).
 	p := newPair(Config{}, Config{})
 	p.check = t
-	n := 0
-	p.lose = func(from int, s Segment) bool { n++; return n%5 == 0 && s.Flags&FlagSYN == 0 }
+	rng := uint64(42)
+	p.lose = func(from int, s Segment) bool {
+		rng = rng*6364136223846793005 + 1442695040888963407
+		return (rng>>33)%10 == 0 && s.Flags&FlagSYN == 0
+	}
 	_ = p.step(1, ListenOn(80))
 	_ = p.step(0, Open(40000, 80, 100))
 	p.run(at(5))

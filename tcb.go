@@ -27,29 +27,42 @@ type TCB struct {
 	Irs    Seq // IRS: the peer's initial sequence number
 	RcvNxt Seq // RCV.NXT: next sequence number expected
 
-	sndEnd  Seq      // sequence number after the last byte the user queued
-	sndRtx  Seq      // where retransmission resumes; equals SndNxt when none is pending
-	rcvUser Seq      // next sequence number the user will consume
-	rcvAdv  Seq      // right edge of the window last advertised: RCV.NXT+RCV.WND
-	finSeq  Seq      // sequence number of the peer's FIN, when flagFinPending
-	ooo     rangeSet // out-of-order data held by the host, beyond RCV.NXT
+	sndEnd      Seq       // sequence number after the last byte the user queued
+	sndRtx      Seq       // where retransmission resumes; equals SndNxt when none is pending
+	rcvUser     Seq       // next sequence number the user will consume
+	rcvAdv      Seq       // right edge of the window last advertised: RCV.NXT+RCV.WND
+	finSeq      Seq       // sequence number of the peer's FIN, when flagFinPending
+	lastAckSent Seq       // RCV.NXT in the last ACK sent (Last.ACK.sent, RFC 7323 section 4.3)
+	tsRecent    uint32    // TS.Recent (RFC 7323 section 4.3)
+	recover     Seq       // the recovery point (RFC 6582 section 3.2)
+	rcvUp       Seq       // RCV.UP: the peer's urgent pointer (RFC 9293 section 3.10.7.4)
+	sndUp       Seq       // SND.UP: our urgent pointer (RFC 9293 section 3.10.2)
+	rttSeq      Seq       // the ACK that ends the RTT measurement
+	srtt        uint32    // SRTT in microseconds (RFC 6298)
+	rttvar      uint32    // RTTVAR in microseconds
+	rto         uint32    // current RTO in microseconds, with backoff
+	cwnd        uint32    // congestion window in bytes (RFC 5681)
+	ssthresh    uint32    // slow-start threshold in bytes
+	cubicWMax   uint32    // CUBIC W_max in bytes (RFC 9438)
+	cubicEpoch  uint32    // CUBIC epoch start in milliseconds; 0 when none
+	rtxStart    uint32    // when the segment being retransmitted was first sent, in ms
+	rttStart    uint32    // when the timed segment was sent, in µs
+	lastSend    uint32    // when data was last sent, in ms (RFC 5681 section 4.1)
+	ooo         rangeSet  // out-of-order data held by the host, beyond RCV.NXT
+	sacked      sackBoard // ranges the peer reported by SACK, beyond SND.UNA
 
-	timers   [numTimers]Time // deadlines; zero means stopped
-	rtxStart Time            // when the segment being retransmitted was first sent
-	rttStart Time            // when the segment being timed was sent
-	lastRcv  Time            // when the last segment arrived (keep-alive idle time)
-	chStart  Time            // start of the current challenge-ACK second
-	rttSeq   Seq             // the ACK that ends the RTT measurement
-	srtt     uint32          // SRTT in microseconds (RFC 6298)
-	rttvar   uint32          // RTTVAR in microseconds
-	rto      uint32          // current RTO in microseconds, with backoff
-	cwnd     uint32          // congestion window in bytes (RFC 5681)
-	ssthresh uint32          // slow-start threshold in bytes
+	timers  [numSlots]Time      // deadlines; zero means stopped
+	lastRcv Time                // when the last segment arrived
+	tkind   [numSlots]TimerKind // which timer each slot holds
 
 	State      State  // the connection state
-	retries    uint8  // timeouts of the segment at SND.UNA
+	retries    uint8  // timeouts of the segment at SND.UNA, or zero-window probes sent
 	chCount    uint8  // challenge ACKs sent in the current second
+	chSec      uint8  // the second (mod 256) chCount counts
 	keepProbes uint8  // unanswered keep-alive probes
+	dupAcks    uint8  // duplicate ACKs in a row (RFC 5681 section 2)
+	shifts     uint8  // window scale shifts: ours (Rcv.Wind.Shift) low, the peer's high
+	oooLast    uint8  // index in ooo of the range the latest out-of-order segment joined
 	flags      flags  // conditions of the connection
 	sndMSS     uint16 // effective send MSS (RFC 9293 MUST-16)
 	LocalPort  uint16 // our port
@@ -57,11 +70,12 @@ type TCB struct {
 	cfg        settings
 }
 
-type flags uint16
+type flags uint32
 
 const (
 	flagPassive     flags = 1 << iota // SYN-RECEIVED came from LISTEN (MUST-11)
 	flagAckNow                        // an ACK is owed and goes out with the next output
+	flagAckDelayed                    // an ACK is owed and may wait for the delayed-ACK timer
 	flagCloseCalled                   // the user called CLOSE: a FIN follows the queued data
 	flagFinSent                       // our FIN has been sent; it holds sequence number sndEnd
 	flagFinRcvd                       // the peer's FIN has been processed
@@ -69,6 +83,13 @@ const (
 	flagSynRetx                       // our SYN or SYN-ACK was retransmitted (RFC 6298 5.7, RFC 5681 3.1)
 	flagRttTiming                     // a segment is being timed for an RTT sample
 	flagHaveRtt                       // SRTT and RTTVAR hold a sample
+	flagTS                            // timestamps are in use (RFC 7323 section 3.2)
+	flagSACK                          // the peer sent SACK-permitted (RFC 2018 section 2)
+	flagPeerWS                        // the peer's SYN carried window scale
+	flagPeerTS                        // the peer's SYN carried timestamps
+	flagRecovery                      // in fast recovery (RFC 6582)
+	flagUrgSignaled                   // the user was told of the current urgent data
+	flagUrgPending                    // SND.UP is ahead of SND.UNA: send URG
 )
 
 // maxQueued bounds the data a connection holds in sequence space (sent but
@@ -115,6 +136,12 @@ type Status struct {
 	Cwnd       uint32        // congestion window
 	Ssthresh   uint32        // slow-start threshold
 	Retries    int           // timeouts of the oldest unacknowledged segment
+	SndShift   uint8         // Snd.Wind.Shift: the peer's window scale (RFC 7323)
+	RcvShift   uint8         // Rcv.Wind.Shift: ours
+	Timestamps bool          // timestamps in use (RFC 7323)
+	SACK       bool          // the peer accepts SACK blocks (RFC 2018)
+	Recovery   bool          // in fast recovery (RFC 6582)
+	Urgent     uint32        // unread bytes up to the peer's urgent pointer (RFC 9293 MUST-33)
 }
 
 // Status returns the connection's status, or ErrConnectionDoesNotExist in
@@ -135,7 +162,11 @@ func (t *TCB) Status() (Status, error) {
 		RTTVar:   time.Duration(t.rttvar) * time.Microsecond,
 		RTO:      time.Duration(t.rto) * time.Microsecond,
 		Cwnd:     t.cwnd, Ssthresh: t.ssthresh,
-		Retries: int(t.retries),
+		Retries:  int(t.retries),
+		SndShift: t.sndShift(), RcvShift: t.rcvShift(),
+		Timestamps: t.flags&flagTS != 0, SACK: t.flags&flagSACK != 0,
+		Recovery: t.flags&flagRecovery != 0,
+		Urgent:   t.urgentPending(),
 	}, nil
 }
 
@@ -161,4 +192,13 @@ func (t *TCB) synAcked() bool { return t.SndUna != t.Iss }
 // finAcked reports whether our FIN has been sent and acknowledged.
 func (t *TCB) finAcked() bool {
 	return t.flags&flagFinSent != 0 && t.SndUna == t.sndEnd.Add(1)
+}
+
+// urgentPending is how many unread bytes lie before the peer's urgent
+// pointer: the urgent data the user has yet to read (MUST-33).
+func (t *TCB) urgentPending() uint32 {
+	if t.rcvUser.LessThan(t.rcvUp) {
+		return t.rcvUp.Diff(t.rcvUser)
+	}
+	return 0
 }

@@ -69,10 +69,12 @@ func (c *SystemClock) Now() Time { return Time(time.Since(c.start)) }
 // RFC 1122 section 4.2.3).
 type TimerKind uint8
 
-// The timers. Each holds a deadline in the TCB; zero means not running.
+// The timers. Timers that never run at the same time share a slot in the
+// TCB, so at most three deadlines are held: retransmission, persist and
+// close; delayed ACK; keep-alive and user timeout.
 const (
 	// TimerRetransmit is the retransmission timer (RFC 6298): SYN, SYN-ACK,
-	// data and FIN retransmission, and the zero-window probe.
+	// data and FIN retransmission.
 	TimerRetransmit TimerKind = iota
 	// TimerClose is the TIME-WAIT 2*MSL timer (RFC 9293 MUST-13) in
 	// TIME-WAIT, and the optional FIN-WAIT-2 timeout in FIN-WAIT-2.
@@ -83,10 +85,27 @@ const (
 	TimerUser
 	// TimerDelayedACK holds a delayed acknowledgment (RFC 9293 section 3.8.6.3).
 	TimerDelayedACK
+	// TimerPersist probes a zero window, and sends what the sender's
+	// silly-window avoidance held back (RFC 9293 sections 3.8.6.1, 3.8.6.2.1).
+	TimerPersist
 	numTimers
 )
 
-var timerNames = [numTimers]string{"retransmit", "close", "keepalive", "user", "delayed-ack"}
+// numSlots is how many deadlines a TCB holds.
+const numSlots = 3
+
+// slotOf returns the slot a timer kind uses.
+func slotOf(k TimerKind) int {
+	switch k {
+	case TimerRetransmit, TimerPersist, TimerClose:
+		return 0
+	case TimerDelayedACK:
+		return 1
+	}
+	return 2
+}
+
+var timerNames = [numTimers]string{"retransmit", "close", "keepalive", "user", "delayed-ack", "persist"}
 
 // String returns the timer's name, such as "retransmit".
 func (k TimerKind) String() string {
@@ -112,36 +131,48 @@ func (t *TCB) NextDeadline() (Time, bool) {
 
 // Deadline returns the deadline of timer k and whether it is running.
 func (t *TCB) Deadline(k TimerKind) (Time, bool) {
-	if k >= numTimers {
+	if !t.running(k) {
 		return 0, false
 	}
-	d := t.timers[k]
-	return d, d != 0
+	return t.timers[slotOf(k)], true
+}
+
+// running reports whether timer k is running.
+func (t *TCB) running(k TimerKind) bool {
+	s := slotOf(k)
+	return k < numTimers && t.timers[s] != 0 && t.tkind[s] == k
 }
 
 // arm sets timer k to fire at now+d and reports the change as an action.
+// A timer of another kind in the same slot is stopped.
 func (t *TCB) arm(out []Action, k TimerKind, now Time, d time.Duration) []Action {
 	at := max(now.Add(d), 1) // zero means stopped
-	if t.timers[k] == at {
+	s := slotOf(k)
+	if t.timers[s] == at && t.tkind[s] == k {
 		return out
 	}
-	t.timers[k] = at
+	if t.timers[s] != 0 && t.tkind[s] != k {
+		out = t.stop(out, t.tkind[s])
+	}
+	t.timers[s], t.tkind[s] = at, k
 	return append(out, Action{Kind: ActTimer, Timer: k, Deadline: at})
 }
 
 // stop stops timer k, reporting it if it was running.
 func (t *TCB) stop(out []Action, k TimerKind) []Action {
-	if t.timers[k] == 0 {
+	if !t.running(k) {
 		return out
 	}
-	t.timers[k] = 0
+	t.timers[slotOf(k)] = 0
 	return append(out, Action{Kind: ActTimer, Timer: k})
 }
 
 // stopAll stops every timer.
 func (t *TCB) stopAll(out []Action) []Action {
-	for k := range numTimers {
-		out = t.stop(out, k)
+	for s := range numSlots {
+		if t.timers[s] != 0 {
+			out = t.stop(out, t.tkind[s])
+		}
 	}
 	return out
 }

@@ -1,0 +1,183 @@
+package tcpfsm
+
+import "math"
+
+// Congestion control (RFC 5681, RFC 6582, RFC 3042, RFC 9438). The window
+// arithmetic lives here; sendData and the ACK processing call it. Both
+// algorithms share loss detection and recovery; they differ in how the
+// window grows in congestion avoidance and how far it falls on a loss.
+
+// growCwnd opens the congestion window for newly acknowledged bytes: slow
+// start with appropriate byte counting (at most SMSS per ACK), then
+// congestion avoidance (RFC 5681 section 3.1) or CUBIC's curve (RFC 9438
+// section 4).
+func (t *TCB) growCwnd(acked uint32, now Time) {
+	smss := t.effMSS()
+	switch {
+	case t.cwnd < t.ssthresh:
+		t.cwnd += min(acked, smss)
+	case t.cfg.opts&optCUBIC != 0:
+		t.cubicGrow(acked, now)
+	default:
+		t.cwnd += max(1, smss*smss/t.cwnd)
+	}
+	t.cwnd = min(t.cwnd, maxQueued)
+}
+
+// CUBIC constants (RFC 9438 section 4.1).
+const (
+	cubicC    = 0.4
+	cubicBeta = 0.7
+)
+
+// cubicGrow is CUBIC's congestion avoidance: the window follows
+// W_cubic(t) = C*(t-K)^3 + W_max, and never grows slower than the
+// Reno-friendly estimate W_est (RFC 9438 sections 4.2 to 4.4).
+func (t *TCB) cubicGrow(acked uint32, now Time) {
+	smss := float64(t.effMSS())
+	if t.cubicEpoch == 0 {
+		t.cubicEpoch = max(msOf(now), 1)
+		if t.cubicWMax < t.cwnd {
+			t.cubicWMax = t.cwnd // no loss yet: the plateau is here
+		}
+	}
+	wmax := float64(t.cubicWMax) / smss
+	cw := float64(t.cwnd) / smss
+	k := math.Cbrt(wmax * (1 - cubicBeta) / cubicC)
+	rtt := float64(max(t.srtt, 1000)) / 1e6
+	el := sinceMs(now, t.cubicEpoch).Seconds()
+	target := cubicC*math.Pow(el+rtt-k, 3) + wmax
+	target = min(max(target, cw), 1.5*cw)
+	west := wmax*cubicBeta + 3*(1-cubicBeta)/(1+cubicBeta)*(el/rtt)
+	target = max(target, west)
+	inc := (target - cw) / cw * float64(acked)
+	if inc < 1 {
+		inc = 1
+	}
+	t.cwnd = uint32(min(float64(t.cwnd)+inc, maxQueued))
+}
+
+// onLoss reduces the window for a loss: ssthresh = max(FlightSize/2,
+// 2*SMSS) (RFC 5681 equation 4), or beta*cwnd for CUBIC (RFC 9438 section
+// 4.6). On a timeout the window restarts at one segment and recovery ends
+// (RFC 6582 section 3.2 step 4).
+func (t *TCB) onLoss(timeout bool) {
+	smss := t.effMSS()
+	flight := t.SndNxt.Diff(t.SndUna)
+	if t.cfg.opts&optCUBIC != 0 {
+		t.cubicWMax = t.cwnd
+		t.cubicEpoch = 0
+		t.ssthresh = max(uint32(float64(t.cwnd)*cubicBeta), 2*smss)
+	} else if !timeout || t.retries <= 1 {
+		// A repeated timeout of the same segment keeps ssthresh (RFC 5681
+		// section 3.1, SHOULD).
+		t.ssthresh = max(flight/2, 2*smss)
+	}
+	if timeout {
+		t.cwnd = smss
+		t.flags &^= flagRecovery
+		t.dupAcks = 0
+		t.recover = t.SndNxt.Add(^uint32(0))
+	}
+}
+
+// onDupAck handles a duplicate ACK (RFC 5681 section 3.2, RFC 6582 section
+// 3.2, RFC 3042): the first two let one new segment each out (limited
+// transmit, in sendLimit), the third starts fast retransmit and recovery,
+// later ones inflate the window. With SACK, each one in recovery may
+// retransmit the next hole.
+func (t *TCB) onDupAck(now Time, out []Action) []Action {
+	if t.dupAcks < 255 {
+		t.dupAcks++
+	}
+	smss := t.effMSS()
+	switch {
+	case t.flags&flagRecovery != 0:
+		t.cwnd += smss
+		if count(t.sacked[:]) > 0 {
+			return t.retransmitHole(now, out) // SACK shows the next hole
+		}
+		return out
+	case t.dupAcks == 3 && t.SndUna.GreaterThan(t.recover):
+		t.onLoss(false)
+		t.recover = t.SndNxt.Add(^uint32(0))
+		t.cwnd = t.ssthresh + 3*smss
+		t.flags |= flagRecovery
+		t.sndRtx = t.SndUna
+		return t.retransmitHole(now, out)
+	}
+	return out
+}
+
+// onRecoveryAck handles a new ACK during fast recovery: a full ACK (past
+// recover) ends it, a partial ACK retransmits the next unacknowledged
+// segment and deflates the window (RFC 6582 section 3.2 step 3).
+func (t *TCB) onRecoveryAck(acked uint32, now Time, out []Action) []Action {
+	smss := t.effMSS()
+	if t.SndUna.GreaterThan(t.recover) {
+		flight := t.SndNxt.Diff(t.SndUna)
+		t.cwnd = min(t.ssthresh, max(flight, smss)+smss)
+		t.flags &^= flagRecovery
+		t.dupAcks = 0
+		t.sndRtx = t.SndNxt
+		return out
+	}
+	if acked >= t.cwnd {
+		t.cwnd = smss
+	} else {
+		t.cwnd -= acked
+	}
+	if acked >= smss {
+		t.cwnd += smss
+	}
+	if t.sndRtx.LessThan(t.SndUna) {
+		t.sndRtx = t.SndUna
+	}
+	return t.retransmitHole(now, out)
+}
+
+// retransmitHole retransmits one segment's worth of the first data at or
+// after sndRtx that the peer has not SACKed, below the highest SACKed
+// byte (RFC 2018 section 4's scoreboard); without SACK information, the
+// segment at sndRtx. sndRtx then moves past it.
+func (t *TCB) retransmitHole(now Time, out []Action) []Action {
+	seq := MaxSeq(t.sndRtx, t.SndUna)
+	for {
+		right, sacked := covering(t.sacked[:], seq)
+		if !sacked {
+			break
+		}
+		seq = right
+	}
+	end := MinSeq(t.sndEnd, t.SndNxt)
+	if count(t.sacked[:]) > 0 && seq != t.SndUna {
+		end = MinSeq(end, highest(t.sacked[:], end))
+	}
+	if !seq.LessThan(end) {
+		// Only a FIN may be left to resend.
+		if t.flags&flagFinSent != 0 && seq == t.sndEnd && t.SndNxt == t.sndEnd.Add(1) {
+			out = t.emitData(out, seq, 0, true, now)
+			t.sndRtx = t.SndNxt
+		}
+		return out
+	}
+	n := min(t.effMSS(), end.Diff(seq))
+	if next, ok := t.nextSacked(seq); ok && next.LessThan(seq.Add(n)) {
+		n = next.Diff(seq)
+	}
+	fin := t.flags&flagFinSent != 0 && seq.Add(n) == t.sndEnd
+	out = t.emitData(out, seq, n, fin, now)
+	t.sndRtx = seq.Add(n + b2u(fin))
+	t.flags &^= flagRttTiming // Karn
+	return out
+}
+
+// nextSacked returns the left edge of the first SACKed range after seq.
+func (t *TCB) nextSacked(seq Seq) (Seq, bool) {
+	for _, r := range t.sacked[:count(t.sacked[:])] {
+		if seq.LessThan(r.Left) {
+			return r.Left, true
+		}
+	}
+	return 0, false
+}
