@@ -434,7 +434,10 @@ func (t *TCB) onRetransmitTimeout(now Time, out []Action) []Action {
 	case syn:
 		giveUp = sinceMs(now, t.rtxStart) >= t.cfg.synR2.dur()
 	case zeroWnd:
-		giveUp = now.Sub(t.lastRcv) >= t.cfg.r2.dur()
+		// Probes the peer answers never time out (MUST-37); R2 counts
+		// from the last answer once one goes unanswered.
+		answered := t.lastRcv >= now-Time(t.rtoDur())
+		giveUp = !answered && now.Sub(t.lastRcv) >= t.cfg.r2.dur()
 	default:
 		giveUp = sinceMs(now, t.rtxStart) >= t.cfg.r2.dur()
 	}
@@ -462,6 +465,7 @@ func (t *TCB) onRetransmitTimeout(now Time, out []Action) []Action {
 	t.sndRtx = t.SndUna
 	if zeroWnd {
 		out = t.sendACK(out, t.SndUna.Add(^uint32(0)), now)
+		keep = msOf(now) // R2 for the data restarts when the window opens
 	} else {
 		out = t.sendData(now, out)
 	}
