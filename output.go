@@ -224,7 +224,7 @@ func (t *TCB) sendData(now Time, out []Action) []Action {
 
 	// Restart after idle: the window the ACK clock no longer backs shrinks
 	// to the restart window (RFC 5681 section 4.1).
-	if t.SndUna == t.SndNxt && t.lastSend != 0 && t.SndNxt.LessThan(t.sndEnd) &&
+	if t.SndUna == t.SndNxt && t.SndNxt.LessThan(t.sndEnd) &&
 		sinceMs(now, t.lastSend) > t.rtoDur() {
 		t.cwnd = min(t.cwnd, t.iw())
 		limit = t.sendLimit()

@@ -1,0 +1,203 @@
+package tcpfsm
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// inFlight is ESTABLISHED with a large peer window and n full segments (of
+// 1460 bytes, no options) in flight from sequence number 101, plus extra
+// bytes queued but not sent; the congestion window is set to allow them.
+func inFlight(t *testing.T, cfg Config, n int, extra uint32, opts ...func(*Segment)) *conn {
+	t.Helper()
+	c := negotiated(t, cfg, opts...)
+	c.tcb.cwnd = uint32(n) * c.tcb.effMSS()
+	c.peer(pkt(".", 301, 101, append([]func(*Segment){win(60000)}, opts...)...))
+	c.user(Send(uint32(n)*c.tcb.effMSS() + extra))
+	require.Len(t, c.take(ActSend), n)
+	c.clear()
+	return c
+}
+
+func TestDuplicateACKDefinition(t *testing.T) {
+	// RFC5681 2: data, a window change or nothing outstanding: not dup.
+	c := inFlight(t, Config{}, 4, 0)
+	c.peer(pkt(".", 301, 101, win(60000), data(10)))
+	require.Zero(t, c.tcb.dupAcks, "carries data")
+	c.peer(pkt(".", 311, 101, win(50000)))
+	require.Zero(t, c.tcb.dupAcks, "changes the window")
+	c.peer(pkt(".", 311, 101, win(50000)))
+	require.Equal(t, uint8(1), c.tcb.dupAcks, "a pure identical ACK")
+}
+
+func TestLimitedTransmit(t *testing.T) {
+	// RFC5681 3.2 step 1 / RFC3042.
+	c := inFlight(t, Config{}, 4, 5000)
+	cw := c.tcb.cwnd
+	c.peer(pkt(".", 301, 101, win(60000)))
+	c.sent(". seq=5941 len=1460")
+	c.peer(pkt(".", 301, 101, win(60000)))
+	c.sent(". seq=7401 len=1460")
+	require.Equal(t, cw, c.tcb.cwnd)
+}
+
+func TestFastRetransmitAndRecovery(t *testing.T) {
+	// RFC5681 3.2 steps 2 to 6, RFC6582 3.2 steps 1 to 3.
+	c := inFlight(t, Config{}, 10, 0)
+	require.Equal(t, Seq(100), c.tcb.recover, "recover starts at ISS")
+	for range 2 {
+		c.peer(pkt(".", 301, 101, win(60000)))
+	}
+	c.nothing() // limited transmit has nothing new to send
+	c.peer(pkt(".", 301, 101, win(60000)))
+	c.sent(". seq=101 len=1460") // fast retransmit, no RTO wait
+	require.Equal(t, uint32(5*1460), c.tcb.ssthresh, "FlightSize/2")
+	require.Equal(t, uint32(5*1460+3*1460), c.tcb.cwnd, "ssthresh + 3*SMSS")
+	st, _ := c.tcb.Status()
+	require.True(t, st.Recovery)
+	for i := range 2 {
+		c.peer(pkt(".", 301, 101, win(60000)))
+		require.Equal(t, uint32(5*1460+(4+uint32(i))*1460), c.tcb.cwnd, "each further dup ACK adds SMSS")
+	}
+	c.peer(pkt(".", 301, 101+10*1460, win(60000))) // the full ACK
+	require.False(t, c.tcb.flags&flagRecovery != 0)
+	require.LessOrEqual(t, c.tcb.cwnd, c.tcb.ssthresh)
+}
+
+func TestPartialACKRetransmitsNextHole(t *testing.T) {
+	// RFC6582 3.2 step 3: two losses in one window.
+	c := inFlight(t, Config{}, 10, 0)
+	for range 3 {
+		c.peer(pkt(".", 301, 101, win(60000)))
+	}
+	c.sent(". seq=101 len=1460")
+	c.peer(pkt(".", 301, 1561+1460, win(60000))) // partial: the second hole at 3021
+	c.sent(". seq=3021 len=1460")
+	require.True(t, c.tcb.flags&flagRecovery != 0, "still in recovery")
+	c.timer(TimerRetransmit, c.now.Add(time.Second))
+}
+
+func TestNoFastRetransmitBelowRecoverAfterRTO(t *testing.T) {
+	// RFC6582 3.2 steps 2 and 4.
+	c := inFlight(t, Config{}, 10, 0)
+	c.advanceTo(at(1)) // RTO
+	c.clear()
+	require.Equal(t, c.tcb.SndNxt.Add(^uint32(0)), c.tcb.recover, "recover = highest sent")
+	ss := c.tcb.ssthresh
+	c.peer(pkt(".", 301, 1561, win(60000)))
+	c.clear()
+	for range 3 {
+		c.peer(pkt(".", 301, 1561, win(60000)))
+	}
+	require.False(t, c.tcb.flags&flagRecovery != 0)
+	require.Equal(t, ss, c.tcb.ssthresh)
+}
+
+func TestRTOReducesWindow(t *testing.T) {
+	// RFC5681 3.1 eq.4 and the repeated-RTO rule.
+	c := inFlight(t, Config{}, 20, 0)
+	c.advanceTo(at(1))
+	c.sent(". seq=101 len=1460")
+	require.Equal(t, uint32(10*1460), c.tcb.ssthresh)
+	require.Equal(t, uint32(1460), c.tcb.cwnd)
+	c.advanceTo(at(3))
+	require.Equal(t, uint32(10*1460), c.tcb.ssthresh, "a second RTO of the same segment keeps ssthresh")
+}
+
+func TestRestartAfterIdle(t *testing.T) {
+	// RFC5681 4.1.
+	c := inFlight(t, Config{}, 10, 0)
+	c.tcb.cwnd = 50 * 1460
+	c.peer(pkt(".", 301, 101+10*1460, win(60000)))
+	c.advance(3 * time.Second)
+	c.user(Send(100_000))
+	var sent uint32
+	for _, a := range c.take(ActSend) {
+		sent += a.DataLen
+	}
+	require.LessOrEqual(t, sent, uint32(3*1460), "at most IW after an idle RTO")
+}
+
+func TestSACKDoesNotStartRecoveryAlone(t *testing.T) {
+	// RFC2018 5.1.
+	c := inFlight(t, Config{}, 4, 0, sackOK())
+	cw := c.tcb.cwnd
+	c.peer(pkt(".", 301, 101, win(60000), sackBlocks(1561, 3021)))
+	c.nothing()
+	require.Equal(t, cw, c.tcb.cwnd)
+}
+
+func TestSACKRecoveryRetransmitsHolesFirst(t *testing.T) {
+	// RFC2018 4 scoreboard: segments 1 and 3 lost of 6.
+	c := inFlight(t, Config{}, 6, 0, sackOK())
+	c.peer(pkt(".", 301, 101, win(60000), sackOK(), sackBlocks(1561, 3021)))
+	c.peer(pkt(".", 301, 101, win(60000), sackBlocks(4481, 5941, 1561, 3021)))
+	c.peer(pkt(".", 301, 101, win(60000), sackBlocks(4481, 7401, 1561, 3021)))
+	c.sent(". seq=101 len=1460") // the first hole
+	c.peer(pkt(".", 301, 101, win(60000), sackBlocks(4481, 8861, 1561, 3021)))
+	c.sent(". seq=3021 len=1460") // the next hole, skipping SACKed 1561-3021
+	c.peer(pkt(".", 301, 101, win(60000), sackBlocks(4481, 8861, 1561, 3021)))
+	c.nothing() // no hole left below the highest SACKed byte
+}
+
+func TestRTOIgnoresSACKInformation(t *testing.T) {
+	// RFC2018 5 (RTO) and 8 (reneging): SACKed data is kept and resent
+	// from the left edge after a timeout.
+	c := inFlight(t, Config{}, 3, 0, sackOK())
+	c.peer(pkt(".", 301, 101, win(60000), sackBlocks(1561, 4481)))
+	c.advanceTo(at(1))
+	c.sent(". seq=101 len=1460")
+	c.peer(pkt(".", 301, 1561, win(60000)))
+	c.sent(". seq=1561 len=1460", "P. seq=3021 len=1460") // resent though once SACKed
+}
+
+func TestWindowScaleDoesNotChangeCwnd(t *testing.T) {
+	// RFC7323 2.3 (cwnd): the same ACKs with shift 0 and shift 7 and equal
+	// effective windows give the same cwnd trace.
+	var traces [2][]uint32
+	for i, sh := range []uint8{0, 7} {
+		c := negotiated(t, Config{}, wsopt(sh))
+		w := uint16(60000 >> sh)
+		c.peer(pkt(".", 301, 101, win(w)))
+		c.user(Send(50_000))
+		c.clear()
+		for k := range 20 {
+			c.peer(pkt(".", 301, Seq(101+1460*(k+1)), win(w)))
+			traces[i] = append(traces[i], c.tcb.cwnd)
+		}
+	}
+	require.Equal(t, traces[0], traces[1])
+}
+
+func TestInitialWindow10(t *testing.T) {
+	c := negotiated(t, Config{InitialWindow10: true})
+	require.Equal(t, uint32(10*1460), c.tcb.cwnd)
+}
+
+func TestCUBIC(t *testing.T) {
+	// RFC 9438: beta 0.7 on loss, then the cubic curve back toward W_max.
+	c := inFlight(t, Config{Congestion: CUBIC}, 20, 100_000)
+	for range 3 {
+		c.peer(pkt(".", 301, 101, win(60000)))
+	}
+	require.Equal(t, uint32(20*1460*7/10), c.tcb.ssthresh)
+	require.Equal(t, uint32(20*1460), c.tcb.cubicWMax)
+	c.peer(pkt(".", 301, 101+20*1460, win(60000)))
+	after := c.tcb.cwnd
+	require.LessOrEqual(t, after, c.tcb.ssthresh)
+	// Congestion avoidance over simulated seconds climbs back to W_max.
+	una := Seq(101 + 20*1460)
+	for range 400 {
+		c.advance(50 * time.Millisecond)
+		una = una.Add(1460)
+		c.peer(pkt(".", 301, MinSeq(una, c.tcb.SndNxt), win(60000)))
+	}
+	require.Greater(t, c.tcb.cwnd, after)
+	require.Equal(t, "cubic", CUBIC.String())
+	require.Equal(t, "newreno", NewReno.String())
+	var cfg Config
+	cfg.Congestion = 9
+	require.Error(t, cfg.Validate())
+}

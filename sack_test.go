@@ -1,0 +1,57 @@
+package tcpfsm
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// SACK on the receive side (RFC 2018 section 4).
+
+func TestNoSACKBlocksWithoutPermission(t *testing.T) {
+	// RFC2018 4 (gate).
+	c := negotiated(t, Config{})
+	c.peer(pkt(".", 401, 101, data(100)))
+	a := c.take(ActSend)
+	require.Len(t, a, 1)
+	require.Zero(t, a[0].Seg.Options.NumSACK)
+}
+
+func TestFirstSACKBlockIsTheLatest(t *testing.T) {
+	// RFC2018 4 (first block), (in dup ACKs).
+	c := negotiated(t, Config{}, sackOK())
+	c.peer(pkt(".", 401, 101, data(100))) // hole A [301,401), block [401,501)
+	c.peer(pkt(".", 601, 101, data(100))) // hole B [501,601), block [601,701)
+	c.clear()
+	c.peer(pkt(".", 701, 101, data(100))) // extends the second block
+	a := c.take(ActSend)
+	require.Len(t, a, 1)
+	require.Equal(t, []SACKBlock{{601, 801}, {401, 501}}, a[0].Seg.Options.SACKBlocks())
+	c.peer(pkt(".", 401, 101, data(100))) // a duplicate: still SACK
+	a = c.take(ActSend)
+	require.Equal(t, []SACKBlock{{401, 501}, {601, 801}}, a[0].Seg.Options.SACKBlocks())
+	c.peer(pkt(".", 301, 101, data(100))) // fills hole A
+	a = c.take(ActSend)
+	require.Equal(t, ". seq=101 ack=501", ". seq=101 ack="+itoa(a[0].Seg.Ack))
+	require.Equal(t, []SACKBlock{{601, 801}}, a[0].Seg.Options.SACKBlocks())
+	c.peer(pkt(".", 501, 101, data(100)))
+	a = c.take(ActSend)
+	require.Equal(t, Seq(801), a[0].Seg.Ack)
+	require.Zero(t, a[0].Seg.Options.NumSACK, "no holes, no SACK")
+}
+
+func TestSACKBlocksWithTimestamps(t *testing.T) {
+	// At most 3 blocks beside timestamps (40 option bytes).
+	c := negotiated(t, Config{}, sackOK(), tsopt(5000, 100))
+	for i := range 3 {
+		c.peer(pkt(".", Seq(401+200*i), 101, data(100), tsopt(5001, 100)))
+	}
+	a := c.take(ActSend)
+	last := a[len(a)-1].Seg
+	require.Equal(t, uint8(3), last.Options.NumSACK)
+	require.True(t, last.Options.Has(OptTimestamps))
+	require.LessOrEqual(t, last.HeaderLen(), HeaderLen+MaxOptionsLen)
+	// A fourth hole does not fit: the segment is dropped and counted.
+	c.peer(pkt(".", 1201, 101, data(100), tsopt(5001, 100)))
+	c.drops(DropOutOfOrderFull)
+}
