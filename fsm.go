@@ -236,14 +236,27 @@ func (t *TCB) toTimeWait(now Time, out []Action) []Action {
 	return t.arm(out, TimerClose, now, 2*t.cfg.msl.dur())
 }
 
+// push appends a zero Action to out and returns it for filling in: the
+// action is built in place rather than copied in.
+func push(out []Action, k ActionKind) ([]Action, *Action) {
+	out = append(out, Action{})
+	a := &out[len(out)-1]
+	a.Kind = k
+	return out, a
+}
+
 // notify appends a note.
 func notify(out []Action, n Note) []Action {
-	return append(out, Action{Kind: ActNotify, Note: n})
+	out, a := push(out, ActNotify)
+	a.Note = n
+	return out
 }
 
 // drop appends a drop.
 func drop(out []Action, r DropReason) []Action {
-	return append(out, Action{Kind: ActDrop, Drop: r})
+	out, a := push(out, ActDrop)
+	a.Drop = r
+	return out
 }
 
 // ResetFor returns the RST that answers seg when no connection exists

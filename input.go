@@ -155,7 +155,7 @@ func (t *TCB) arriveSynSent(seg *Segment, now Time, out []Action) []Action {
 	out = t.enterEstablished(now, out)
 	t.flags |= flagAckNow
 	// Text and FIN on the SYN-ACK: the sixth step onward.
-	return t.processText(seg, seg.Seq.Add(1), now, out)
+	return t.processText(seg, seg.Flags, seg.Seq.Add(1), now, out)
 }
 
 // echo returns the TSecr of seg for an RTT sample (RFC 7323 section 4),
@@ -368,9 +368,7 @@ func (t *TCB) arriveOther(seg *Segment, idle time.Duration, now Time, out []Acti
 	}
 
 	// Seventh and eighth: text and FIN.
-	s := *seg
-	s.Flags = f
-	return t.processText(&s, seq, now, out)
+	return t.processText(seg, f, seq, now, out)
 }
 
 // urgent records the peer's urgent pointer up (one past the urgent data,
@@ -559,10 +557,11 @@ func (t *TCB) ackOwed() {
 }
 
 // processText is the seventh and eighth steps of RFC 9293 section
-// 3.10.7.4: the segment text from sequence number start, then the FIN.
-func (t *TCB) processText(seg *Segment, start Seq, now Time, out []Action) []Action {
+// 3.10.7.4: the segment text from sequence number start, then the FIN if
+// f has it.
+func (t *TCB) processText(seg *Segment, f Flags, start Seq, now Time, out []Action) []Action {
 	n := uint32(len(seg.Payload))
-	fin := seg.Flags&FlagFIN != 0
+	fin := f&FlagFIN != 0
 	if n == 0 && !fin {
 		return out
 	}
@@ -594,7 +593,9 @@ func (t *TCB) processText(seg *Segment, start Seq, now Time, out []Action) []Act
 		case !lo.LessThan(end):
 			t.flags |= flagAckNow // nothing new (a zero window): say where we are
 		case lo == t.RcvNxt:
-			out = append(out, Action{Kind: ActAccept, DataSeq: lo, DataLen: end.Diff(lo), Offset: off})
+			var a *Action
+			out, a = push(out, ActAccept)
+			a.DataSeq, a.DataLen, a.Offset = lo, end.Diff(lo), off
 			from := t.RcvNxt
 			t.RcvNxt = end
 			if count(t.ooo[:]) > 0 {

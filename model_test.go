@@ -69,8 +69,15 @@ func drawEvent(t *rapid.T, tcb *TCB, seg *Segment) Event {
 // (checkInvariants), be pure, and allocate nothing.
 func TestRandomEventsKeepInvariants(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
-		f := fixtures[rapid.IntRange(0, len(fixtures)-1).Draw(rt, "fixture")]
-		c := f.make(rt, Config{RecvBuffer: uint32(rapid.SampledFrom([]int{0, 100, 5000}).Draw(rt, "rbuf"))})
+		cfg := Config{RecvBuffer: uint32(rapid.SampledFrom([]int{0, 100, 5000, 1 << 20}).Draw(rt, "rbuf"))}
+		var c *conn
+		if rapid.IntRange(0, 3).Draw(rt, "opts") == 0 {
+			// Every option negotiated: window scaling, timestamps, SACK.
+			c = negotiated(rt, cfg, wsopt(uint8(rapid.IntRange(0, 14).Draw(rt, "ws"))), tsopt(5000, 100), sackOK())
+		} else {
+			f := fixtures[rapid.IntRange(0, len(fixtures)-1).Draw(rt, "fixture")]
+			c = f.make(rt, cfg)
+		}
 		c.clear()
 		for range rapid.IntRange(1, 60).Draw(rt, "steps") {
 			var seg Segment
@@ -171,6 +178,70 @@ func FuzzStep(f *testing.F) {
 			}
 			_ = c.step(ev)
 			c.clear()
+		}
+	})
+}
+
+// TestNoEarlyRetransmission: whatever the ACK and clock schedule, a
+// retransmission the timer makes comes at least one RTO (here at least
+// the 1 s floor) after that data was last sent (RFC 6298 section 5), and
+// cwnd and ssthresh keep their floors (RFC 5681).
+func TestNoEarlyRetransmission(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		opts := []func(*Segment){}
+		if rapid.Bool().Draw(rt, "ts") {
+			opts = append(opts, tsopt(5000, 100))
+		}
+		if rapid.Bool().Draw(rt, "sack") {
+			opts = append(opts, sackOK())
+		}
+		c := negotiated(rt, Config{NoDelay: rapid.Bool().Draw(rt, "nodelay")}, opts...)
+		lastSent := map[Seq]Time{}
+		tsv := uint32(5000)
+		for range rapid.IntRange(1, 80).Draw(rt, "steps") {
+			var ev Event
+			var seg Segment
+			switch rapid.IntRange(0, 3).Draw(rt, "what") {
+			case 0:
+				ev = Send(uint32(rapid.IntRange(1, 6000).Draw(rt, "n")))
+			case 1:
+				d, ok := c.tcb.NextDeadline()
+				if ok && rapid.Bool().Draw(rt, "jump") {
+					c.now = max(c.now, d)
+				} else {
+					c.now = c.now.Add(time.Duration(rapid.IntRange(1, 3000).Draw(rt, "ms")) * time.Millisecond)
+				}
+				ev = Tick()
+			default:
+				span := c.tcb.SndNxt.Diff(c.tcb.SndUna)
+				ack := c.tcb.SndUna.Add(uint32(rapid.IntRange(0, int(span)).Draw(rt, "ack")))
+				tsv++
+				seg = pkt(".", c.tcb.RcvNxt, ack, win(uint16(rapid.IntRange(0, 65535).Draw(rt, "win"))))
+				for _, o := range opts {
+					o(&seg)
+				}
+				seg.Options.TSVal = tsv
+				ev = Arrive(&seg, 0)
+			}
+			before := c.tcb
+			if c.step(ev) != nil {
+				continue // e.g. SEND after the connection gave up
+			}
+			for _, a := range c.take(ActSend) {
+				if a.DataLen == 0 {
+					continue
+				}
+				if prev, ok := lastSent[a.DataSeq]; ok && ev.Kind == EvTick && a.DataSeq.LessThan(before.SndNxt) {
+					require.GreaterOrEqual(rt, c.now.Sub(prev), time.Second, "retransmission of %v too early", a.DataSeq)
+				}
+				lastSent[a.DataSeq] = c.now
+			}
+			c.clear()
+			if c.tcb.State == Established {
+				smss := c.tcb.effMSS()
+				require.GreaterOrEqual(rt, c.tcb.cwnd, smss, "cwnd floor")
+				require.GreaterOrEqual(rt, c.tcb.ssthresh, 2*smss, "ssthresh floor")
+			}
 		}
 	})
 }

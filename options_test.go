@@ -99,7 +99,7 @@ func TestScaledWindows(t *testing.T) {
 	require.Equal(t, uint8(5), c.tcb.rcvShift())
 	c.peer(pkt(".", 301, 101, win(100)))
 	require.Equal(t, uint32(12800), c.tcb.SndWnd)
-	c.tcb.rcvAdv = c.tcb.RcvNxt.Add(1000) // RCV.WND=1000 with shift 5
+	c.tcb.rcvAdv = c.tcb.RcvNxt.Add(1000)                    // RCV.WND=1000 with shift 5
 	c.tcb.rcvUser = Seq(uint32(c.tcb.RcvNxt) - 1<<20 + 1031) // the buffer allows no more
 	f := c.tcb.advertise()
 	require.Equal(t, uint16(32), f, "1000>>5 rounds up to 32")

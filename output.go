@@ -119,14 +119,13 @@ func (t *TCB) output(now Time, out []Action) []Action {
 	return out
 }
 
-// segment returns a segment from us with ACK=RCV.NXT and the window and
-// options every synchronized segment carries: timestamps once agreed, and
-// SACK blocks while data is held out of order (RFC 2018 section 4).
-func (t *TCB) segment(seq Seq, f Flags, now Time) Segment {
-	s := Segment{
-		SrcPort: t.LocalPort, DstPort: t.RemotePort,
-		Seq: seq, Ack: t.RcvNxt, Flags: f | FlagACK, Window: t.advertise(),
-	}
+// segment fills s (a zero Segment) with a segment from us with
+// ACK=RCV.NXT and the window and options every synchronized segment
+// carries: timestamps once agreed, and SACK blocks while data is held out
+// of order (RFC 2018 section 4).
+func (t *TCB) segment(s *Segment, seq Seq, f Flags, now Time) {
+	s.SrcPort, s.DstPort = t.LocalPort, t.RemotePort
+	s.Seq, s.Ack, s.Flags, s.Window = seq, t.RcvNxt, f|FlagACK, t.advertise()
 	if t.flags&flagTS != 0 {
 		s.Options.Present = OptTimestamps
 		s.Options.TSVal = t.tsVal(now)
@@ -151,14 +150,15 @@ func (t *TCB) segment(seq Seq, f Flags, now Time) Segment {
 	}
 	t.lastAckSent = t.RcvNxt
 	t.flags &^= flagAckNow | flagAckDelayed
-	return s
 }
 
 // sendACK sends <SEQ=seq><ACK=RCV.NXT><CTL=ACK> (RFC 9293 section 3.3.2:
 // seq is SND.NXT except for keep-alive and window probes).
 func (t *TCB) sendACK(out []Action, seq Seq, now Time) []Action {
 	out = t.stop(out, TimerDelayedACK)
-	return append(out, Action{Kind: ActSend, Seg: t.segment(seq, 0, now)})
+	out, a := push(out, ActSend)
+	t.segment(&a.Seg, seq, 0, now)
+	return out
 }
 
 // emitData sends n bytes of the stream from seq, with FIN if fin, PSH on
@@ -173,7 +173,10 @@ func (t *TCB) emitData(out []Action, seq Seq, n uint32, fin bool, now Time) []Ac
 	}
 	out = t.stop(out, TimerDelayedACK)
 	t.lastSend = msOf(now)
-	return append(out, Action{Kind: ActSend, DataSeq: seq, DataLen: n, Seg: t.segment(seq, f, now)})
+	out, a := push(out, ActSend)
+	a.DataSeq, a.DataLen = seq, n
+	t.segment(&a.Seg, seq, f, now)
+	return out
 }
 
 // sendLimit is the right edge of what may be in flight: SND.UNA plus the

@@ -155,7 +155,9 @@ func (t *TCB) arm(out []Action, k TimerKind, now Time, d time.Duration) []Action
 		out = t.stop(out, t.tkind[s])
 	}
 	t.timers[s], t.tkind[s] = at, k
-	return append(out, Action{Kind: ActTimer, Timer: k, Deadline: at})
+	out, a := push(out, ActTimer)
+	a.Timer, a.Deadline = k, at
+	return out
 }
 
 // stop stops timer k, reporting it if it was running.
@@ -164,7 +166,9 @@ func (t *TCB) stop(out []Action, k TimerKind) []Action {
 		return out
 	}
 	t.timers[slotOf(k)] = 0
-	return append(out, Action{Kind: ActTimer, Timer: k})
+	out, a := push(out, ActTimer)
+	a.Timer = k
+	return out
 }
 
 // stopAll stops every timer.

@@ -13,6 +13,10 @@
 //	go run ./examples/exercise                  # the exchange, CLOSED to CLOSED
 //	go run ./examples/exercise -lose 4          # lose the 4th segment: see it retransmitted
 //	go run ./examples/exercise -simultaneous    # both sides close at once (CLOSING)
+//	go run ./examples/exercise -options         # with timestamps, SACK and window scaling
+//
+// By default the segments carry only the MSS option, as in the textbook;
+// -options turns on what a modern stack negotiates (RFC 7323, RFC 2018).
 package main
 
 import (
@@ -31,6 +35,7 @@ func main() {
 	flag.IntVar(&o.lose, "lose", 0, "lose the Nth segment on the wire (1-based; 0 loses none)")
 	flag.BoolVar(&o.simultaneous, "simultaneous", false, "close both sides at the same moment")
 	flag.IntVar(&o.bytes, "bytes", 312, "bytes the client sends")
+	flag.BoolVar(&o.modern, "options", false, "negotiate timestamps, SACK and window scaling")
 	flag.Parse()
 	if err := run(os.Stdout, o); err != nil {
 		fmt.Fprintln(os.Stderr, "exercise:", err)
@@ -42,6 +47,7 @@ type options struct {
 	lose         int
 	simultaneous bool
 	bytes        int
+	modern       bool
 }
 
 // side is one host: its TCB and what its application has seen.
@@ -75,6 +81,9 @@ var payload [1 << 16]byte // the bytes themselves do not matter here
 func run(w io.Writer, o options) error {
 	// Window 100 (the receive buffer) and MSS 100 on both sides.
 	cfg := tcpfsm.Config{RecvBuffer: 100, MSS: 100, MSL: 30 * time.Second}
+	if !o.modern {
+		cfg.NoTimestamps, cfg.NoSACK, cfg.NoWindowScale = true, true, true
+	}
 	h := &host{w: w, o: o}
 	for i, name := range []string{"client", "server"} {
 		tcb, err := tcpfsm.NewTCB(cfg)

@@ -44,3 +44,10 @@ func TestExerciseSimultaneousClose(t *testing.T) {
 	require.Equal(t, 2, strings.Count(out.String(), "CLOSING"))
 	require.Equal(t, 2, strings.Count(out.String(), "TIME-WAIT"))
 }
+
+func TestExerciseWithOptions(t *testing.T) {
+	var out bytes.Buffer
+	require.NoError(t, run(&out, options{bytes: 312, modern: true}))
+	require.Contains(t, out.String(), "options [mss 100,sackOK,TS val 100 ecr 0,nop,wscale 0]")
+	require.Contains(t, out.String(), "client sent 312 bytes, server read 312")
+}
