@@ -238,3 +238,24 @@ func TestPathMTU(t *testing.T) {
 	c = newConn(t, Config{})
 	c.userErr(PathMTU(1000), ErrConnectionDoesNotExist)
 }
+
+func TestTimeWaitSYNWithTimestamps(t *testing.T) {
+	// SHLD-4 / RFC 6191: with timestamps, a newer TSval reopens even with
+	// a lower sequence number; a stale one gets a challenge ACK.
+	tw := func() *conn {
+		c := negotiated(t, Config{}, tsopt(5000, 100))
+		c.user(CloseEvent())
+		c.peer(pkt("F.", 301, 102, tsopt(5001, 100)))
+		c.state(TimeWait)
+		c.clear()
+		return c
+	}
+	c := tw()
+	c.peer(pkt("S", 100, 0, tsopt(6000, 0))) // seq below RCV.NXT, TSval newer
+	c.state(Closed)
+	c.notes(NoteReopen)
+	c = tw()
+	c.peer(pkt("S", 9000, 0, tsopt(4000, 0))) // seq above, TSval stale
+	c.state(TimeWait)
+	c.sent(". seq=102 ack=302")
+}
