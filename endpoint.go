@@ -1,0 +1,472 @@
+package tcpfsm
+
+import (
+	"errors"
+	"io"
+	"net/netip"
+)
+
+// Errors an Endpoint reports for the end of a connection (RFC 9293 MUST-12)
+// and for calls it refuses.
+var (
+	ErrReset       = errors.New("tcpfsm: connection reset")
+	ErrRefused     = errors.New("tcpfsm: connection refused")
+	ErrTimeout     = errors.New("tcpfsm: connection timed out")
+	ErrUserTimeout = errors.New("tcpfsm: connection aborted due to user timeout")
+	ErrAborted     = errors.New("tcpfsm: connection aborted")
+	ErrClosed      = errors.New("tcpfsm: endpoint closed")
+	ErrWouldBlock  = errors.New("tcpfsm: operation would block")
+)
+
+// EndpointConfig sizes an Endpoint.
+type EndpointConfig struct {
+	Config // the connection's TCP settings; Config.RecvBuffer sizes the receive buffer
+
+	// SendBuffer is the most bytes written but not yet acknowledged.
+	// Default 64 KiB.
+	SendBuffer int
+	// ISN chooses initial sequence numbers for connections this endpoint
+	// accepts (RFC 6528). Default: a generator with a random key.
+	ISN *ISNGenerator
+}
+
+// EndpointStats counts what an Endpoint saw and did.
+type EndpointStats struct {
+	SegmentsIn, SegmentsOut uint64
+	BytesIn, BytesOut       uint64 // payload bytes accepted in order / sent (retransmissions included)
+	Retransmits             uint64 // data or FIN segments sent again
+	BadChecksum             uint64 // dropped: checksum failed (RFC 9293 MUST-3)
+	Malformed               uint64 // dropped: ParseSegment refused the bytes
+	Drops                   [32]uint64
+}
+
+// Dropped returns how many segments were dropped for reason r.
+func (s *EndpointStats) Dropped(r DropReason) uint64 {
+	if int(r) < len(s.Drops) {
+		return s.Drops[r]
+	}
+	return 0
+}
+
+// Endpoint is one TCP connection with its buffers: the state machine (a
+// TCB), a send buffer and a receive buffer sized by the caller, and the
+// wire format with checksums. It still does no I/O and starts no
+// goroutines: the host hands it packets and asks it for packets.
+//
+// Host call order: Dial or Listen once; then, as things happen, Input
+// every packet that arrives, Write and Read as the application does,
+// Tick when the clock passes NextDeadline; after each of these, call
+// Output until it returns 0 and send what it wrote. Every call takes the
+// current time. An Endpoint is not safe for concurrent use.
+//
+// After the connection starts, nothing allocates: Input, Output, Write,
+// Read and Tick work in the buffers made by NewEndpoint.
+type Endpoint struct {
+	tcb           TCB
+	local, remote netip.AddrPort
+	isn           *ISNGenerator
+
+	snd    ring // bytes from sndSeq: written, not yet acknowledged and released
+	sndSeq Seq  // sequence number of snd's first byte
+	rcv    ring // bytes from the TCB's rcvUser: received, not yet read
+	rcvCap int
+
+	queue []Action // segments to send, in order
+	head  int      // next queue entry Output encodes
+	out   []Action // scratch for Step
+
+	sentHigh  Seq // end of the highest data encoded so far (for Stats.Retransmits)
+	err       error
+	connected bool
+	peerFin   bool
+	readShut  bool // Close was called: later data gets a RST (RFC 9293 SHLD-3)
+	stats     EndpointStats
+}
+
+// NewEndpoint returns an endpoint with buffers of the configured sizes.
+func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
+	tcb, err := NewTCB(cfg.Config)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.SendBuffer <= 0 {
+		cfg.SendBuffer = 64 << 10
+	}
+	if cfg.SendBuffer > maxQueued {
+		return nil, ErrConfigRange
+	}
+	if cfg.ISN == nil {
+		cfg.ISN = NewISNGenerator()
+	}
+	rcap := int(tcb.cfg.rcvBuf)
+	return &Endpoint{
+		tcb:    tcb,
+		isn:    cfg.ISN,
+		snd:    newRing(cfg.SendBuffer),
+		rcv:    newRing(rcap),
+		rcvCap: rcap,
+		queue:  make([]Action, 0, 64),
+		out:    make([]Action, 0, 64),
+	}, nil
+}
+
+// Dial starts an active open from local to remote (RFC 9293 section 3.10.1).
+func (e *Endpoint) Dial(local, remote netip.AddrPort, now Time) error {
+	if !local.IsValid() || !remote.IsValid() {
+		return ErrAddress
+	}
+	iss := e.isn.ISN(local, remote, now)
+	if err := e.step(Open(local.Port(), remote.Port(), iss), now); err != nil {
+		return err
+	}
+	e.local, e.remote = local, remote
+	e.sndSeq = iss.Add(1)
+	e.sentHigh = e.sndSeq
+	return nil
+}
+
+// Listen waits for a connection to local (a passive open). The first SYN
+// that arrives fills in the remote address.
+func (e *Endpoint) Listen(local netip.AddrPort, now Time) error {
+	if !local.IsValid() {
+		return ErrAddress
+	}
+	if err := e.step(ListenOn(local.Port()), now); err != nil {
+		return err
+	}
+	e.local = local
+	return nil
+}
+
+// State returns the connection state.
+func (e *Endpoint) State() State { return e.tcb.State }
+
+// TCB returns a copy of the connection's state machine.
+func (e *Endpoint) TCB() TCB { return e.tcb }
+
+// LocalAddr and RemoteAddr return the connection's addresses.
+func (e *Endpoint) LocalAddr() netip.AddrPort { return e.local }
+
+// RemoteAddr returns the peer's address (invalid until known).
+func (e *Endpoint) RemoteAddr() netip.AddrPort { return e.remote }
+
+// Stats returns the endpoint's counters.
+func (e *Endpoint) Stats() EndpointStats { return e.stats }
+
+// Err returns why the connection ended abnormally: ErrReset, ErrRefused,
+// ErrTimeout, ErrUserTimeout, ErrAborted; or nil.
+func (e *Endpoint) Err() error { return e.err }
+
+// Connected reports whether the handshake has completed.
+func (e *Endpoint) Connected() bool { return e.connected }
+
+// NextDeadline returns when the endpoint next needs a Tick.
+func (e *Endpoint) NextDeadline() (Time, bool) { return e.tcb.NextDeadline() }
+
+// Tick fires the timers that are due at now.
+func (e *Endpoint) Tick(now Time) {
+	_ = e.step(Tick(), now)
+}
+
+// Input hands the endpoint one arriving TCP segment (from the TCP header
+// on) with the IP addresses it came with. A segment with a bad checksum
+// or malformed header is dropped and counted, and Input returns why; a
+// segment the state machine drops is counted in Stats().Drops.
+func (e *Endpoint) Input(tcp []byte, src, dst netip.Addr, now Time) error {
+	if !VerifyChecksum(tcp, src, dst) {
+		e.stats.BadChecksum++
+		return errBadChecksum
+	}
+	seg, err := ParseSegment(tcp)
+	if err != nil {
+		e.stats.Malformed++
+		return err
+	}
+	e.stats.SegmentsIn++
+	if e.tcb.State == Closed {
+		// No connection: the reset goes back where the segment came from
+		// (RFC 9293 section 3.10.7.1).
+		e.local, e.remote = netip.AddrPortFrom(dst, seg.DstPort), netip.AddrPortFrom(src, seg.SrcPort)
+	}
+	if e.tcb.State == Listen && seg.Flags&(FlagSYN|FlagACK|FlagRST) == FlagSYN {
+		e.remote = netip.AddrPortFrom(src, seg.SrcPort)
+		e.local = netip.AddrPortFrom(dst, e.local.Port())
+		iss := e.isn.ISN(e.local, e.remote, now)
+		e.sndSeq = iss.Add(1)
+		e.sentHigh = e.sndSeq
+		return e.stepSegment(&seg, iss, now)
+	}
+	if e.readShut && len(seg.Payload) > 0 && e.tcb.State.IsSynchronized() {
+		// Data after a full close: reset (RFC 9293 SHLD-3).
+		return e.step(AbortEvent(), now)
+	}
+	return e.stepSegment(&seg, 0, now)
+}
+
+var errBadChecksum = errors.New("tcpfsm: bad checksum")
+
+func (e *Endpoint) stepSegment(seg *Segment, iss Seq, now Time) error {
+	ev := Arrive(seg, iss)
+	var err error
+	e.out, err = e.tcb.Step(ev, now, e.out[:0])
+	if err != nil {
+		return err
+	}
+	e.apply(seg.Payload)
+	return nil
+}
+
+// step applies a non-segment event.
+func (e *Endpoint) step(ev Event, now Time) error {
+	var err error
+	e.out, err = e.tcb.Step(ev, now, e.out[:0])
+	if err != nil {
+		return err
+	}
+	e.apply(nil)
+	return nil
+}
+
+// apply carries out the actions of one Step: data into the receive
+// buffer, segments into the output queue, notes into the endpoint's state.
+func (e *Endpoint) apply(payload []byte) {
+	for i := range e.out {
+		a := &e.out[i]
+		switch a.Kind {
+		case ActSend:
+			e.queue = append(e.queue, *a)
+		case ActAccept:
+			off := int(a.DataSeq.Diff(e.tcb.rcvUser))
+			e.rcv.writeAt(off, payload[a.Offset:a.Offset+a.DataLen])
+		case ActNotify:
+			switch a.Note {
+			case NoteConnected:
+				e.connected = true
+			case NotePeerClosed:
+				e.peerFin = true
+			case NoteSendAcked:
+				// Released in Output, once no queued segment needs them.
+			case NoteReset:
+				e.fail(ErrReset)
+			case NoteRefused:
+				e.fail(ErrRefused)
+			case NoteTimedOut:
+				e.fail(ErrTimeout)
+			case NoteUserTimeout:
+				e.fail(ErrUserTimeout)
+			case NoteAborted:
+				e.fail(ErrAborted)
+			}
+		case ActDrop:
+			if int(a.Drop) < len(e.stats.Drops) {
+				e.stats.Drops[a.Drop]++
+			}
+		}
+	}
+}
+
+func (e *Endpoint) fail(err error) {
+	if e.err == nil {
+		e.err = err
+	}
+	e.snd.reset()
+}
+
+// Output encodes the next segment to send into buf, with its checksum,
+// and returns its length; 0 means nothing is waiting. buf must hold the
+// largest segment: MSS plus 60 header bytes. The returned bytes are the
+// TCP segment; the host adds the IP header (addresses from LocalAddr and
+// RemoteAddr).
+func (e *Endpoint) Output(buf []byte, now Time) int {
+	for e.head < len(e.queue) {
+		a := &e.queue[e.head]
+		e.head++
+		n, ok := e.encode(buf, a)
+		if ok {
+			e.release()
+			return n
+		}
+	}
+	e.queue = e.queue[:0]
+	e.head = 0
+	e.release()
+	return 0
+}
+
+// encode writes one queued segment; it skips (false) one whose data the
+// buffer no longer holds because it was acknowledged meanwhile.
+func (e *Endpoint) encode(buf []byte, a *Action) (int, bool) {
+	s := &a.Seg
+	hl := s.HeaderLen()
+	if hl+int(a.DataLen) > len(buf) {
+		return 0, false
+	}
+	if a.DataLen > 0 {
+		if a.DataSeq.LessThan(e.sndSeq) || int(a.DataSeq.Diff(e.sndSeq))+int(a.DataLen) > e.snd.len() {
+			return 0, false
+		}
+	}
+	b := s.AppendTo(buf[:0])
+	if a.DataLen > 0 {
+		b = b[:hl+int(a.DataLen)]
+		e.snd.readAt(int(a.DataSeq.Diff(e.sndSeq)), b[hl:])
+		e.stats.BytesOut += uint64(a.DataLen)
+		if end := a.DataSeq.Add(a.DataLen); end.LessThanEq(e.sentHigh) {
+			e.stats.Retransmits++
+		} else {
+			e.sentHigh = end
+		}
+	}
+	if e.local.Addr().IsValid() && e.remote.Addr().IsValid() {
+		_ = SetChecksum(b, e.local.Addr(), e.remote.Addr())
+	}
+	e.stats.SegmentsOut++
+	return len(b), true
+}
+
+// release frees the send buffer up to SND.UNA, keeping bytes a queued
+// segment still needs.
+func (e *Endpoint) release() {
+	keep := e.tcb.SndUna
+	for i := e.head; i < len(e.queue); i++ {
+		if a := &e.queue[i]; a.DataLen > 0 && a.DataSeq.LessThan(keep) {
+			keep = a.DataSeq
+		}
+	}
+	if e.sndSeq.LessThan(keep) {
+		n := min(int(keep.Diff(e.sndSeq)), e.snd.len())
+		e.snd.discard(n)
+		e.sndSeq = e.sndSeq.Add(uint32(n))
+	}
+}
+
+// Write queues bytes of p for sending, as many as the send buffer has room
+// for, and returns how many. It returns ErrWouldBlock if none fit, and
+// the connection's error after it ended.
+func (e *Endpoint) Write(p []byte, now Time) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	e.release()
+	n := min(len(p), e.snd.free())
+	if n == 0 {
+		if len(p) == 0 {
+			return 0, nil
+		}
+		return 0, ErrWouldBlock
+	}
+	if err := e.step(Send(uint32(n)), now); err != nil {
+		return 0, err
+	}
+	e.snd.write(p[:n])
+	return n, nil
+}
+
+// Read copies received bytes into p and returns how many. It returns
+// io.EOF once the peer has closed and everything was read, ErrWouldBlock
+// when nothing is there yet, and the connection's error after a reset.
+func (e *Endpoint) Read(p []byte, now Time) (int, error) {
+	avail := int(e.tcb.RcvNxt.Diff(e.tcb.rcvUser) - e.tcb.finBit())
+	if avail == 0 || e.tcb.State == Closed {
+		switch {
+		case e.err != nil:
+			return 0, e.err
+		case e.peerFin:
+			return 0, io.EOF
+		case len(p) == 0:
+			return 0, nil
+		}
+		return 0, ErrWouldBlock
+	}
+	n := min(len(p), avail)
+	e.rcv.readAt(0, p[:n])
+	e.rcv.discard(n)
+	if err := e.step(Receive(uint32(n)), now); err != nil {
+		return n, err
+	}
+	return n, nil
+}
+
+// Buffered returns how many received bytes wait to be read.
+func (e *Endpoint) Buffered() int {
+	if e.tcb.State == Closed || e.tcb.State == Listen || e.tcb.State == SynSent {
+		return 0
+	}
+	return int(e.tcb.RcvNxt.Diff(e.tcb.rcvUser) - e.tcb.finBit())
+}
+
+// CloseWrite closes the sending half: a FIN follows the queued data, and
+// the endpoint goes on receiving (RFC 9293 section 3.10.4, MAY-1).
+func (e *Endpoint) CloseWrite(now Time) error { return e.step(CloseEvent(), now) }
+
+// Close closes both halves. Unread data, or data that arrives later,
+// resets the connection instead (RFC 9293 SHLD-3).
+func (e *Endpoint) Close(now Time) error {
+	e.readShut = true
+	if e.Buffered() > 0 {
+		return e.step(AbortEvent(), now)
+	}
+	err := e.step(CloseEvent(), now)
+	if errors.Is(err, ErrConnectionClosing) {
+		return nil // the sending half was closed already
+	}
+	return err
+}
+
+// Abort resets the connection (RFC 9293 section 3.10.5).
+func (e *Endpoint) Abort(now Time) error { return e.step(AbortEvent(), now) }
+
+// ring is a fixed-size byte ring.
+type ring struct {
+	buf        []byte
+	start, end int // end-start bytes held; both grow forever, taken mod len
+}
+
+func newRing(n int) ring { return ring{buf: make([]byte, n)} }
+
+func (r *ring) len() int  { return r.end - r.start }
+func (r *ring) free() int { return len(r.buf) - r.len() }
+func (r *ring) reset()    { r.start, r.end = 0, 0 }
+
+// write appends p (the caller checked free space).
+func (r *ring) write(p []byte) {
+	r.copyIn(r.end, p)
+	r.end += len(p)
+}
+
+// writeAt stores p at offset off from the start, extending the held
+// length if it reaches past the end (out-of-order data leaves a gap that
+// later bytes fill).
+func (r *ring) writeAt(off int, p []byte) {
+	if off < 0 || off+len(p) > len(r.buf) {
+		return // outside the buffer: the TCB's window prevents this
+	}
+	r.copyIn(r.start+off, p)
+}
+
+func (r *ring) copyIn(pos int, p []byte) {
+	n := len(r.buf)
+	i := pos % n
+	c := copy(r.buf[i:], p)
+	copy(r.buf, p[c:])
+}
+
+// readAt copies len(p) bytes from offset off.
+func (r *ring) readAt(off int, p []byte) {
+	n := len(r.buf)
+	i := (r.start + off) % n
+	c := copy(p, r.buf[i:])
+	copy(p[c:], r.buf)
+}
+
+// discard drops n bytes from the start.
+func (r *ring) discard(n int) {
+	r.start += n
+	if r.end < r.start {
+		r.end = r.start
+	}
+	if r.start >= len(r.buf) { // keep the counters small
+		r.start -= len(r.buf)
+		r.end -= len(r.buf)
+	}
+}

@@ -1,0 +1,326 @@
+package tcpfsm
+
+import (
+	"bytes"
+	"io"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// wire carries packets between two endpoints in memory, with a delay and
+// an optional loss, duplication and reordering pattern from a seed.
+type wire struct {
+	t       testing.TB
+	ep      [2]*Endpoint
+	now     Time
+	delay   time.Duration
+	q       []packet
+	buf     []byte
+	rng     *rand.Rand
+	loss    float64 // probability a packet is lost
+	reorder float64 // probability a packet is held back one more delay
+	corrupt float64 // probability a byte is flipped (the checksum must catch it)
+}
+
+type packet struct {
+	at   Time
+	to   int
+	data []byte
+}
+
+func newWire(t testing.TB, a, b EndpointConfig, seed uint64) *wire {
+	w := &wire{t: t, delay: 5 * time.Millisecond, buf: make([]byte, 65536), rng: rand.New(rand.NewPCG(seed, 1))}
+	var err error
+	w.ep[0], err = NewEndpoint(a)
+	require.NoError(t, err)
+	w.ep[1], err = NewEndpoint(b)
+	require.NoError(t, err)
+	return w
+}
+
+var (
+	addrA = netip.MustParseAddrPort("192.0.2.1:40000")
+	addrB = netip.MustParseAddrPort("192.0.2.2:80")
+)
+
+// flush takes every packet side i wants to send onto the wire.
+func (w *wire) flush(i int) {
+	for {
+		n := w.ep[i].Output(w.buf, w.now)
+		if n == 0 {
+			return
+		}
+		if w.rng.Float64() < w.loss {
+			continue
+		}
+		p := packet{at: w.now.Add(w.delay), to: 1 - i, data: append([]byte(nil), w.buf[:n]...)}
+		if w.rng.Float64() < w.reorder {
+			p.at = p.at.Add(w.delay)
+		}
+		if w.rng.Float64() < w.corrupt {
+			p.data[w.rng.IntN(len(p.data))] ^= 0x20
+		}
+		w.q = append(w.q, p)
+	}
+}
+
+// run moves time forward, delivering packets and firing timers, until
+// done says stop or the clock passes limit.
+func (w *wire) run(limit Time, done func() bool) {
+	w.flush(0)
+	w.flush(1)
+	for !done() {
+		next := Time(-1)
+		for _, p := range w.q {
+			if next < 0 || p.at < next {
+				next = p.at
+			}
+		}
+		for _, e := range w.ep {
+			if d, ok := e.NextDeadline(); ok && (next < 0 || d < next) {
+				next = d
+			}
+		}
+		if next < 0 || next > limit {
+			return
+		}
+		w.now = max(w.now, next)
+		delivered := false
+		for k := 0; k < len(w.q); k++ {
+			if p := w.q[k]; p.at <= w.now {
+				w.q = append(w.q[:k], w.q[k+1:]...)
+				src, dst := addrA.Addr(), addrB.Addr()
+				if p.to == 0 {
+					src, dst = dst, src
+				}
+				_ = w.ep[p.to].Input(p.data, src, dst, w.now)
+				w.flush(p.to)
+				delivered = true
+				break
+			}
+		}
+		if delivered {
+			continue
+		}
+		for i, e := range w.ep {
+			if d, ok := e.NextDeadline(); ok && d <= w.now {
+				e.Tick(w.now)
+				w.flush(i)
+			}
+		}
+	}
+}
+
+func connect(t testing.TB, w *wire) {
+	require.NoError(t, w.ep[1].Listen(addrB, w.now))
+	require.NoError(t, w.ep[0].Dial(addrA, addrB, w.now))
+	w.run(at(10), func() bool { return w.ep[0].Connected() && w.ep[1].Connected() })
+	require.Equal(t, Established, w.ep[0].State())
+	require.Equal(t, Established, w.ep[1].State())
+}
+
+// transfer sends data from side 0 to side 1 (and back if echo), reading
+// as it arrives, then half-closes, and returns what side 1 read.
+func transfer(t testing.TB, w *wire, data []byte, limit Time) []byte {
+	var got []byte
+	rbuf := make([]byte, 8192)
+	sent := 0
+	closed := false
+	w.run(limit, func() bool {
+		for sent < len(data) {
+			n, err := w.ep[0].Write(data[sent:], w.now)
+			if err != nil {
+				break
+			}
+			sent += n
+		}
+		if sent == len(data) && !closed {
+			require.NoError(t, w.ep[0].CloseWrite(w.now))
+			closed = true
+		}
+		for {
+			n, err := w.ep[1].Read(rbuf, w.now)
+			got = append(got, rbuf[:n]...)
+			if err != nil {
+				if err == io.EOF {
+					return true
+				}
+				break
+			}
+		}
+		w.flush(0)
+		w.flush(1)
+		return false
+	})
+	return got
+}
+
+func TestEndpointTransfer(t *testing.T) {
+	for _, tc := range []struct {
+		name                   string
+		loss, reorder, corrupt float64
+	}{
+		{"clean", 0, 0, 0},
+		{"loss 5%", 0.05, 0, 0},
+		{"loss and reordering", 0.05, 0.1, 0},
+		{"corruption", 0, 0, 0.05},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWire(t, EndpointConfig{}, EndpointConfig{}, 7)
+			w.loss, w.reorder, w.corrupt = tc.loss, tc.reorder, tc.corrupt
+			connect(t, w)
+			data := make([]byte, 300_000)
+			src := rand.New(rand.NewPCG(1, 2))
+			for i := range data {
+				data[i] = byte(src.Uint32())
+			}
+			got := transfer(t, w, data, at(600))
+			require.True(t, bytes.Equal(data, got), "%d of %d bytes, in order", len(got), len(data))
+			if tc.corrupt > 0 {
+				require.Positive(t, w.ep[0].Stats().BadChecksum+w.ep[1].Stats().BadChecksum, "the checksum caught the corruption")
+			}
+			if tc.loss > 0 {
+				require.Positive(t, w.ep[0].Stats().Retransmits)
+			}
+			// The other half closes too, and both ends finish.
+			require.NoError(t, w.ep[1].Close(w.now))
+			w.run(w.now.Add(10*time.Minute), func() bool {
+				return w.ep[0].State() == Closed && w.ep[1].State() == Closed
+			})
+			require.Equal(t, Closed, w.ep[0].State())
+			require.Equal(t, Closed, w.ep[1].State())
+			require.NoError(t, w.ep[0].Err())
+		})
+	}
+}
+
+func TestEndpointBadInputCounted(t *testing.T) {
+	w := newWire(t, EndpointConfig{}, EndpointConfig{}, 1)
+	connect(t, w)
+	e := w.ep[1]
+	require.ErrorIs(t, e.Input([]byte{1, 2, 3}, addrA.Addr(), addrB.Addr(), w.now), errBadChecksum)
+	seg := Segment{SrcPort: 40000, DstPort: 80, Flags: FlagACK}
+	b := seg.AppendTo(nil)
+	b[12] = 4 << 4 // data offset 4
+	require.NoError(t, SetChecksum(b, addrA.Addr(), addrB.Addr()))
+	require.ErrorIs(t, e.Input(b, addrA.Addr(), addrB.Addr(), w.now), ErrDataOffset)
+	other := Segment{SrcPort: 1, DstPort: 80, Flags: FlagACK}
+	b = other.AppendTo(nil)
+	require.NoError(t, SetChecksum(b, addrA.Addr(), addrB.Addr()))
+	require.NoError(t, e.Input(b, addrA.Addr(), addrB.Addr(), w.now))
+	st := e.Stats()
+	require.Equal(t, uint64(1), st.BadChecksum)
+	require.Equal(t, uint64(1), st.Malformed)
+	require.Equal(t, uint64(1), st.Dropped(DropNotOurs))
+	require.Equal(t, Established, e.State(), "bad input changes nothing")
+}
+
+func TestEndpointCloseWithUnreadDataResets(t *testing.T) {
+	// RFC9293 SHLD-3.
+	w := newWire(t, EndpointConfig{}, EndpointConfig{}, 1)
+	connect(t, w)
+	_, err := w.ep[0].Write(make([]byte, 50), w.now)
+	require.NoError(t, err)
+	w.run(w.now.Add(time.Second), func() bool { return w.ep[1].Buffered() == 50 })
+	require.NoError(t, w.ep[1].Close(w.now))
+	require.Equal(t, Closed, w.ep[1].State())
+	w.run(w.now.Add(time.Second), func() bool { return w.ep[0].State() == Closed })
+	require.ErrorIs(t, w.ep[0].Err(), ErrReset)
+	_, err = w.ep[0].Write([]byte{1}, w.now)
+	require.ErrorIs(t, err, ErrReset)
+	_, err = w.ep[0].Read(make([]byte, 1), w.now)
+	require.ErrorIs(t, err, ErrReset)
+}
+
+func TestEndpointDataAfterFullCloseResets(t *testing.T) {
+	// RFC9293 SHLD-3: data arriving after a full close gets a RST.
+	w := newWire(t, EndpointConfig{}, EndpointConfig{}, 1)
+	connect(t, w)
+	require.NoError(t, w.ep[1].Close(w.now))
+	w.run(w.now.Add(time.Second), func() bool { return w.ep[1].State() == FinWait2 })
+	_, err := w.ep[0].Write([]byte("late"), w.now)
+	require.NoError(t, err)
+	w.run(w.now.Add(time.Second), func() bool { return w.ep[0].State() == Closed })
+	require.ErrorIs(t, w.ep[0].Err(), ErrReset)
+	require.Equal(t, Closed, w.ep[1].State())
+}
+
+func TestEndpointWriteBlocksWhenFull(t *testing.T) {
+	w := newWire(t, EndpointConfig{SendBuffer: 1000}, EndpointConfig{}, 1)
+	connect(t, w)
+	n, err := w.ep[0].Write(make([]byte, 3000), w.now)
+	require.NoError(t, err)
+	require.Equal(t, 1000, n)
+	_, err = w.ep[0].Write(make([]byte, 1), w.now)
+	require.ErrorIs(t, err, ErrWouldBlock)
+	_, err = w.ep[1].Read(make([]byte, 1), w.now)
+	require.ErrorIs(t, err, ErrWouldBlock)
+}
+
+func TestEndpointRefused(t *testing.T) {
+	w := newWire(t, EndpointConfig{}, EndpointConfig{}, 1)
+	require.NoError(t, w.ep[0].Dial(addrA, addrB, w.now)) // nobody listens: side 1 is CLOSED
+	w.run(at(5), func() bool { return w.ep[0].State() == Closed })
+	require.ErrorIs(t, w.ep[0].Err(), ErrRefused)
+}
+
+func TestEndpointSteadyStateAllocatesNothing(t *testing.T) {
+	w := newWire(t, EndpointConfig{}, EndpointConfig{}, 1)
+	connect(t, w)
+	a, b := w.ep[0], w.ep[1]
+	data := make([]byte, 1460)
+	rbuf := make([]byte, 4096)
+	pkt := make([]byte, 2048)
+	round := func() {
+		_, _ = a.Write(data, w.now)
+		for n := a.Output(pkt, w.now); n > 0; n = a.Output(pkt, w.now) {
+			_ = b.Input(pkt[:n], addrA.Addr(), addrB.Addr(), w.now)
+		}
+		_, _ = b.Read(rbuf, w.now)
+		for n := b.Output(pkt, w.now); n > 0; n = b.Output(pkt, w.now) {
+			_ = a.Input(pkt[:n], addrB.Addr(), addrA.Addr(), w.now)
+		}
+		w.now = w.now.Add(time.Millisecond)
+	}
+	for range 100 {
+		round()
+	}
+	require.Zero(t, testing.AllocsPerRun(200, round))
+	require.Equal(t, Established, a.State())
+}
+
+// BenchmarkEndpointBulk moves data between two endpoints in memory in
+// 1460-byte segments, with checksums, encode and decode: MB/s of payload.
+func BenchmarkEndpointBulk(b *testing.B) {
+	w := newWire(b, EndpointConfig{Config: Config{RecvBuffer: 1 << 20}, SendBuffer: 1 << 20},
+		EndpointConfig{Config: Config{RecvBuffer: 1 << 20}}, 1)
+	connect(b, w)
+	a, r := w.ep[0], w.ep[1]
+	data := make([]byte, 64<<10)
+	rbuf := make([]byte, 64<<10)
+	pkt := make([]byte, 2048)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		for off := 0; off < len(data); {
+			n, _ := a.Write(data[off:], w.now)
+			off += n
+			for m := a.Output(pkt, w.now); m > 0; m = a.Output(pkt, w.now) {
+				_ = r.Input(pkt[:m], addrA.Addr(), addrB.Addr(), w.now)
+			}
+			for {
+				k, err := r.Read(rbuf, w.now)
+				if err != nil || k == 0 {
+					break
+				}
+			}
+			for m := r.Output(pkt, w.now); m > 0; m = r.Output(pkt, w.now) {
+				_ = a.Input(pkt[:m], addrB.Addr(), addrA.Addr(), w.now)
+			}
+		}
+	}
+}
