@@ -25,9 +25,16 @@ type EndpointConfig struct {
 	// SendBuffer is the most bytes written but not yet acknowledged.
 	// Default 64 KiB.
 	SendBuffer int
-	// ISN chooses initial sequence numbers for connections this endpoint
-	// accepts (RFC 6528). Default: a generator with a random key.
-	ISN *ISNGenerator
+	// ISN chooses initial sequence numbers (RFC 6528). Default: an
+	// ISNGenerator with a random key. Simulations and examples can supply
+	// fixed ones.
+	ISN ISNSource
+}
+
+// ISNSource chooses the initial sequence number of a connection.
+// *ISNGenerator is the RFC 6528 one.
+type ISNSource interface {
+	ISN(local, remote netip.AddrPort, now Time) Seq
 }
 
 // EndpointStats counts what an Endpoint saw and did.
@@ -64,7 +71,7 @@ func (s *EndpointStats) Dropped(r DropReason) uint64 {
 type Endpoint struct {
 	tcb           TCB
 	local, remote netip.AddrPort
-	isn           *ISNGenerator
+	isn           ISNSource
 
 	snd    ring // bytes from sndSeq: written, not yet acknowledged and released
 	sndSeq Seq  // sequence number of snd's first byte

@@ -1,183 +1,232 @@
-// Command exercise plays the worked exercise the project grew from between
-// two TCP state machines wired together in memory, and prints it as a
-// sequence diagram with each side's state:
+// Command exercise is tcpfsm's main example. It plays the worked exercise
+// the project grew from between two tcpfsm.Endpoints wired together in
+// memory, and prints every segment as a sequence diagram with each side's
+// state, from CLOSED through the handshake, the data, the teardown and
+// TIME-WAIT:
 //
 //	"Send 312 bytes over TCP with a window of 100 bytes and 100-byte
 //	segments; the sender's initial sequence number is 100, the receiver's
 //	200. Draw the connection set-up, the data transfer and the release."
 //
-// It shows the host side of tcpfsm: the program owns the clock and the
-// network; the state machine (tcpfsm.TCB) only decides. Every 10 ms of
-// one-way delay, every loss and every timer is the program's doing.
+// The program is the host: it owns the clock (virtual, so the run takes no
+// time), the network (a queue with 10 ms of delay) and the application
+// (the server reads at once, the client writes 312 bytes and closes).
 //
-//	go run ./examples/exercise                  # the exchange, CLOSED to CLOSED
-//	go run ./examples/exercise -lose 4          # lose the 4th segment: see it retransmitted
-//	go run ./examples/exercise -simultaneous    # both sides close at once (CLOSING)
-//	go run ./examples/exercise -options         # with timestamps, SACK and window scaling
-//
-// By default the segments carry only the MSS option, as in the textbook;
-// -options turns on what a modern stack negotiates (RFC 7323, RFC 2018).
+//	go run ./examples/exercise                    # the exchange, CLOSED to CLOSED
+//	go run ./examples/exercise -lose 4            # lose the 4th segment: see it retransmitted after one RTO
+//	go run ./examples/exercise -simultaneous      # both sides close at once (CLOSING on both)
+//	go run ./examples/exercise -pcap out.pcap     # also write the packets for Wireshark or tcpdump
+//	go run ./examples/exercise -mermaid           # print the diagram as Mermaid instead
 package main
 
 import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/tcpfsm/tcpfsm"
+	"github.com/tcpfsm/tcpfsm/trace"
 )
+
+type options struct {
+	lose         int
+	simultaneous bool
+	bytes        int
+	pcap         io.Writer
+	mermaid      bool
+}
 
 func main() {
 	var o options
+	var pcapPath string
 	flag.IntVar(&o.lose, "lose", 0, "lose the Nth segment on the wire (1-based; 0 loses none)")
 	flag.BoolVar(&o.simultaneous, "simultaneous", false, "close both sides at the same moment")
 	flag.IntVar(&o.bytes, "bytes", 312, "bytes the client sends")
-	flag.BoolVar(&o.modern, "options", false, "negotiate timestamps, SACK and window scaling")
+	flag.StringVar(&pcapPath, "pcap", "", "write the packets to this pcap file")
+	flag.BoolVar(&o.mermaid, "mermaid", false, "print the diagram as a Mermaid sequence diagram")
 	flag.Parse()
+	if pcapPath != "" {
+		f, err := os.Create(pcapPath)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "exercise:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		o.pcap = f
+	}
 	if err := run(os.Stdout, o); err != nil {
 		fmt.Fprintln(os.Stderr, "exercise:", err)
 		os.Exit(1)
 	}
 }
 
-type options struct {
-	lose         int
-	simultaneous bool
-	bytes        int
-	modern       bool
-}
+// fixedISN gives each side the exercise's initial sequence number.
+type fixedISN tcpfsm.Seq
 
-// side is one host: its TCB and what its application has seen.
-type side struct {
-	name  string
-	tcb   tcpfsm.TCB
-	read  int
-	state tcpfsm.State
+func (f fixedISN) ISN(_, _ netip.AddrPort, _ tcpfsm.Time) tcpfsm.Seq { return tcpfsm.Seq(f) }
+
+var addr = [2]netip.AddrPort{
+	netip.MustParseAddrPort("192.0.2.1:40000"), // client
+	netip.MustParseAddrPort("192.0.2.2:80"),    // server
 }
 
 type packet struct {
-	arrive tcpfsm.Time
-	to     int
-	seg    tcpfsm.Segment
+	at   tcpfsm.Time
+	to   int
+	data []byte
 }
 
 type host struct {
-	w     io.Writer
 	o     options
 	now   tcpfsm.Time
-	sides [2]*side
+	ep    [2]*tcpfsm.Endpoint
 	wire  []packet
 	count int
-	out   []tcpfsm.Action
+	diag  *trace.Diagram
+	pcap  *trace.PcapWriter
+	buf   []byte
+	read  int
 }
 
-const delay = 10 * time.Millisecond
-
-var payload [1 << 16]byte // the bytes themselves do not matter here
-
 func run(w io.Writer, o options) error {
-	// Window 100 (the receive buffer) and MSS 100 on both sides.
-	cfg := tcpfsm.Config{RecvBuffer: 100, MSS: 100, MSL: 30 * time.Second}
-	if !o.modern {
-		cfg.NoTimestamps, cfg.NoSACK, cfg.NoWindowScale = true, true, true
+	h := &host{o: o, diag: trace.NewDiagram("client", "server"), buf: make([]byte, 2048)}
+	if o.pcap != nil {
+		var err error
+		if h.pcap, err = trace.NewPcapWriter(o.pcap, time.Unix(1_700_000_000, 0)); err != nil {
+			return err
+		}
 	}
-	h := &host{w: w, o: o}
-	for i, name := range []string{"client", "server"} {
-		tcb, err := tcpfsm.NewTCB(cfg)
+	for i, iss := range []tcpfsm.Seq{100, 200} {
+		// Window 100 (the receive buffer) and MSS 100; no timestamps, SACK
+		// or window scaling, as in the textbook.
+		cfg := tcpfsm.EndpointConfig{
+			Config: tcpfsm.Config{RecvBuffer: 100, MSS: 100, MSL: 30 * time.Second,
+				NoTimestamps: true, NoSACK: true, NoWindowScale: true},
+			ISN: fixedISN(iss),
+		}
+		ep, err := tcpfsm.NewEndpoint(cfg)
 		if err != nil {
 			return err
 		}
-		h.sides[i] = &side{name: name, tcb: tcb}
+		h.ep[i] = ep
 	}
-	fmt.Fprintf(w, "%8s  %-13s %-66s %s\n", "time", "client", "", "server")
-	h.call(1, tcpfsm.ListenOn(80))
-	h.call(0, tcpfsm.Open(40000, 80, 100)) // ISN 100; the server's (200) is chosen on its SYN
-	h.runUntil(func() bool { return h.sides[0].tcb.State == tcpfsm.Established })
-	h.call(0, tcpfsm.Send(uint32(o.bytes)))
+	h.state()
+	if err := h.ep[1].Listen(addr[1], h.now); err != nil {
+		return err
+	}
+	h.note(1, "Listen")
+	if err := h.ep[0].Dial(addr[0], addr[1], h.now); err != nil {
+		return err
+	}
+	h.note(0, "Dial")
+	h.runUntil(func() bool { return h.ep[0].Connected() && h.ep[1].Connected() })
+
+	data := make([]byte, o.bytes)
+	for i := range data {
+		data[i] = byte('a' + i%26)
+	}
+	sent := 0
+	h.runUntil(func() bool {
+		for sent < len(data) {
+			n, err := h.ep[0].Write(data[sent:], h.now)
+			if err != nil {
+				break
+			}
+			if sent == 0 {
+				h.note(0, fmt.Sprintf("Write(%d bytes)", len(data)))
+			}
+			sent += n
+		}
+		return sent == len(data)
+	})
 	if o.simultaneous {
-		h.runUntil(func() bool { return h.sides[1].read == o.bytes && h.idle() })
-		h.call(0, tcpfsm.CloseEvent())
-		h.call(1, tcpfsm.CloseEvent())
+		h.runUntil(func() bool { return h.read == len(data) && len(h.wire) == 0 })
+		h.close(0)
+		h.close(1)
 	} else {
-		h.call(0, tcpfsm.CloseEvent()) // the FIN follows the data
+		h.close(0)
 		// The server closes once it has read everything and seen the FIN.
-		h.runUntil(func() bool { return h.sides[1].tcb.State == tcpfsm.CloseWait && h.idle() })
-		h.call(1, tcpfsm.CloseEvent())
+		h.runUntil(func() bool { return h.ep[1].State() == tcpfsm.CloseWait && len(h.wire) == 0 })
+		h.close(1)
 	}
 	h.runUntil(func() bool {
-		return h.sides[0].tcb.State == tcpfsm.Closed && h.sides[1].tcb.State == tcpfsm.Closed
+		return h.ep[0].State() == tcpfsm.Closed && h.ep[1].State() == tcpfsm.Closed
 	})
-	fmt.Fprintf(w, "\nclient sent %d bytes, server read %d; %d segments on the wire\n", o.bytes, h.sides[1].read, h.count)
-	if h.sides[1].read != o.bytes {
-		return fmt.Errorf("server read %d bytes, want %d", h.sides[1].read, o.bytes)
+	var err error
+	if o.mermaid {
+		err = h.diag.WriteMermaid(w)
+	} else {
+		err = h.diag.WriteText(w)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nclient sent %d bytes, server read %d; %d segments on the wire\n", len(data), h.read, h.count)
+	if h.read != len(data) {
+		return fmt.Errorf("server read %d bytes, want %d", h.read, len(data))
 	}
 	return nil
 }
 
-func (h *host) idle() bool { return len(h.wire) == 0 }
+func (h *host) note(i int, text string) { h.diag.Note(h.now, i, text); h.state() }
 
-// call makes a user call on side i.
-func (h *host) call(i int, ev tcpfsm.Event) {
-	h.step(i, ev, fmt.Sprintf("%s calls %s", h.sides[i].name, strings.ToUpper(ev.Kind.String())))
-}
-
-// step hands one event to side i's state machine and carries out what it
-// says: this is the host call order of the library.
-func (h *host) step(i int, ev tcpfsm.Event, why string) {
-	s := h.sides[i]
-	var err error
-	h.out, err = s.tcb.Step(ev, h.now, h.out[:0])
-	if err != nil {
-		h.line(i, why+": "+err.Error(), "")
+func (h *host) close(i int) {
+	if err := h.ep[i].Close(h.now); err != nil {
+		h.note(i, "Close: "+err.Error())
 		return
 	}
-	if why != "" {
-		h.line(i, why, "")
+	h.note(i, "Close")
+	h.flush(i)
+}
+
+func (h *host) state() {
+	for i, ep := range h.ep {
+		h.diag.State(h.now, i, ep.State())
 	}
-	readable := false
-	for _, a := range h.out {
-		switch a.Kind {
-		case tcpfsm.ActSend:
-			h.count++
-			seg := a.Seg
-			seg.Payload = payload[:a.DataLen]
-			lost := h.count == h.o.lose
-			h.arrow(i, &seg, lost)
-			if !lost {
-				h.wire = append(h.wire, packet{arrive: h.now.Add(delay), to: 1 - i, seg: seg})
-			}
-		case tcpfsm.ActNotify:
-			if a.Note == tcpfsm.NoteReadable {
-				readable = true
-			}
-			if a.Note != tcpfsm.NoteSendAcked && a.Note != tcpfsm.NoteReadable {
-				h.line(i, s.name+" is told: "+a.Note.String(), "")
-			}
+}
+
+// flush sends everything side i has to send.
+func (h *host) flush(i int) {
+	for {
+		n := h.ep[i].Output(h.buf, h.now)
+		if n == 0 {
+			break
+		}
+		h.count++
+		pkt := append([]byte(nil), h.buf[:n]...)
+		seg, err := tcpfsm.ParseSegment(pkt)
+		if err != nil {
+			panic(err) // our own encoder produced it
+		}
+		lost := h.count == h.o.lose
+		h.diag.Segment(h.now, i, seg, lost)
+		if h.pcap != nil {
+			_ = h.pcap.WriteSegment(h.now, addr[i].Addr(), addr[1-i].Addr(), pkt)
+		}
+		if !lost {
+			h.wire = append(h.wire, packet{at: h.now.Add(10 * time.Millisecond), to: 1 - i, data: pkt})
 		}
 	}
-	h.showState(i)
-	if readable {
-		// The application reads at once, which reopens the window.
-		st, _ := s.tcb.Status()
-		s.read += int(st.Unread)
-		h.step(i, tcpfsm.Receive(st.Unread), fmt.Sprintf("%s reads %d bytes", s.name, st.Unread))
-	}
+	h.state()
 }
 
 // runUntil delivers packets and fires timers in time order until done.
 func (h *host) runUntil(done func() bool) {
-	for !done() {
-		next := tcpfsm.Time(-1)
-		for _, p := range h.wire {
-			if next < 0 || p.arrive < next {
-				next = p.arrive
-			}
+	for {
+		h.flush(0)
+		h.flush(1)
+		if done() {
+			return
 		}
-		for _, s := range h.sides {
-			if d, ok := s.tcb.NextDeadline(); ok && (next < 0 || d < next) {
+		next := tcpfsm.Time(-1)
+		if len(h.wire) > 0 {
+			next = h.wire[0].at
+		}
+		for _, ep := range h.ep {
+			if d, ok := ep.NextDeadline(); ok && (next < 0 || d < next) {
 				next = d
 			}
 		}
@@ -185,61 +234,37 @@ func (h *host) runUntil(done func() bool) {
 			return
 		}
 		h.now = max(h.now, next)
-		if len(h.wire) > 0 && h.wire[0].arrive <= h.now {
+		if len(h.wire) > 0 && h.wire[0].at <= h.now {
 			p := h.wire[0]
 			h.wire = h.wire[1:]
-			// More: hold the reply until the application has read, so one
-			// ACK both acknowledges the data and reopens the window.
-			ev := tcpfsm.Arrive(&p.seg, 200)
-			ev.More = len(p.seg.Payload) > 0
-			h.step(p.to, ev, "")
-			if ev.More && h.sides[p.to].tcb.State != tcpfsm.Closed {
-				h.step(p.to, tcpfsm.Receive(0), "")
+			_ = h.ep[p.to].Input(p.data, addr[1-p.to].Addr(), addr[p.to].Addr(), h.now)
+			h.state()
+			if p.to == 1 {
+				h.readAll()
 			}
 			continue
 		}
-		for i, s := range h.sides {
-			if d, ok := s.tcb.NextDeadline(); ok && d <= h.now {
-				h.step(i, tcpfsm.Tick(), "timer fires at "+s.name)
+		for i, ep := range h.ep {
+			if d, ok := ep.NextDeadline(); ok && d <= h.now {
+				h.diag.Note(h.now, i, "timer fires")
+				ep.Tick(h.now)
+				h.state()
 			}
 		}
 	}
 }
 
-func (h *host) arrow(from int, seg *tcpfsm.Segment, lost bool) {
-	text := seg.String()
-	mark := ""
-	if lost {
-		mark = "  LOST"
+// readAll is the server application: it reads whatever has arrived.
+func (h *host) readAll() {
+	buf := make([]byte, 512)
+	for {
+		n, err := h.ep[1].Read(buf, h.now)
+		if n > 0 {
+			h.read += n
+			h.diag.Note(h.now, 1, fmt.Sprintf("Read(%d bytes)", n))
+		}
+		if err != nil || n == 0 {
+			return
+		}
 	}
-	if from == 0 {
-		h.line(-1, fmt.Sprintf("──▶ %s%s", text, mark), "")
-	} else {
-		h.line(-1, fmt.Sprintf("◀── %s%s", text, mark), "")
-	}
-}
-
-func (h *host) showState(i int) {
-	s := h.sides[i]
-	if s.tcb.State == s.state {
-		return
-	}
-	s.state = s.tcb.State
-	h.line(i, "", s.state.String())
-}
-
-// line prints one row: time, the client column, the middle, the server column.
-func (h *host) line(i int, middle, state string) {
-	left, right := "", ""
-	switch i {
-	case 0:
-		left = state
-	case 1:
-		right = state
-	}
-	if state == "" && middle != "" && i >= 0 {
-		middle = "(" + middle + ")"
-	}
-	ms := time.Duration(h.now).Milliseconds()
-	fmt.Fprintf(h.w, "%6dms  %-13s %-66s %s\n", ms, left, middle, right)
 }

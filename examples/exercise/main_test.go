@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"github.com/tcpfsm/tcpfsm"
+	"github.com/tcpfsm/tcpfsm/trace"
 )
 
 func TestExercise(t *testing.T) {
@@ -21,8 +23,8 @@ func TestExercise(t *testing.T) {
 		"──▶ Flags [FP.], seq 401:413, ack 201, win 100, length 12",
 		"◀── Flags [F.], seq 201, ack 414",
 		"──▶ Flags [.], ack 202",
-		"TIME-WAIT", "LAST-ACK", "FIN-WAIT-2", "CLOSE-WAIT",
-		"client sent 312 bytes, server read 312",
+		"TIME-WAIT", "LAST-ACK", "FIN-WAIT-2", "CLOSE-WAIT", "SYN-RECEIVED",
+		"client sent 312 bytes, server read 312; 13 segments on the wire",
 	} {
 		require.Contains(t, s, want)
 	}
@@ -33,9 +35,9 @@ func TestExerciseLostSegment(t *testing.T) {
 	var out bytes.Buffer
 	require.NoError(t, run(&out, options{bytes: 312, lose: 4}))
 	s := out.String()
-	require.Contains(t, s, "length 100  LOST")
+	require.Contains(t, s, "length 100  ✗ lost")
 	require.Equal(t, 2, strings.Count(s, "──▶ Flags [.], seq 101:201, ack 201, win 100, length 100"), "sent, then retransmitted")
-	require.Contains(t, s, "1020ms                ──▶ Flags [.], seq 101:201", "one RTO (1 s) after the loss")
+	require.Contains(t, s, "(client: timer fires)")
 }
 
 func TestExerciseSimultaneousClose(t *testing.T) {
@@ -45,9 +47,14 @@ func TestExerciseSimultaneousClose(t *testing.T) {
 	require.Equal(t, 2, strings.Count(out.String(), "TIME-WAIT"))
 }
 
-func TestExerciseWithOptions(t *testing.T) {
-	var out bytes.Buffer
-	require.NoError(t, run(&out, options{bytes: 312, modern: true}))
-	require.Contains(t, out.String(), "options [mss 100,sackOK,TS val 100 ecr 0,nop,wscale 0]")
-	require.Contains(t, out.String(), "client sent 312 bytes, server read 312")
+func TestExercisePcapAndMermaid(t *testing.T) {
+	var pcap, out bytes.Buffer
+	require.NoError(t, run(&out, options{bytes: 312, pcap: &pcap, mermaid: true}))
+	require.Contains(t, out.String(), "sequenceDiagram")
+	pkts, err := trace.ReadPcap(&pcap)
+	require.NoError(t, err)
+	require.Len(t, pkts, 13)
+	for _, p := range pkts {
+		require.True(t, tcpfsm.VerifyChecksum(p.TCP, p.Src, p.Dst))
+	}
 }
