@@ -88,10 +88,27 @@ type Endpoint struct {
 	peerFin   bool
 	readShut  bool // Close was called: later data gets a RST (RFC 9293 SHLD-3)
 	stats     EndpointStats
+
+	stack *Stack     // the stack this endpoint belongs to, if any
+	sc    *stackConn // its entry there
+}
+
+// changed tells the owning stack that the application acted on the
+// endpoint (output may wait, the deadline may have moved).
+func (e *Endpoint) changed(now Time) {
+	if e.stack != nil {
+		e.stack.after(e.sc, now)
+	}
 }
 
 // NewEndpoint returns an endpoint with buffers of the configured sizes.
 func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
+	return newEndpoint(cfg, nil, nil)
+}
+
+// newEndpoint makes an endpoint, using the given buffers if they are of
+// the right sizes.
+func newEndpoint(cfg EndpointConfig, sndBuf, rcvBuf []byte) (*Endpoint, error) {
 	tcb, err := NewTCB(cfg.Config)
 	if err != nil {
 		return nil, err
@@ -106,14 +123,20 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 		cfg.ISN = NewISNGenerator()
 	}
 	rcap := int(tcb.cfg.rcvBuf)
+	if len(sndBuf) != cfg.SendBuffer {
+		sndBuf = make([]byte, cfg.SendBuffer)
+	}
+	if len(rcvBuf) != rcap {
+		rcvBuf = make([]byte, rcap)
+	}
 	return &Endpoint{
 		tcb:    tcb,
 		isn:    cfg.ISN,
-		snd:    newRing(cfg.SendBuffer),
-		rcv:    newRing(rcap),
+		snd:    ring{buf: sndBuf},
+		rcv:    ring{buf: rcvBuf},
 		rcvCap: rcap,
-		queue:  make([]Action, 0, 64),
-		out:    make([]Action, 0, 64),
+		queue:  make([]Action, 0, 8),
+		out:    make([]Action, 0, 8),
 	}, nil
 }
 
@@ -189,6 +212,11 @@ func (e *Endpoint) Input(tcp []byte, src, dst netip.Addr, now Time) error {
 		e.stats.Malformed++
 		return err
 	}
+	return e.inputSegment(&seg, src, dst, now)
+}
+
+// inputSegment is Input after the checksum and parse.
+func (e *Endpoint) inputSegment(seg *Segment, src, dst netip.Addr, now Time) error {
 	e.stats.SegmentsIn++
 	if e.tcb.State == Closed {
 		// No connection: the reset goes back where the segment came from
@@ -201,14 +229,17 @@ func (e *Endpoint) Input(tcp []byte, src, dst netip.Addr, now Time) error {
 		iss := e.isn.ISN(e.local, e.remote, now)
 		e.sndSeq = iss.Add(1)
 		e.sentHigh = e.sndSeq
-		return e.stepSegment(&seg, iss, now)
+		return e.stepSegment(seg, iss, now)
 	}
 	if e.readShut && len(seg.Payload) > 0 && e.tcb.State.IsSynchronized() {
 		// Data after a full close: reset (RFC 9293 SHLD-3).
 		return e.step(AbortEvent(), now)
 	}
-	return e.stepSegment(&seg, 0, now)
+	return e.stepSegment(seg, 0, now)
 }
+
+// pending reports whether Output has a segment to write.
+func (e *Endpoint) pending() bool { return e.head < len(e.queue) }
 
 var errBadChecksum = errors.New("tcpfsm: bad checksum")
 
@@ -366,6 +397,7 @@ func (e *Endpoint) Write(p []byte, now Time) (int, error) {
 		return 0, err
 	}
 	e.snd.write(p[:n])
+	e.changed(now)
 	return n, nil
 }
 
@@ -391,6 +423,7 @@ func (e *Endpoint) Read(p []byte, now Time) (int, error) {
 	if err := e.step(Receive(uint32(n)), now); err != nil {
 		return n, err
 	}
+	e.changed(now)
 	return n, nil
 }
 
@@ -404,11 +437,15 @@ func (e *Endpoint) Buffered() int {
 
 // CloseWrite closes the sending half: a FIN follows the queued data, and
 // the endpoint goes on receiving (RFC 9293 section 3.10.4, MAY-1).
-func (e *Endpoint) CloseWrite(now Time) error { return e.step(CloseEvent(), now) }
+func (e *Endpoint) CloseWrite(now Time) error {
+	defer e.changed(now)
+	return e.step(CloseEvent(), now)
+}
 
 // Close closes both halves. Unread data, or data that arrives later,
 // resets the connection instead (RFC 9293 SHLD-3).
 func (e *Endpoint) Close(now Time) error {
+	defer e.changed(now)
 	e.readShut = true
 	if e.Buffered() > 0 {
 		return e.step(AbortEvent(), now)
@@ -421,7 +458,10 @@ func (e *Endpoint) Close(now Time) error {
 }
 
 // Abort resets the connection (RFC 9293 section 3.10.5).
-func (e *Endpoint) Abort(now Time) error { return e.step(AbortEvent(), now) }
+func (e *Endpoint) Abort(now Time) error {
+	defer e.changed(now)
+	return e.step(AbortEvent(), now)
+}
 
 // ring is a fixed-size byte ring.
 type ring struct {
@@ -429,10 +469,8 @@ type ring struct {
 	start, end int // end-start bytes held; both grow forever, taken mod len
 }
 
-func newRing(n int) ring { return ring{buf: make([]byte, n)} }
-
 func (r *ring) len() int  { return r.end - r.start }
-func (r *ring) free() int { return len(r.buf) - r.len() }
+func (r *ring) free() int { return max(len(r.buf)-r.len(), 0) }
 func (r *ring) reset()    { r.start, r.end = 0, 0 }
 
 // write appends p (the caller checked free space).
@@ -453,6 +491,9 @@ func (r *ring) writeAt(off int, p []byte) {
 
 func (r *ring) copyIn(pos int, p []byte) {
 	n := len(r.buf)
+	if n == 0 {
+		return
+	}
 	i := pos % n
 	c := copy(r.buf[i:], p)
 	copy(r.buf, p[c:])
@@ -461,6 +502,9 @@ func (r *ring) copyIn(pos int, p []byte) {
 // readAt copies len(p) bytes from offset off.
 func (r *ring) readAt(off int, p []byte) {
 	n := len(r.buf)
+	if n == 0 {
+		return
+	}
 	i := (r.start + off) % n
 	c := copy(p, r.buf[i:])
 	copy(p[c:], r.buf)
@@ -472,7 +516,7 @@ func (r *ring) discard(n int) {
 	if r.end < r.start {
 		r.end = r.start
 	}
-	if r.start >= len(r.buf) { // keep the counters small
+	if len(r.buf) > 0 && r.start >= len(r.buf) { // keep the counters small
 		r.start -= len(r.buf)
 		r.end -= len(r.buf)
 	}

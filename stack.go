@@ -1,0 +1,705 @@
+package tcpfsm
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"time"
+)
+
+// StackConfig configures a Stack.
+type StackConfig struct {
+	// Endpoint configures every connection (buffers and TCP settings).
+	Endpoint EndpointConfig
+	// Backlog bounds the half-open (SYN-RECEIVED) connections of each
+	// listener; past it, SYNs are answered with SYN cookies and no state
+	// (RFC 4987 sections 3.2 to 3.6). Default 128.
+	Backlog int
+	// AcceptQueue bounds the established connections waiting for Accept.
+	// Default 128.
+	AcceptQueue int
+	// EphemeralLow and EphemeralHigh bound the ports Dial picks. Default
+	// 49152 to 65535 (RFC 6335).
+	EphemeralLow, EphemeralHigh uint16
+	// CookieKey keys SYN cookies. Default: 16 random bytes.
+	CookieKey [16]byte
+}
+
+// StackStats counts what a Stack saw and did.
+type StackStats struct {
+	SegmentsIn, SegmentsOut uint64
+	BadChecksum, Malformed  uint64 // dropped before demultiplexing
+	ResetsSent              uint64 // RSTs for segments that matched nothing (RFC 9293 3.10.7.1)
+	CookiesSent             uint64 // SYN-ACKs sent in cookie mode
+	CookiesAccepted         uint64 // connections built from a valid cookie
+	CookiesRejected         uint64 // ACKs whose cookie failed
+	AcceptOverflow          uint64 // established connections dropped: accept queue full
+	TimeWaitRecords         uint64 // connections moved to a compact TIME-WAIT record
+}
+
+// Errors of the Stack.
+var (
+	ErrPortInUse    = errors.New("tcpfsm: port in use")
+	ErrNoPorts      = errors.New("tcpfsm: no ephemeral port free")
+	ErrNotListening = errors.New("tcpfsm: listener closed")
+)
+
+// tuple names a connection: our address and the peer's.
+type tuple struct {
+	local, remote netip.AddrPort
+}
+
+// twRecord is a connection in TIME-WAIT kept compactly: enough to ACK a
+// retransmitted FIN, judge a new SYN, and expire (RFC 9293 section 3.10.7.4).
+type twRecord struct {
+	sndNxt, rcvNxt Seq
+	iss            Seq // our timestamp clock offset
+	tsRecent       uint32
+	deadline       Time
+	ts             bool
+}
+
+// Stack is many connections keyed by their addresses and ports: listeners
+// with a bounded SYN backlog and SYN cookies under pressure, RSTs for
+// segments that match nothing, compact TIME-WAIT records, ephemeral ports,
+// and one next deadline across every connection (a heap, so a Tick costs
+// O(log n) per due timer, not a scan). Like Endpoint, it does no I/O.
+//
+// Host call order: Listen and Dial as the application asks; Input every
+// arriving segment; Tick when the clock reaches NextDeadline; after each,
+// call Output until it returns 0 and send what it wrote.
+type Stack struct {
+	cfg       StackConfig
+	conns     map[tuple]*stackConn
+	listeners map[uint16]*Listener
+	tw        map[tuple]*twRecord
+	timers    timerHeap
+	active    []*stackConn // connections with output waiting
+	replies   []reply      // segments the stack itself sends (RSTs, cookie SYN-ACKs)
+	isn       ISNSource
+	cookies   cookieJar
+	nextPort  uint16
+	scratch   []Action
+	freeSnd   [][]byte // send buffers of ended connections, for reuse
+	freeRcv   [][]byte // receive buffers of ended connections, for reuse
+	stats     StackStats
+}
+
+// newEndpoint makes an endpoint with recycled buffers when there are any.
+func (s *Stack) newEndpoint() (*Endpoint, error) {
+	var sb, rb []byte
+	if n := len(s.freeSnd); n > 0 {
+		sb, s.freeSnd = s.freeSnd[n-1], s.freeSnd[:n-1]
+	}
+	if n := len(s.freeRcv); n > 0 {
+		rb, s.freeRcv = s.freeRcv[n-1], s.freeRcv[:n-1]
+	}
+	return newEndpoint(s.cfg.Endpoint, sb, rb)
+}
+
+// maxFree bounds the buffers kept for reuse.
+const maxFree = 1024
+
+// recycle takes back the buffers of a connection that no longer needs
+// them: the send buffer once everything is acknowledged, the receive
+// buffer once everything was read. The endpoint stays usable for State,
+// Err and Read (which then returns EOF or the error).
+func (s *Stack) recycle(e *Endpoint) {
+	e.release()
+	if e.tcb.State == Closed || e.tcb.State == TimeWait {
+		e.snd.reset() // nothing left to retransmit
+	}
+	if len(e.snd.buf) > 0 && e.snd.len() == 0 && len(s.freeSnd) < maxFree {
+		s.freeSnd = append(s.freeSnd, e.snd.buf)
+		e.snd = ring{}
+	}
+	if len(e.rcv.buf) > 0 && e.Buffered() == 0 && len(s.freeRcv) < maxFree {
+		s.freeRcv = append(s.freeRcv, e.rcv.buf)
+		e.rcv = ring{}
+	}
+}
+
+type stackConn struct {
+	ep       *Endpoint
+	key      tuple
+	ln       *Listener // the listener that accepted it, while half-open
+	inActive bool
+	timerAt  Time // the deadline last pushed on the heap
+}
+
+type reply struct {
+	seg      Segment
+	src, dst netip.Addr
+}
+
+// NewStack returns an empty stack.
+func NewStack(cfg StackConfig) (*Stack, error) {
+	if cfg.Backlog <= 0 {
+		cfg.Backlog = 128
+	}
+	if cfg.AcceptQueue <= 0 {
+		cfg.AcceptQueue = 128
+	}
+	if cfg.EphemeralLow == 0 {
+		cfg.EphemeralLow = 49152
+	}
+	if cfg.EphemeralHigh == 0 || cfg.EphemeralHigh < cfg.EphemeralLow {
+		cfg.EphemeralHigh = 65535
+	}
+	if cfg.CookieKey == ([16]byte{}) {
+		if _, err := rand.Read(cfg.CookieKey[:]); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Endpoint.ISN == nil {
+		cfg.Endpoint.ISN = NewISNGenerator()
+	}
+	if err := cfg.Endpoint.Config.Validate(); err != nil {
+		return nil, err
+	}
+	return &Stack{
+		cfg:       cfg,
+		conns:     make(map[tuple]*stackConn),
+		listeners: make(map[uint16]*Listener),
+		tw:        make(map[tuple]*twRecord),
+		isn:       cfg.Endpoint.ISN,
+		cookies:   newCookieJar(cfg.CookieKey),
+		nextPort:  cfg.EphemeralLow,
+		scratch:   make([]Action, 0, 8),
+	}, nil
+}
+
+// Stats returns the stack's counters.
+func (s *Stack) Stats() StackStats { return s.stats }
+
+// Conns returns the number of connections with full state (TIME-WAIT
+// records not counted).
+func (s *Stack) Conns() int { return len(s.conns) }
+
+// TimeWaits returns the number of compact TIME-WAIT records.
+func (s *Stack) TimeWaits() int { return len(s.tw) }
+
+// Listener accepts connections to one port.
+type Listener struct {
+	s        *Stack
+	port     uint16
+	halfOpen int
+	ready    []*Endpoint
+	closed   bool
+}
+
+// Listen starts accepting connections to port on any local address.
+func (s *Stack) Listen(port uint16) (*Listener, error) {
+	if _, ok := s.listeners[port]; ok || port == 0 {
+		return nil, ErrPortInUse
+	}
+	l := &Listener{s: s, port: port}
+	s.listeners[port] = l
+	return l, nil
+}
+
+// Accept returns the next established connection, or false if none waits.
+func (l *Listener) Accept() (*Endpoint, bool) {
+	if len(l.ready) == 0 {
+		return nil, false
+	}
+	e := l.ready[0]
+	l.ready[0] = nil
+	l.ready = l.ready[1:]
+	return e, true
+}
+
+// Pending returns how many established connections wait for Accept.
+func (l *Listener) Pending() int { return len(l.ready) }
+
+// HalfOpen returns how many connections are in SYN-RECEIVED.
+func (l *Listener) HalfOpen() int { return l.halfOpen }
+
+// Close stops listening. Connections already accepted are not affected.
+func (l *Listener) Close() {
+	if !l.closed {
+		l.closed = true
+		delete(l.s.listeners, l.port)
+	}
+}
+
+// Dial opens a connection from local (an ephemeral port is chosen) to
+// remote.
+func (s *Stack) Dial(local netip.Addr, remote netip.AddrPort, now Time) (*Endpoint, error) {
+	span := int(s.cfg.EphemeralHigh-s.cfg.EphemeralLow) + 1
+	for range span {
+		p := s.nextPort
+		s.nextPort++
+		if s.nextPort > s.cfg.EphemeralHigh || s.nextPort < s.cfg.EphemeralLow {
+			s.nextPort = s.cfg.EphemeralLow
+		}
+		k := tuple{netip.AddrPortFrom(local, p), remote}
+		if _, used := s.conns[k]; used {
+			continue
+		}
+		if _, used := s.tw[k]; used {
+			continue
+		}
+		if _, used := s.listeners[p]; used {
+			continue
+		}
+		e, err := s.newEndpoint()
+		if err != nil {
+			return nil, err
+		}
+		if err := e.Dial(k.local, remote, now); err != nil {
+			return nil, err
+		}
+		c := s.adopt(e, k, nil)
+		s.after(c, now)
+		return e, nil
+	}
+	return nil, ErrNoPorts
+}
+
+// Input hands the stack one arriving TCP segment with its IP addresses.
+func (s *Stack) Input(tcp []byte, src, dst netip.Addr, now Time) error {
+	if !VerifyChecksum(tcp, src, dst) {
+		s.stats.BadChecksum++
+		return errBadChecksum
+	}
+	seg, err := ParseSegment(tcp)
+	if err != nil {
+		s.stats.Malformed++
+		return err
+	}
+	s.stats.SegmentsIn++
+	k := tuple{netip.AddrPortFrom(dst, seg.DstPort), netip.AddrPortFrom(src, seg.SrcPort)}
+	if c, ok := s.conns[k]; ok {
+		err := c.ep.inputSegment(&seg, src, dst, now)
+		s.after(c, now)
+		return err
+	}
+	if r, ok := s.tw[k]; ok {
+		if !s.timeWaitInput(k, r, &seg, now) {
+			return nil
+		}
+		// A new incarnation: the record is gone; go on to the listener.
+	}
+	if l, ok := s.listeners[seg.DstPort]; ok {
+		return s.listenInput(l, k, &seg, now)
+	}
+	s.reset(&seg, src, dst)
+	return nil
+}
+
+// reset answers a segment that matched nothing (RFC 9293 section 3.10.7.1).
+func (s *Stack) reset(seg *Segment, src, dst netip.Addr) {
+	if r, ok := ResetFor(seg); ok {
+		s.replies = append(s.replies, reply{seg: r, src: dst, dst: src})
+		s.stats.ResetsSent++
+	}
+}
+
+// listenInput handles a segment for a listening port with no connection.
+func (s *Stack) listenInput(l *Listener, k tuple, seg *Segment, now Time) error {
+	f := seg.Flags
+	switch {
+	case f&FlagRST != 0:
+		return nil
+	case f&(FlagSYN|FlagACK) == FlagSYN:
+		if l.halfOpen >= s.cfg.Backlog || len(l.ready) >= s.cfg.AcceptQueue {
+			s.sendCookie(k, seg, now)
+			return nil
+		}
+		e, err := s.newEndpoint()
+		if err != nil {
+			return err
+		}
+		_ = e.Listen(k.local, now)
+		c := s.adopt(e, k, l)
+		l.halfOpen++
+		err = e.inputSegment(seg, k.remote.Addr(), k.local.Addr(), now)
+		s.after(c, now)
+		return err
+	case f&(FlagSYN|FlagACK) == FlagACK:
+		if s.cookieInput(l, k, seg, now) {
+			return nil
+		}
+	}
+	s.reset(seg, k.remote.Addr(), k.local.Addr())
+	return nil
+}
+
+// adopt makes e a connection of the stack under key k.
+func (s *Stack) adopt(e *Endpoint, k tuple, l *Listener) *stackConn {
+	c := &stackConn{ep: e, key: k, ln: l}
+	e.stack, e.sc = s, c
+	s.conns[k] = c
+	return c
+}
+
+// after brings the stack's view of a connection up to date after any call
+// on it: output to send, its deadline on the heap, acceptance, TIME-WAIT,
+// removal.
+func (s *Stack) after(c *stackConn, now Time) {
+	if s.conns[c.key] != c {
+		return // already gone (TIME-WAIT record or deleted)
+	}
+	e := c.ep
+	if c.ln != nil && e.State() != SynReceived && e.State() != Listen {
+		c.ln.halfOpen--
+		l := c.ln
+		c.ln = nil
+		if e.State() == Established || e.State() == CloseWait {
+			if len(l.ready) < s.cfg.AcceptQueue && !l.closed {
+				l.ready = append(l.ready, e)
+			} else {
+				s.stats.AcceptOverflow++
+				_ = e.Abort(now)
+			}
+		}
+	}
+	if e.pending() && !c.inActive {
+		c.inActive = true
+		s.active = append(s.active, c)
+	}
+	switch e.State() {
+	case TimeWait:
+		if !c.inActive {
+			s.toTimeWait(c)
+			return
+		}
+	case Closed:
+		if !c.inActive {
+			delete(s.conns, c.key)
+			s.recycle(e)
+			return
+		}
+	}
+	if d, ok := e.NextDeadline(); ok && d != c.timerAt {
+		c.timerAt = d
+		s.timers.push(timerEntry{at: d, key: c.key})
+	}
+}
+
+// toTimeWait replaces a connection in TIME-WAIT by a compact record.
+func (s *Stack) toTimeWait(c *stackConn) {
+	t := &c.ep.tcb
+	d, _ := t.Deadline(TimerClose)
+	r := &twRecord{sndNxt: t.SndNxt, rcvNxt: t.RcvNxt, iss: t.Iss, tsRecent: t.tsRecent,
+		deadline: d, ts: t.flags&flagTS != 0}
+	delete(s.conns, c.key)
+	s.recycle(c.ep)
+	s.tw[c.key] = r
+	s.stats.TimeWaitRecords++
+	s.timers.push(timerEntry{at: d, key: c.key, tw: true})
+}
+
+// timeWaitInput handles a segment for a TIME-WAIT record. It reports true
+// when the segment is a SYN that may open a new incarnation (the record is
+// then deleted).
+func (s *Stack) timeWaitInput(k tuple, r *twRecord, seg *Segment, now Time) bool {
+	f := seg.Flags
+	switch {
+	case f&FlagRST != 0:
+		return false // RFC 1337
+	case f&(FlagSYN|FlagACK) == FlagSYN:
+		newer := seg.Seq.GreaterThan(r.rcvNxt)
+		if r.ts && seg.Options.Has(OptTimestamps) {
+			newer = int32(seg.Options.TSVal-r.tsRecent) > 0
+		}
+		if newer && s.cfg.Endpoint.Config.TimeWaitChallenge == false {
+			delete(s.tw, k)
+			return true
+		}
+	case f&FlagFIN != 0 && seg.End() == r.rcvNxt:
+		r.deadline = now.Add(2 * s.cfg.Endpoint.Config.mslOrDefault())
+		s.timers.push(timerEntry{at: r.deadline, key: k, tw: true})
+	}
+	ack := Segment{SrcPort: k.local.Port(), DstPort: k.remote.Port(), Seq: r.sndNxt, Ack: r.rcvNxt, Flags: FlagACK}
+	if r.ts {
+		ack.Options = Options{Present: OptTimestamps, TSVal: msOf(now) + uint32(r.iss), TSEcr: r.tsRecent}
+	}
+	s.replies = append(s.replies, reply{seg: ack, src: k.local.Addr(), dst: k.remote.Addr()})
+	return false
+}
+
+func (c *Config) mslOrDefault() time.Duration {
+	if c.MSL == 0 {
+		return 2 * time.Minute
+	}
+	return c.MSL
+}
+
+// NextDeadline returns the earliest deadline over every connection.
+func (s *Stack) NextDeadline() (Time, bool) {
+	for s.timers.Len() > 0 {
+		top := s.timers[0]
+		if s.live(top) {
+			return top.at, true
+		}
+		s.timers.pop()
+	}
+	return 0, false
+}
+
+// live reports whether a heap entry still stands for a real deadline.
+func (s *Stack) live(e timerEntry) bool {
+	if e.tw {
+		r, ok := s.tw[e.key]
+		return ok && r.deadline == e.at
+	}
+	c, ok := s.conns[e.key]
+	return ok && c.timerAt == e.at
+}
+
+// Tick fires every timer due at now.
+func (s *Stack) Tick(now Time) {
+	for s.timers.Len() > 0 && s.timers[0].at <= now {
+		e := s.timers.pop()
+		if !s.live(e) {
+			continue
+		}
+		if e.tw {
+			delete(s.tw, e.key)
+			continue
+		}
+		c := s.conns[e.key]
+		c.timerAt = 0
+		c.ep.Tick(now)
+		s.after(c, now)
+	}
+}
+
+// Output writes the next segment to send into buf and returns its length
+// and addresses; 0 when nothing waits. buf must hold MSS plus 60 bytes.
+func (s *Stack) Output(buf []byte, now Time) (n int, src, dst netip.Addr) {
+	if len(s.replies) > 0 {
+		r := &s.replies[0]
+		b := r.seg.AppendTo(buf[:0])
+		_ = SetChecksum(b, r.src, r.dst)
+		src, dst = r.src, r.dst
+		s.replies = s.replies[1:]
+		if len(s.replies) == 0 {
+			s.replies = s.replies[:0:0]
+		}
+		s.stats.SegmentsOut++
+		return len(b), src, dst
+	}
+	for len(s.active) > 0 {
+		c := s.active[0]
+		if n := c.ep.Output(buf, now); n > 0 {
+			s.stats.SegmentsOut++
+			return n, c.ep.local.Addr(), c.ep.remote.Addr()
+		}
+		c.inActive = false
+		s.active[0] = nil
+		s.active = s.active[1:]
+		if len(s.active) == 0 {
+			s.active = s.active[:0:cap(s.active)]
+		}
+		s.after(c, now)
+	}
+	return 0, netip.Addr{}, netip.Addr{}
+}
+
+// SYN cookies (RFC 4987 section 3.6).
+//
+// A cookie is the ISS of a SYN-ACK sent without keeping state: 5 bits of a
+// 64-second counter, 3 bits naming the MSS, and 24 bits of a keyed MAC
+// over the addresses, ports, the peer's ISN and the counter. With
+// timestamps, the SYN-ACK's TSval carries the window scale and SACK
+// permission in its low 5 bits, so those options survive; without them
+// the SYN-ACK offers neither.
+
+var cookieMSS = [8]uint16{536, 1024, 1220, 1360, 1440, 1460, 4312, 8960}
+
+const cookiePeriod = 64 * time.Second
+
+type cookieJar struct{ k0, k1 uint64 }
+
+func newCookieJar(key [16]byte) cookieJar {
+	return cookieJar{binary.LittleEndian.Uint64(key[:8]), binary.LittleEndian.Uint64(key[8:])}
+}
+
+func (j *cookieJar) mac(k tuple, irs Seq, count uint32) uint32 {
+	var b [44]byte
+	l, r := k.local.Addr().As16(), k.remote.Addr().As16()
+	copy(b[0:], l[:])
+	copy(b[16:], r[:])
+	binary.BigEndian.PutUint16(b[32:], k.local.Port())
+	binary.BigEndian.PutUint16(b[34:], k.remote.Port())
+	binary.BigEndian.PutUint32(b[36:], uint32(irs))
+	binary.BigEndian.PutUint32(b[40:], count)
+	return uint32(sipHash24(j.k0, j.k1, b[:]))
+}
+
+func (j *cookieJar) make(k tuple, irs Seq, mssIdx int, now Time) Seq {
+	count := uint32(now / Time(cookiePeriod))
+	return Seq(count&0x1f<<27 | uint32(mssIdx)&7<<24 | j.mac(k, irs, count)&0xffffff)
+}
+
+// check returns the MSS index of a valid cookie made within the last two
+// periods.
+func (j *cookieJar) check(k tuple, irs, cookie Seq, now Time) (int, bool) {
+	c := uint32(cookie)
+	now32 := uint32(now / Time(cookiePeriod))
+	for age := range uint32(2) {
+		count := now32 - age
+		if count&0x1f == c>>27 && j.mac(k, irs, count)&0xffffff == c&0xffffff {
+			return int(c >> 24 & 7), true
+		}
+	}
+	return 0, false
+}
+
+// sendCookie answers a SYN statelessly.
+func (s *Stack) sendCookie(k tuple, syn *Segment, now Time) {
+	cfg := &s.cfg.Endpoint.Config
+	peer := uint16(536)
+	if syn.Options.Has(OptMSS) {
+		peer = syn.Options.MSS
+	}
+	idx := 0
+	for i, m := range cookieMSS {
+		if m <= peer {
+			idx = i
+		}
+	}
+	iss := s.cookies.make(k, syn.Seq, idx, now)
+	our := cfg.MSS
+	if our == 0 {
+		our = 1460
+	}
+	rb := cfg.RecvBuffer
+	if rb == 0 {
+		rb = 65535
+	}
+	sa := Segment{SrcPort: k.local.Port(), DstPort: k.remote.Port(), Seq: iss, Ack: syn.Seq.Add(1),
+		Flags: FlagSYN | FlagACK, Window: uint16(min(rb, 0xffff)),
+		Options: Options{Present: OptMSS, MSS: our}}
+	if syn.Options.Has(OptTimestamps) && !cfg.NoTimestamps {
+		var bits uint32
+		if syn.Options.Has(OptWindowScale) && !cfg.NoWindowScale {
+			bits |= uint32(min(syn.Options.WindowScale, 14)) + 1
+		}
+		if syn.Options.Has(OptSACKPermitted) && !cfg.NoSACK {
+			bits |= 0x10
+		}
+		sa.Options.Present |= OptTimestamps
+		sa.Options.TSVal = (msOf(now)+uint32(iss))&^0x1f | bits
+		sa.Options.TSEcr = syn.Options.TSVal
+		if bits&0xf != 0 {
+			tcb, _ := NewTCB(*cfg)
+			sa.Options.Present |= OptWindowScale
+			sa.Options.WindowScale = tcb.cfg.wscale
+		}
+		if bits&0x10 != 0 {
+			sa.Options.Present |= OptSACKPermitted
+		}
+	}
+	s.replies = append(s.replies, reply{seg: sa, src: k.local.Addr(), dst: k.remote.Addr()})
+	s.stats.CookiesSent++
+}
+
+// cookieInput builds a connection from an ACK that carries a valid cookie.
+func (s *Stack) cookieInput(l *Listener, k tuple, ack *Segment, now Time) bool {
+	iss := ack.Ack.Add(^uint32(0))
+	irs := ack.Seq.Add(^uint32(0))
+	idx, ok := s.cookies.check(k, irs, iss, now)
+	if !ok {
+		s.stats.CookiesRejected++
+		return false
+	}
+	if len(l.ready) >= s.cfg.AcceptQueue {
+		s.stats.AcceptOverflow++
+		return true // dropped: the peer retransmits, or gives up
+	}
+	// Rebuild the SYN the peer sent, as far as the cookie remembers it,
+	// and replay the handshake through the state machine.
+	syn := Segment{SrcPort: k.remote.Port(), DstPort: k.local.Port(), Seq: irs, Flags: FlagSYN,
+		Window: ack.Window, Options: Options{Present: OptMSS, MSS: cookieMSS[idx]}}
+	if ack.Options.Has(OptTimestamps) {
+		bits := ack.Options.TSEcr & 0x1f
+		syn.Options.Present |= OptTimestamps
+		syn.Options.TSVal = ack.Options.TSVal
+		if bits&0xf != 0 {
+			syn.Options.Present |= OptWindowScale
+			syn.Options.WindowScale = uint8(bits&0xf - 1)
+		}
+		if bits&0x10 != 0 {
+			syn.Options.Present |= OptSACKPermitted
+		}
+	}
+	e, err := s.newEndpoint()
+	if err != nil {
+		return false
+	}
+	_ = e.Listen(k.local, now)
+	e.isn = fixedISS(iss)
+	if err := e.inputSegment(&syn, k.remote.Addr(), k.local.Addr(), now); err != nil {
+		return false
+	}
+	e.queue = e.queue[:0] // the SYN-ACK was sent already, by the cookie
+	e.isn = s.isn
+	if err := e.inputSegment(ack, k.remote.Addr(), k.local.Addr(), now); err != nil || e.State() != Established {
+		return false
+	}
+	c := s.adopt(e, k, nil)
+	l.ready = append(l.ready, e)
+	s.stats.CookiesAccepted++
+	s.after(c, now)
+	return true
+}
+
+type fixedISS Seq
+
+func (f fixedISS) ISN(_, _ netip.AddrPort, _ Time) Seq { return Seq(f) }
+
+// timerHeap is a min-heap of deadlines. Entries go stale when a
+// connection's deadline moves; stale ones are skipped when they surface.
+type timerHeap []timerEntry
+
+type timerEntry struct {
+	at  Time
+	key tuple
+	tw  bool
+}
+
+func (h timerHeap) Len() int { return len(h) }
+
+// push adds e (no allocation once the slice has grown).
+func (h *timerHeap) push(e timerEntry) {
+	*h = append(*h, e)
+	a := *h
+	for i := len(a) - 1; i > 0; {
+		p := (i - 1) / 2
+		if a[p].at <= a[i].at {
+			break
+		}
+		a[p], a[i] = a[i], a[p]
+		i = p
+	}
+}
+
+// pop removes and returns the earliest entry.
+func (h *timerHeap) pop() timerEntry {
+	a := *h
+	top := a[0]
+	n := len(a) - 1
+	a[0] = a[n]
+	a = a[:n]
+	for i := 0; ; {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < n && a[l].at < a[m].at {
+			m = l
+		}
+		if r < n && a[r].at < a[m].at {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		a[i], a[m] = a[m], a[i]
+		i = m
+	}
+	*h = a
+	return top
+}

@@ -1,0 +1,410 @@
+package tcpfsm
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+var (
+	ipA = netip.MustParseAddr("10.0.0.1")
+	ipB = netip.MustParseAddr("10.0.0.2")
+)
+
+// stackNet joins two stacks with an in-memory link.
+type stackNet struct {
+	t     testing.TB
+	s     [2]*Stack
+	ip    [2]netip.Addr
+	now   Time
+	q     []stackPkt
+	buf   []byte
+	delay time.Duration
+	drop  func(from int, seg []byte) bool
+}
+
+type stackPkt struct {
+	at       Time
+	to       int
+	src, dst netip.Addr
+	data     []byte
+}
+
+func newStackNet(t testing.TB, a, b StackConfig) *stackNet {
+	n := &stackNet{t: t, ip: [2]netip.Addr{ipA, ipB}, buf: make([]byte, 65536), delay: time.Millisecond}
+	var err error
+	n.s[0], err = NewStack(a)
+	require.NoError(t, err)
+	n.s[1], err = NewStack(b)
+	require.NoError(t, err)
+	return n
+}
+
+func (n *stackNet) flush() {
+	for i, s := range n.s {
+		for {
+			m, src, dst := s.Output(n.buf, n.now)
+			if m == 0 {
+				break
+			}
+			if n.drop != nil && n.drop(i, n.buf[:m]) {
+				continue
+			}
+			n.q = append(n.q, stackPkt{at: n.now.Add(n.delay), to: 1 - i, src: src, dst: dst,
+				data: append([]byte(nil), n.buf[:m]...)})
+		}
+	}
+}
+
+func (n *stackNet) run(limit Time, done func() bool) {
+	for {
+		n.flush()
+		if done != nil && done() {
+			return
+		}
+		next := Time(-1)
+		if len(n.q) > 0 {
+			next = n.q[0].at
+		}
+		for _, s := range n.s {
+			if d, ok := s.NextDeadline(); ok && (next < 0 || d < next) {
+				next = d
+			}
+		}
+		if next < 0 || next > limit {
+			n.now = max(n.now, min(limit, n.now.Add(time.Hour)))
+			return
+		}
+		n.now = max(n.now, next)
+		if len(n.q) > 0 && n.q[0].at <= n.now {
+			p := n.q[0]
+			n.q = n.q[1:]
+			_ = n.s[p.to].Input(p.data, p.src, p.dst, n.now)
+			continue
+		}
+		for _, s := range n.s {
+			s.Tick(n.now)
+		}
+	}
+}
+
+func TestStackConnectTransferClose(t *testing.T) {
+	n := newStackNet(t, StackConfig{}, StackConfig{})
+	l, err := n.s[1].Listen(80)
+	require.NoError(t, err)
+	c, err := n.s[0].Dial(ipA, netip.AddrPortFrom(ipB, 80), n.now)
+	require.NoError(t, err)
+	var srv *Endpoint
+	n.run(at(5), func() bool {
+		if srv == nil {
+			srv, _ = l.Accept()
+		}
+		return srv != nil && c.Connected()
+	})
+	require.NotNil(t, srv)
+	require.Equal(t, ipA, srv.RemoteAddr().Addr())
+	msg := []byte("hello over two stacks")
+	_, err = c.Write(msg, n.now)
+	require.NoError(t, err)
+	n.run(at(6), func() bool { return srv.Buffered() == len(msg) })
+	got := make([]byte, 100)
+	k, err := srv.Read(got, n.now)
+	require.NoError(t, err)
+	require.Equal(t, msg, got[:k])
+	require.NoError(t, c.Close(n.now))
+	n.run(at(7), func() bool { return srv.State() == CloseWait })
+	require.NoError(t, srv.Close(n.now))
+	n.run(at(8), func() bool { return n.s[0].TimeWaits() == 1 && n.s[1].Conns() == 0 })
+	require.Equal(t, 0, n.s[0].Conns(), "the TIME-WAIT connection became a compact record")
+	require.Equal(t, 1, n.s[0].TimeWaits())
+	n.run(at(300), nil)
+	require.Equal(t, 0, n.s[0].TimeWaits(), "the record expires after 2*MSL")
+	require.Equal(t, uint64(1), n.s[0].Stats().TimeWaitRecords)
+}
+
+func TestStackResetsSegmentsThatMatchNothing(t *testing.T) {
+	s, err := NewStack(StackConfig{})
+	require.NoError(t, err)
+	syn := Segment{SrcPort: 1234, DstPort: 9, Seq: 1000, Flags: FlagSYN}
+	b := syn.AppendTo(nil)
+	require.NoError(t, SetChecksum(b, ipA, ipB))
+	require.NoError(t, s.Input(b, ipA, ipB, 0))
+	buf := make([]byte, 100)
+	m, src, dst := s.Output(buf, 0)
+	require.Equal(t, ipB, src)
+	require.Equal(t, ipA, dst)
+	r, err := ParseSegment(buf[:m])
+	require.NoError(t, err)
+	require.Equal(t, "Flags [R.], seq 0, ack 1001, win 0, length 0", r.String())
+	require.True(t, VerifyChecksum(buf[:m], src, dst))
+	require.Equal(t, uint64(1), s.Stats().ResetsSent)
+	// Garbage and bad checksums are counted, not answered.
+	require.Error(t, s.Input([]byte{1, 2}, ipA, ipB, 0))
+	b[5] ^= 1
+	require.Error(t, s.Input(b, ipA, ipB, 0))
+	m, _, _ = s.Output(buf, 0)
+	require.Zero(t, m)
+	require.Equal(t, uint64(2), s.Stats().BadChecksum)
+}
+
+// spoofedSYN returns a SYN from a distinct address and port for i.
+func spoofedSYN(i int, opts Options) ([]byte, netip.Addr) {
+	var a [4]byte
+	binary.BigEndian.PutUint32(a[:], 0x0b000000|uint32(i>>14))
+	src := netip.AddrFrom4(a)
+	syn := Segment{SrcPort: uint16(1024 + i&0x3fff), DstPort: 80, Seq: Seq(i * 7919), Flags: FlagSYN, Window: 1000, Options: opts}
+	b := syn.AppendTo(nil)
+	_ = SetChecksum(b, src, ipB)
+	return b, src
+}
+
+func TestSynCookiesUnderPressure(t *testing.T) {
+	// RFC4987 3.2-3.6: a full backlog answers with cookies; a client that
+	// completes the handshake gets a connection, with its options when
+	// timestamps carried them.
+	for _, tc := range []struct {
+		name string
+		ts   bool
+	}{{"with timestamps", true}, {"without", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfgA := StackConfig{Endpoint: EndpointConfig{Config: Config{NoTimestamps: !tc.ts}}}
+			n := newStackNet(t, cfgA, StackConfig{Backlog: 4})
+			l, _ := n.s[1].Listen(80)
+			for i := range 10 {
+				b, src := spoofedSYN(i, Options{})
+				require.NoError(t, n.s[1].Input(b, src, ipB, n.now))
+			}
+			require.Equal(t, 4, l.HalfOpen(), "the backlog is bounded")
+			require.Equal(t, uint64(6), n.s[1].Stats().CookiesSent)
+			// Drain the SYN-ACKs to nowhere.
+			for m, _, _ := n.s[1].Output(n.buf, n.now); m > 0; m, _, _ = n.s[1].Output(n.buf, n.now) {
+			}
+			c, err := n.s[0].Dial(ipA, netip.AddrPortFrom(ipB, 80), n.now)
+			require.NoError(t, err)
+			var srv *Endpoint
+			n.run(at(3), func() bool {
+				if srv == nil {
+					srv, _ = l.Accept()
+				}
+				return srv != nil && c.Connected()
+			})
+			require.NotNil(t, srv, "the legitimate client connects through a cookie")
+			require.Equal(t, uint64(1), n.s[1].Stats().CookiesAccepted)
+			tcb := srv.TCB()
+			st, _ := tcb.Status()
+			require.Equal(t, tc.ts, st.Timestamps)
+			require.Equal(t, tc.ts, st.SACK, "SACK survives only in the timestamp")
+			_, err = c.Write([]byte("through a cookie"), n.now)
+			require.NoError(t, err)
+			n.run(at(4), func() bool { return srv.Buffered() == 16 })
+			require.Equal(t, 16, srv.Buffered())
+		})
+	}
+}
+
+func TestSynCookieValidation(t *testing.T) {
+	// RFC4987 3.6 (cookie validation): a wrong MAC or an expired counter
+	// gets a RST and no connection.
+	s, _ := NewStack(StackConfig{Backlog: 1})
+	l, _ := s.Listen(80)
+	k := tuple{netip.AddrPortFrom(ipB, 80), netip.AddrPortFrom(ipA, 5555)}
+	cookie := s.cookies.make(k, 1000, 3, 0)
+	_, ok := s.cookies.check(k, 1000, cookie, Time(70*time.Second))
+	require.True(t, ok, "valid in the next period")
+	_, ok = s.cookies.check(k, 1000, cookie, Time(200*time.Second))
+	require.False(t, ok, "expired")
+	_, ok = s.cookies.check(k, 1001, cookie, 0)
+	require.False(t, ok, "another ISN")
+	idx, ok := s.cookies.check(k, 1000, cookie, 0)
+	require.True(t, ok)
+	require.Equal(t, 3, idx)
+
+	ack := Segment{SrcPort: 5555, DstPort: 80, Seq: 1001, Ack: cookie.Add(2), Flags: FlagACK} // wrong
+	b := ack.AppendTo(nil)
+	require.NoError(t, SetChecksum(b, ipA, ipB))
+	require.NoError(t, s.Input(b, ipA, ipB, 0))
+	require.Equal(t, 0, s.Conns())
+	require.Equal(t, uint64(1), s.Stats().CookiesRejected)
+	require.Equal(t, uint64(1), s.Stats().ResetsSent)
+	ack.Ack = cookie.Add(1)
+	b = ack.AppendTo(nil)
+	require.NoError(t, SetChecksum(b, ipA, ipB))
+	require.NoError(t, s.Input(b, ipA, ipB, Time(200*time.Second)))
+	require.Equal(t, 0, s.Conns(), "expired")
+	require.NoError(t, s.Input(b, ipA, ipB, 0))
+	require.Equal(t, 1, s.Conns(), "valid: a connection from no state")
+	e, ok := l.Accept()
+	require.True(t, ok)
+	tcb := e.TCB()
+	require.Equal(t, cookieMSS[3], tcb.sndMSS)
+}
+
+func TestSynFlood(t *testing.T) {
+	// A million SYNs from distinct spoofed tuples: state stays within the
+	// backlog, and a legitimate client still connects.
+	n := newStackNet(t, StackConfig{}, StackConfig{Backlog: 128})
+	l, _ := n.s[1].Listen(80)
+	count := 1_000_000
+	if testing.Short() {
+		count = 100_000
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	buf := make([]byte, 256)
+	for i := range count {
+		b, src := spoofedSYN(i, Options{Present: OptMSS | OptTimestamps, MSS: 1460, TSVal: uint32(i)})
+		_ = n.s[1].Input(b, src, ipB, n.now)
+		for m, _, _ := n.s[1].Output(buf, n.now); m > 0; m, _, _ = n.s[1].Output(buf, n.now) {
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	require.Equal(t, 128, l.HalfOpen())
+	require.LessOrEqual(t, n.s[1].Conns(), 128)
+	grew := int64(after.HeapInuse) - int64(before.HeapInuse)
+	t.Logf("%d SYNs: %d half-open, %d cookies, heap grew %d KiB", count, l.HalfOpen(), n.s[1].Stats().CookiesSent, grew>>10)
+	require.Less(t, grew, int64(64<<20), "memory bounded by the backlog, not the flood")
+	c, err := n.s[0].Dial(ipA, netip.AddrPortFrom(ipB, 80), n.now)
+	require.NoError(t, err)
+	var srv *Endpoint
+	n.run(n.now.Add(5*time.Second), func() bool {
+		if srv == nil {
+			srv, _ = l.Accept()
+		}
+		return srv != nil && c.Connected()
+	})
+	require.NotNil(t, srv)
+}
+
+func TestStackTimeWaitRecord(t *testing.T) {
+	// The compact record ACKs a retransmitted FIN and restarts 2*MSL,
+	// ignores a RST, and lets a newer SYN open a new connection.
+	n := newStackNet(t, StackConfig{}, StackConfig{})
+	l, _ := n.s[1].Listen(80)
+	c, _ := n.s[0].Dial(ipA, netip.AddrPortFrom(ipB, 80), n.now)
+	n.run(at(1), func() bool { return c.Connected() && l.Pending() == 1 })
+	srv, _ := l.Accept()
+	// The server closes first so the server side gets TIME-WAIT.
+	require.NoError(t, srv.Close(n.now))
+	n.run(at(2), func() bool { return c.State() == CloseWait })
+	require.NoError(t, c.Close(n.now))
+	n.run(at(3), func() bool { return n.s[1].TimeWaits() == 1 })
+	require.Equal(t, 1, n.s[1].TimeWaits())
+	var k tuple
+	var r *twRecord
+	for kk, rr := range n.s[1].tw {
+		k, r = kk, rr
+	}
+	fin := Segment{SrcPort: k.remote.Port(), DstPort: 80, Seq: r.rcvNxt.Add(^uint32(0)), Ack: r.sndNxt,
+		Flags: FlagFIN | FlagACK, Options: Options{Present: OptTimestamps, TSVal: r.tsRecent, TSEcr: 1}}
+	b := fin.AppendTo(nil)
+	require.NoError(t, SetChecksum(b, ipA, ipB))
+	n.now = n.now.Add(10 * time.Second)
+	require.NoError(t, n.s[1].Input(b, ipA, ipB, n.now))
+	m, _, _ := n.s[1].Output(n.buf, n.now)
+	ack, err := ParseSegment(n.buf[:m])
+	require.NoError(t, err)
+	require.Equal(t, FlagACK, ack.Flags)
+	require.Equal(t, r.rcvNxt, ack.Ack)
+	require.Equal(t, n.now.Add(4*time.Minute), r.deadline, "2*MSL restarted")
+
+	syn := Segment{SrcPort: k.remote.Port(), DstPort: 80, Seq: r.rcvNxt.Add(100000), Flags: FlagSYN,
+		Options: Options{Present: OptTimestamps, TSVal: r.tsRecent + 1000}}
+	b = syn.AppendTo(nil)
+	require.NoError(t, SetChecksum(b, ipA, ipB))
+	require.NoError(t, n.s[1].Input(b, ipA, ipB, n.now))
+	require.Equal(t, 0, n.s[1].TimeWaits())
+	require.Equal(t, 1, l.HalfOpen(), "a new incarnation")
+}
+
+func TestStackEphemeralPorts(t *testing.T) {
+	s, _ := NewStack(StackConfig{EphemeralLow: 50000, EphemeralHigh: 50003})
+	seen := map[uint16]bool{}
+	for range 4 {
+		e, err := s.Dial(ipA, netip.AddrPortFrom(ipB, 80), 0)
+		require.NoError(t, err)
+		seen[e.LocalAddr().Port()] = true
+	}
+	require.Len(t, seen, 4)
+	_, err := s.Dial(ipA, netip.AddrPortFrom(ipB, 80), 0)
+	require.ErrorIs(t, err, ErrNoPorts)
+	e, err := s.Dial(ipA, netip.AddrPortFrom(ipB, 81), 0)
+	require.NoError(t, err, "another remote port frees the tuple")
+	require.True(t, seen[e.LocalAddr().Port()])
+	_, err = s.Listen(80)
+	require.NoError(t, err)
+	_, err = s.Listen(80)
+	require.ErrorIs(t, err, ErrPortInUse)
+}
+
+func TestStackManyConnections(t *testing.T) {
+	n := newStackNet(t, StackConfig{}, StackConfig{AcceptQueue: 1000})
+	l, _ := n.s[1].Listen(80)
+	const N = 200
+	var clients []*Endpoint
+	for range N {
+		c, err := n.s[0].Dial(ipA, netip.AddrPortFrom(ipB, 80), n.now)
+		require.NoError(t, err)
+		clients = append(clients, c)
+	}
+	n.run(at(5), func() bool { return l.Pending() == N })
+	require.Equal(t, N, l.Pending())
+	for _, c := range clients {
+		require.True(t, c.Connected())
+		_, _ = c.Write([]byte("x"), n.now)
+		require.NoError(t, c.Close(n.now))
+	}
+	var srvs []*Endpoint
+	for e, ok := l.Accept(); ok; e, ok = l.Accept() {
+		srvs = append(srvs, e)
+	}
+	n.run(at(6), nil)
+	one := make([]byte, 1)
+	for _, e := range srvs {
+		require.Equal(t, CloseWait, e.State())
+		k, err := e.Read(one, n.now)
+		require.NoError(t, err)
+		require.Equal(t, 1, k)
+		require.NoError(t, e.Close(n.now))
+	}
+	n.run(at(10), nil)
+	require.Equal(t, 0, n.s[1].Conns())
+	require.Equal(t, N, n.s[0].TimeWaits())
+}
+
+// BenchmarkStackConnections is whole connections through two stacks with
+// wire encoding: handshake, 1 KiB each way, close; one op per connection.
+func BenchmarkStackConnections(b *testing.B) {
+	// A 1 ms MSL lets TIME-WAIT records expire as virtual time moves, so
+	// ephemeral ports come free again.
+	short := StackConfig{Endpoint: EndpointConfig{Config: Config{MSL: time.Millisecond}}}
+	n := newStackNet(b, short, short)
+	n.delay = 0
+	l, _ := n.s[1].Listen(80)
+	data := make([]byte, 1024)
+	rbuf := make([]byte, 2048)
+	b.ReportAllocs()
+	for b.Loop() {
+		c, err := n.s[0].Dial(ipA, netip.AddrPortFrom(ipB, 80), n.now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n.run(n.now.Add(time.Second), func() bool { return l.Pending() > 0 && c.Connected() })
+		srv, _ := l.Accept()
+		_, _ = c.Write(data, n.now)
+		_, _ = srv.Write(data, n.now)
+		_ = c.CloseWrite(n.now)
+		_ = srv.CloseWrite(n.now)
+		n.run(n.now.Add(time.Second), func() bool { return c.Buffered() == 1024 && srv.Buffered() == 1024 })
+		_, _ = c.Read(rbuf, n.now)
+		_, _ = srv.Read(rbuf, n.now)
+		n.run(n.now.Add(time.Second), func() bool { return n.s[1].Conns() == 0 && n.s[0].Conns() == 0 })
+		n.run(n.now.Add(10*time.Millisecond), nil)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "conns/s")
+}
