@@ -1,0 +1,118 @@
+package overudp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/tcpfsm/tcpfsm"
+)
+
+func pair(t *testing.T) (*Transport, *Transport, *net.UDPAddr) {
+	t.Helper()
+	pa, err := net.ListenPacket("udp", "127.0.0.1:0")
+	require.NoError(t, err)
+	pb, err := net.ListenPacket("udp", "127.0.0.1:0")
+	require.NoError(t, err)
+	a, err := New(pa, tcpfsm.StackConfig{})
+	require.NoError(t, err)
+	b, err := New(pb, tcpfsm.StackConfig{})
+	require.NoError(t, err)
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b, pb.LocalAddr().(*net.UDPAddr)
+}
+
+func TestEchoOverUDP(t *testing.T) {
+	client, server, saddr := pair(t)
+	ln, err := server.Listen(7)
+	require.NoError(t, err)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				_, _ = io.Copy(c, c)
+				_ = c.(*Conn).CloseWrite()
+			}()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.DialContext(ctx, saddr, 7)
+	require.NoError(t, err)
+	msg := bytes.Repeat([]byte("tcp over udp "), 40_000) // 520 kB, many windows
+	go func() {
+		_, _ = c.Write(msg)
+		_ = c.CloseWrite() // half-close: the echo still comes back
+	}()
+	got, err := io.ReadAll(c)
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(msg, got), "echoed %d of %d bytes", len(got), len(msg))
+	require.NoError(t, c.Close())
+	require.Equal(t, "tcp-over-udp", c.RemoteAddr().Network())
+	require.True(t, strings.HasSuffix(c.RemoteAddr().String(), "/7"))
+}
+
+func TestHTTPOverUDP(t *testing.T) {
+	client, server, saddr := pair(t)
+	ln, err := server.Listen(80)
+	require.NoError(t, err)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "hello from "+r.URL.Path)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return client.DialContext(ctx, saddr, 80)
+		},
+	}}
+	for _, path := range []string{"/a", "/b"} { // the second reuses the connection
+		resp, err := hc.Get("http://tcpfsm.test" + path)
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, "hello from "+path, string(body))
+	}
+}
+
+func TestDeadlineAndRefused(t *testing.T) {
+	client, server, saddr := pair(t)
+	ln, err := server.Listen(9)
+	require.NoError(t, err)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			defer c.Close()
+			time.Sleep(2 * time.Second) // never writes
+		}
+	}()
+	ctx := context.Background()
+	c, err := client.DialContext(ctx, saddr, 9)
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(50*time.Millisecond)))
+	_, err = c.Read(make([]byte, 10))
+	require.True(t, errors.Is(err, os.ErrDeadlineExceeded), "%v", err)
+
+	_, err = client.DialContext(ctx, saddr, 10) // nobody listens on 10
+	require.Error(t, err)
+	require.ErrorIs(t, err, tcpfsm.ErrRefused)
+
+	// A dial to a UDP address where nothing runs ends with the context.
+	dead, _ := net.ResolveUDPAddr("udp", "127.0.0.1:9")
+	ctx2, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	_, err = client.DialContext(ctx2, dead, 80)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+}
