@@ -293,8 +293,8 @@ func (t *Transport) DialContext(ctx context.Context, raddr *net.UDPAddr, port ui
 // Conn is a TCP connection over UDP. It implements net.Conn and
 // CloseWrite.
 type Conn struct {
-	t                 *Transport
-	e                 *tcpfsm.Endpoint
+	t        *Transport
+	e        *tcpfsm.Endpoint
 	rdl, wdl time.Time
 	remote   net.Addr
 	closed   bool
