@@ -39,16 +39,16 @@ type ISNSource interface {
 
 // EndpointStats counts what an Endpoint saw and did.
 type EndpointStats struct {
-	SegmentsIn, SegmentsOut uint64
-	BytesIn, BytesOut       uint64 // payload bytes accepted in order / sent (retransmissions included)
-	Retransmits             uint64 // data or FIN segments sent again
-	BadChecksum             uint64 // dropped: checksum failed (RFC 9293 MUST-3)
-	Malformed               uint64 // dropped: ParseSegment refused the bytes
-	Drops                   [32]uint64
+	BytesIn, BytesOut       uint64 // payload bytes accepted / sent (retransmissions included)
+	SegmentsIn, SegmentsOut uint32
+	Retransmits             uint32 // data or FIN segments sent again
+	BadChecksum             uint32 // dropped: checksum failed (RFC 9293 MUST-3)
+	Malformed               uint32 // dropped: ParseSegment refused the bytes
+	Drops                   [DropNoTimestamp + 1]uint32
 }
 
 // Dropped returns how many segments were dropped for reason r.
-func (s *EndpointStats) Dropped(r DropReason) uint64 {
+func (s *EndpointStats) Dropped(r DropReason) uint32 {
 	if int(r) < len(s.Drops) {
 		return s.Drops[r]
 	}
@@ -73,10 +73,11 @@ type Endpoint struct {
 	local, remote netip.AddrPort
 	isn           ISNSource
 
-	snd    ring // bytes from sndSeq: written, not yet acknowledged and released
-	sndSeq Seq  // sequence number of snd's first byte
-	rcv    ring // bytes from the TCB's rcvUser: received, not yet read
-	rcvCap int
+	snd     ring // bytes from sndSeq: written, not yet acknowledged and released
+	sndSeq  Seq  // sequence number of snd's first byte
+	rcv     ring // bytes from the TCB's rcvUser: received, not yet read
+	rcvCap  int
+	sndSize int // the send buffer's size; a stack's endpoints get buffers only while they hold data
 
 	queue []Action // segments to send, in order
 	head  int      // next queue entry Output encodes
@@ -91,6 +92,14 @@ type Endpoint struct {
 
 	stack *Stack     // the stack this endpoint belongs to, if any
 	sc    *stackConn // its entry there
+}
+
+// takeBuf returns a buffer of n bytes: from the owning stack's pool, or new.
+func (e *Endpoint) takeBuf(n int) []byte {
+	if e.stack != nil {
+		return e.stack.takeBuf(n)
+	}
+	return make([]byte, n)
 }
 
 // changed tells the owning stack that the application acted on the
@@ -130,13 +139,14 @@ func newEndpoint(cfg EndpointConfig, sndBuf, rcvBuf []byte) (*Endpoint, error) {
 		rcvBuf = make([]byte, rcap)
 	}
 	return &Endpoint{
-		tcb:    tcb,
-		isn:    cfg.ISN,
-		snd:    ring{buf: sndBuf},
-		rcv:    ring{buf: rcvBuf},
-		rcvCap: rcap,
-		queue:  make([]Action, 0, 8),
-		out:    make([]Action, 0, 8),
+		tcb:     tcb,
+		isn:     cfg.ISN,
+		snd:     ring{buf: sndBuf},
+		rcv:     ring{buf: rcvBuf},
+		rcvCap:  rcap,
+		sndSize: cfg.SendBuffer,
+		queue:   make([]Action, 0, 8),
+		out:     make([]Action, 0, 8),
 	}, nil
 }
 
@@ -244,36 +254,47 @@ func (e *Endpoint) pending() bool { return e.head < len(e.queue) }
 var errBadChecksum = errors.New("tcpfsm: bad checksum")
 
 func (e *Endpoint) stepSegment(seg *Segment, iss Seq, now Time) error {
-	ev := Arrive(seg, iss)
-	var err error
-	e.out, err = e.tcb.Step(ev, now, e.out[:0])
-	if err != nil {
-		return err
-	}
-	e.apply(seg.Payload)
-	return nil
+	return e.stepWith(Arrive(seg, iss), seg.Payload, now)
 }
 
 // step applies a non-segment event.
-func (e *Endpoint) step(ev Event, now Time) error {
-	var err error
-	e.out, err = e.tcb.Step(ev, now, e.out[:0])
+func (e *Endpoint) step(ev Event, now Time) error { return e.stepWith(ev, nil, now) }
+
+// stepWith steps the TCB and carries out its actions. Endpoints of a
+// stack share the stack's scratch slice for the actions.
+func (e *Endpoint) stepWith(ev Event, payload []byte, now Time) error {
+	buf := e.out
+	if e.stack != nil {
+		buf = e.stack.scratch
+	}
+	buf, err := e.tcb.Step(ev, now, buf[:0])
+	if e.stack != nil {
+		e.stack.scratch = buf
+	} else {
+		e.out = buf
+	}
 	if err != nil {
 		return err
 	}
-	e.apply(nil)
+	e.apply(buf, payload)
 	return nil
 }
 
 // apply carries out the actions of one Step: data into the receive
 // buffer, segments into the output queue, notes into the endpoint's state.
-func (e *Endpoint) apply(payload []byte) {
-	for i := range e.out {
-		a := &e.out[i]
+func (e *Endpoint) apply(out []Action, payload []byte) {
+	for i := range out {
+		a := &out[i]
 		switch a.Kind {
 		case ActSend:
+			if e.queue == nil && e.stack != nil {
+				e.queue = e.stack.takeQueue()
+			}
 			e.queue = append(e.queue, *a)
 		case ActAccept:
+			if len(e.rcv.buf) == 0 {
+				e.rcv.buf = e.takeBuf(e.rcvCap)
+			}
 			off := int(a.DataSeq.Diff(e.tcb.rcvUser))
 			e.rcv.writeAt(off, payload[a.Offset:a.Offset+a.DataLen])
 		case ActNotify:
@@ -386,6 +407,9 @@ func (e *Endpoint) Write(p []byte, now Time) (int, error) {
 		return 0, e.err
 	}
 	e.release()
+	if len(e.snd.buf) == 0 && len(p) > 0 {
+		e.snd.buf = e.takeBuf(e.sndSize)
+	}
 	n := min(len(p), e.snd.free())
 	if n == 0 {
 		if len(p) == 0 {

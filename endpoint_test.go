@@ -213,9 +213,9 @@ func TestEndpointBadInputCounted(t *testing.T) {
 	require.NoError(t, SetChecksum(b, addrA.Addr(), addrB.Addr()))
 	require.NoError(t, e.Input(b, addrA.Addr(), addrB.Addr(), w.now))
 	st := e.Stats()
-	require.Equal(t, uint64(1), st.BadChecksum)
-	require.Equal(t, uint64(1), st.Malformed)
-	require.Equal(t, uint64(1), st.Dropped(DropNotOurs))
+	require.Equal(t, uint32(1), st.BadChecksum)
+	require.Equal(t, uint32(1), st.Malformed)
+	require.Equal(t, uint32(1), st.Dropped(DropNotOurs))
 	require.Equal(t, Established, e.State(), "bad input changes nothing")
 }
 

@@ -81,42 +81,75 @@ type Stack struct {
 	cookies   cookieJar
 	nextPort  uint16
 	scratch   []Action
-	freeSnd   [][]byte // send buffers of ended connections, for reuse
-	freeRcv   [][]byte // receive buffers of ended connections, for reuse
+	free      map[int][][]byte // buffers of idle or ended connections, by size
+	freeQ     [][]Action       // output queues of idle connections
 	stats     StackStats
 }
 
-// newEndpoint makes an endpoint with recycled buffers when there are any.
+// newEndpoint makes an endpoint that takes buffers from the stack only
+// while it holds data.
 func (s *Stack) newEndpoint() (*Endpoint, error) {
-	var sb, rb []byte
-	if n := len(s.freeSnd); n > 0 {
-		sb, s.freeSnd = s.freeSnd[n-1], s.freeSnd[:n-1]
+	e, err := newEndpoint(s.cfg.Endpoint, []byte{}, []byte{})
+	if err != nil {
+		return nil, err
 	}
-	if n := len(s.freeRcv); n > 0 {
-		rb, s.freeRcv = s.freeRcv[n-1], s.freeRcv[:n-1]
-	}
-	return newEndpoint(s.cfg.Endpoint, sb, rb)
+	e.snd, e.rcv = ring{}, ring{}
+	e.queue, e.out = nil, nil
+	return e, nil
 }
 
-// maxFree bounds the buffers kept for reuse.
+// maxFree bounds the buffers of one size kept for reuse.
 const maxFree = 1024
 
-// recycle takes back the buffers of a connection that no longer needs
-// them: the send buffer once everything is acknowledged, the receive
-// buffer once everything was read. The endpoint stays usable for State,
-// Err and Read (which then returns EOF or the error).
+// takeBuf returns an n-byte buffer from the pool, or a new one.
+func (s *Stack) takeBuf(n int) []byte {
+	if l := s.free[n]; len(l) > 0 {
+		b := l[len(l)-1]
+		s.free[n] = l[:len(l)-1]
+		return b
+	}
+	return make([]byte, n)
+}
+
+func (s *Stack) putBuf(b []byte) {
+	if s.free == nil {
+		s.free = make(map[int][][]byte)
+	}
+	if l := s.free[len(b)]; len(l) < maxFree {
+		s.free[len(b)] = append(l, b)
+	}
+}
+
+func (s *Stack) takeQueue() []Action {
+	if n := len(s.freeQ); n > 0 {
+		q := s.freeQ[n-1]
+		s.freeQ = s.freeQ[:n-1]
+		return q
+	}
+	return make([]Action, 0, 8)
+}
+
+// recycle takes back what a connection does not need now: the send
+// buffer once everything written is acknowledged, the receive buffer once
+// everything was read (and nothing waits out of order), the output queue
+// once drained. An idle connection then holds only its state. The
+// endpoint stays usable: it takes buffers again when data comes.
 func (s *Stack) recycle(e *Endpoint) {
 	e.release()
 	if e.tcb.State == Closed || e.tcb.State == TimeWait {
 		e.snd.reset() // nothing left to retransmit
 	}
-	if len(e.snd.buf) > 0 && e.snd.len() == 0 && len(s.freeSnd) < maxFree {
-		s.freeSnd = append(s.freeSnd, e.snd.buf)
+	if len(e.snd.buf) > 0 && e.snd.len() == 0 {
+		s.putBuf(e.snd.buf)
 		e.snd = ring{}
 	}
-	if len(e.rcv.buf) > 0 && e.Buffered() == 0 && len(s.freeRcv) < maxFree {
-		s.freeRcv = append(s.freeRcv, e.rcv.buf)
+	if len(e.rcv.buf) > 0 && e.Buffered() == 0 && count(e.tcb.ooo[:]) == 0 {
+		s.putBuf(e.rcv.buf)
 		e.rcv = ring{}
+	}
+	if e.queue != nil && !e.pending() && len(s.freeQ) < maxFree {
+		s.freeQ = append(s.freeQ, e.queue[:0])
+		e.queue, e.head = nil, 0
 	}
 }
 
@@ -359,6 +392,9 @@ func (s *Stack) after(c *stackConn, now Time) {
 	if e.pending() && !c.inActive {
 		c.inActive = true
 		s.active = append(s.active, c)
+	}
+	if !c.inActive {
+		s.recycle(e)
 	}
 	switch e.State() {
 	case TimeWait:

@@ -2,6 +2,7 @@ package tcpfsm
 
 import (
 	"encoding/binary"
+	"flag"
 	"net/netip"
 	"runtime"
 	"testing"
@@ -407,4 +408,45 @@ func BenchmarkStackConnections(b *testing.B) {
 		n.run(n.now.Add(10*time.Millisecond), nil)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "conns/s")
+}
+
+var idleConns = flag.Int("idle-conns", 20_000, "connections for TestIdleConnectionMemory (BENCHMARKS.md uses 1000000)")
+
+// TestIdleConnectionMemory measures the heap an idle established
+// connection costs in a Stack, its buffers returned to the pool: state,
+// map entry and timer entry.
+func TestIdleConnectionMemory(t *testing.T) {
+	n := newStackNet(t, StackConfig{AcceptQueue: 1 << 30, Backlog: 1 << 30, EphemeralLow: 1, EphemeralHigh: 65535},
+		StackConfig{AcceptQueue: 1 << 30, Backlog: 1 << 30})
+	l, _ := n.s[1].Listen(80)
+	N := *idleConns
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	var srvs []*Endpoint
+	var cls []*Endpoint
+	for i := 0; i < N; {
+		batch := min(1000, N-i)
+		for j := range batch {
+			c, err := n.s[0].Dial(netip.AddrFrom4([4]byte{10, 9, byte((i + j) >> 8 >> 8), byte((i + j) >> 8)}),
+				netip.AddrPortFrom(ipB, 80), n.now)
+			require.NoError(t, err)
+			cls = append(cls, c)
+		}
+		n.run(n.now.Add(time.Second), func() bool { return l.Pending() >= batch })
+		for e, ok := l.Accept(); ok; e, ok = l.Accept() {
+			srvs = append(srvs, e)
+		}
+		i += batch
+	}
+	n.run(n.now.Add(time.Second), nil)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	require.Len(t, srvs, N)
+	conns := n.s[0].Conns() + n.s[1].Conns()
+	require.Equal(t, 2*N, conns)
+	per := float64(after.HeapInuse-before.HeapInuse) / float64(conns)
+	t.Logf("%d idle established connections (both ends): %.0f bytes each on the heap", conns, per)
+	require.Less(t, per, 4096.0, "an idle connection holds no buffers")
+	runtime.KeepAlive(cls)
 }
