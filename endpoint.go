@@ -241,8 +241,10 @@ func (e *Endpoint) inputSegment(seg *Segment, src, dst netip.Addr, now Time) err
 		e.sentHigh = e.sndSeq
 		return e.stepSegment(seg, iss, now)
 	}
-	if e.readShut && len(seg.Payload) > 0 && e.tcb.State.IsSynchronized() {
-		// Data after a full close: reset (RFC 9293 SHLD-3).
+	if e.readShut && len(seg.Payload) > 0 && e.tcb.State.IsSynchronized() &&
+		e.tcb.flags&flagFinRcvd == 0 && seg.Seq.Add(uint32(len(seg.Payload))).GreaterThan(e.tcb.RcvNxt) {
+		// New data after a full close: reset (RFC 9293 SHLD-3). Old
+		// duplicates are only ACKed.
 		return e.step(AbortEvent(), now)
 	}
 	return e.stepSegment(seg, 0, now)

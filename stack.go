@@ -415,7 +415,9 @@ func (s *Stack) after(c *stackConn, now Time) {
 	}
 }
 
-// toTimeWait replaces a connection in TIME-WAIT by a compact record.
+// toTimeWait replaces a connection in TIME-WAIT by a compact record. The
+// Endpoint the application holds keeps saying TIME-WAIT; TimeWaits
+// counts the records still running.
 func (s *Stack) toTimeWait(c *stackConn) {
 	t := &c.ep.tcb
 	d, _ := t.Deadline(TimerClose)

@@ -1,0 +1,144 @@
+package sim
+
+import (
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/tcpfsm/tcpfsm"
+	"github.com/tcpfsm/tcpfsm/trace"
+)
+
+var (
+	seedFlag  = flag.Uint64("seed", 0, "run only this seed (replays a failure)")
+	traceFlag = flag.String("pcap", "", "with -seed: write the run's packets to this pcap file")
+	connsFlag = flag.Int("conns", 10_000, "seeded connections TestConnectionsSurvive runs")
+)
+
+var (
+	addrA = netip.MustParseAddr("10.0.0.1")
+	addrB = netip.MustParseAddr("10.0.0.2")
+)
+
+// scenario builds the network a seed describes: loss up to 20%, and
+// duplication, reordering, corruption and jitter in some runs.
+func scenario(seed uint64) (*Network, *Node, *Node, Exchange) {
+	n := New(seed)
+	r := n.Rand()
+	link := Link{
+		Delay:  time.Duration(1+r.IntN(50)) * time.Millisecond,
+		Jitter: time.Duration(r.IntN(5)) * time.Millisecond,
+		Loss:   float64(r.IntN(21)) / 100,
+	}
+	if r.IntN(3) == 0 {
+		link.Duplicate, link.Reorder, link.Corrupt = 0.02, 0.05, 0.02
+	}
+	cfg := tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{Config: tcpfsm.Config{
+		NoTimestamps: r.IntN(4) == 0, NoSACK: r.IntN(4) == 0, QuickACK: r.IntN(4) == 0,
+		NoDelay: r.IntN(2) == 0, MSL: 30 * time.Second, R2: 10 * time.Minute,
+	}}}
+	if r.IntN(4) == 0 {
+		cfg.Endpoint.Config.Congestion = tcpfsm.CUBIC
+	}
+	a, _ := n.AddNode(addrA, cfg, link)
+	b, _ := n.AddNode(addrB, cfg, link)
+	x := Exchange{Up: r.IntN(20_000), Down: r.IntN(5_000), Limit: 30 * time.Minute}
+	return n, a, b, x
+}
+
+func runSeed(t *testing.T, seed uint64, tracePath string) error {
+	n, a, b, x := scenario(seed)
+	if tracePath != "" {
+		f, err := os.Create(tracePath)
+		require.NoError(t, err)
+		defer f.Close()
+		w, _ := trace.NewPcapWriter(f, time.Unix(0, 0))
+		n.Trace = func(at tcpfsm.Time, src, dst netip.Addr, tcp []byte, fate string) {
+			_ = w.WriteSegment(at, src, dst, tcp)
+		}
+	}
+	_, err := x.Run(n, a, b)
+	return err
+}
+
+// TestConnectionsSurvive is the end-to-end property: over seeded networks
+// with up to 20% loss, duplication, reordering, corruption and jitter,
+// every byte written is read exactly once and in order, EOF comes after
+// everything, and both ends close within the time limit.
+func TestConnectionsSurvive(t *testing.T) {
+	if *seedFlag != 0 {
+		require.NoError(t, runSeed(t, *seedFlag, *traceFlag))
+		return
+	}
+	count := *connsFlag
+	if testing.Short() {
+		count = 500
+	}
+	failed := 0
+	for seed := uint64(1); seed <= uint64(count); seed++ {
+		if err := runSeed(t, seed, ""); err != nil {
+			failed++
+			t.Errorf("%v\n  replay: go test ./sim -run TestConnectionsSurvive -seed %d -pcap /tmp/seed%d.pcap", err, seed, seed)
+			if failed > 5 {
+				t.FailNow()
+			}
+		}
+	}
+}
+
+func TestSameSeedSameRun(t *testing.T) {
+	run := func() (Result, Stats) {
+		n, a, b, x := scenario(4242)
+		r, err := x.Run(n, a, b)
+		require.NoError(t, err)
+		return r, n.Stats()
+	}
+	r1, s1 := run()
+	r2, s2 := run()
+	require.Equal(t, s1, s2)
+	require.Equal(t, r1.Took, r2.Took)
+	require.Equal(t, r1.ClientStats, r2.ClientStats)
+}
+
+func TestCorruptionIsCaught(t *testing.T) {
+	n := New(7)
+	link := Link{Delay: 5 * time.Millisecond, Corrupt: 0.2}
+	a, _ := n.AddNode(addrA, tcpfsm.StackConfig{}, link)
+	b, _ := n.AddNode(addrB, tcpfsm.StackConfig{}, link)
+	r, err := Exchange{Up: 50_000, Down: 1000, Limit: 10 * time.Minute}.Run(n, a, b)
+	require.NoError(t, err)
+	require.Positive(t, r.Network.Corrupted)
+	require.Positive(t, a.Stack.Stats().BadChecksum+b.Stack.Stats().BadChecksum)
+}
+
+func TestBandwidthAndMTU(t *testing.T) {
+	n := New(9)
+	slow := Link{Delay: time.Millisecond, Bandwidth: 100_000} // 100 kB/s
+	a, _ := n.AddNode(addrA, tcpfsm.StackConfig{}, slow)
+	b, _ := n.AddNode(addrB, tcpfsm.StackConfig{}, slow)
+	r, err := Exchange{Up: 200_000, Limit: time.Hour}.Run(n, a, b)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, r.Took, 2*time.Second, "200 kB at 100 kB/s takes at least 2 s")
+
+	n = New(10)
+	small := Link{Delay: time.Millisecond, MTU: 600}
+	cfg := tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{Config: tcpfsm.Config{MSS: 536}}}
+	a, _ = n.AddNode(addrA, cfg, small)
+	b, _ = n.AddNode(addrB, cfg, small)
+	_, err = Exchange{Up: 20_000, Limit: time.Hour}.Run(n, a, b)
+	require.NoError(t, err, "segments fit a 600-byte MTU with a 536-byte MSS")
+	require.Zero(t, n.Stats().TooBig)
+}
+
+func ExampleNetwork() {
+	n := New(1)
+	a, _ := n.AddNode(addrA, tcpfsm.StackConfig{}, Link{Delay: 10 * time.Millisecond, Loss: 0.1})
+	b, _ := n.AddNode(addrB, tcpfsm.StackConfig{}, Link{Delay: 10 * time.Millisecond, Loss: 0.1})
+	r, err := Exchange{Up: 100_000, Down: 100, Limit: time.Hour}.Run(n, a, b)
+	fmt.Println(err, r.UpOK, r.DownOK, r.Closed, r.ClientStats.Retransmits > 0)
+	// Output: <nil> true true true true
+}
