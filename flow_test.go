@@ -89,8 +89,8 @@ func TestSenderSWSAvoidance(t *testing.T) {
 	// they wait for the next ACK rather than go as a runt.
 	c.sent(". seq=4481 len=1460", ". seq=5941 len=1460")
 	c.peer(pkt(".", 301, 5941, win(5000)))
-	c.nothing() // now all 700 fit, but Nagle holds them while data is in flight
-	c.peer(pkt(".", 301, 7401, win(5000)))
+	// Now all 700 fit; only full-sized segments are in flight, so Nagle
+	// (with Minshall's variant) lets the tail go.
 	c.sent("P. seq=7401 len=700")
 }
 

@@ -188,8 +188,13 @@ func (t *TCB) enterEstablished(now Time, out []Action) []Action {
 	if t.flags&flagCloseCalled != 0 {
 		t.State = FinWait1 // CLOSE was queued in SYN-RECEIVED
 	}
-	// Data queued on the SYN becomes readable now.
-	return t.advanceRcv(t.RcvNxt, now, out)
+	// Data queued on the SYN becomes readable now, and is owed an ACK.
+	from := t.RcvNxt
+	out = t.advanceRcv(from, now, out)
+	if t.RcvNxt != from && t.flags&flagAckNow == 0 {
+		t.ackOwed()
+	}
+	return out
 }
 
 // acceptable is the segment acceptability test of RFC 9293 section

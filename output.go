@@ -245,9 +245,12 @@ func (t *TCB) sendData(now Time, out []Action) []Action {
 			held = true
 			break
 		}
-		if n < mss && !t.smallOK(n, queued) {
-			held = true
-			break
+		if n < mss {
+			if !t.smallOK(n, queued) {
+				held = true
+				break
+			}
+			t.flags |= flagSmallSent
 		}
 		fin := t.flags&flagCloseCalled != 0 && n == queued
 		out = t.emitData(out, t.SndNxt, n, fin, now)
@@ -272,14 +275,20 @@ func (t *TCB) sendData(now Time, out []Action) []Action {
 }
 
 // smallOK decides whether a segment of n < MSS bytes may go now, with
-// queued bytes waiting. All of the queue fitting is Nagle's case: send if
-// nothing is in flight, or if Nagle is off, or on the way to our FIN
-// (RFC 9293 SHLD-7, MUST-17). Only part of it fitting is sender SWS
+// queued bytes waiting. All of the queue fitting is Nagle's case: send
+// unless a small segment is still unacknowledged (Minshall's refinement
+// of RFC 9293 SHLD-7, as Linux does), or anyway if Nagle is off or on
+// the way to our FIN (MUST-17). Only part of it fitting is sender SWS
 // avoidance's case: send if it is at least half the largest window the
 // peer ever offered (MUST-38).
 func (t *TCB) smallOK(n, queued uint32) bool {
+	if t.SndUna == t.SndNxt {
+		t.flags &^= flagSmallSent
+	}
 	if n == queued {
-		return t.SndUna == t.SndNxt || t.cfg.opts&optNoDelay != 0 || t.flags&flagCloseCalled != 0
+		// Minshall's variant: only an unacknowledged small segment holds
+		// another one back, not full-sized ones.
+		return t.flags&flagSmallSent == 0 || t.cfg.opts&optNoDelay != 0 || t.flags&flagCloseCalled != 0
 	}
 	return n >= t.MaxSndWnd/2 && (t.SndUna == t.SndNxt || t.cfg.opts&optNoDelay != 0)
 }

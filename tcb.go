@@ -90,6 +90,7 @@ const (
 	flagRecovery                      // in fast recovery (RFC 6582)
 	flagUrgSignaled                   // the user was told of the current urgent data
 	flagUrgPending                    // SND.UP is ahead of SND.UNA: send URG
+	flagSmallSent                     // a sub-MSS segment is unacknowledged (Nagle, with Minshall's variant)
 )
 
 // maxQueued bounds the data a connection holds in sequence space (sent but
