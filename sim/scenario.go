@@ -24,6 +24,7 @@ type Exchange struct {
 type Result struct {
 	UpOK, DownOK   bool // each side read exactly the bytes sent, in order, then EOF
 	Closed         bool // both ends reached CLOSED, TIME-WAIT included
+	GaveUp         bool // the network never let the handshake through; the open timed out
 	Took           time.Duration
 	ClientErr      error
 	ServerErr      error
@@ -144,6 +145,12 @@ func (x Exchange) Run(n *Network, client, server *Node) (Result, error) {
 	lateReset := errors.Is(r.ServerErr, tcpfsm.ErrReset) && r.ClientErr == nil && upEOF && downEOF
 	if lateReset {
 		r.ServerErr = nil
+	}
+	// A handshake the network never let through (every SYN or SYN-ACK
+	// lost for SynR2) ends in a timeout: TCP's answer to a dead path.
+	if errors.Is(r.ClientErr, tcpfsm.ErrTimeout) && s == nil {
+		r.GaveUp = true
+		return r, nil
 	}
 	switch {
 	case r.ClientErr != nil || r.ServerErr != nil:
