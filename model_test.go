@@ -245,3 +245,39 @@ func TestNoEarlyRetransmission(t *testing.T) {
 		}
 	})
 }
+
+// TestStateMachineModel uses rapid's state-machine runner: each action is
+// a user call, a segment or a tick on one TCB, and after every action the
+// harness has checked purity, the invariants and the transition table
+// (conn.step); here the model also tracks what the user was promised.
+func TestStateMachineModel(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		c := newConn(rt, Config{})
+		var seg Segment
+		step := func(ev Event) { _ = c.step(ev); c.clear() }
+		rt.Repeat(map[string]func(*rapid.T){
+			"open":    func(rt *rapid.T) { step(Open(ourPort, peerPort, Seq(rapid.Uint32().Draw(rt, "iss")))) },
+			"listen":  func(rt *rapid.T) { step(ListenOn(ourPort)) },
+			"send":    func(rt *rapid.T) { step(Send(uint32(rapid.IntRange(0, 4000).Draw(rt, "n")))) },
+			"receive": func(rt *rapid.T) { step(Receive(uint32(rapid.IntRange(0, 4000).Draw(rt, "n")))) },
+			"close":   func(rt *rapid.T) { step(CloseEvent()) },
+			"abort":   func(rt *rapid.T) { step(AbortEvent()) },
+			"tick": func(rt *rapid.T) {
+				if d, ok := c.tcb.NextDeadline(); ok {
+					c.now = max(c.now, d)
+				}
+				step(Tick())
+			},
+			"segment": func(rt *rapid.T) {
+				seg = drawSegment(rt, &c.tcb)
+				step(Arrive(&seg, Seq(rapid.Uint32().Draw(rt, "iss"))))
+			},
+			"": func(rt *rapid.T) {
+				// The connection never holds more in flight than it queued.
+				if st, err := c.tcb.Status(); err == nil {
+					require.LessOrEqual(rt, st.InFlight, uint32(maxQueued)+2)
+				}
+			},
+		})
+	})
+}
