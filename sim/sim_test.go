@@ -16,6 +16,7 @@ import (
 var (
 	seedFlag  = flag.Uint64("seed", 0, "run only this seed (replays a failure)")
 	traceFlag = flag.String("pcap", "", "with -seed: write the run's packets to this pcap file")
+	diagFlag  = flag.Bool("diagram", false, "with -seed: print the run as a sequence diagram")
 	connsFlag = flag.Int("conns", 10_000, "seeded connections TestConnectionsSurvive runs")
 )
 
@@ -52,16 +53,39 @@ func scenario(seed uint64) (*Network, *Node, *Node, Exchange) {
 
 func runSeed(t *testing.T, seed uint64, tracePath string) (Result, error) {
 	n, a, b, x := scenario(seed)
+	var w *trace.PcapWriter
 	if tracePath != "" {
 		f, err := os.Create(tracePath)
 		require.NoError(t, err)
 		defer f.Close()
-		w, _ := trace.NewPcapWriter(f, time.Unix(0, 0))
+		w, _ = trace.NewPcapWriter(f, time.Unix(0, 0))
+	}
+	var d *trace.Diagram
+	if *diagFlag && *seedFlag != 0 {
+		d = trace.NewDiagram("client "+addrA.String(), "server "+addrB.String())
+	}
+	if w != nil || d != nil {
 		n.Trace = func(at tcpfsm.Time, src, dst netip.Addr, tcp []byte, fate string) {
-			_ = w.WriteSegment(at, src, dst, tcp)
+			if w != nil {
+				_ = w.WriteSegment(at, src, dst, tcp)
+			}
+			if seg, err := tcpfsm.ParseSegment(tcp); err == nil && d != nil {
+				from := 0
+				if src == addrB {
+					from = 1
+				}
+				d.Segment(at, from, seg, fate != "sent" && fate != "duplicated")
+				if fate != "sent" && fate != "lost" {
+					d.Note(at, from, fate)
+				}
+			}
 		}
 	}
-	return x.Run(n, a, b)
+	r, err := x.Run(n, a, b)
+	if d != nil {
+		_ = d.WriteText(os.Stdout)
+	}
+	return r, err
 }
 
 // TestConnectionsSurvive is the end-to-end property: over seeded networks
@@ -86,7 +110,7 @@ func TestConnectionsSurvive(t *testing.T) {
 		}
 		if err != nil {
 			failed++
-			t.Errorf("%v\n  replay: go test ./sim -run TestConnectionsSurvive -seed %d -pcap /tmp/seed%d.pcap", err, seed, seed)
+			t.Errorf("%v\n  replay: go test ./sim -run TestConnectionsSurvive -v -seed %d -pcap /tmp/seed%d.pcap -diagram", err, seed, seed)
 			if failed > 5 {
 				t.FailNow()
 			}
