@@ -390,7 +390,9 @@ func (e *Endpoint) encode(buf []byte, a *Action) (int, bool) {
 func (e *Endpoint) release() {
 	keep := e.tcb.SndUna
 	for i := e.head; i < len(e.queue); i++ {
-		if a := &e.queue[i]; a.DataLen > 0 && a.DataSeq.LessThan(keep) {
+		// A queued segment whose bytes were released already (it will be
+		// skipped) must not pull keep below sndSeq.
+		if a := &e.queue[i]; a.DataLen > 0 && a.DataSeq.LessThan(keep) && !a.DataSeq.LessThan(e.sndSeq) {
 			keep = a.DataSeq
 		}
 	}

@@ -262,6 +262,10 @@ func checkInvariants(t testingT, ev *Event, before, after *TCB, out []Action) {
 		require.True(t, a.SndNxt.LessThanEq(a.sndEnd.Add(1)), "SND.NXT <= end of queue + FIN")
 		require.True(t, a.SndUna.LessThanEq(a.sndRtx) && a.sndRtx.LessThanEq(a.SndNxt), "SND.UNA <= rtx <= SND.NXT")
 	}
+	if a.State.IsSynchronized() || a.State == SynReceived {
+		bufEnd := a.rcvUser.Add(a.finBit() + a.cfg.rcvBuf)
+		require.True(t, a.rcvAdv.LessThanEq(bufEnd), "the window never promises more than the buffer holds (%v > %v)", a.rcvAdv, bufEnd)
+	}
 	if before.State.IsSynchronized() && after.State.IsSynchronized() && after.Irs == before.Irs {
 		require.True(t, before.rcvAdv.LessThanEq(after.rcvAdv), "the advertised right edge never moves left (SHLD-14)")
 	}

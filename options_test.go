@@ -259,3 +259,19 @@ func TestTimeWaitSYNWithTimestamps(t *testing.T) {
 	c.state(TimeWait)
 	c.sent(". seq=102 ack=302")
 }
+
+func TestScaledWindowNeverExceedsBuffer(t *testing.T) {
+	// Rounding the scaled window up at every ACK must not creep past the
+	// buffer (the harness checks RCV.NXT+RCV.WND =< the buffer's end after
+	// every step); found by the Linux interop test.
+	c := negotiated(t, Config{RecvBuffer: 1 << 20, QuickACK: true}, wsopt(7))
+	seq := Seq(301)
+	for c.tcb.RcvWnd() > 0 {
+		n := int(min(1447, c.tcb.RcvWnd()))
+		c.peer(pkt(".", seq, 101, data(n)))
+		seq = seq.Add(uint32(n))
+		c.clear()
+	}
+	st, _ := c.tcb.Status()
+	require.Equal(t, uint32(1<<20), st.Unread, "exactly the buffer, no more")
+}

@@ -376,6 +376,12 @@ func (t *TCB) advertise() uint16 {
 	s := t.rcvShift()
 	w := t.RcvWnd()
 	field := min((w+(1<<s)-1)>>s, 0xffff)
+	// Rounding up must not promise more than the buffer holds: repeated
+	// from a moving RCV.NXT it would creep past it.
+	bufEnd := t.rcvUser.Add(t.finBit() + t.cfg.rcvBuf)
+	if adv := t.RcvNxt.Add(field << s); adv.GreaterThan(bufEnd) {
+		field = bufEnd.Diff(t.RcvNxt) >> s
+	}
 	if adv := t.RcvNxt.Add(field << s); adv.GreaterThan(t.rcvAdv) {
 		t.rcvAdv = adv
 	}

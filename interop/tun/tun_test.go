@@ -1,0 +1,255 @@
+//go:build linux
+
+package tun
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tcpfsm/tcpfsm"
+	"github.com/tcpfsm/tcpfsm/host"
+)
+
+var (
+	kernelPrefix = netip.MustParsePrefix("10.7.0.1/24")
+	kernelAddr   = kernelPrefix.Addr()
+	ourAddr      = netip.MustParseAddr("10.7.0.2")
+)
+
+// inNetns runs the calling test again in a fresh user and network
+// namespace (where it may make a TUN device and talk only to addresses of
+// its own), and reports whether this is that inner run.
+func inNetns(t *testing.T) bool {
+	if os.Getenv("TCPFSM_NETNS") == t.Name() {
+		return true
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.timeout=300s")
+	cmd.Env = append(os.Environ(), "TCPFSM_NETNS="+t.Name())
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil && bytes.Contains(out, []byte("SKIP-NETNS")) {
+		t.Skip("no namespaces or TUN here: " + string(out))
+	}
+	var ee *exec.Error
+	if errors.As(err, &ee) || (err != nil && len(out) == 0) {
+		t.Skipf("cannot create a user and network namespace: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("inner run failed: %v\n%s", err, out)
+	}
+	t.Logf("inner run:\n%s", out)
+	return false
+}
+
+// setup makes the TUN device and a tcpfsm host on it.
+func setup(t *testing.T, loss float64) *host.Host {
+	d, err := Open("tcpfsm0")
+	if err != nil {
+		t.Log("SKIP-NETNS", err)
+		t.FailNow()
+	}
+	if err := d.Configure(kernelPrefix); err != nil {
+		t.Fatal(err)
+	}
+	d.Loss = loss
+	h, err := host.New(d, tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{SendBuffer: 1 << 20,
+		Config: tcpfsm.Config{RecvBuffer: 1 << 20}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+func payload(n int) []byte {
+	b := make([]byte, n)
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// exchange writes data on a and reads it back from b's echo.
+func echoThrough(t *testing.T, c net.Conn, data []byte) {
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Write(data)
+		if err == nil {
+			err = c.(interface{ CloseWrite() error }).CloseWrite()
+		}
+		errc <- err
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		k := 0
+		for k < len(got) && k < len(data) && got[k] == data[k] {
+			k++
+		}
+		t.Fatalf("echoed %d of %d bytes; first difference at %d", len(got), len(data), k)
+	}
+}
+
+func echoServer(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			_, _ = io.Copy(c, c)
+			_ = c.(interface{ CloseWrite() error }).CloseWrite()
+		}()
+	}
+}
+
+func TestKernelClientOurServer(t *testing.T) {
+	if !inNetns(t) {
+		return
+	}
+	h := setup(t, 0)
+	ln, err := h.Listen(80, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go echoServer(ln)
+	c, err := net.DialTimeout("tcp", "10.7.0.2:80", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	echoThrough(t, c, payload(10<<20)) // 10 MiB each way, then half-close both ways
+}
+
+func TestOurClientKernelServer(t *testing.T) {
+	if !inNetns(t) {
+		return
+	}
+	h := setup(t, 0)
+	ln, err := net.Listen("tcp", "10.7.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go echoServer(ln)
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := h.Dial(ctx, ourAddr, netip.AddrPortFrom(kernelAddr, port), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	echoThrough(t, c, payload(10<<20))
+	st := c.Endpoint().TCB()
+	s, _ := st.Status()
+	t.Logf("negotiated with Linux: MSS %d, window scale %d/%d, timestamps %v, SACK %v", s.SendMSS, s.SndShift, s.RcvShift, s.Timestamps, s.SACK)
+	if !s.Timestamps || !s.SACK || s.SndShift == 0 {
+		t.Fatalf("options not negotiated with the kernel: %+v", s)
+	}
+}
+
+func TestWithLossBothWays(t *testing.T) {
+	if !inNetns(t) {
+		return
+	}
+	h := setup(t, 0.05)
+	ln, _ := h.Listen(80, nil)
+	go echoServer(ln)
+	c, err := net.DialTimeout("tcp", "10.7.0.2:80", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(4 * time.Minute))
+	echoThrough(t, c, payload(2<<20))
+}
+
+func TestResetsBothWays(t *testing.T) {
+	if !inNetns(t) {
+		return
+	}
+	h := setup(t, 0)
+	// The kernel connects to a port nobody listens on: refused by our RST.
+	if _, err := net.DialTimeout("tcp", "10.7.0.2:81", 5*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("kernel dial to a closed tcpfsm port: %v, want ECONNREFUSED", err)
+	}
+	// We connect to a kernel port nobody listens on: refused by its RST.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := h.Dial(ctx, ourAddr, netip.AddrPortFrom(kernelAddr, 9), nil); !errors.Is(err, tcpfsm.ErrRefused) {
+		t.Fatalf("tcpfsm dial to a closed kernel port: %v, want ErrRefused", err)
+	}
+	// Abort: the kernel's read ends with ECONNRESET.
+	ln, _ := h.Listen(80, nil)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			_, _ = c.Read(make([]byte, 1)) // the kernel's connect has returned
+			_ = c.(*host.Conn).Abort()
+		}
+	}()
+	c, err := net.DialTimeout("tcp", "10.7.0.2:80", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("kernel read after our abort: %v, want ECONNRESET", err)
+	}
+}
+
+func TestHTTPServedToTheKernel(t *testing.T) {
+	if !inNetns(t) {
+		return
+	}
+	h := setup(t, 0)
+	ln, _ := h.Listen(80, nil)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "served by tcpfsm to "+r.UserAgent())
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	req, _ := http.NewRequest("GET", "http://10.7.0.2/", nil)
+	req.Header.Set("User-Agent", "the kernel's TCP")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "served by tcpfsm to the kernel's TCP" {
+		t.Fatalf("body %q", body)
+	}
+	if curl, err := exec.LookPath("curl"); err == nil {
+		out, err := exec.Command(curl, "-s", "-m", "10", "http://10.7.0.2/").Output()
+		if err != nil || !bytes.HasPrefix(out, []byte("served by tcpfsm to curl")) {
+			t.Fatalf("curl: %v %q", err, out)
+		}
+	}
+}
