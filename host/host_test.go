@@ -2,8 +2,8 @@ package host
 
 import (
 	"bytes"
-	"encoding/binary"
 	"context"
+	"encoding/binary"
 	"io"
 	"net"
 	"net/netip"
