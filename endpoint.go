@@ -115,8 +115,9 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 	return newEndpoint(cfg, nil, nil)
 }
 
-// newEndpoint makes an endpoint, using the given buffers if they are of
-// the right sizes.
+// newEndpoint makes an endpoint with the given buffers; nil ones are made
+// here, and empty ones are left empty (a stack's endpoint takes buffers
+// only when data comes).
 func newEndpoint(cfg EndpointConfig, sndBuf, rcvBuf []byte) (*Endpoint, error) {
 	tcb, err := NewTCB(cfg.Config)
 	if err != nil {
@@ -132,10 +133,10 @@ func newEndpoint(cfg EndpointConfig, sndBuf, rcvBuf []byte) (*Endpoint, error) {
 		cfg.ISN = NewISNGenerator()
 	}
 	rcap := int(tcb.cfg.rcvBuf)
-	if len(sndBuf) != cfg.SendBuffer {
+	if sndBuf == nil {
 		sndBuf = make([]byte, cfg.SendBuffer)
 	}
-	if len(rcvBuf) != rcap {
+	if rcvBuf == nil {
 		rcvBuf = make([]byte, rcap)
 	}
 	return &Endpoint{
