@@ -1,0 +1,163 @@
+package gvisor
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+
+	"github.com/tcpfsm/tcpfsm"
+	"github.com/tcpfsm/tcpfsm/host"
+)
+
+var (
+	peerAddr = netip.MustParseAddr("10.8.0.1")
+	ourAddr  = netip.MustParseAddr("10.8.0.2")
+)
+
+func setup(t *testing.T, loss float64) (*Peer, *host.Host) {
+	p, err := NewPeer(peerAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Loss = loss
+	h, err := host.New(p, tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{SendBuffer: 1 << 20,
+		Config: tcpfsm.Config{RecvBuffer: 1 << 20}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return p, h
+}
+
+func payload(n int) []byte {
+	b := make([]byte, n)
+	r := rand.New(rand.NewPCG(5, 6))
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+type halfCloser interface {
+	net.Conn
+	CloseWrite() error
+}
+
+func echo(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			_, _ = io.Copy(c, c)
+			_ = c.(halfCloser).CloseWrite()
+		}()
+	}
+}
+
+func echoThrough(t *testing.T, c halfCloser, data []byte) {
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Write(data)
+		if err == nil {
+			err = c.CloseWrite()
+		}
+		errc <- err
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("echoed %d of %d bytes, or different bytes", len(got), len(data))
+	}
+}
+
+func TestOurClientGVisorServer(t *testing.T) {
+	p, h := setup(t, 0)
+	ln, err := gonet.ListenTCP(p.Stack, p.Full(80), ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go echo(ln)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := h.Dial(ctx, ourAddr, netip.AddrPortFrom(peerAddr, 80), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	echoThrough(t, c, payload(10<<20))
+	tcb := c.Endpoint().TCB()
+	st, _ := tcb.Status()
+	t.Logf("negotiated with gVisor: MSS %d, window scale %d/%d, timestamps %v, SACK %v", st.SendMSS, st.SndShift, st.RcvShift, st.Timestamps, st.SACK)
+	if !st.SACK || st.SndShift == 0 {
+		t.Fatalf("options not negotiated: %+v", st)
+	}
+}
+
+func TestGVisorClientOurServer(t *testing.T) {
+	p, h := setup(t, 0)
+	ln, err := h.Listen(80, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go echo(ln)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := gonet.DialContextTCP(ctx, p.Stack, fullOf(ourAddr, 80), ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	echoThrough(t, c, payload(10<<20))
+}
+
+func TestWithLossAndBothWays(t *testing.T) {
+	p, h := setup(t, 0.05)
+	ln, _ := h.Listen(80, nil)
+	go echo(ln)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := gonet.DialContextTCP(ctx, p.Stack, fullOf(ourAddr, 80), ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Minute))
+	echoThrough(t, c, payload(2<<20))
+}
+
+func TestResets(t *testing.T) {
+	p, h := setup(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// gVisor connects to a port nobody listens on: refused by our RST.
+	if _, err := gonet.DialContextTCP(ctx, p.Stack, fullOf(ourAddr, 81), ipv4.ProtocolNumber); err == nil {
+		t.Fatal("gVisor's dial to a closed tcpfsm port succeeded")
+	}
+	// We connect to a gVisor port nobody listens on: refused by its RST.
+	if _, err := h.Dial(ctx, ourAddr, netip.AddrPortFrom(peerAddr, 9), nil); !errors.Is(err, tcpfsm.ErrRefused) {
+		t.Fatalf("tcpfsm dial to a closed gVisor port: %v, want ErrRefused", err)
+	}
+}
+
+func fullOf(a netip.Addr, port uint16) tcpip.FullAddress {
+	return tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFrom4(a.As4()), Port: port}
+}

@@ -1,0 +1,129 @@
+// Package gvisor joins tcpfsm to gVisor's netstack in one process: a
+// host.Link whose other end is a netstack NIC (a channel link endpoint),
+// so tcpfsm and a TCP implementation nobody here wrote exchange raw IPv4
+// packets. It is the in-process interop peer of issue 7.
+package gvisor
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+
+	"github.com/tcpfsm/tcpfsm"
+)
+
+// Peer is a gVisor netstack with one NIC at Addr, and the Link that
+// carries tcpfsm's packets to and from it.
+type Peer struct {
+	Stack *stack.Stack
+	Addr  netip.Addr
+	ch    *channel.Endpoint
+	ctx   context.Context
+	stop  context.CancelFunc
+
+	mu   sync.Mutex
+	rng  *rand.Rand
+	Loss float64 // fraction of packets dropped each way (no netem: the link drops)
+	buf  []byte
+}
+
+// NewPeer makes a netstack at addr with SACK on (it is off by default).
+func NewPeer(addr netip.Addr) (*Peer, error) {
+	s := stack.New(stack.Options{
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol},
+	})
+	ch := channel.New(4096, 1500, "")
+	if err := s.CreateNIC(1, ch); err != nil {
+		return nil, errors.New(err.String())
+	}
+	pa := tcpip.ProtocolAddress{Protocol: ipv4.ProtocolNumber,
+		AddressWithPrefix: tcpip.AddrFrom4(addr.As4()).WithPrefix()}
+	if err := s.AddProtocolAddress(1, pa, stack.AddressProperties{}); err != nil {
+		return nil, errors.New(err.String())
+	}
+	s.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: 1}})
+	sack := tcpip.TCPSACKEnabled(true)
+	if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, &sack); err != nil {
+		return nil, errors.New(err.String())
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	return &Peer{Stack: s, Addr: addr, ch: ch, ctx: ctx, stop: stop, rng: rand.New(rand.NewPCG(7, 8)),
+		buf: make([]byte, 0, 65536)}, nil
+}
+
+// Full returns the netstack address of port.
+func (p *Peer) Full(port uint16) tcpip.FullAddress {
+	return tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFrom4(p.Addr.As4()), Port: port}
+}
+
+func (p *Peer) lose() bool {
+	if p.Loss == 0 {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.rng.Float64() < p.Loss
+}
+
+// ReadSegment returns the next TCP segment netstack sends.
+func (p *Peer) ReadSegment(b []byte) (int, netip.Addr, netip.Addr, error) {
+	for {
+		pkt := p.ch.ReadContext(p.ctx)
+		if pkt == nil {
+			return 0, netip.Addr{}, netip.Addr{}, net.ErrClosed
+		}
+		v := pkt.ToView()
+		raw := v.AsSlice()
+		n := copy(b, raw)
+		v.Release()
+		pkt.DecRef()
+		if n < 20 || b[0]>>4 != 4 || b[9] != tcpfsm.ProtocolTCP || p.lose() {
+			continue
+		}
+		ihl, total := int(b[0]&0xf)*4, int(binary.BigEndian.Uint16(b[2:]))
+		if total > n || total < ihl {
+			continue
+		}
+		src, dst := netip.AddrFrom4([4]byte(b[12:16])), netip.AddrFrom4([4]byte(b[16:20]))
+		return copy(b, b[ihl:total]), src, dst, nil
+	}
+}
+
+// WriteSegment hands netstack a TCP segment in an IPv4 packet.
+func (p *Peer) WriteSegment(seg []byte, src, dst netip.Addr) error {
+	if p.lose() {
+		return nil
+	}
+	total := 20 + len(seg)
+	b := make([]byte, total)
+	ip := header.IPv4(b)
+	ip.Encode(&header.IPv4Fields{TotalLength: uint16(total), TTL: 64, Protocol: uint8(tcp.ProtocolNumber),
+		SrcAddr: tcpip.AddrFrom4(src.As4()), DstAddr: tcpip.AddrFrom4(dst.As4())})
+	ip.SetChecksum(^ip.CalculateChecksum())
+	copy(b[20:], seg)
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
+	p.ch.InjectInbound(ipv4.ProtocolNumber, pkt)
+	pkt.DecRef()
+	return nil
+}
+
+// Close stops the link and the netstack.
+func (p *Peer) Close() error {
+	p.stop()
+	p.ch.Close()
+	p.Stack.Close()
+	return nil
+}
