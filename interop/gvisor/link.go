@@ -37,6 +37,22 @@ type Peer struct {
 	rng  *rand.Rand
 	Loss float64 // fraction of packets dropped each way (no netem: the link drops)
 	buf  []byte
+
+	injected chan forged // segments an off-path attacker sends toward tcpfsm
+}
+
+type forged struct {
+	seg      []byte
+	src, dst netip.Addr
+}
+
+// InjectToTcpfsm delivers seg to tcpfsm as if it came from src: the
+// off-path attacker's way in.
+func (p *Peer) InjectToTcpfsm(seg []byte, src, dst netip.Addr) {
+	select {
+	case p.injected <- forged{append([]byte(nil), seg...), src, dst}:
+	case <-p.ctx.Done():
+	}
 }
 
 // NewPeer makes a netstack at addr with SACK on (it is off by default).
@@ -61,7 +77,7 @@ func NewPeer(addr netip.Addr) (*Peer, error) {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	return &Peer{Stack: s, Addr: addr, ch: ch, ctx: ctx, stop: stop, rng: rand.New(rand.NewPCG(7, 8)),
-		buf: make([]byte, 0, 65536)}, nil
+		buf: make([]byte, 0, 65536), injected: make(chan forged, 64)}, nil
 }
 
 // Full returns the netstack address of port.
@@ -81,6 +97,11 @@ func (p *Peer) lose() bool {
 // ReadSegment returns the next TCP segment netstack sends.
 func (p *Peer) ReadSegment(b []byte) (int, netip.Addr, netip.Addr, error) {
 	for {
+		select {
+		case f := <-p.injected:
+			return copy(b, f.seg), f.src, f.dst, nil
+		default:
+		}
 		pkt := p.ch.ReadContext(p.ctx)
 		if pkt == nil {
 			return 0, netip.Addr{}, netip.Addr{}, net.ErrClosed
