@@ -88,6 +88,20 @@ func BenchmarkBulk(b *testing.B) {
 			}
 		}
 	})
+	b.Run("tcpfsm-host", func(b *testing.B) {
+		big := tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{SendBuffer: 1 << 20, Config: tcpfsm.Config{RecvBuffer: 1 << 20}}}
+		ln, dial := hostPair(b, big)
+		accepted := make(chan net.Conn, 1)
+		go func() {
+			c, _ := ln.Accept()
+			accepted <- c
+		}()
+		c1, err := dial()
+		if err != nil {
+			b.Fatal(err)
+		}
+		bulk(b, c1, <-accepted)
+	})
 	b.Run("gvisor", func(b *testing.B) {
 		c1, c2 := gvisorPair(b)
 		bulk(b, c1, c2)
@@ -223,6 +237,11 @@ func BenchmarkConnection(b *testing.B) {
 			pump()
 			tick(200 * time.Millisecond) // delayed ACKs and TIME-WAIT run out
 		}
+	})
+	b.Run("tcpfsm-host", func(b *testing.B) {
+		short := tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{Config: tcpfsm.Config{MSL: time.Millisecond}}}
+		ln, dial := hostPair(b, short)
+		connection(b, ln, dial)
 	})
 	b.Run("gvisor", func(b *testing.B) {
 		e1, e2 := pipe.New("\x02\x00\x00\x00\x00\x01", "\x02\x00\x00\x00\x00\x02", 1500)
