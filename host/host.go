@@ -361,6 +361,15 @@ func (c *Conn) Abort() error {
 	return err
 }
 
+// TCB returns a copy of the connection's state (RFC 9293 section 3.3.1),
+// taken under the host's lock, so it is safe while other goroutines read
+// and write the connection.
+func (c *Conn) TCB() tcpfsm.TCB {
+	c.h.mu.Lock()
+	defer c.h.mu.Unlock()
+	return c.e.TCB()
+}
+
 // Endpoint returns the connection's Endpoint, for its state and counters.
 // Use it only while holding no other call on the connection.
 func (c *Conn) Endpoint() *tcpfsm.Endpoint { return c.e }

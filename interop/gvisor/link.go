@@ -38,7 +38,17 @@ type Peer struct {
 	Loss float64 // fraction of packets dropped each way (no netem: the link drops)
 	buf  []byte
 
-	injected chan forged // segments an off-path attacker sends toward tcpfsm
+	injected chan forged   // segments an off-path attacker sends toward tcpfsm
+	written  chan struct{} // netstack queued a packet (capacity 1: a doorbell)
+}
+
+// WriteNotify implements channel.Notification: it rings the doorbell, so
+// ReadSegment waits for netstack's packets and injected ones at once.
+func (p *Peer) WriteNotify() {
+	select {
+	case p.written <- struct{}{}:
+	default:
+	}
 }
 
 type forged struct {
@@ -76,8 +86,10 @@ func NewPeer(addr netip.Addr) (*Peer, error) {
 		return nil, errors.New(err.String())
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	return &Peer{Stack: s, Addr: addr, ch: ch, ctx: ctx, stop: stop, rng: rand.New(rand.NewPCG(7, 8)),
-		buf: make([]byte, 0, 65536), injected: make(chan forged, 64)}, nil
+	p := &Peer{Stack: s, Addr: addr, ch: ch, ctx: ctx, stop: stop, rng: rand.New(rand.NewPCG(7, 8)),
+		buf: make([]byte, 0, 65536), injected: make(chan forged, 64), written: make(chan struct{}, 1)}
+	ch.AddNotify(p)
+	return p, nil
 }
 
 // Full returns the netstack address of port.
@@ -102,9 +114,16 @@ func (p *Peer) ReadSegment(b []byte) (int, netip.Addr, netip.Addr, error) {
 			return copy(b, f.seg), f.src, f.dst, nil
 		default:
 		}
-		pkt := p.ch.ReadContext(p.ctx)
+		pkt := p.ch.Read()
 		if pkt == nil {
-			return 0, netip.Addr{}, netip.Addr{}, net.ErrClosed
+			select {
+			case f := <-p.injected:
+				return copy(b, f.seg), f.src, f.dst, nil
+			case <-p.written:
+				continue
+			case <-p.ctx.Done():
+				return 0, netip.Addr{}, netip.Addr{}, net.ErrClosed
+			}
 		}
 		v := pkt.ToView()
 		raw := v.AsSlice()

@@ -1,0 +1,267 @@
+package gvisor
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+
+	"github.com/tcpfsm/tcpfsm"
+	"github.com/tcpfsm/tcpfsm/host"
+)
+
+// setupWith is setup with the host's stack configured by cfg.
+func setupWith(t *testing.T, cfg tcpfsm.StackConfig) (*Peer, *host.Host) {
+	p, err := NewPeer(peerAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := host.New(p, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return p, h
+}
+
+// connect returns a connected pair: ours (tcpfsm) and theirs (gVisor),
+// with tcpfsm as the client when ourClient is set.
+func connect(t *testing.T, p *Peer, h *host.Host, ourClient bool) (ours halfCloser, theirs halfCloser) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	accepted := make(chan net.Conn, 1)
+	if ourClient {
+		ln, err := gonet.ListenTCP(p.Stack, p.Full(80), ipv4.ProtocolNumber)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() { c, _ := ln.Accept(); accepted <- c }()
+		c, err := h.Dial(ctx, ourAddr, netip.AddrPortFrom(peerAddr, 80), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, (<-accepted).(halfCloser)
+	}
+	ln, err := h.Listen(80, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { c, _ := ln.Accept(); accepted <- c }()
+	c, err := gonet.DialContextTCP(ctx, p.Stack, fullOf(ourAddr, 80), ipv4.ProtocolNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return (<-accepted).(halfCloser), c
+}
+
+func roles(t *testing.T, f func(t *testing.T, ourClient bool)) {
+	t.Run("tcpfsm-client", func(t *testing.T) { f(t, true) })
+	t.Run("tcpfsm-server", func(t *testing.T) { f(t, false) })
+}
+
+// sendAndHalfClose writes data on w, half-closes it, and checks that r
+// reads exactly data and then end of stream, while r's own direction
+// stays open.
+func sendAndHalfClose(t *testing.T, w, r halfCloser, data []byte) {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := w.Write(data)
+		if err == nil {
+			err = w.CloseWrite()
+		}
+		errc <- err
+	}()
+	_ = r.SetReadDeadline(time.Now().Add(30 * time.Second))
+	got, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("reading the half-closed direction: %v", err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("writing and half-closing: %v", err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("read %d bytes of %d, or different bytes", len(got), len(data))
+	}
+}
+
+// TestHalfCloseBothOrders: one end sends and half-closes, the other keeps
+// sending afterwards, in both orders and both roles (RFC 9293 3.6).
+func TestHalfCloseBothOrders(t *testing.T) {
+	for _, first := range []string{"tcpfsm-first", "gvisor-first"} {
+		t.Run(first, func(t *testing.T) {
+			roles(t, func(t *testing.T, ourClient bool) {
+				p, h := setup(t, 0)
+				ours, theirs := connect(t, p, h, ourClient)
+				a, b := halfCloser(ours), halfCloser(theirs)
+				if first == "gvisor-first" {
+					a, b = b, a
+				}
+				sendAndHalfClose(t, a, b, payload(256<<10))
+				// The end that got the FIN sends afterwards: CLOSE-WAIT
+				// carries data for as long as the application likes.
+				time.Sleep(50 * time.Millisecond)
+				sendAndHalfClose(t, b, a, payload(300 << 10)[1000:])
+				ours.Close()
+				theirs.Close()
+			})
+		})
+	}
+}
+
+// TestZeroWindowStall: the receiver's application stops reading until
+// its window is zero, the sender stalls (probing, RFC 9293 3.8.6.1), and
+// everything arrives once the reader resumes. Both directions.
+func TestZeroWindowStall(t *testing.T) {
+	small := tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{SendBuffer: 64 << 10,
+		Config: tcpfsm.Config{RecvBuffer: 16 << 10}}}
+	for _, dir := range []string{"gvisor-sends", "tcpfsm-sends"} {
+		t.Run(dir, func(t *testing.T) {
+			p, h := setupWith(t, small)
+			ours, theirs := connect(t, p, h, true)
+			defer ours.Close()
+			defer theirs.Close()
+			w, r := halfCloser(theirs), halfCloser(ours)
+			if dir == "tcpfsm-sends" {
+				w, r = r, w
+			}
+			data := payload(4 << 20)
+			errc := make(chan error, 1)
+			go func() {
+				_, err := w.Write(data)
+				if err == nil {
+					err = w.CloseWrite()
+				}
+				errc <- err
+			}()
+			// Long enough for the window to close and a few persist
+			// probes to go out unanswered by any reading.
+			time.Sleep(1500 * time.Millisecond)
+			select {
+			case err := <-errc:
+				t.Fatalf("the writer finished (%v) while nobody read: the window never closed", err)
+			default:
+			}
+			if dir == "gvisor-sends" {
+				tcb := ours.(*host.Conn).TCB()
+				if wnd := tcb.RcvWnd(); wnd != 0 {
+					t.Fatalf("tcpfsm's receive window is %d after the stall, want 0", wnd)
+				}
+			}
+			_ = r.SetReadDeadline(time.Now().Add(60 * time.Second))
+			got, err := io.ReadAll(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, data) {
+				t.Fatalf("read %d of %d bytes after the stall, or different bytes", len(got), len(data))
+			}
+		})
+	}
+}
+
+// TestSimultaneousClose: after an exchange both applications close at
+// once; both ends must finish cleanly whichever FIN crosses which.
+func TestSimultaneousClose(t *testing.T) {
+	roles(t, func(t *testing.T, ourClient bool) {
+		p, h := setup(t, 0)
+		ours, theirs := connect(t, p, h, ourClient)
+		msg := []byte("hello")
+		if _, err := ours.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 5)
+		if _, err := io.ReadFull(theirs, buf); err != nil || !bytes.Equal(buf, msg) {
+			t.Fatalf("exchange before the close: %q %v", buf, err)
+		}
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); _ = theirs.Close() }()
+		go func() { defer wg.Done(); _ = ours.CloseWrite() }()
+		wg.Wait()
+		// Our side must see the peer's FIN (end of stream), not a reset.
+		_ = ours.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if n, err := ours.Read(buf); err != io.EOF {
+			t.Fatalf("after the simultaneous close tcpfsm read %d, %v; want EOF", n, err)
+		}
+		conn := ours.(*host.Conn)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			st := conn.TCB().State
+			if st == tcpfsm.TimeWait || st == tcpfsm.Closed {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("tcpfsm stuck in %v after the simultaneous close", st)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err := conn.Endpoint().Err(); err != nil {
+			t.Fatalf("tcpfsm's connection ended with %v", err)
+		}
+		_ = ours.Close()
+	})
+}
+
+// TestSynFloodWhileConnecting: SYNs from spoofed addresses (up to 20,000;
+// the flood runs until the real client is done) reach our listener
+// (backlog 16) while gVisor connects: the half-open queue stays bounded,
+// the overflow gets SYN cookies, and the real client connects and echoes
+// (RFC 4987).
+func TestSynFloodWhileConnecting(t *testing.T) {
+	p, h := setupWith(t, tcpfsm.StackConfig{Backlog: 16})
+	ln, err := h.Listen(80, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go echo(ln)
+	rng := rand.New(rand.NewPCG(21, 22))
+	stop := make(chan struct{})
+	flooded := make(chan int)
+	go func() {
+		n := 0
+		defer func() { flooded <- n }()
+		for ; n < 20000; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			src := netip.AddrFrom4([4]byte{192, 0, 2, byte(rng.Uint32())})
+			s := tcpfsm.Segment{SrcPort: uint16(1024 + rng.IntN(60000)), DstPort: 80,
+				Seq: tcpfsm.Seq(rng.Uint32()), Flags: tcpfsm.FlagSYN, Window: 65535}
+			b := s.AppendTo(nil)
+			_ = tcpfsm.SetChecksum(b, src, ourAddr)
+			p.InjectToTcpfsm(b, src, ourAddr)
+		}
+	}()
+	time.Sleep(20 * time.Millisecond) // the flood is under way
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := gonet.DialContextTCP(ctx, p.Stack, fullOf(ourAddr, 80), ipv4.ProtocolNumber)
+	if err != nil {
+		close(stop)
+		t.Fatalf("gVisor could not connect during the flood: %v", err)
+	}
+	defer c.Close()
+	echoThrough(t, c, payload(64<<10))
+	close(stop)
+	n := <-flooded
+	st := h.Stats()
+	t.Logf("%d spoofed SYNs; %d SYN cookies sent, %d accepted", n, st.CookiesSent, st.CookiesAccepted)
+	if st.CookiesSent == 0 {
+		t.Fatal("no SYN cookies were sent: the half-open queue was not the bound")
+	}
+}
