@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
 	"github.com/tcpfsm/tcpfsm"
 	"github.com/tcpfsm/tcpfsm/host"
@@ -263,5 +265,48 @@ func TestSynFloodWhileConnecting(t *testing.T) {
 	t.Logf("%d spoofed SYNs; %d SYN cookies sent, %d accepted", n, st.CookiesSent, st.CookiesAccepted)
 	if st.CookiesSent == 0 {
 		t.Fatal("no SYN cookies were sent: the half-open queue was not the bound")
+	}
+}
+
+// TestOptionsRefused: each option refused in turn, by us (our SYN or
+// SYN-ACK leaves it out) or by gVisor (SACK off, its default), in both
+// roles. The option must end up off on our side and 1 MiB must still
+// cross byte-exact (RFC 7323 sections 2.2 and 3.2, RFC 2018 section 2).
+func TestOptionsRefused(t *testing.T) {
+	cases := []struct {
+		name   string
+		cfg    tcpfsm.Config
+		noSACK bool // on gVisor
+		check  func(st tcpfsm.Status) bool
+	}{
+		{"window-scale-by-tcpfsm", tcpfsm.Config{NoWindowScale: true}, false, func(st tcpfsm.Status) bool { return st.SndShift == 0 && st.RcvShift == 0 }},
+		{"timestamps-by-tcpfsm", tcpfsm.Config{NoTimestamps: true}, false, func(st tcpfsm.Status) bool { return !st.Timestamps }},
+		{"sack-by-tcpfsm", tcpfsm.Config{NoSACK: true}, false, func(st tcpfsm.Status) bool { return !st.SACK }},
+		{"sack-by-gvisor", tcpfsm.Config{}, true, func(st tcpfsm.Status) bool { return !st.SACK }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			roles(t, func(t *testing.T, ourClient bool) {
+				cfg := c.cfg
+				cfg.RecvBuffer = 1 << 20
+				p, h := setupWith(t, tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{SendBuffer: 1 << 20, Config: cfg}})
+				if c.noSACK {
+					off := tcpip.TCPSACKEnabled(false)
+					if err := p.Stack.SetTransportProtocolOption(tcp.ProtocolNumber, &off); err != nil {
+						t.Fatal(err)
+					}
+				}
+				ours, theirs := connect(t, p, h, ourClient)
+				defer ours.Close()
+				defer theirs.Close()
+				tcb := ours.(*host.Conn).TCB()
+				st, _ := tcb.Status()
+				if !c.check(st) {
+					t.Fatalf("option still in use: %+v", st)
+				}
+				sendAndHalfClose(t, theirs, ours, payload(1<<20))
+				sendAndHalfClose(t, ours, theirs, payload(1<<20))
+			})
+		})
 	}
 }
