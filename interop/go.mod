@@ -4,7 +4,7 @@ go 1.26.3
 
 require github.com/tcpfsm/tcpfsm v0.0.0
 
-require github.com/soypat/seqs v0.0.0-20260125140838-2c1c6b1bd69e // indirect
+require github.com/soypat/seqs v0.0.0-20260125140838-2c1c6b1bd69e
 
 require (
 	github.com/google/btree v1.1.2 // indirect

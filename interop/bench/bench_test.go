@@ -102,6 +102,30 @@ func BenchmarkBulk(b *testing.B) {
 		}
 		bulk(b, c1, <-accepted)
 	})
+	b.Run("seqs-stacks", func(b *testing.B) {
+		// Buffer sizes are uint16 in seqs and their sum must fit too:
+		// 16 KiB each. Each round writes
+		// what the send buffer takes and moves frames until all of it
+		// is read, one goroutine, as the tcpfsm case does.
+		const bufSize = 16 << 10
+		p := newSeqsStacks(b, bufSize)
+		data, rbuf := make([]byte, bufSize), make([]byte, chunk)
+		b.SetBytes(chunk)
+		b.ReportAllocs()
+		for b.Loop() {
+			for off := 0; off < chunk; {
+				n := min(bufSize, chunk-off)
+				if _, err := p.client.Write(data[:n]); err != nil {
+					b.Fatal(err)
+				}
+				got := p.pump(b, rbuf)
+				if got != n {
+					b.Fatalf("seqs delivered %d of %d bytes", got, n)
+				}
+				off += n
+			}
+		}
+	})
 	b.Run("gvisor", func(b *testing.B) {
 		c1, c2 := gvisorPair(b)
 		bulk(b, c1, c2)

@@ -1,9 +1,11 @@
 package bench
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/soypat/seqs"
+	"github.com/soypat/seqs/stacks"
 
 	"github.com/tcpfsm/tcpfsm"
 )
@@ -199,4 +201,66 @@ func BenchmarkLifecycle(b *testing.B) {
 			}
 		}
 	})
+}
+
+// seqsStacks is two soypat/seqs PortStacks (Ethernet, IPv4, TCP) joined
+// in memory, one connection between them.
+type seqsStacks struct {
+	s              [2]*stacks.PortStack
+	client, server *stacks.TCPConn
+	frame          []byte
+}
+
+func newSeqsStacks(b testing.TB, bufSize uint16) *seqsStacks {
+	p := &seqsStacks{frame: make([]byte, 1514)}
+	for i := range p.s {
+		p.s[i] = stacks.NewPortStack(stacks.PortStackConfig{MAC: [6]byte{2, 0, 0, 0, 0, byte(i + 1)},
+			MaxOpenPortsTCP: 1, MaxOpenPortsUDP: 1, MTU: 1514}) // seqs counts the Ethernet header in its MTU
+		p.s[i].SetAddr(netip.AddrFrom4([4]byte{10, 9, 0, byte(i + 1)}))
+	}
+	var err error
+	cfg := stacks.TCPConnConfig{TxBufSize: bufSize, RxBufSize: bufSize}
+	if p.server, err = stacks.NewTCPConn(p.s[1], cfg); err != nil {
+		b.Fatal(err)
+	}
+	if err = p.server.OpenListenTCP(80, 300); err != nil {
+		b.Fatal(err)
+	}
+	if p.client, err = stacks.NewTCPConn(p.s[0], cfg); err != nil {
+		b.Fatal(err)
+	}
+	if err = p.client.OpenDialTCP(40000, p.s[1].HardwareAddr6(), netip.AddrPortFrom(p.s[1].Addr(), 80), 100); err != nil {
+		b.Fatal(err)
+	}
+	p.pump(b, nil)
+	if p.client.State() != seqs.StateEstablished || p.server.State() != seqs.StateEstablished {
+		b.Fatalf("seqs stacks did not connect: %v, %v", p.client.State(), p.server.State())
+	}
+	return p
+}
+
+// pump moves frames until neither stack has one to send; the server's
+// application reads into rbuf as data arrives, and the count is returned.
+func (p *seqsStacks) pump(b testing.TB, rbuf []byte) (read int) {
+	for moved := true; moved; {
+		moved = false
+		for i := range p.s {
+			n, err := p.s[i].HandleEth(p.frame)
+			if err != nil {
+				b.Fatalf("seqs HandleEth: %v", err)
+			}
+			if n == 0 {
+				continue
+			}
+			moved = true
+			if err := p.s[1-i].RecvEth(p.frame[:n]); err != nil {
+				b.Fatalf("seqs RecvEth: %v", err)
+			}
+		}
+		for rbuf != nil && p.server.BufferedInput() > 0 {
+			k, _ := p.server.Read(rbuf)
+			read += k
+		}
+	}
+	return read
 }
