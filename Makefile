@@ -24,5 +24,8 @@ fuzz-smoke:
 		done; \
 	done
 
+# Writes bench.txt (this module) and bench-interop.txt (side by side with
+# gVisor, soypat/seqs and the kernel); summarise each with benchstat.
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -count=6 . | tee bench.txt
+	cd interop && $(GO) test -run='^$$' -bench=. -benchmem -count=6 ./bench | tee ../bench-interop.txt
