@@ -5,9 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"io"
-	"net"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,44 +13,9 @@ import (
 	"github.com/tcpfsm/tcpfsm"
 )
 
-// pipeLink joins two hosts in memory.
-type pipeLink struct {
-	in     chan []byte
-	out    chan []byte
-	closed chan struct{}
-	once   sync.Once
-	local  netip.Addr
-	remote netip.Addr
-}
-
-func pipes(a, b netip.Addr) (*pipeLink, *pipeLink) {
-	x, y := make(chan []byte, 4096), make(chan []byte, 4096)
-	return &pipeLink{in: x, out: y, closed: make(chan struct{}), local: a, remote: b},
-		&pipeLink{in: y, out: x, closed: make(chan struct{}), local: b, remote: a}
-}
-
-func (p *pipeLink) ReadSegment(buf []byte) (int, netip.Addr, netip.Addr, error) {
-	select {
-	case b := <-p.in:
-		return copy(buf, b), p.remote, p.local, nil
-	case <-p.closed:
-		return 0, netip.Addr{}, netip.Addr{}, net.ErrClosed
-	}
-}
-
-func (p *pipeLink) WriteSegment(tcp []byte, _, _ netip.Addr) error {
-	select {
-	case p.out <- append([]byte(nil), tcp...):
-	case <-p.closed:
-	}
-	return nil
-}
-
-func (p *pipeLink) Close() error { p.once.Do(func() { close(p.closed) }); return nil }
-
 func TestEchoBetweenTwoHosts(t *testing.T) {
 	a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
-	la, lb := pipes(a, b)
+	la, lb := Pipe(a, b)
 	big := tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{SendBuffer: 1 << 20, Config: tcpfsm.Config{RecvBuffer: 1 << 20}}}
 	ha, err := New(la, big)
 	require.NoError(t, err)

@@ -75,14 +75,7 @@ func roles(t *testing.T, f func(t *testing.T, ourClient bool)) {
 // stays open.
 func sendAndHalfClose(t *testing.T, w, r halfCloser, data []byte) {
 	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		_, err := w.Write(data)
-		if err == nil {
-			err = w.CloseWrite()
-		}
-		errc <- err
-	}()
+	errc := writeThenHalfClose(w, data)
 	_ = r.SetReadDeadline(time.Now().Add(30 * time.Second))
 	got, err := io.ReadAll(r)
 	if err != nil {
@@ -137,14 +130,7 @@ func TestZeroWindowStall(t *testing.T) {
 				w, r = r, w
 			}
 			data := payload(4 << 20)
-			errc := make(chan error, 1)
-			go func() {
-				_, err := w.Write(data)
-				if err == nil {
-					err = w.CloseWrite()
-				}
-				errc <- err
-			}()
+			errc := writeThenHalfClose(w, data)
 			// Long enough for the window to close and a few persist
 			// probes to go out unanswered by any reading.
 			time.Sleep(1500 * time.Millisecond)

@@ -59,74 +59,59 @@ func echo(ln net.Listener) {
 		if err != nil {
 			return
 		}
-		go func() {
-			defer c.Close()
-			_, _ = io.Copy(c, c)
-			_ = c.(halfCloser).CloseWrite()
-		}()
+		go echoOn(c.(halfCloser))
 	}
 }
 
-func echoThrough(t *testing.T, c halfCloser, data []byte) {
+// echoOn sends back what c receives, half-closes after the peer's FIN,
+// and closes.
+func echoOn(c halfCloser) {
+	defer c.Close()
+	_, _ = io.Copy(c, c)
+	_ = c.CloseWrite()
+}
+
+// writeThenHalfClose writes data on w and half-closes it, in the
+// background; the channel gets the first error, or nil.
+func writeThenHalfClose(w halfCloser, data []byte) <-chan error {
 	errc := make(chan error, 1)
 	go func() {
-		_, err := c.Write(data)
+		_, err := w.Write(data)
 		if err == nil {
-			err = c.CloseWrite()
+			err = w.CloseWrite()
 		}
 		errc <- err
 	}()
-	got, err := io.ReadAll(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, data) {
-		t.Fatalf("echoed %d of %d bytes, or different bytes", len(got), len(data))
-	}
+	return errc
+}
+
+// echoThrough sends data through c to an echo and checks that exactly
+// data comes back before end of stream.
+func echoThrough(t *testing.T, c halfCloser, data []byte) {
+	t.Helper()
+	sendAndHalfClose(t, c, c, data)
 }
 
 func TestOurClientGVisorServer(t *testing.T) {
 	p, h := setup(t, 0)
-	ln, err := gonet.ListenTCP(p.Stack, p.Full(80), ipv4.ProtocolNumber)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go echo(ln)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := h.Dial(ctx, ourAddr, netip.AddrPortFrom(peerAddr, 80), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	echoThrough(t, c, payload(10<<20))
-	tcb := c.Endpoint().TCB()
+	ours, theirs := connect(t, p, h, true)
+	defer ours.Close()
+	go echoOn(theirs)
+	echoThrough(t, ours, payload(10<<20))
+	tcb := ours.(*host.Conn).TCB()
 	st, _ := tcb.Status()
 	t.Logf("negotiated with gVisor: MSS %d, window scale %d/%d, timestamps %v, SACK %v", st.SendMSS, st.SndShift, st.RcvShift, st.Timestamps, st.SACK)
-	if !st.SACK || st.SndShift == 0 {
+	if !st.SACK || st.SndShift == 0 || !st.Timestamps {
 		t.Fatalf("options not negotiated: %+v", st)
 	}
 }
 
 func TestGVisorClientOurServer(t *testing.T) {
 	p, h := setup(t, 0)
-	ln, err := h.Listen(80, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go echo(ln)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := gonet.DialContextTCP(ctx, p.Stack, fullOf(ourAddr, 80), ipv4.ProtocolNumber)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	echoThrough(t, c, payload(10<<20))
+	ours, theirs := connect(t, p, h, false)
+	defer theirs.Close()
+	go echoOn(ours)
+	echoThrough(t, theirs, payload(10<<20))
 }
 
 func TestWithLossAndBothWays(t *testing.T) {
@@ -169,31 +154,15 @@ func fullOf(a netip.Addr, port uint16) tcpip.FullAddress {
 // 4 MiB are echoed. Every attempt must fail: no reset, no byte changed.
 func TestBlindAttacks(t *testing.T) {
 	p, h := setup(t, 0)
-	ln, err := gonet.ListenTCP(p.Stack, p.Full(80), ipv4.ProtocolNumber)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go echo(ln)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := h.Dial(ctx, ourAddr, netip.AddrPortFrom(peerAddr, 80), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ours, theirs := connect(t, p, h, true)
+	go echoOn(theirs)
+	c := ours.(*host.Conn)
 	defer c.Close()
 	local := c.Endpoint().LocalAddr()
 	data := payload(4 << 20)
 	result := make(chan error, 1)
 	go func() {
-		errc := make(chan error, 1)
-		go func() {
-			_, err := c.Write(data)
-			if err == nil {
-				err = c.CloseWrite()
-			}
-			errc <- err
-		}()
+		errc := writeThenHalfClose(c, data)
 		got, err := io.ReadAll(c)
 		if err == nil {
 			err = <-errc
