@@ -90,17 +90,7 @@ func BenchmarkBulk(b *testing.B) {
 	})
 	b.Run("tcpfsm-host", func(b *testing.B) {
 		big := tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{SendBuffer: 1 << 20, Config: tcpfsm.Config{RecvBuffer: 1 << 20}}}
-		ln, dial := hostPair(b, big)
-		accepted := make(chan net.Conn, 1)
-		go func() {
-			c, _ := ln.Accept()
-			accepted <- c
-		}()
-		c1, err := dial()
-		if err != nil {
-			b.Fatal(err)
-		}
-		bulk(b, c1, <-accepted)
+		bulk(b, hostPair(b, big))
 	})
 	b.Run("seqs-stacks", func(b *testing.B) {
 		// Buffer sizes are uint16 in seqs and their sum must fit too:
@@ -127,17 +117,17 @@ func BenchmarkBulk(b *testing.B) {
 		}
 	})
 	b.Run("gvisor", func(b *testing.B) {
-		c1, c2 := gvisorPair(b)
-		bulk(b, c1, c2)
+		bulk(b, gvisorPeers(b))
 	})
 	b.Run("kernel", func(b *testing.B) {
-		c1, c2 := kernelPair(b)
-		bulk(b, c1, c2)
+		bulk(b, kernelPeers(b))
 	})
 }
 
-// bulk writes chunk bytes per op on c1 and reads them on c2.
-func bulk(b *testing.B, c1, c2 net.Conn) {
+// bulk connects p and writes chunk bytes per op on the dialed end,
+// reading them on the accepted one.
+func bulk(b *testing.B, p peers) {
+	c1, c2 := connPair(b, p)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -173,7 +163,9 @@ func newGVisor(b testing.TB, addr netip.Addr, ep stack.LinkEndpoint) *stack.Stac
 	return s
 }
 
-func gvisorPair(b testing.TB) (net.Conn, net.Conn) {
+// gvisorPeers makes two netstacks joined by link/pipe; it returns a
+// listener on the second and a dial function from the first.
+func gvisorPeers(b testing.TB) peers {
 	e1, e2 := pipe.New("\x02\x00\x00\x00\x00\x01", "\x02\x00\x00\x00\x00\x02", 1500)
 	s1 := newGVisor(b, addrA.Addr(), e1)
 	s2 := newGVisor(b, addrB.Addr(), e2)
@@ -182,30 +174,35 @@ func gvisorPair(b testing.TB) (net.Conn, net.Conn) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	c1, err := gonet.DialContextTCP(context.Background(), s1, full, ipv4.ProtocolNumber)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return c1, <-accepted
+	return peers{ln, func() (net.Conn, error) {
+		return gonet.DialContextTCP(context.Background(), s1, full, ipv4.ProtocolNumber)
+	}}
 }
 
-func kernelPair(b testing.TB) (net.Conn, net.Conn) {
+// kernelPeers is the kernel's TCP over loopback.
+func kernelPeers(b testing.TB) peers {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
+	return peers{ln, func() (net.Conn, error) { return net.Dial("tcp", ln.Addr().String()) }}
+}
+
+// peers is a listener on one implementation and a dial function from
+// another of the same kind.
+type peers struct {
+	ln   net.Listener
+	dial func() (net.Conn, error)
+}
+
+// connPair makes one connection: the dialed end and the accepted one.
+func connPair(b testing.TB, p peers) (net.Conn, net.Conn) {
 	accepted := make(chan net.Conn, 1)
 	go func() {
-		c, _ := ln.Accept()
+		c, _ := p.ln.Accept()
 		accepted <- c
-		ln.Close()
 	}()
-	c1, err := net.Dial("tcp", ln.Addr().String())
+	c1, err := p.dial()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -264,29 +261,20 @@ func BenchmarkConnection(b *testing.B) {
 	})
 	b.Run("tcpfsm-host", func(b *testing.B) {
 		short := tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{Config: tcpfsm.Config{MSL: time.Millisecond}}}
-		ln, dial := hostPair(b, short)
-		connection(b, ln, dial)
+		connection(b, hostPair(b, short))
 	})
 	b.Run("gvisor", func(b *testing.B) {
-		e1, e2 := pipe.New("\x02\x00\x00\x00\x00\x01", "\x02\x00\x00\x00\x00\x02", 1500)
-		s1 := newGVisor(b, addrA.Addr(), e1)
-		s2 := newGVisor(b, addrB.Addr(), e2)
-		full := tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFrom4(addrB.Addr().As4()), Port: 80}
-		ln, _ := gonet.ListenTCP(s2, full, ipv4.ProtocolNumber)
-		connection(b, ln, func() (net.Conn, error) {
-			return gonet.DialContextTCP(context.Background(), s1, full, ipv4.ProtocolNumber)
-		})
+		connection(b, gvisorPeers(b))
 	})
 	b.Run("kernel", func(b *testing.B) {
-		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		connection(b, ln, func() (net.Conn, error) { return net.Dial("tcp", ln.Addr().String()) })
+		connection(b, kernelPeers(b))
 	})
 }
 
-func connection(b *testing.B, ln net.Listener, dial func() (net.Conn, error)) {
+func connection(b *testing.B, p peers) {
 	go func() {
 		for {
-			c, err := ln.Accept()
+			c, err := p.ln.Accept()
 			if err != nil {
 				return
 			}
@@ -301,7 +289,7 @@ func connection(b *testing.B, ln net.Listener, dial func() (net.Conn, error)) {
 	data, buf := make([]byte, 1024), make([]byte, 1024)
 	b.ReportAllocs()
 	for b.Loop() {
-		c, err := dial()
+		c, err := p.dial()
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -309,5 +297,5 @@ func connection(b *testing.B, ln net.Listener, dial func() (net.Conn, error)) {
 		_, _ = io.ReadFull(c, buf)
 		c.Close()
 	}
-	ln.Close()
+	p.ln.Close()
 }

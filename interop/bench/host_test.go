@@ -14,7 +14,7 @@ import (
 // tcpfsm when it wants a net.Conn, so the "tcpfsm-host" figures pay for
 // goroutines, locks and copies as gonet does. It returns a listener on
 // the second and a dial function from the first.
-func hostPair(b testing.TB, cfg tcpfsm.StackConfig) (net.Listener, func() (net.Conn, error)) {
+func hostPair(b testing.TB, cfg tcpfsm.StackConfig) peers {
 	la, lb := host.Pipe(addrA.Addr(), addrB.Addr())
 	ha, err := host.New(la, cfg)
 	if err != nil {
@@ -29,8 +29,7 @@ func hostPair(b testing.TB, cfg tcpfsm.StackConfig) (net.Listener, func() (net.C
 	if err != nil {
 		b.Fatal(err)
 	}
-	dial := func() (net.Conn, error) {
+	return peers{ln, func() (net.Conn, error) {
 		return ha.Dial(context.Background(), addrA.Addr(), addrB, nil)
-	}
-	return ln, dial
+	}}
 }
