@@ -114,19 +114,32 @@ func TestGVisorClientOurServer(t *testing.T) {
 	echoThrough(t, theirs, payload(10<<20))
 }
 
-func TestWithLossAndBothWays(t *testing.T) {
-	p, h := setup(t, 0.05)
-	ln, _ := h.Listen(80, nil)
-	go echo(ln)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	c, err := gonet.DialContextTCP(ctx, p.Stack, fullOf(ourAddr, 80), ipv4.ProtocolNumber)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(3 * time.Minute))
-	echoThrough(t, c, payload(2<<20))
+// TestLossAndReordering: 5% of packets lost and 5% overtaken by the next,
+// each way, while 512 KiB go each way in both roles, byte-exact. Our
+// side runs with a 200 ms RTO floor, as Linux and gVisor do; at RFC 6298's
+// 1 s floor the same transfer takes minutes, because with windows this
+// small most losses are repaired by timeout (see the issue 7 note).
+func TestLossAndReordering(t *testing.T) {
+	roles(t, func(t *testing.T, ourClient bool) {
+		p, h := setupWith(t, tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{SendBuffer: 1 << 20,
+			Config: tcpfsm.Config{RecvBuffer: 1 << 20, MinRTO: 200 * time.Millisecond}}})
+		ours, theirs := connect(t, p, h, ourClient)
+		defer ours.Close()
+		defer theirs.Close()
+		p.mu.Lock()
+		p.Loss, p.Reorder = 0.05, 0.05
+		p.mu.Unlock()
+		start := time.Now()
+		sendAndHalfClose(t, ours, theirs, payload(512<<10))
+		mid := time.Now()
+		sendAndHalfClose(t, theirs, ours, payload(512<<10))
+		st := ours.(*host.Conn).Endpoint().Stats()
+		t.Logf("512 KiB tcpfsm to gVisor in %v, gVisor to tcpfsm in %v; tcpfsm retransmitted %d segments",
+			mid.Sub(start), time.Since(mid), st.Retransmits)
+		if st.Retransmits == 0 {
+			t.Fatal("nothing was retransmitted: the link lost nothing")
+		}
+	})
 }
 
 func TestResets(t *testing.T) {

@@ -36,7 +36,13 @@ type Peer struct {
 	mu   sync.Mutex
 	rng  *rand.Rand
 	Loss float64 // fraction of packets dropped each way (no netem: the link drops)
-	buf  []byte
+	// Reorder is the fraction of packets held back each way and delivered
+	// after the next one.
+	Reorder float64
+	buf     []byte
+	heldIn  []byte  // an IPv4 packet toward netstack, held back (under mu)
+	heldOut *forged // a segment toward tcpfsm, held back (read loop only)
+	nextOut *forged // the held segment, due on the next ReadSegment
 
 	injected chan forged   // segments an off-path attacker sends toward tcpfsm
 	written  chan struct{} // netstack queued a packet (capacity 1: a doorbell)
@@ -98,17 +104,20 @@ func (p *Peer) Full(port uint16) tcpip.FullAddress {
 }
 
 func (p *Peer) lose() bool {
-	if p.Loss == 0 {
-		return false
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.rng.Float64() < p.Loss
+	return p.chanceLocked(p.Loss)
 }
+
+func (p *Peer) chanceLocked(f float64) bool { return f > 0 && p.rng.Float64() < f }
 
 // ReadSegment returns the next TCP segment netstack sends.
 func (p *Peer) ReadSegment(b []byte) (int, netip.Addr, netip.Addr, error) {
 	for {
+		if f := p.nextOut; f != nil {
+			p.nextOut = nil
+			return copy(b, f.seg), f.src, f.dst, nil
+		}
 		select {
 		case f := <-p.injected:
 			return copy(b, f.seg), f.src, f.dst, nil
@@ -138,7 +147,19 @@ func (p *Peer) ReadSegment(b []byte) (int, netip.Addr, netip.Addr, error) {
 			continue
 		}
 		src, dst := netip.AddrFrom4([4]byte(b[12:16])), netip.AddrFrom4([4]byte(b[16:20]))
-		return copy(b, b[ihl:total]), src, dst, nil
+		m := copy(b, b[ihl:total])
+		if p.heldOut != nil { // this one overtakes the held one
+			p.nextOut, p.heldOut = p.heldOut, nil
+		} else {
+			p.mu.Lock()
+			hold := p.chanceLocked(p.Reorder)
+			p.mu.Unlock()
+			if hold {
+				p.heldOut = &forged{append([]byte(nil), b[:m]...), src, dst}
+				continue
+			}
+		}
+		return m, src, dst, nil
 	}
 }
 
@@ -154,9 +175,21 @@ func (p *Peer) WriteSegment(seg []byte, src, dst netip.Addr) error {
 		SrcAddr: tcpip.AddrFrom4(src.As4()), DstAddr: tcpip.AddrFrom4(dst.As4())})
 	ip.SetChecksum(^ip.CalculateChecksum())
 	copy(b[20:], seg)
-	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
-	p.ch.InjectInbound(ipv4.ProtocolNumber, pkt)
-	pkt.DecRef()
+	p.mu.Lock()
+	held := p.heldIn
+	p.heldIn = nil
+	if held == nil && p.chanceLocked(p.Reorder) {
+		p.heldIn = b
+		b = nil
+	}
+	p.mu.Unlock()
+	for _, ip := range [][]byte{b, held} { // the held packet after this one
+		if ip != nil {
+			pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(ip)})
+			p.ch.InjectInbound(ipv4.ProtocolNumber, pkt)
+			pkt.DecRef()
+		}
+	}
 	return nil
 }
 
