@@ -98,7 +98,7 @@ func (t *TCB) onDupAck(now Time, out []Action) []Action {
 			return t.retransmitHole(now, out) // SACK shows the next hole
 		}
 		return out
-	case t.dupAcks == 3 && t.SndUna.GreaterThan(t.recover):
+	case t.dupAcks == t.dupThresh(smss) && t.SndUna.GreaterThan(t.recover):
 		t.onLoss(false)
 		t.recover = t.SndNxt.Add(^uint32(0))
 		t.cwnd = t.ssthresh + 3*smss
@@ -107,6 +107,27 @@ func (t *TCB) onDupAck(now Time, out []Action) []Action {
 		return t.retransmitHole(now, out)
 	}
 	return out
+}
+
+// dupThresh is the number of duplicate ACKs that starts fast retransmit:
+// 3 (RFC 5681 section 3.2), or with EarlyRetransmit one less than the
+// outstanding segments when fewer than four are outstanding and no new
+// data may be sent (RFC 5827 section 3.1, the segment-based variant).
+func (t *TCB) dupThresh(smss uint32) uint8 {
+	if t.cfg.opts&optEarlyRetransmit == 0 {
+		return 3
+	}
+	flight := t.SndNxt.Diff(t.SndUna)
+	unsent := t.sndEnd.Diff(t.SndNxt)
+	if t.sndEnd.LessThan(t.SndNxt) {
+		unsent = 0 // only our FIN is past sndEnd
+	}
+	canSend := unsent > 0 && t.SndUna.Add(t.SndWnd).GreaterThan(t.SndNxt)
+	oseg := (flight + smss - 1) / smss
+	if flight >= 4*smss || canSend || oseg < 2 {
+		return 3
+	}
+	return uint8(oseg - 1)
 }
 
 // onRecoveryAck handles a new ACK during fast recovery: a full ACK (past

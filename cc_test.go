@@ -201,3 +201,40 @@ func TestCUBIC(t *testing.T) {
 	cfg.Congestion = 9
 	require.Error(t, cfg.Validate())
 }
+
+func TestEarlyRetransmit(t *testing.T) {
+	// RFC5827 3.1: with oseg < 4 and nothing new to send, the threshold
+	// is oseg - 1 duplicate ACKs.
+	er := Config{EarlyRetransmit: true}
+
+	c := inFlight(t, er, 2, 0)
+	c.peer(pkt(".", 301, 101, win(60000)))
+	c.sent(". seq=101 len=1460") // one dup ACK is enough for two segments
+	require.True(t, c.tcb.flags&flagRecovery != 0)
+
+	c = inFlight(t, er, 3, 0)
+	c.peer(pkt(".", 301, 101, win(60000)))
+	c.nothing()
+	c.peer(pkt(".", 301, 101, win(60000)))
+	c.sent(". seq=101 len=1460") // two for three
+
+	// Four or more outstanding: the usual three.
+	c = inFlight(t, er, 4, 0)
+	for range 2 {
+		c.peer(pkt(".", 301, 101, win(60000)))
+	}
+	c.nothing()
+	c.peer(pkt(".", 301, 101, win(60000)))
+	c.sent(". seq=101 len=1460")
+
+	// New data to send: limited transmit sends it and the threshold stays.
+	c = inFlight(t, er, 2, 5000)
+	c.peer(pkt(".", 301, 101, win(60000)))
+	c.sent(". seq=3021 len=1460")
+	require.False(t, c.tcb.flags&flagRecovery != 0)
+
+	// Off by default: two segments and one dup ACK wait for more.
+	c = inFlight(t, Config{}, 2, 0)
+	c.peer(pkt(".", 301, 101, win(60000)))
+	c.nothing()
+}

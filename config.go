@@ -116,6 +116,12 @@ type Config struct {
 	// min(10*SMSS, max(2*SMSS, 14600)) (RFC 6928) instead of RFC 5681's
 	// 2 to 4 segments.
 	InitialWindow10 bool
+	// EarlyRetransmit lowers the duplicate-ACK threshold of fast
+	// retransmit to one less than the segments outstanding when fewer than
+	// four are outstanding and no new data can be sent, so a loss near the
+	// end of a small flight need not wait for the RTO (RFC 5827 section
+	// 3.1). Default off: RFC 5827 is Experimental.
+	EarlyRetransmit bool
 	// Congestion selects the congestion control algorithm (RFC 9293
 	// MAY-18). Default NewReno (RFC 5681 with RFC 6582).
 	Congestion CongestionAlgorithm
@@ -238,6 +244,7 @@ const (
 	optSACK
 	optIW10
 	optCUBIC
+	optEarlyRetransmit
 )
 
 func d16(d time.Duration, def time.Duration) dur16 {
@@ -300,7 +307,7 @@ func (c *Config) compile() (settings, error) {
 		{c.TimeWaitRST, optTimeWaitRST}, {c.TimeWaitChallenge, optTimeWaitChallenge},
 		{c.QuickACK, optQuickACK}, {c.NoDelay, optNoDelay}, {!c.NoWindowScale, optWS},
 		{!c.NoTimestamps, optTS}, {!c.NoSACK, optSACK}, {c.InitialWindow10, optIW10},
-		{c.Congestion == CUBIC, optCUBIC}} {
+		{c.Congestion == CUBIC, optCUBIC}, {c.EarlyRetransmit, optEarlyRetransmit}} {
 		if o.on {
 			s.opts |= o.bit
 		}

@@ -122,7 +122,7 @@ func TestGVisorClientOurServer(t *testing.T) {
 func TestLossAndReordering(t *testing.T) {
 	roles(t, func(t *testing.T, ourClient bool) {
 		p, h := setupWith(t, tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{SendBuffer: 1 << 20,
-			Config: tcpfsm.Config{RecvBuffer: 1 << 20, MinRTO: 200 * time.Millisecond}}})
+			Config: tcpfsm.Config{RecvBuffer: 1 << 20, MinRTO: 200 * time.Millisecond, EarlyRetransmit: true}}})
 		ours, theirs := connect(t, p, h, ourClient)
 		defer ours.Close()
 		defer theirs.Close()

@@ -37,7 +37,7 @@ type Peer struct {
 	rng  *rand.Rand
 	Loss float64 // fraction of packets dropped each way (no netem: the link drops)
 	// Reorder is the fraction of packets held back each way and delivered
-	// after the next one.
+	// after the next one (or as soon as netstack has nothing to send).
 	Reorder float64
 	buf     []byte
 	heldIn  []byte  // an IPv4 packet toward netstack, held back (under mu)
@@ -125,6 +125,21 @@ func (p *Peer) ReadSegment(b []byte) (int, netip.Addr, netip.Addr, error) {
 		}
 		pkt := p.ch.Read()
 		if pkt == nil {
+			// Nothing follows a held packet: deliver it now, a
+			// little late, rather than after a retransmission
+			// timeout.
+			if f := p.heldOut; f != nil {
+				p.heldOut = nil
+				return copy(b, f.seg), f.src, f.dst, nil
+			}
+			p.mu.Lock()
+			held := p.heldIn
+			p.heldIn = nil
+			p.mu.Unlock()
+			if held != nil {
+				p.inject(held)
+				continue
+			}
 			select {
 			case f := <-p.injected:
 				return copy(b, f.seg), f.src, f.dst, nil
@@ -185,12 +200,17 @@ func (p *Peer) WriteSegment(seg []byte, src, dst netip.Addr) error {
 	p.mu.Unlock()
 	for _, ip := range [][]byte{b, held} { // the held packet after this one
 		if ip != nil {
-			pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(ip)})
-			p.ch.InjectInbound(ipv4.ProtocolNumber, pkt)
-			pkt.DecRef()
+			p.inject(ip)
 		}
 	}
 	return nil
+}
+
+// inject hands netstack one IPv4 packet.
+func (p *Peer) inject(ip []byte) {
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(ip)})
+	p.ch.InjectInbound(ipv4.ProtocolNumber, pkt)
+	pkt.DecRef()
 }
 
 // Close stops the link and the netstack.
