@@ -58,6 +58,12 @@ func inNetns(t *testing.T) bool {
 
 // setup makes the TUN device and a tcpfsm host on it.
 func setup(t *testing.T, loss float64) *host.Host {
+	h, _ := setupDevice(t, loss)
+	return h
+}
+
+// setupDevice is setup, also returning the device.
+func setupDevice(t *testing.T, loss float64) (*host.Host, *Device) {
 	d, err := Open("tcpfsm0")
 	if err != nil {
 		t.Log("SKIP-NETNS", err)
@@ -73,7 +79,7 @@ func setup(t *testing.T, loss float64) *host.Host {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	return h
+	return h, d
 }
 
 func payload(n int) []byte {
