@@ -18,6 +18,7 @@ import (
 
 	"github.com/tcpfsm/tcpfsm"
 	"github.com/tcpfsm/tcpfsm/host"
+	"github.com/tcpfsm/tcpfsm/interop/internal/peertest"
 )
 
 // setupWith is setup with the host's stack configured by cfg.
@@ -36,7 +37,7 @@ func setupWith(t *testing.T, cfg tcpfsm.StackConfig) (*Peer, *host.Host) {
 
 // connect returns a connected pair: ours (tcpfsm) and theirs (gVisor),
 // with tcpfsm as the client when ourClient is set.
-func connect(t *testing.T, p *Peer, h *host.Host, ourClient bool) (ours halfCloser, theirs halfCloser) {
+func connect(t *testing.T, p *Peer, h *host.Host, ourClient bool) (ours peertest.HalfCloser, theirs peertest.HalfCloser) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	accepted := make(chan net.Conn, 1)
@@ -51,7 +52,7 @@ func connect(t *testing.T, p *Peer, h *host.Host, ourClient bool) (ours halfClos
 		if err != nil {
 			t.Fatal(err)
 		}
-		return c, (<-accepted).(halfCloser)
+		return withDeadline(c, (<-accepted).(peertest.HalfCloser))
 	}
 	ln, err := h.Listen(80, nil)
 	if err != nil {
@@ -62,31 +63,21 @@ func connect(t *testing.T, p *Peer, h *host.Host, ourClient bool) (ours halfClos
 	if err != nil {
 		t.Fatal(err)
 	}
-	return (<-accepted).(halfCloser), c
+	return withDeadline((<-accepted).(peertest.HalfCloser), c)
+}
+
+// withDeadline gives both ends two minutes, so a stalled case fails
+// rather than waiting for the test binary's timeout.
+func withDeadline(ours, theirs peertest.HalfCloser) (peertest.HalfCloser, peertest.HalfCloser) {
+	d := time.Now().Add(2 * time.Minute)
+	_ = ours.SetDeadline(d)
+	_ = theirs.SetDeadline(d)
+	return ours, theirs
 }
 
 func roles(t *testing.T, f func(t *testing.T, ourClient bool)) {
 	t.Run("tcpfsm-client", func(t *testing.T) { f(t, true) })
 	t.Run("tcpfsm-server", func(t *testing.T) { f(t, false) })
-}
-
-// sendAndHalfClose writes data on w, half-closes it, and checks that r
-// reads exactly data and then end of stream, while r's own direction
-// stays open.
-func sendAndHalfClose(t *testing.T, w, r halfCloser, data []byte) {
-	t.Helper()
-	errc := writeThenHalfClose(w, data)
-	_ = r.SetReadDeadline(time.Now().Add(30 * time.Second))
-	got, err := io.ReadAll(r)
-	if err != nil {
-		t.Fatalf("reading the half-closed direction: %v", err)
-	}
-	if err := <-errc; err != nil {
-		t.Fatalf("writing and half-closing: %v", err)
-	}
-	if !bytes.Equal(got, data) {
-		t.Fatalf("read %d bytes of %d, or different bytes", len(got), len(data))
-	}
 }
 
 // TestHalfCloseBothOrders: one end sends and half-closes, the other keeps
@@ -97,15 +88,15 @@ func TestHalfCloseBothOrders(t *testing.T) {
 			roles(t, func(t *testing.T, ourClient bool) {
 				p, h := setup(t, 0)
 				ours, theirs := connect(t, p, h, ourClient)
-				a, b := halfCloser(ours), halfCloser(theirs)
+				a, b := peertest.HalfCloser(ours), peertest.HalfCloser(theirs)
 				if first == "gvisor-first" {
 					a, b = b, a
 				}
-				sendAndHalfClose(t, a, b, payload(256<<10))
+				peertest.SendAndHalfClose(t, a, b, peertest.Payload(256<<10))
 				// The end that got the FIN sends afterwards: CLOSE-WAIT
 				// carries data for as long as the application likes.
 				time.Sleep(50 * time.Millisecond)
-				sendAndHalfClose(t, b, a, payload(300 << 10)[1000:])
+				peertest.SendAndHalfClose(t, b, a, peertest.Payload(300 << 10)[1000:])
 				ours.Close()
 				theirs.Close()
 			})
@@ -125,12 +116,12 @@ func TestZeroWindowStall(t *testing.T) {
 			ours, theirs := connect(t, p, h, true)
 			defer ours.Close()
 			defer theirs.Close()
-			w, r := halfCloser(theirs), halfCloser(ours)
+			w, r := peertest.HalfCloser(theirs), peertest.HalfCloser(ours)
 			if dir == "tcpfsm-sends" {
 				w, r = r, w
 			}
-			data := payload(4 << 20)
-			errc := writeThenHalfClose(w, data)
+			data := peertest.Payload(4 << 20)
+			errc := peertest.WriteThenHalfClose(w, data)
 			// Long enough for the window to close and a few persist
 			// probes to go out unanswered by any reading.
 			time.Sleep(1500 * time.Millisecond)
@@ -214,7 +205,7 @@ func TestSynFloodWhileConnecting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go echo(ln)
+	go peertest.Echo(ln)
 	rng := rand.New(rand.NewPCG(21, 22))
 	stop := make(chan struct{})
 	flooded := make(chan int)
@@ -244,7 +235,7 @@ func TestSynFloodWhileConnecting(t *testing.T) {
 		t.Fatalf("gVisor could not connect during the flood: %v", err)
 	}
 	defer c.Close()
-	echoThrough(t, c, payload(64<<10))
+	peertest.SendAndHalfClose(t, c, c, peertest.Payload(64<<10))
 	close(stop)
 	n := <-flooded
 	st := h.Stats()
@@ -290,8 +281,8 @@ func TestOptionsRefused(t *testing.T) {
 				if !c.check(st) {
 					t.Fatalf("option still in use: %+v", st)
 				}
-				sendAndHalfClose(t, theirs, ours, payload(1<<20))
-				sendAndHalfClose(t, ours, theirs, payload(1<<20))
+				peertest.SendAndHalfClose(t, theirs, ours, peertest.Payload(1<<20))
+				peertest.SendAndHalfClose(t, ours, theirs, peertest.Payload(1<<20))
 			})
 		})
 	}

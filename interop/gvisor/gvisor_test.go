@@ -1,12 +1,8 @@
 package gvisor
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"io"
-	"math/rand/v2"
-	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -17,6 +13,7 @@ import (
 
 	"github.com/tcpfsm/tcpfsm"
 	"github.com/tcpfsm/tcpfsm/host"
+	"github.com/tcpfsm/tcpfsm/interop/internal/peertest"
 )
 
 var (
@@ -39,65 +36,12 @@ func setup(t *testing.T, loss float64) (*Peer, *host.Host) {
 	return p, h
 }
 
-func payload(n int) []byte {
-	b := make([]byte, n)
-	r := rand.New(rand.NewPCG(5, 6))
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
-
-type halfCloser interface {
-	net.Conn
-	CloseWrite() error
-}
-
-func echo(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go echoOn(c.(halfCloser))
-	}
-}
-
-// echoOn sends back what c receives, half-closes after the peer's FIN,
-// and closes.
-func echoOn(c halfCloser) {
-	defer c.Close()
-	_, _ = io.Copy(c, c)
-	_ = c.CloseWrite()
-}
-
-// writeThenHalfClose writes data on w and half-closes it, in the
-// background; the channel gets the first error, or nil.
-func writeThenHalfClose(w halfCloser, data []byte) <-chan error {
-	errc := make(chan error, 1)
-	go func() {
-		_, err := w.Write(data)
-		if err == nil {
-			err = w.CloseWrite()
-		}
-		errc <- err
-	}()
-	return errc
-}
-
-// echoThrough sends data through c to an echo and checks that exactly
-// data comes back before end of stream.
-func echoThrough(t *testing.T, c halfCloser, data []byte) {
-	t.Helper()
-	sendAndHalfClose(t, c, c, data)
-}
-
 func TestOurClientGVisorServer(t *testing.T) {
 	p, h := setup(t, 0)
 	ours, theirs := connect(t, p, h, true)
 	defer ours.Close()
-	go echoOn(theirs)
-	echoThrough(t, ours, payload(10<<20))
+	go peertest.EchoOn(theirs)
+	peertest.SendAndHalfClose(t, ours, ours, peertest.Payload(10<<20))
 	tcb := ours.(*host.Conn).TCB()
 	st, _ := tcb.Status()
 	t.Logf("negotiated with gVisor: MSS %d, window scale %d/%d, timestamps %v, SACK %v", st.SendMSS, st.SndShift, st.RcvShift, st.Timestamps, st.SACK)
@@ -110,8 +54,8 @@ func TestGVisorClientOurServer(t *testing.T) {
 	p, h := setup(t, 0)
 	ours, theirs := connect(t, p, h, false)
 	defer theirs.Close()
-	go echoOn(ours)
-	echoThrough(t, theirs, payload(10<<20))
+	go peertest.EchoOn(ours)
+	peertest.SendAndHalfClose(t, theirs, theirs, peertest.Payload(10<<20))
 }
 
 // TestLossAndReordering: 5% of packets lost and 5% overtaken by the next,
@@ -130,9 +74,9 @@ func TestLossAndReordering(t *testing.T) {
 		p.Loss, p.Reorder = 0.05, 0.05
 		p.mu.Unlock()
 		start := time.Now()
-		sendAndHalfClose(t, ours, theirs, payload(512<<10))
+		peertest.SendAndHalfClose(t, ours, theirs, peertest.Payload(512<<10))
 		mid := time.Now()
-		sendAndHalfClose(t, theirs, ours, payload(512<<10))
+		peertest.SendAndHalfClose(t, theirs, ours, peertest.Payload(512<<10))
 		st := ours.(*host.Conn).Endpoint().Stats()
 		t.Logf("512 KiB tcpfsm to gVisor in %v, gVisor to tcpfsm in %v; tcpfsm retransmitted %d segments",
 			mid.Sub(start), time.Since(mid), st.Retransmits)
@@ -168,29 +112,12 @@ func fullOf(a netip.Addr, port uint16) tcpip.FullAddress {
 func TestBlindAttacks(t *testing.T) {
 	p, h := setup(t, 0)
 	ours, theirs := connect(t, p, h, true)
-	go echoOn(theirs)
+	go peertest.EchoOn(theirs)
 	c := ours.(*host.Conn)
 	defer c.Close()
 	local := c.Endpoint().LocalAddr()
-	data := payload(4 << 20)
-	result := make(chan error, 1)
-	go func() {
-		errc := writeThenHalfClose(c, data)
-		got, err := io.ReadAll(c)
-		if err == nil {
-			err = <-errc
-		}
-		if err == nil && !bytes.Equal(got, data) {
-			err = errors.New("the echoed stream differs: an injected segment got in")
-		}
-		result <- err
-	}()
-	rng := rand.New(rand.NewPCG(11, 12))
-	kinds := []struct {
-		name  string
-		flags tcpfsm.Flags
-		data  int
-	}{{"RST", tcpfsm.FlagRST, 0}, {"SYN", tcpfsm.FlagSYN, 0}, {"data", tcpfsm.FlagACK | tcpfsm.FlagPSH, 20}}
+	result := peertest.EchoChecked(c, peertest.Payload(4<<20))
+	forger := peertest.NewForger(11)
 	attempts := map[string]int{}
 	var err2 error
 loop:
@@ -200,20 +127,10 @@ loop:
 			break loop
 		default:
 		}
-		k := kinds[i%len(kinds)]
-		mk := func(sport, dport uint16, src, dst netip.Addr) []byte {
-			s := tcpfsm.Segment{SrcPort: sport, DstPort: dport, Seq: tcpfsm.Seq(rng.Uint32()), Ack: tcpfsm.Seq(rng.Uint32()),
-				Flags: k.flags, Window: 65535}
-			if k.data > 0 {
-				s.Payload = bytes.Repeat([]byte{0xEE}, k.data)
-			}
-			b := s.AppendTo(nil)
-			_ = tcpfsm.SetChecksum(b, src, dst)
-			return b
-		}
-		p.InjectToTcpfsm(mk(80, local.Port(), peerAddr, ourAddr), peerAddr, ourAddr)
-		_ = p.WriteSegment(mk(local.Port(), 80, ourAddr, peerAddr), ourAddr, peerAddr)
-		attempts[k.name]++
+		k := peertest.Attacks[i%len(peertest.Attacks)]
+		p.InjectToTcpfsm(forger.Segment(k, peerAddr, 80, ourAddr, local.Port()), peerAddr, ourAddr)
+		_ = p.WriteSegment(forger.Segment(k, ourAddr, local.Port(), peerAddr, 80), ourAddr, peerAddr)
+		attempts[k.Name]++
 		if i%64 == 0 {
 			time.Sleep(time.Millisecond)
 		}

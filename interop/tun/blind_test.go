@@ -3,12 +3,8 @@
 package tun
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
-	"io"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"syscall"
@@ -16,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tcpfsm/tcpfsm"
+	"github.com/tcpfsm/tcpfsm/interop/internal/peertest"
 )
 
 // TestBlindAttacksOnTheKernelConnection plays the off-path attacker of
@@ -35,7 +32,7 @@ func TestBlindAttacksOnTheKernelConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go echoServer(ln)
+	go peertest.Echo(ln)
 	port := uint16(ln.Addr().(*net.TCPAddr).Port)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -51,43 +48,8 @@ func TestBlindAttacksOnTheKernelConnection(t *testing.T) {
 	}
 	defer syscall.Close(raw)
 
-	data := payload(4 << 20)
-	result := make(chan error, 1)
-	go func() {
-		errc := make(chan error, 1)
-		go func() {
-			_, err := c.Write(data)
-			if err == nil {
-				err = c.CloseWrite()
-			}
-			errc <- err
-		}()
-		got, err := io.ReadAll(c)
-		if err == nil {
-			err = <-errc
-		}
-		if err == nil && !bytes.Equal(got, data) {
-			err = errors.New("the echoed stream differs: an injected segment got in")
-		}
-		result <- err
-	}()
-
-	rng := rand.New(rand.NewPCG(31, 32))
-	kinds := []struct {
-		name  string
-		flags tcpfsm.Flags
-		data  int
-	}{{"RST", tcpfsm.FlagRST, 0}, {"SYN", tcpfsm.FlagSYN, 0}, {"data", tcpfsm.FlagACK | tcpfsm.FlagPSH, 20}}
-	forge := func(flags tcpfsm.Flags, n int, sport, dport uint16, src, dst netip.Addr) []byte {
-		s := tcpfsm.Segment{SrcPort: sport, DstPort: dport, Seq: tcpfsm.Seq(rng.Uint32()),
-			Ack: tcpfsm.Seq(rng.Uint32()), Flags: flags, Window: 65535}
-		if n > 0 {
-			s.Payload = bytes.Repeat([]byte{0xEE}, n)
-		}
-		b := s.AppendTo(nil)
-		_ = tcpfsm.SetChecksum(b, src, dst)
-		return b
-	}
+	result := peertest.EchoChecked(c, peertest.Payload(4<<20))
+	forger := peertest.NewForger(31)
 	toUs := &syscall.SockaddrInet4{Addr: ourAddr.As4()}
 	attempts := map[string]int{}
 	var ours error
@@ -98,14 +60,14 @@ loop:
 			break loop
 		default:
 		}
-		k := kinds[i%len(kinds)]
+		k := peertest.Attacks[i%len(peertest.Attacks)]
 		// To the kernel, as if from tcpfsm.
-		if err := d.WriteSegment(forge(k.flags, k.data, local.Port(), port, ourAddr, kernelAddr), ourAddr, kernelAddr); err != nil {
+		if err := d.WriteSegment(forger.Segment(k, ourAddr, local.Port(), kernelAddr, port), ourAddr, kernelAddr); err != nil {
 			t.Fatal(err)
 		}
 		// To tcpfsm, as if from the kernel: a whole IPv4 packet (the
 		// kernel fills in the header checksum for IPPROTO_RAW).
-		tcp := forge(k.flags, k.data, port, local.Port(), kernelAddr, ourAddr)
+		tcp := forger.Segment(k, kernelAddr, port, ourAddr, local.Port())
 		ip := make([]byte, 20, 20+len(tcp))
 		ip[0], ip[8], ip[9] = 0x45, 64, tcpfsm.ProtocolTCP
 		binary.BigEndian.PutUint16(ip[2:], uint16(20+len(tcp)))
@@ -115,7 +77,7 @@ loop:
 		if err := syscall.Sendto(raw, append(ip, tcp...), 0, toUs); err != nil {
 			t.Fatalf("raw send: %v", err)
 		}
-		attempts[k.name]++
+		attempts[k.Name]++
 		if i%64 == 0 {
 			time.Sleep(time.Millisecond)
 		}

@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/tcpfsm/tcpfsm"
 	"github.com/tcpfsm/tcpfsm/host"
+	"github.com/tcpfsm/tcpfsm/interop/internal/peertest"
 )
 
 var (
@@ -82,55 +82,6 @@ func setupDevice(t *testing.T, loss float64) (*host.Host, *Device) {
 	return h, d
 }
 
-func payload(n int) []byte {
-	b := make([]byte, n)
-	r := rand.New(rand.NewPCG(3, 4))
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
-
-// exchange writes data on a and reads it back from b's echo.
-func echoThrough(t *testing.T, c net.Conn, data []byte) {
-	errc := make(chan error, 1)
-	go func() {
-		_, err := c.Write(data)
-		if err == nil {
-			err = c.(interface{ CloseWrite() error }).CloseWrite()
-		}
-		errc <- err
-	}()
-	got, err := io.ReadAll(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, data) {
-		k := 0
-		for k < len(got) && k < len(data) && got[k] == data[k] {
-			k++
-		}
-		t.Fatalf("echoed %d of %d bytes; first difference at %d", len(got), len(data), k)
-	}
-}
-
-func echoServer(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			_, _ = io.Copy(c, c)
-			_ = c.(interface{ CloseWrite() error }).CloseWrite()
-		}()
-	}
-}
-
 func TestKernelClientOurServer(t *testing.T) {
 	if !inNetns(t) {
 		return
@@ -140,13 +91,13 @@ func TestKernelClientOurServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go echoServer(ln)
+	go peertest.Echo(ln)
 	c, err := net.DialTimeout("tcp", "10.7.0.2:80", 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	echoThrough(t, c, payload(10<<20)) // 10 MiB each way, then half-close both ways
+	peertest.SendAndHalfClose(t, c.(*net.TCPConn), c.(*net.TCPConn), peertest.Payload(10<<20)) // 10 MiB each way, then half-close both ways
 }
 
 func TestOurClientKernelServer(t *testing.T) {
@@ -159,7 +110,7 @@ func TestOurClientKernelServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go echoServer(ln)
+	go peertest.Echo(ln)
 	port := uint16(ln.Addr().(*net.TCPAddr).Port)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -168,7 +119,7 @@ func TestOurClientKernelServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	echoThrough(t, c, payload(10<<20))
+	peertest.SendAndHalfClose(t, c, c, peertest.Payload(10<<20))
 	st := c.Endpoint().TCB()
 	s, _ := st.Status()
 	t.Logf("negotiated with Linux: MSS %d, window scale %d/%d, timestamps %v, SACK %v", s.SendMSS, s.SndShift, s.RcvShift, s.Timestamps, s.SACK)
@@ -183,14 +134,14 @@ func TestWithLossBothWays(t *testing.T) {
 	}
 	h := setup(t, 0.05)
 	ln, _ := h.Listen(80, nil)
-	go echoServer(ln)
+	go peertest.Echo(ln)
 	c, err := net.DialTimeout("tcp", "10.7.0.2:80", 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(4 * time.Minute))
-	echoThrough(t, c, payload(2<<20))
+	peertest.SendAndHalfClose(t, c.(*net.TCPConn), c.(*net.TCPConn), peertest.Payload(2<<20))
 }
 
 func TestResetsBothWays(t *testing.T) {
