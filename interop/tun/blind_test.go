@@ -3,10 +3,7 @@
 package tun
 
 import (
-	"context"
 	"encoding/binary"
-	"net"
-	"net/netip"
 	"syscall"
 	"testing"
 	"time"
@@ -27,19 +24,7 @@ func TestBlindAttacksOnTheKernelConnection(t *testing.T) {
 		return
 	}
 	h, d := setupDevice(t, 0)
-	ln, err := net.Listen("tcp", "10.7.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go peertest.Echo(ln)
-	port := uint16(ln.Addr().(*net.TCPAddr).Port)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := h.Dial(ctx, ourAddr, netip.AddrPortFrom(kernelAddr, port), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, port := dialKernelEcho(t, h)
 	defer c.Close()
 	local := c.Endpoint().LocalAddr()
 	raw, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_RAW)

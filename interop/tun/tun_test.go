@@ -100,16 +100,15 @@ func TestKernelClientOurServer(t *testing.T) {
 	peertest.SendAndHalfClose(t, c.(*net.TCPConn), c.(*net.TCPConn), peertest.Payload(10<<20)) // 10 MiB each way, then half-close both ways
 }
 
-func TestOurClientKernelServer(t *testing.T) {
-	if !inNetns(t) {
-		return
-	}
-	h := setup(t, 0)
+// dialKernelEcho starts an echo server on the kernel's TCP and connects
+// to it from tcpfsm; it returns the connection and the server's port.
+func dialKernelEcho(t *testing.T, h *host.Host) (*host.Conn, uint16) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "10.7.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go peertest.Echo(ln)
 	port := uint16(ln.Addr().(*net.TCPAddr).Port)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -118,6 +117,15 @@ func TestOurClientKernelServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c, port
+}
+
+func TestOurClientKernelServer(t *testing.T) {
+	if !inNetns(t) {
+		return
+	}
+	h := setup(t, 0)
+	c, _ := dialKernelEcho(t, h)
 	defer c.Close()
 	peertest.SendAndHalfClose(t, c, c, peertest.Payload(10<<20))
 	st := c.Endpoint().TCB()
