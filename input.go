@@ -25,6 +25,11 @@ func (t *TCB) segmentArrives(seg *Segment, iss Seq, now Time, out []Action) []Ac
 	idle := now.Sub(t.lastRcv)
 	t.lastRcv = now
 	t.keepProbes = 0
+	if t.State == Established {
+		if out, ok := t.predict(seg, now, out); ok {
+			return out
+		}
+	}
 	return t.arriveOther(seg, idle, now, out)
 }
 
@@ -484,7 +489,9 @@ func (t *TCB) ackAdvance(ack Seq, tsecr uint32, now Time, out []Action) []Action
 		t.sndRtx = ack
 	}
 	t.retries = 0
-	trimBelow(t.sacked[:], ack)
+	if t.sacked[0].Left != t.sacked[0].Right {
+		trimBelow(t.sacked[:], ack)
+	}
 	if t.flags&flagRttTiming != 0 && t.rttSeq.LessThanEq(ack) {
 		t.flags &^= flagRttTiming
 		if tsecr == 0 {

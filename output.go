@@ -131,7 +131,8 @@ func (t *TCB) segment(s *Segment, seq Seq, f Flags, now Time) {
 		s.Options.TSVal = t.tsVal(now)
 		s.Options.TSEcr = t.tsRecent
 	}
-	if n := count(t.ooo[:]); t.flags&flagSACK != 0 && n > 0 {
+	if t.flags&flagSACK != 0 && t.ooo[0].Left != t.ooo[0].Right {
+		n := count(t.ooo[:])
 		// The block holding the latest segment first, then the others.
 		last := int(t.oooLast)
 		if last < n {
@@ -197,6 +198,15 @@ func (t *TCB) sendLimit() Seq {
 // avoidance (MUST-38) say, and the persist timer makes sure nothing waits
 // forever (MUST-60, MUST-36).
 func (t *TCB) sendData(now Time, out []Action) []Action {
+	if t.sndRtx == t.SndNxt && t.SndNxt == t.sndEnd && t.flags&flagCloseCalled == 0 {
+		// Nothing to resend, nothing queued, no FIN due: only make sure
+		// the timer runs for what is in flight (what the full path below
+		// comes to in this case).
+		if t.SndNxt != t.SndUna {
+			return t.startRetransmit(now, out)
+		}
+		return out
+	}
 	mss := t.effMSS()
 	limit := t.sendLimit()
 	room := func(seq Seq) uint32 {

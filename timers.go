@@ -95,14 +95,13 @@ const (
 const numSlots = 3
 
 // slotOf returns the slot a timer kind uses.
-func slotOf(k TimerKind) int {
-	switch k {
-	case TimerRetransmit, TimerPersist, TimerClose:
-		return 0
-	case TimerDelayedACK:
-		return 1
-	}
-	return 2
+func slotOf(k TimerKind) int { return int(timerSlots[k&7]) }
+
+// timerSlots maps each timer kind (and the unused values up to 7) to its slot.
+var timerSlots = [8]uint8{
+	TimerRetransmit: 0, TimerPersist: 0, TimerClose: 0,
+	TimerDelayedACK: 1,
+	TimerKeepalive:  2, TimerUser: 2, 6: 2, 7: 2,
 }
 
 var timerNames = [numTimers]string{"retransmit", "close", "keepalive", "user", "delayed-ack", "persist"}
@@ -140,7 +139,7 @@ func (t *TCB) Deadline(k TimerKind) (Time, bool) {
 // running reports whether timer k is running.
 func (t *TCB) running(k TimerKind) bool {
 	s := slotOf(k)
-	return k < numTimers && t.timers[s] != 0 && t.tkind[s] == k
+	return t.timers[s] != 0 && t.tkind[s] == k
 }
 
 // arm sets timer k to fire at now+d and reports the change as an action.
@@ -163,8 +162,13 @@ func (t *TCB) arm(out []Action, k TimerKind, now Time, d time.Duration) []Action
 // stop stops timer k, reporting it if it was running.
 func (t *TCB) stop(out []Action, k TimerKind) []Action {
 	if !t.running(k) {
-		return out
+		return out // small enough to inline: most stops find the timer stopped
 	}
+	return t.stopRunning(out, k)
+}
+
+// stopRunning stops timer k, which is running.
+func (t *TCB) stopRunning(out []Action, k TimerKind) []Action {
 	t.timers[slotOf(k)] = 0
 	out, a := push(out, ActTimer)
 	a.Timer = k

@@ -1,0 +1,121 @@
+package tcpfsm
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
+)
+
+// drawNearPrediction draws a segment close to what header prediction
+// takes: mostly the next in-order data or an ACK of new data, with one
+// field at a time nudged off the predicted shape.
+func drawNearPrediction(t *rapid.T, tcb *TCB) Segment {
+	s := Segment{
+		SrcPort: peerPort, DstPort: ourPort,
+		Seq:    tcb.RcvNxt.Add(uint32(rapid.SampledFrom([]int{0, 0, 0, 0, 1, -1, 1460}).Draw(t, "dseq"))),
+		Flags:  Flags(rapid.SampledFrom([]uint8{0x10, 0x10, 0x18, 0x18, 0x11, 0x30, 0x14, 0x12, 0x00}).Draw(t, "flags")),
+		Window: uint16(tcb.SndWnd >> tcb.sndShift()),
+	}
+	inflight := int(tcb.SndNxt.Diff(tcb.SndUna))
+	switch rapid.IntRange(0, 4).Draw(t, "ackKind") {
+	case 0, 1:
+		s.Ack = tcb.SndUna
+	case 2:
+		s.Ack = tcb.SndUna.Add(uint32(rapid.IntRange(0, inflight).Draw(t, "acked")))
+	case 3:
+		s.Ack = tcb.SndNxt.Add(uint32(rapid.IntRange(-2, 2).Draw(t, "dack")))
+	default:
+		s.Ack = tcb.SndUna.Add(uint32(rapid.IntRange(-70000, 70000).Draw(t, "far")))
+	}
+	if rapid.IntRange(0, 4).Draw(t, "wchange") == 0 {
+		s.Window = uint16(rapid.IntRange(0, 65535).Draw(t, "win"))
+	}
+	if n := rapid.SampledFrom([]int{0, 0, 1, 100, 1460, 1460, 3000, 65535}).Draw(t, "len"); n > 0 {
+		s.Payload = zeros[:n]
+	}
+	if tcb.flags&flagTS != 0 && rapid.IntRange(0, 9).Draw(t, "nots") > 0 {
+		s.Options.Present = OptTimestamps
+		s.Options.TSVal = tcb.tsRecent + uint32(rapid.SampledFrom([]int{0, 1, 1, 1000, -1}).Draw(t, "dts"))
+		s.Options.TSEcr = tcb.tsVal(0) + uint32(rapid.IntRange(0, 2000).Draw(t, "ecr"))
+	}
+	if rapid.IntRange(0, 5).Draw(t, "sack") == 0 {
+		l := tcb.SndUna.Add(uint32(rapid.IntRange(0, inflight).Draw(t, "sl")))
+		s.Options.AddSACK(SACKBlock{l, l.Add(uint32(rapid.IntRange(1, 3000).Draw(t, "sn")))})
+	}
+	return s
+}
+
+// TestPredictionMatchesFullPath steps copies of random ESTABLISHED TCBs
+// through header prediction and through the full RFC 9293 section
+// 3.10.7.4 path, for segments near the predicted shapes: the TCBs and the
+// actions must come out identical. It also counts how often prediction
+// took the segment, so the test fails if prediction never applies.
+func TestPredictionMatchesFullPath(t *testing.T) {
+	taken, total := 0, 0
+	rapid.Check(t, func(rt *rapid.T) {
+		cfg := Config{RecvBuffer: uint32(rapid.SampledFrom([]int{0, 5000, 1 << 20}).Draw(rt, "rbuf"))}
+		var c *conn
+		if rapid.Bool().Draw(rt, "opts") {
+			c = negotiated(rt, cfg, wsopt(uint8(rapid.IntRange(0, 14).Draw(rt, "ws"))), tsopt(5000, 100), sackOK())
+		} else {
+			c = established(rt, cfg)
+		}
+		c.clear()
+		// Wander: data each way, some of it acknowledged, some out of order.
+		for range rapid.IntRange(0, 30).Draw(rt, "warm") {
+			if c.tcb.State != Established {
+				break
+			}
+			switch rapid.IntRange(0, 4).Draw(rt, "w") {
+			case 0:
+				_ = c.step(Send(uint32(rapid.IntRange(1, 8000).Draw(rt, "n"))))
+			case 1:
+				_ = c.step(Receive(c.tcb.RcvNxt.Diff(c.tcb.rcvUser)))
+			case 2:
+				c.now = c.now.Add(time.Duration(rapid.IntRange(0, 300).Draw(rt, "ms")) * time.Millisecond)
+				_ = c.step(Tick())
+			case 3:
+				// Out of order: a hole of one or more segments before it.
+				seg := pkt(".", c.tcb.RcvNxt.Add(uint32(1460*rapid.IntRange(1, 3).Draw(rt, "gap"))), c.tcb.SndUna, data(1460))
+				if c.tcb.flags&flagTS != 0 {
+					tsopt(c.tcb.tsRecent, 0)(&seg)
+				}
+				_ = c.step(Arrive(&seg, 0))
+			default:
+				seg := drawNearPrediction(rt, &c.tcb)
+				_ = c.step(Arrive(&seg, 0))
+			}
+			c.clear()
+		}
+		if c.tcb.State != Established {
+			return
+		}
+		for range 20 {
+			seg := drawNearPrediction(rt, &c.tcb)
+			now := c.now.Add(time.Duration(rapid.IntRange(0, 50).Draw(rt, "ms")) * time.Millisecond)
+
+			fast := c.tcb
+			got := fast.segmentArrives(&seg, 0, now, nil)
+			got = fast.output(now, got)
+
+			full := c.tcb
+			idle := now.Sub(full.lastRcv)
+			full.lastRcv = now
+			full.keepProbes = 0
+			want := full.arriveOther(&seg, idle, now, nil)
+			want = full.output(now, want)
+
+			require.Equal(rt, want, got, "actions for %v", seg.String())
+			require.Equal(rt, full, fast, "TCB after %v", seg.String())
+
+			probe := c.tcb
+			if _, ok := probe.predict(&seg, now, nil); ok {
+				taken++
+			}
+			total++
+		}
+	})
+	require.Greater(t, taken, total/50, "header prediction took %d of %d segments", taken, total)
+}
