@@ -67,7 +67,8 @@ func (t *TCB) reset() {
 	if cfg.opts&optSet == 0 {
 		cfg = defaultSettings
 	}
-	*t = TCB{cfg: cfg}
+	*t = TCB{}
+	t.cfg = cfg
 }
 
 // open handles an active OPEN (RFC 9293 section 3.10.1).
@@ -215,7 +216,7 @@ func (t *TCB) abort(now Time, out []Action) ([]Action, error) {
 func (t *TCB) toClosed(out []Action, note Note) []Action {
 	out = t.stopAll(out)
 	t.reset()
-	return append(out, Action{Kind: ActNotify, Note: note})
+	return notify(out, note)
 }
 
 // toListen returns a passively opened connection to LISTEN (RFC 9293

@@ -44,18 +44,20 @@ func (t *TCB) arriveClosed(seg *Segment, out []Action) []Action {
 // emitRST sends <SEQ=seq><CTL=RST> to the peer, with timestamps if they
 // are in use (RFC 7323 section 3.2 SHOULD).
 func (t *TCB) emitRST(out []Action, seq Seq, now Time) []Action {
-	s := Segment{SrcPort: t.LocalPort, DstPort: t.RemotePort, Seq: seq, Flags: FlagRST}
+	out, a := push(out, ActSend)
+	s := &a.Seg
+	s.SrcPort, s.DstPort, s.Seq, s.Flags = t.LocalPort, t.RemotePort, seq, FlagRST
 	if t.flags&flagTS != 0 {
-		s.Options = Options{Present: OptTimestamps, TSVal: t.tsVal(now), TSEcr: t.tsRecent}
+		s.Options.Present, s.Options.TSVal, s.Options.TSEcr = OptTimestamps, t.tsVal(now), t.tsRecent
 	}
-	return append(out, Action{Kind: ActSend, Seg: s})
+	return out
 }
 
 // replyRST answers seg with <SEQ=SEG.ACK><CTL=RST>.
 func replyRST(out []Action, seg *Segment) []Action {
-	return append(out, Action{Kind: ActSend, Seg: Segment{
-		SrcPort: seg.DstPort, DstPort: seg.SrcPort, Seq: seg.Ack, Flags: FlagRST,
-	}})
+	out, a := push(out, ActSend)
+	a.Seg.SrcPort, a.Seg.DstPort, a.Seg.Seq, a.Seg.Flags = seg.DstPort, seg.SrcPort, seg.Ack, FlagRST
+	return out
 }
 
 // arriveListen: RFC 9293 section 3.10.7.2.
@@ -526,7 +528,9 @@ func (t *TCB) ackAdvance(ack Seq, tsecr uint32, now Time, out []Action) []Action
 		}
 	}
 	if data > 0 {
-		out = append(out, Action{Kind: ActNotify, Note: NoteSendAcked, N: data})
+		var a *Action
+		out, a = push(out, ActNotify)
+		a.Note, a.N = NoteSendAcked, data
 	}
 	return out
 }
@@ -544,7 +548,9 @@ func (t *TCB) queueText(seg *Segment, start Seq, out []Action) []Action {
 			return drop(out, DropOutOfOrderFull)
 		}
 		t.oooLast = uint8(i)
-		out = append(out, Action{Kind: ActAccept, DataSeq: start, DataLen: take})
+		var a *Action
+		out, a = push(out, ActAccept)
+		a.DataSeq, a.DataLen = start, take
 	}
 	if seg.Flags&FlagFIN != 0 && take == n {
 		t.finSeq = start.Add(n)
@@ -624,7 +630,9 @@ func (t *TCB) processText(seg *Segment, f Flags, start Seq, now Time, out []Acti
 				return drop(out, DropOutOfOrderFull)
 			}
 			t.oooLast = uint8(i)
-			out = append(out, Action{Kind: ActAccept, DataSeq: lo, DataLen: end.Diff(lo), Offset: off})
+			var a *Action
+			out, a = push(out, ActAccept)
+			a.DataSeq, a.DataLen, a.Offset = lo, end.Diff(lo), off
 		}
 	}
 	if fin {

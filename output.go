@@ -52,12 +52,11 @@ func (t *TCB) iw() uint32 {
 // It starts the retransmission timer if it is not running (MUST-22).
 func (t *TCB) sendSYN(now Time, out []Action) []Action {
 	o := &t.cfg
-	s := Segment{
-		SrcPort: t.LocalPort, DstPort: t.RemotePort,
-		Seq: t.Iss, Flags: FlagSYN,
-		Window:  uint16(min(o.rcvBuf, 0xffff)), // never scaled (RFC 7323 section 2.2)
-		Options: Options{Present: OptMSS, MSS: o.mss},
-	}
+	out, a := push(out, ActSend)
+	s := &a.Seg
+	s.SrcPort, s.DstPort, s.Seq, s.Flags = t.LocalPort, t.RemotePort, t.Iss, FlagSYN
+	s.Window = uint16(min(o.rcvBuf, 0xffff)) // never scaled (RFC 7323 section 2.2)
+	s.Options.Present, s.Options.MSS = OptMSS, o.mss
 	active := t.State == SynSent
 	if o.opts&optWS != 0 && (active || t.flags&flagPeerWS != 0) {
 		s.Options.Present |= OptWindowScale
@@ -82,7 +81,6 @@ func (t *TCB) sendSYN(now Time, out []Action) []Action {
 		t.rttSeq = t.Iss.Add(1)
 		t.rttStart = usOf(now)
 	}
-	out = append(out, Action{Kind: ActSend, Seg: s})
 	return t.startRetransmit(now, out)
 }
 
@@ -379,22 +377,31 @@ func (t *TCB) swsThreshold() uint32 { return min(t.cfg.rcvBuf/2, uint32(t.cfg.ms
 // scaled field is rounded up, never down, so the peer's view of the edge
 // never moves left either (RFC 7323 section 2.3).
 func (t *TCB) advertise() uint16 {
-	right := t.rightEdge()
-	if right.GreaterThan(t.rcvAdv) && right.Diff(t.rcvAdv) >= t.swsThreshold() {
-		t.rcvAdv = right
-	}
 	s := t.rcvShift()
-	w := t.RcvWnd()
+	nxt, adv := t.RcvNxt, t.rcvAdv
+	bufEnd := t.rcvUser.Add(t.finBit() + t.cfg.rcvBuf)
+	// rightEdge, with the loads shared.
+	right := bufEnd.Add(-min(uint32(1)<<s-1, t.cfg.rcvBuf))
+	if lim := nxt.Add(0xffff << s); lim.LessThan(right) {
+		right = lim
+	}
+	if right.GreaterThan(adv) && right.Diff(adv) >= t.swsThreshold() {
+		adv = right
+	}
+	var w uint32
+	if nxt.LessThan(adv) {
+		w = adv.Diff(nxt)
+	}
 	field := min((w+(1<<s)-1)>>s, 0xffff)
 	// Rounding up must not promise more than the buffer holds: repeated
 	// from a moving RCV.NXT it would creep past it.
-	bufEnd := t.rcvUser.Add(t.finBit() + t.cfg.rcvBuf)
-	if adv := t.RcvNxt.Add(field << s); adv.GreaterThan(bufEnd) {
-		field = bufEnd.Diff(t.RcvNxt) >> s
+	if e := nxt.Add(field << s); e.GreaterThan(bufEnd) {
+		field = bufEnd.Diff(nxt) >> s
 	}
-	if adv := t.RcvNxt.Add(field << s); adv.GreaterThan(t.rcvAdv) {
-		t.rcvAdv = adv
+	if e := nxt.Add(field << s); e.GreaterThan(adv) {
+		adv = e
 	}
+	t.rcvAdv = adv
 	return uint16(field)
 }
 
