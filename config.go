@@ -166,6 +166,14 @@ func toDur16(d time.Duration) dur16 {
 	return dur16(0x8000 | (d+time.Second-1)/time.Second)
 }
 
+// us returns the duration in microseconds.
+func (v dur16) us() uint64 {
+	if v&0x8000 == 0 {
+		return uint64(v) * 1000
+	}
+	return uint64(v&0x7fff) * 1_000_000
+}
+
 func (v dur16) dur() time.Duration {
 	if v&0x8000 == 0 {
 		return time.Duration(v) * time.Millisecond

@@ -497,11 +497,11 @@ func (t *TCB) ackAdvance(ack Seq, tsecr uint32, now Time, out []Action) []Action
 	if t.flags&flagRttTiming != 0 && t.rttSeq.LessThanEq(ack) {
 		t.flags &^= flagRttTiming
 		if tsecr == 0 {
-			t.rttSample(time.Duration(usOf(now)-t.rttStart) * time.Microsecond)
+			t.rttSampleUs(uint64(usOf(now) - t.rttStart))
 		}
 	}
 	if tsecr != 0 {
-		t.rttSample(time.Duration(t.tsVal(now)-tsecr) * time.Millisecond)
+		t.rttSampleUs(uint64(t.tsVal(now)-tsecr) * 1000)
 	}
 	if t.flags&flagUrgPending != 0 && !t.SndUna.LessThan(t.sndUp) {
 		t.flags &^= flagUrgPending

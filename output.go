@@ -513,8 +513,11 @@ func (t *TCB) rtoDur() time.Duration { return time.Duration(t.rto) * time.Micros
 
 // rttSample updates SRTT, RTTVAR and RTO from one measurement (RFC 6298
 // section 2), with a clock granularity G of 1 ms.
-func (t *TCB) rttSample(d time.Duration) {
-	r := uint32(min(max(d/time.Microsecond, 1), 1<<31))
+func (t *TCB) rttSample(d time.Duration) { t.rttSampleUs(uint64(max(d/time.Microsecond, 0))) }
+
+// rttSampleUs is rttSample for a measurement of us microseconds.
+func (t *TCB) rttSampleUs(us uint64) {
+	r := uint32(min(max(us, 1), 1<<31))
 	if t.flags&flagHaveRtt == 0 {
 		t.flags |= flagHaveRtt
 		t.srtt = r
@@ -529,7 +532,7 @@ func (t *TCB) rttSample(d time.Duration) {
 	}
 	const g = 1000 // µs
 	rto := uint64(t.srtt) + uint64(max(g, 4*t.rttvar))
-	lo, hi := uint64(t.cfg.minRTO.dur()/time.Microsecond), uint64(t.cfg.maxRTO.dur()/time.Microsecond)
+	lo, hi := t.cfg.minRTO.us(), t.cfg.maxRTO.us()
 	t.rto = uint32(min(max(rto, lo), hi))
 }
 
