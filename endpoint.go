@@ -71,33 +71,45 @@ func (s *EndpointStats) Dropped(r DropReason) uint32 {
 type Endpoint struct {
 	tcb           TCB
 	local, remote netip.AddrPort
-	isn           ISNSource
+	sh            *endpointShared // settings shared by a stack's endpoints
 
-	snd     ring // bytes from sndSeq: written, not yet acknowledged and released
-	sndSeq  Seq  // sequence number of snd's first byte
-	rcv     ring // bytes from the TCB's rcvUser: received, not yet read
-	rcvCap  int
-	sndSize int // the send buffer's size; a stack's endpoints get buffers only while they hold data
+	snd    ring // bytes from sndSeq: written, not yet acknowledged and released
+	sndSeq Seq  // sequence number of snd's first byte
+	rcv    ring // bytes from the TCB's rcvUser: received, not yet read
 
-	queue []Action // segments to send, in order
-	head  int      // next queue entry Output encodes
-	out   []Action // scratch for Step
+	// queue holds the segments to send, in order, from head on. Step
+	// appends its actions here directly; apply keeps only the sends.
+	queue []Action
+	head  int
 
 	sentHigh  Seq // end of the highest data encoded so far (for Stats.Retransmits)
 	err       error
 	connected bool
 	peerFin   bool
 	readShut  bool // Close was called: later data gets a RST (RFC 9293 SHLD-3)
-	stats     EndpointStats
 
-	stack *Stack     // the stack this endpoint belongs to, if any
-	sc    *stackConn // its entry there
+	// The owning stack's bookkeeping; unused by a standalone endpoint.
+	owned    bool      // in the stack's connection table
+	inActive bool      // in the stack's list of endpoints with output waiting
+	timerAt  Time      // the deadline last pushed on the stack's timer heap; 0 if none
+	ln       *Listener // the listener that accepted it, while half-open
+
+	stats EndpointStats
+}
+
+// endpointShared is what every endpoint of a Stack has in common (a
+// standalone endpoint has its own): kept once, not per connection.
+type endpointShared struct {
+	isn     ISNSource
+	sndSize int    // the send buffer's size
+	rcvCap  int    // the receive buffer's size
+	stack   *Stack // the owning stack, if any: it lends buffers only while they hold data
 }
 
 // takeBuf returns a buffer of n bytes: from the owning stack's pool, or new.
 func (e *Endpoint) takeBuf(n int) []byte {
-	if e.stack != nil {
-		return e.stack.takeBuf(n)
+	if s := e.sh.stack; s != nil {
+		return s.takeBuf(n)
 	}
 	return make([]byte, n)
 }
@@ -105,50 +117,43 @@ func (e *Endpoint) takeBuf(n int) []byte {
 // changed tells the owning stack that the application acted on the
 // endpoint (output may wait, the deadline may have moved).
 func (e *Endpoint) changed(now Time) {
-	if e.stack != nil {
-		e.stack.after(e.sc, now)
+	if s := e.sh.stack; s != nil {
+		s.after(e, now)
 	}
 }
 
 // NewEndpoint returns an endpoint with buffers of the configured sizes.
 func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
-	return newEndpoint(cfg, nil, nil)
-}
-
-// newEndpoint makes an endpoint with the given buffers; nil ones are made
-// here, and empty ones are left empty (a stack's endpoint takes buffers
-// only when data comes).
-func newEndpoint(cfg EndpointConfig, sndBuf, rcvBuf []byte) (*Endpoint, error) {
-	tcb, err := NewTCB(cfg.Config)
+	tcb, sh, err := compileEndpoint(cfg)
 	if err != nil {
 		return nil, err
+	}
+	return &Endpoint{
+		tcb:   tcb,
+		sh:    sh,
+		snd:   ring{buf: make([]byte, sh.sndSize)},
+		rcv:   ring{buf: make([]byte, sh.rcvCap)},
+		queue: make([]Action, 0, 8),
+	}, nil
+}
+
+// compileEndpoint checks cfg and returns a fresh TCB and the shared
+// settings for endpoints made from it.
+func compileEndpoint(cfg EndpointConfig) (TCB, *endpointShared, error) {
+	tcb, err := NewTCB(cfg.Config)
+	if err != nil {
+		return TCB{}, nil, err
 	}
 	if cfg.SendBuffer <= 0 {
 		cfg.SendBuffer = 64 << 10
 	}
 	if cfg.SendBuffer > maxQueued {
-		return nil, ErrConfigRange
+		return TCB{}, nil, ErrConfigRange
 	}
 	if cfg.ISN == nil {
 		cfg.ISN = NewISNGenerator()
 	}
-	rcap := int(tcb.cfg.rcvBuf)
-	if sndBuf == nil {
-		sndBuf = make([]byte, cfg.SendBuffer)
-	}
-	if rcvBuf == nil {
-		rcvBuf = make([]byte, rcap)
-	}
-	return &Endpoint{
-		tcb:     tcb,
-		isn:     cfg.ISN,
-		snd:     ring{buf: sndBuf},
-		rcv:     ring{buf: rcvBuf},
-		rcvCap:  rcap,
-		sndSize: cfg.SendBuffer,
-		queue:   make([]Action, 0, 8),
-		out:     make([]Action, 0, 8),
-	}, nil
+	return tcb, &endpointShared{isn: cfg.ISN, sndSize: cfg.SendBuffer, rcvCap: int(tcb.cfg.rcvBuf)}, nil
 }
 
 // Dial starts an active open from local to remote (RFC 9293 section 3.10.1).
@@ -156,7 +161,7 @@ func (e *Endpoint) Dial(local, remote netip.AddrPort, now Time) error {
 	if !local.IsValid() || !remote.IsValid() {
 		return ErrAddress
 	}
-	iss := e.isn.ISN(local, remote, now)
+	iss := e.sh.isn.ISN(local, remote, now)
 	if err := e.step(Open(local.Port(), remote.Port(), iss), now); err != nil {
 		return err
 	}
@@ -235,12 +240,9 @@ func (e *Endpoint) inputSegment(seg *Segment, src, dst netip.Addr, now Time) err
 		e.local, e.remote = netip.AddrPortFrom(dst, seg.DstPort), netip.AddrPortFrom(src, seg.SrcPort)
 	}
 	if e.tcb.State == Listen && seg.Flags&(FlagSYN|FlagACK|FlagRST) == FlagSYN {
-		e.remote = netip.AddrPortFrom(src, seg.SrcPort)
-		e.local = netip.AddrPortFrom(dst, e.local.Port())
-		iss := e.isn.ISN(e.local, e.remote, now)
-		e.sndSeq = iss.Add(1)
-		e.sentHigh = e.sndSeq
-		return e.stepSegment(seg, iss, now)
+		local := netip.AddrPortFrom(dst, e.local.Port())
+		remote := netip.AddrPortFrom(src, seg.SrcPort)
+		return e.acceptSYN(seg, local, remote, e.sh.isn.ISN(local, remote, now), now)
 	}
 	if e.readShut && len(seg.Payload) > 0 && e.tcb.State.IsSynchronized() &&
 		e.tcb.flags&flagFinRcvd == 0 && seg.Seq.Add(uint32(len(seg.Payload))).GreaterThan(e.tcb.RcvNxt) {
@@ -249,6 +251,14 @@ func (e *Endpoint) inputSegment(seg *Segment, src, dst netip.Addr, now Time) err
 		return e.step(AbortEvent(), now)
 	}
 	return e.stepSegment(seg, 0, now)
+}
+
+// acceptSYN takes a SYN in LISTEN, answering it from iss.
+func (e *Endpoint) acceptSYN(seg *Segment, local, remote netip.AddrPort, iss Seq, now Time) error {
+	e.local, e.remote = local, remote
+	e.sndSeq = iss.Add(1)
+	e.sentHigh = e.sndSeq
+	return e.stepSegment(seg, iss, now)
 }
 
 // pending reports whether Output has a segment to write.
@@ -263,40 +273,38 @@ func (e *Endpoint) stepSegment(seg *Segment, iss Seq, now Time) error {
 // step applies a non-segment event.
 func (e *Endpoint) step(ev Event, now Time) error { return e.stepWith(ev, nil, now) }
 
-// stepWith steps the TCB and carries out its actions. Endpoints of a
-// stack share the stack's scratch slice for the actions.
+// stepWith steps the TCB and carries out its actions. The actions are
+// appended to the output queue itself, so the segments to send need no
+// copy; apply removes the others once done with them.
 func (e *Endpoint) stepWith(ev Event, payload []byte, now Time) error {
-	buf := e.out
-	if e.stack != nil {
-		buf = e.stack.scratch
+	if e.queue == nil {
+		e.queue = e.sh.stack.takeQueue() // only a stack's idle endpoints lack one
 	}
-	buf, err := e.tcb.Step(ev, now, buf[:0])
-	if e.stack != nil {
-		e.stack.scratch = buf
-	} else {
-		e.out = buf
-	}
+	base := len(e.queue)
+	q, err := e.tcb.Step(ev, now, e.queue)
 	if err != nil {
-		return err
+		return err // Step added nothing
 	}
-	e.apply(buf, payload)
+	e.queue = e.apply(q, base, payload)
 	return nil
 }
 
-// apply carries out the actions of one Step: data into the receive
-// buffer, segments into the output queue, notes into the endpoint's state.
-func (e *Endpoint) apply(out []Action, payload []byte) {
-	for i := range out {
-		a := &out[i]
+// apply carries out the actions of one Step, q[base:]: data into the
+// receive buffer, notes into the endpoint's state, counts. Sends stay in
+// the queue, moved down over the others; it returns the queue.
+func (e *Endpoint) apply(q []Action, base int, payload []byte) []Action {
+	w := base
+	for i := base; i < len(q); i++ {
+		a := &q[i]
 		switch a.Kind {
 		case ActSend:
-			if e.queue == nil && e.stack != nil {
-				e.queue = e.stack.takeQueue()
+			if w != i {
+				q[w] = *a
 			}
-			e.queue = append(e.queue, *a)
+			w++
 		case ActAccept:
 			if len(e.rcv.buf) == 0 {
-				e.rcv.buf = e.takeBuf(e.rcvCap)
+				e.rcv.buf = e.takeBuf(e.sh.rcvCap)
 			}
 			off := int(a.DataSeq.Diff(e.tcb.rcvUser))
 			e.rcv.writeAt(off, payload[a.Offset:a.Offset+a.DataLen])
@@ -325,6 +333,7 @@ func (e *Endpoint) apply(out []Action, payload []byte) {
 			}
 		}
 	}
+	return q[:w]
 }
 
 func (e *Endpoint) fail(err error) {
@@ -413,7 +422,7 @@ func (e *Endpoint) Write(p []byte, now Time) (int, error) {
 	}
 	e.release()
 	if len(e.snd.buf) == 0 && len(p) > 0 {
-		e.snd.buf = e.takeBuf(e.sndSize)
+		e.snd.buf = e.takeBuf(e.sh.sndSize)
 	}
 	n := min(len(p), e.snd.free())
 	if n == 0 {

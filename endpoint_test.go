@@ -410,3 +410,8 @@ func FuzzEndpointPair(f *testing.F) {
 		}
 	})
 }
+
+// fixedISS is an ISNSource that always answers the same number.
+type fixedISS Seq
+
+func (f fixedISS) ISN(_, _ netip.AddrPort, _ Time) Seq { return Seq(f) }

@@ -45,10 +45,33 @@ var (
 	ErrNotListening = errors.New("tcpfsm: listener closed")
 )
 
-// tuple names a connection: our address and the peer's.
+// tuple names a connection: our address and port and the peer's, as
+// plain bytes (IPv4 addresses in their IPv6-mapped form, told apart by
+// v4), so the key holds no pointers and hashes as one block. Zones of
+// scoped IPv6 addresses are not part of it.
 type tuple struct {
-	local, remote netip.AddrPort
+	local, remote [16]byte
+	lport, rport  uint16
+	v4            bool
 }
+
+// tupleOf returns the key of the connection from local to remote.
+func tupleOf(local, remote netip.AddrPort) tuple {
+	return tuple{local: local.Addr().As16(), remote: remote.Addr().As16(),
+		lport: local.Port(), rport: remote.Port(), v4: local.Addr().Is4()}
+}
+
+// addr returns a key's address a as a netip.Addr.
+func (k *tuple) addr(a *[16]byte) netip.Addr {
+	if k.v4 {
+		return netip.AddrFrom4([4]byte(a[12:]))
+	}
+	return netip.AddrFrom16(*a)
+}
+
+// Local and Remote return the key's two ends.
+func (k *tuple) Local() netip.AddrPort  { return netip.AddrPortFrom(k.addr(&k.local), k.lport) }
+func (k *tuple) Remote() netip.AddrPort { return netip.AddrPortFrom(k.addr(&k.remote), k.rport) }
 
 // twRecord is a connection in TIME-WAIT kept compactly: enough to ACK a
 // retransmitted FIN, judge a new SYN, and expire (RFC 9293 section 3.10.7.4).
@@ -71,16 +94,19 @@ type twRecord struct {
 // call Output until it returns 0 and send what it wrote.
 type Stack struct {
 	cfg       StackConfig
-	conns     map[tuple]*stackConn
+	conns     map[tuple]*Endpoint
 	listeners map[uint16]*Listener
-	tw        map[tuple]*twRecord
-	timers    timerHeap
-	active    []*stackConn // connections with output waiting
-	replies   []reply      // segments the stack itself sends (RSTs, cookie SYN-ACKs)
+	tw        map[tuple]twRecord
+	timers    timerHeap       // deadlines of connections
+	armed     int             // connections with a deadline on the heap (the rest of it is stale)
+	twq       twQueue         // deadlines of TIME-WAIT records
+	active    fifo[*Endpoint] // connections with output waiting
+	replies   []reply         // segments the stack itself sends (RSTs, cookie SYN-ACKs)
 	isn       ISNSource
 	cookies   cookieJar
 	nextPort  uint16
-	scratch   []Action
+	fresh     TCB              // a CLOSED TCB with the stack's settings
+	shared    *endpointShared  // settings every endpoint of the stack points to
 	free      map[int][][]byte // buffers of idle or ended connections, by size
 	freeQ     [][]Action       // output queues of idle connections
 	stats     StackStats
@@ -88,14 +114,8 @@ type Stack struct {
 
 // newEndpoint makes an endpoint that takes buffers from the stack only
 // while it holds data.
-func (s *Stack) newEndpoint() (*Endpoint, error) {
-	e, err := newEndpoint(s.cfg.Endpoint, []byte{}, []byte{})
-	if err != nil {
-		return nil, err
-	}
-	e.snd, e.rcv = ring{}, ring{}
-	e.queue, e.out = nil, nil
-	return e, nil
+func (s *Stack) newEndpoint() *Endpoint {
+	return &Endpoint{tcb: s.fresh, sh: s.shared}
 }
 
 // maxFree bounds the buffers of one size kept for reuse.
@@ -153,14 +173,6 @@ func (s *Stack) recycle(e *Endpoint) {
 	}
 }
 
-type stackConn struct {
-	ep       *Endpoint
-	key      tuple
-	ln       *Listener // the listener that accepted it, while half-open
-	inActive bool
-	timerAt  Time // the deadline last pushed on the heap
-}
-
 type reply struct {
 	seg      Segment
 	src, dst netip.Addr
@@ -188,19 +200,23 @@ func NewStack(cfg StackConfig) (*Stack, error) {
 	if cfg.Endpoint.ISN == nil {
 		cfg.Endpoint.ISN = NewISNGenerator()
 	}
-	if err := cfg.Endpoint.Config.Validate(); err != nil {
+	fresh, shared, err := compileEndpoint(cfg.Endpoint)
+	if err != nil {
 		return nil, err
 	}
-	return &Stack{
+	s := &Stack{
 		cfg:       cfg,
-		conns:     make(map[tuple]*stackConn),
+		conns:     make(map[tuple]*Endpoint),
 		listeners: make(map[uint16]*Listener),
-		tw:        make(map[tuple]*twRecord),
+		tw:        make(map[tuple]twRecord),
 		isn:       cfg.Endpoint.ISN,
 		cookies:   newCookieJar(cfg.CookieKey),
 		nextPort:  cfg.EphemeralLow,
-		scratch:   make([]Action, 0, 8),
-	}, nil
+		fresh:     fresh,
+		shared:    shared,
+	}
+	shared.stack = s
+	return s, nil
 }
 
 // Stats returns the stack's counters.
@@ -218,7 +234,7 @@ type Listener struct {
 	s        *Stack
 	port     uint16
 	halfOpen int
-	ready    []*Endpoint
+	ready    fifo[*Endpoint]
 	closed   bool
 }
 
@@ -234,17 +250,14 @@ func (s *Stack) Listen(port uint16) (*Listener, error) {
 
 // Accept returns the next established connection, or false if none waits.
 func (l *Listener) Accept() (*Endpoint, bool) {
-	if len(l.ready) == 0 {
+	if l.ready.len() == 0 {
 		return nil, false
 	}
-	e := l.ready[0]
-	l.ready[0] = nil
-	l.ready = l.ready[1:]
-	return e, true
+	return l.ready.pop(), true
 }
 
 // Pending returns how many established connections wait for Accept.
-func (l *Listener) Pending() int { return len(l.ready) }
+func (l *Listener) Pending() int { return l.ready.len() }
 
 // HalfOpen returns how many connections are in SYN-RECEIVED.
 func (l *Listener) HalfOpen() int { return l.halfOpen }
@@ -267,7 +280,8 @@ func (s *Stack) Dial(local netip.Addr, remote netip.AddrPort, now Time) (*Endpoi
 		if s.nextPort > s.cfg.EphemeralHigh || s.nextPort < s.cfg.EphemeralLow {
 			s.nextPort = s.cfg.EphemeralLow
 		}
-		k := tuple{netip.AddrPortFrom(local, p), remote}
+		lp := netip.AddrPortFrom(local, p)
+		k := tupleOf(lp, remote)
 		if _, used := s.conns[k]; used {
 			continue
 		}
@@ -277,15 +291,12 @@ func (s *Stack) Dial(local netip.Addr, remote netip.AddrPort, now Time) (*Endpoi
 		if _, used := s.listeners[p]; used {
 			continue
 		}
-		e, err := s.newEndpoint()
-		if err != nil {
+		e := s.newEndpoint()
+		if err := e.Dial(lp, remote, now); err != nil {
 			return nil, err
 		}
-		if err := e.Dial(k.local, remote, now); err != nil {
-			return nil, err
-		}
-		c := s.adopt(e, k, nil)
-		s.after(c, now)
+		s.adopt(e, k, nil)
+		s.after(e, now)
 		return e, nil
 	}
 	return nil, ErrNoPorts
@@ -303,10 +314,10 @@ func (s *Stack) Input(tcp []byte, src, dst netip.Addr, now Time) error {
 		return err
 	}
 	s.stats.SegmentsIn++
-	k := tuple{netip.AddrPortFrom(dst, seg.DstPort), netip.AddrPortFrom(src, seg.SrcPort)}
-	if c, ok := s.conns[k]; ok {
-		err := c.ep.inputSegment(&seg, src, dst, now)
-		s.after(c, now)
+	k := tuple{local: dst.As16(), remote: src.As16(), lport: seg.DstPort, rport: seg.SrcPort, v4: dst.Is4()}
+	if e, ok := s.conns[k]; ok {
+		err := e.inputSegment(&seg, src, dst, now)
+		s.after(e, now)
 		return err
 	}
 	if r, ok := s.tw[k]; ok {
@@ -337,103 +348,132 @@ func (s *Stack) listenInput(l *Listener, k tuple, seg *Segment, now Time) error 
 	case f&FlagRST != 0:
 		return nil
 	case f&(FlagSYN|FlagACK) == FlagSYN:
-		if l.halfOpen >= s.cfg.Backlog || len(l.ready) >= s.cfg.AcceptQueue {
+		if l.halfOpen >= s.cfg.Backlog || l.ready.len() >= s.cfg.AcceptQueue {
 			s.sendCookie(k, seg, now)
 			return nil
 		}
-		e, err := s.newEndpoint()
-		if err != nil {
-			return err
-		}
-		_ = e.Listen(k.local, now)
-		c := s.adopt(e, k, l)
+		e := s.newEndpoint()
+		_ = e.Listen(k.Local(), now)
+		s.adopt(e, k, l)
 		l.halfOpen++
-		err = e.inputSegment(seg, k.remote.Addr(), k.local.Addr(), now)
-		s.after(c, now)
+		err := e.inputSegment(seg, k.addr(&k.remote), k.addr(&k.local), now)
+		s.after(e, now)
 		return err
 	case f&(FlagSYN|FlagACK) == FlagACK:
 		if s.cookieInput(l, k, seg, now) {
 			return nil
 		}
 	}
-	s.reset(seg, k.remote.Addr(), k.local.Addr())
+	s.reset(seg, k.addr(&k.remote), k.addr(&k.local))
 	return nil
 }
 
 // adopt makes e a connection of the stack under key k.
-func (s *Stack) adopt(e *Endpoint, k tuple, l *Listener) *stackConn {
-	c := &stackConn{ep: e, key: k, ln: l}
-	e.stack, e.sc = s, c
-	s.conns[k] = c
-	return c
+func (s *Stack) adopt(e *Endpoint, k tuple, l *Listener) {
+	e.owned, e.ln = true, l
+	s.conns[k] = e
 }
+
+// disown takes e out of the connection table (it was there under k).
+func (s *Stack) disown(e *Endpoint, k tuple) {
+	delete(s.conns, k)
+	e.owned = false
+	if e.timerAt != 0 {
+		e.timerAt = 0
+		s.armed--
+	}
+}
+
+// keyOf returns the key e is kept under.
+func keyOf(e *Endpoint) tuple { return tupleOf(e.local, e.remote) }
 
 // after brings the stack's view of a connection up to date after any call
 // on it: output to send, its deadline on the heap, acceptance, TIME-WAIT,
 // removal.
-func (s *Stack) after(c *stackConn, now Time) {
-	if s.conns[c.key] != c {
+func (s *Stack) after(e *Endpoint, now Time) {
+	if !e.owned {
 		return // already gone (TIME-WAIT record or deleted)
 	}
-	e := c.ep
-	if c.ln != nil && e.State() != SynReceived && e.State() != Listen {
-		c.ln.halfOpen--
-		l := c.ln
-		c.ln = nil
+	if l := e.ln; l != nil && e.State() != SynReceived && e.State() != Listen {
+		l.halfOpen--
+		e.ln = nil
 		if e.State() == Established || e.State() == CloseWait {
-			if len(l.ready) < s.cfg.AcceptQueue && !l.closed {
-				l.ready = append(l.ready, e)
+			if l.ready.len() < s.cfg.AcceptQueue && !l.closed {
+				l.ready.push(e)
 			} else {
 				s.stats.AcceptOverflow++
 				_ = e.Abort(now)
 			}
 		}
 	}
-	if e.pending() && !c.inActive {
-		c.inActive = true
-		s.active = append(s.active, c)
+	if e.pending() && !e.inActive {
+		e.inActive = true
+		s.active.push(e)
 	}
-	if !c.inActive {
+	if !e.inActive {
 		s.recycle(e)
-	}
-	switch e.State() {
-	case TimeWait:
-		if !c.inActive {
-			s.toTimeWait(c)
+		switch e.State() {
+		case TimeWait:
+			s.toTimeWait(e)
 			return
-		}
-	case Closed:
-		if !c.inActive {
-			delete(s.conns, c.key)
-			s.recycle(e)
+		case Closed:
+			s.disown(e, keyOf(e))
 			return
 		}
 	}
-	if d, ok := e.NextDeadline(); ok && d != c.timerAt {
-		c.timerAt = d
-		s.timers.push(timerEntry{at: d, key: c.key})
+	d, ok := e.NextDeadline()
+	switch {
+	case !ok:
+		if e.timerAt != 0 {
+			e.timerAt = 0 // its heap entry is stale now
+			s.armed--
+		}
+	case d != e.timerAt:
+		if e.timerAt == 0 {
+			s.armed++
+		}
+		e.timerAt = d
+		s.pushTimer(timerEntry{at: d, ep: e})
 	}
+}
+
+// pushTimer adds a deadline to the heap, first dropping the stale entries
+// if they have come to outnumber the live ones, so the heap stays within
+// a constant factor of the connections with timers.
+func (s *Stack) pushTimer(t timerEntry) {
+	if len(s.timers) >= 2*s.armed+64 {
+		live := s.timers[:0]
+		for _, x := range s.timers {
+			if x.live() {
+				live = append(live, x)
+			}
+		}
+		clear(s.timers[len(live):])
+		s.timers = live
+		s.timers.init()
+	}
+	s.timers.push(t)
 }
 
 // toTimeWait replaces a connection in TIME-WAIT by a compact record. The
 // Endpoint the application holds keeps saying TIME-WAIT; TimeWaits
 // counts the records still running.
-func (s *Stack) toTimeWait(c *stackConn) {
-	t := &c.ep.tcb
+func (s *Stack) toTimeWait(e *Endpoint) {
+	t := &e.tcb
 	d, _ := t.Deadline(TimerClose)
-	r := &twRecord{sndNxt: t.SndNxt, rcvNxt: t.RcvNxt, iss: t.Iss, tsRecent: t.tsRecent,
+	k := keyOf(e)
+	s.disown(e, k)
+	s.recycle(e)
+	s.tw[k] = twRecord{sndNxt: t.SndNxt, rcvNxt: t.RcvNxt, iss: t.Iss, tsRecent: t.tsRecent,
 		deadline: d, ts: t.flags&flagTS != 0}
-	delete(s.conns, c.key)
-	s.recycle(c.ep)
-	s.tw[c.key] = r
 	s.stats.TimeWaitRecords++
-	s.timers.push(timerEntry{at: d, key: c.key, tw: true})
+	s.twq.push(twEntry{at: d, key: k})
 }
 
 // timeWaitInput handles a segment for a TIME-WAIT record. It reports true
 // when the segment is a SYN that may open a new incarnation (the record is
 // then deleted).
-func (s *Stack) timeWaitInput(k tuple, r *twRecord, seg *Segment, now Time) bool {
+func (s *Stack) timeWaitInput(k tuple, r twRecord, seg *Segment, now Time) bool {
 	f := seg.Flags
 	switch {
 	case f&FlagRST != 0:
@@ -449,13 +489,14 @@ func (s *Stack) timeWaitInput(k tuple, r *twRecord, seg *Segment, now Time) bool
 		}
 	case f&FlagFIN != 0 && seg.End() == r.rcvNxt:
 		r.deadline = now.Add(2 * s.cfg.Endpoint.Config.mslOrDefault())
-		s.timers.push(timerEntry{at: r.deadline, key: k, tw: true})
+		s.tw[k] = r
+		s.twq.push(twEntry{at: r.deadline, key: k})
 	}
-	ack := Segment{SrcPort: k.local.Port(), DstPort: k.remote.Port(), Seq: r.sndNxt, Ack: r.rcvNxt, Flags: FlagACK}
+	ack := Segment{SrcPort: k.lport, DstPort: k.rport, Seq: r.sndNxt, Ack: r.rcvNxt, Flags: FlagACK}
 	if r.ts {
 		ack.Options = Options{Present: OptTimestamps, TSVal: msOf(now) + uint32(r.iss), TSEcr: r.tsRecent}
 	}
-	s.replies = append(s.replies, reply{seg: ack, src: k.local.Addr(), dst: k.remote.Addr()})
+	s.replies = append(s.replies, reply{seg: ack, src: k.addr(&k.local), dst: k.addr(&k.remote)})
 	return false
 }
 
@@ -468,41 +509,46 @@ func (c *Config) mslOrDefault() time.Duration {
 
 // NextDeadline returns the earliest deadline over every connection.
 func (s *Stack) NextDeadline() (Time, bool) {
-	for s.timers.Len() > 0 {
-		top := s.timers[0]
-		if s.live(top) {
-			return top.at, true
-		}
+	for len(s.timers) > 0 && !s.timers[0].live() {
 		s.timers.pop()
+	}
+	for s.twq.len() > 0 && !s.twLive(s.twq.front()) {
+		s.twq.pop()
+	}
+	switch {
+	case len(s.timers) > 0 && s.twq.len() > 0:
+		return min(s.timers[0].at, s.twq.front().at), true
+	case len(s.timers) > 0:
+		return s.timers[0].at, true
+	case s.twq.len() > 0:
+		return s.twq.front().at, true
 	}
 	return 0, false
 }
 
-// live reports whether a heap entry still stands for a real deadline.
-func (s *Stack) live(e timerEntry) bool {
-	if e.tw {
-		r, ok := s.tw[e.key]
-		return ok && r.deadline == e.at
-	}
-	c, ok := s.conns[e.key]
-	return ok && c.timerAt == e.at
+// twLive reports whether a TIME-WAIT queue entry is its record's deadline.
+func (s *Stack) twLive(t twEntry) bool {
+	r, ok := s.tw[t.key]
+	return ok && r.deadline == t.at
 }
 
 // Tick fires every timer due at now.
 func (s *Stack) Tick(now Time) {
-	for s.timers.Len() > 0 && s.timers[0].at <= now {
-		e := s.timers.pop()
-		if !s.live(e) {
+	for s.twq.len() > 0 && s.twq.front().at <= now {
+		if t := s.twq.pop(); s.twLive(t) {
+			delete(s.tw, t.key)
+		}
+	}
+	for len(s.timers) > 0 && s.timers[0].at <= now {
+		t := s.timers.pop()
+		if !t.live() {
 			continue
 		}
-		if e.tw {
-			delete(s.tw, e.key)
-			continue
-		}
-		c := s.conns[e.key]
-		c.timerAt = 0
-		c.ep.Tick(now)
-		s.after(c, now)
+		e := t.ep
+		e.timerAt = 0
+		s.armed--
+		e.Tick(now)
+		s.after(e, now)
 	}
 }
 
@@ -521,19 +567,15 @@ func (s *Stack) Output(buf []byte, now Time) (n int, src, dst netip.Addr) {
 		s.stats.SegmentsOut++
 		return len(b), src, dst
 	}
-	for len(s.active) > 0 {
-		c := s.active[0]
-		if n := c.ep.Output(buf, now); n > 0 {
+	for s.active.len() > 0 {
+		e := s.active.front()
+		if n := e.Output(buf, now); n > 0 {
 			s.stats.SegmentsOut++
-			return n, c.ep.local.Addr(), c.ep.remote.Addr()
+			return n, e.local.Addr(), e.remote.Addr()
 		}
-		c.inActive = false
-		s.active[0] = nil
-		s.active = s.active[1:]
-		if len(s.active) == 0 {
-			s.active = s.active[:0:cap(s.active)]
-		}
-		s.after(c, now)
+		e.inActive = false
+		s.active.pop()
+		s.after(e, now)
 	}
 	return 0, netip.Addr{}, netip.Addr{}
 }
@@ -559,11 +601,10 @@ func newCookieJar(key [16]byte) cookieJar {
 
 func (j *cookieJar) mac(k tuple, irs Seq, count uint32) uint32 {
 	var b [44]byte
-	l, r := k.local.Addr().As16(), k.remote.Addr().As16()
-	copy(b[0:], l[:])
-	copy(b[16:], r[:])
-	binary.BigEndian.PutUint16(b[32:], k.local.Port())
-	binary.BigEndian.PutUint16(b[34:], k.remote.Port())
+	copy(b[0:], k.local[:])
+	copy(b[16:], k.remote[:])
+	binary.BigEndian.PutUint16(b[32:], k.lport)
+	binary.BigEndian.PutUint16(b[34:], k.rport)
 	binary.BigEndian.PutUint32(b[36:], uint32(irs))
 	binary.BigEndian.PutUint32(b[40:], count)
 	return uint32(sipHash24(j.k0, j.k1, b[:]))
@@ -610,7 +651,7 @@ func (s *Stack) sendCookie(k tuple, syn *Segment, now Time) {
 	if rb == 0 {
 		rb = 65535
 	}
-	sa := Segment{SrcPort: k.local.Port(), DstPort: k.remote.Port(), Seq: iss, Ack: syn.Seq.Add(1),
+	sa := Segment{SrcPort: k.lport, DstPort: k.rport, Seq: iss, Ack: syn.Seq.Add(1),
 		Flags: FlagSYN | FlagACK, Window: uint16(min(rb, 0xffff)),
 		Options: Options{Present: OptMSS, MSS: our}}
 	if syn.Options.Has(OptTimestamps) && !cfg.NoTimestamps {
@@ -633,7 +674,7 @@ func (s *Stack) sendCookie(k tuple, syn *Segment, now Time) {
 			sa.Options.Present |= OptSACKPermitted
 		}
 	}
-	s.replies = append(s.replies, reply{seg: sa, src: k.local.Addr(), dst: k.remote.Addr()})
+	s.replies = append(s.replies, reply{seg: sa, src: k.addr(&k.local), dst: k.addr(&k.remote)})
 	s.stats.CookiesSent++
 }
 
@@ -646,13 +687,13 @@ func (s *Stack) cookieInput(l *Listener, k tuple, ack *Segment, now Time) bool {
 		s.stats.CookiesRejected++
 		return false
 	}
-	if len(l.ready) >= s.cfg.AcceptQueue {
+	if l.ready.len() >= s.cfg.AcceptQueue {
 		s.stats.AcceptOverflow++
 		return true // dropped: the peer retransmits, or gives up
 	}
 	// Rebuild the SYN the peer sent, as far as the cookie remembers it,
 	// and replay the handshake through the state machine.
-	syn := Segment{SrcPort: k.remote.Port(), DstPort: k.local.Port(), Seq: irs, Flags: FlagSYN,
+	syn := Segment{SrcPort: k.rport, DstPort: k.lport, Seq: irs, Flags: FlagSYN,
 		Window: ack.Window, Options: Options{Present: OptMSS, MSS: cookieMSS[idx]}}
 	if ack.Options.Has(OptTimestamps) {
 		bits := ack.Options.TSEcr & 0x1f
@@ -666,54 +707,75 @@ func (s *Stack) cookieInput(l *Listener, k tuple, ack *Segment, now Time) bool {
 			syn.Options.Present |= OptSACKPermitted
 		}
 	}
-	e, err := s.newEndpoint()
-	if err != nil {
-		return false
-	}
-	_ = e.Listen(k.local, now)
-	e.isn = fixedISS(iss)
-	if err := e.inputSegment(&syn, k.remote.Addr(), k.local.Addr(), now); err != nil {
+	e := s.newEndpoint()
+	local, remote := k.Local(), k.Remote()
+	_ = e.Listen(local, now)
+	if err := e.acceptSYN(&syn, local, remote, iss, now); err != nil {
 		return false
 	}
 	e.queue = e.queue[:0] // the SYN-ACK was sent already, by the cookie
-	e.isn = s.isn
-	if err := e.inputSegment(ack, k.remote.Addr(), k.local.Addr(), now); err != nil || e.State() != Established {
+	if err := e.inputSegment(ack, remote.Addr(), local.Addr(), now); err != nil || e.State() != Established {
 		return false
 	}
-	c := s.adopt(e, k, nil)
-	l.ready = append(l.ready, e)
+	s.adopt(e, k, nil)
+	l.ready.push(e)
 	s.stats.CookiesAccepted++
-	s.after(c, now)
+	s.after(e, now)
 	return true
 }
 
-type fixedISS Seq
-
-func (f fixedISS) ISN(_, _ netip.AddrPort, _ Time) Seq { return Seq(f) }
-
-// timerHeap is a min-heap of deadlines. Entries go stale when a
-// connection's deadline moves; stale ones are skipped when they surface.
+// timerHeap is a min-heap of connection deadlines. Entries go stale when
+// a connection's deadline moves or it leaves the table; stale ones are
+// skipped when they surface, and swept when they pile up (pushTimer).
 type timerHeap []timerEntry
 
 type timerEntry struct {
-	at  Time
-	key tuple
-	tw  bool
+	at Time
+	ep *Endpoint
 }
 
-func (h timerHeap) Len() int { return len(h) }
+// live reports whether the entry still stands for its endpoint's deadline.
+func (t timerEntry) live() bool { return t.ep.owned && t.ep.timerAt == t.at }
 
-// push adds e (no allocation once the slice has grown).
-func (h *timerHeap) push(e timerEntry) {
-	*h = append(*h, e)
-	a := *h
-	for i := len(a) - 1; i > 0; {
+// push adds t (no allocation once the slice has grown).
+func (h *timerHeap) push(t timerEntry) {
+	*h = append(*h, t)
+	h.up(len(*h) - 1)
+}
+
+func (h timerHeap) up(i int) {
+	for i > 0 {
 		p := (i - 1) / 2
-		if a[p].at <= a[i].at {
+		if h[p].at <= h[i].at {
 			break
 		}
-		a[p], a[i] = a[i], a[p]
+		h[p], h[i] = h[i], h[p]
 		i = p
+	}
+}
+
+func (h timerHeap) down(i int) {
+	n := len(h)
+	for {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < n && h[l].at < h[m].at {
+			m = l
+		}
+		if r < n && h[r].at < h[m].at {
+			m = r
+		}
+		if m == i {
+			return
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
+}
+
+// init orders the whole slice as a heap.
+func (h timerHeap) init() {
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		h.down(i)
 	}
 }
 
@@ -723,21 +785,61 @@ func (h *timerHeap) pop() timerEntry {
 	top := a[0]
 	n := len(a) - 1
 	a[0] = a[n]
+	a[n] = timerEntry{}
 	a = a[:n]
-	for i := 0; ; {
-		l, r, m := 2*i+1, 2*i+2, i
-		if l < n && a[l].at < a[m].at {
-			m = l
-		}
-		if r < n && a[r].at < a[m].at {
-			m = r
-		}
-		if m == i {
-			break
-		}
-		a[i], a[m] = a[m], a[i]
-		i = m
-	}
+	a.down(0)
 	*h = a
 	return top
+}
+
+// fifo is a first-in, first-out queue in a slice whose space is reused:
+// popping moves a head index, and pushing slides the live part down once
+// the head has passed half the slice, so a steady stream of pushes and
+// pops allocates nothing.
+type fifo[T any] struct {
+	q    []T
+	head int
+}
+
+func (f *fifo[T]) len() int { return len(f.q) - f.head }
+func (f *fifo[T]) front() T { return f.q[f.head] }
+
+func (f *fifo[T]) push(x T) {
+	if f.head > 0 && f.head >= len(f.q)/2 {
+		n := copy(f.q, f.q[f.head:])
+		clear(f.q[n:])
+		f.q, f.head = f.q[:n], 0
+	}
+	f.q = append(f.q, x)
+}
+
+func (f *fifo[T]) pop() T {
+	x := f.q[f.head]
+	var zero T
+	f.q[f.head] = zero // no reference kept
+	f.head++
+	if f.head == len(f.q) {
+		f.q, f.head = f.q[:0], 0
+	}
+	return x
+}
+
+// twQueue holds TIME-WAIT deadlines in the order they expire. Every
+// record waits the same 2*MSL from a clock that never goes back, so they
+// arrive almost in order and a FIFO does a heap's work; the rare one
+// that is earlier than the last (a connection that entered TIME-WAIT
+// while its output waited) is moved into place. A record whose deadline
+// moves (a retransmitted FIN) is queued again; its older entry goes stale.
+type twQueue struct{ fifo[twEntry] }
+
+type twEntry struct {
+	at  Time
+	key tuple
+}
+
+func (q *twQueue) push(t twEntry) {
+	q.fifo.push(t)
+	for i := len(q.q) - 1; i > q.head && q.q[i-1].at > q.q[i].at; i-- {
+		q.q[i-1], q.q[i] = q.q[i], q.q[i-1]
+	}
 }

@@ -23,6 +23,7 @@ type stackNet struct {
 	ip    [2]netip.Addr
 	now   Time
 	q     []stackPkt
+	spare [][]byte // packet buffers to reuse, so the harness allocates nothing per packet
 	buf   []byte
 	delay time.Duration
 	drop  func(from int, seg []byte) bool
@@ -55,8 +56,12 @@ func (n *stackNet) flush() {
 			if n.drop != nil && n.drop(i, n.buf[:m]) {
 				continue
 			}
+			var data []byte
+			if k := len(n.spare); k > 0 {
+				data, n.spare = n.spare[k-1][:0], n.spare[:k-1]
+			}
 			n.q = append(n.q, stackPkt{at: n.now.Add(n.delay), to: 1 - i, src: src, dst: dst,
-				data: append([]byte(nil), n.buf[:m]...)})
+				data: append(data, n.buf[:m]...)})
 		}
 	}
 }
@@ -83,8 +88,9 @@ func (n *stackNet) run(limit Time, done func() bool) {
 		n.now = max(n.now, next)
 		if len(n.q) > 0 && n.q[0].at <= n.now {
 			p := n.q[0]
-			n.q = n.q[1:]
+			n.q = n.q[:copy(n.q, n.q[1:])]
 			_ = n.s[p.to].Input(p.data, p.src, p.dst, n.now)
+			n.spare = append(n.spare, p.data)
 			continue
 		}
 		for _, s := range n.s {
@@ -212,7 +218,7 @@ func TestSynCookieValidation(t *testing.T) {
 	// gets a RST and no connection.
 	s, _ := NewStack(StackConfig{Backlog: 1})
 	l, _ := s.Listen(80)
-	k := tuple{netip.AddrPortFrom(ipB, 80), netip.AddrPortFrom(ipA, 5555)}
+	k := tupleOf(netip.AddrPortFrom(ipB, 80), netip.AddrPortFrom(ipA, 5555))
 	cookie := s.cookies.make(k, 1000, 3, 0)
 	_, ok := s.cookies.check(k, 1000, cookie, Time(70*time.Second))
 	require.True(t, ok, "valid in the next period")
@@ -297,11 +303,11 @@ func TestStackTimeWaitRecord(t *testing.T) {
 	n.run(at(3), func() bool { return n.s[1].TimeWaits() == 1 })
 	require.Equal(t, 1, n.s[1].TimeWaits())
 	var k tuple
-	var r *twRecord
+	var r twRecord
 	for kk, rr := range n.s[1].tw {
 		k, r = kk, rr
 	}
-	fin := Segment{SrcPort: k.remote.Port(), DstPort: 80, Seq: r.rcvNxt.Add(^uint32(0)), Ack: r.sndNxt,
+	fin := Segment{SrcPort: k.rport, DstPort: 80, Seq: r.rcvNxt.Add(^uint32(0)), Ack: r.sndNxt,
 		Flags: FlagFIN | FlagACK, Options: Options{Present: OptTimestamps, TSVal: r.tsRecent, TSEcr: 1}}
 	b := fin.AppendTo(nil)
 	require.NoError(t, SetChecksum(b, ipA, ipB))
@@ -312,9 +318,9 @@ func TestStackTimeWaitRecord(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, FlagACK, ack.Flags)
 	require.Equal(t, r.rcvNxt, ack.Ack)
-	require.Equal(t, n.now.Add(4*time.Minute), r.deadline, "2*MSL restarted")
+	require.Equal(t, n.now.Add(4*time.Minute), n.s[1].tw[k].deadline, "2*MSL restarted")
 
-	syn := Segment{SrcPort: k.remote.Port(), DstPort: 80, Seq: r.rcvNxt.Add(100000), Flags: FlagSYN,
+	syn := Segment{SrcPort: k.rport, DstPort: 80, Seq: r.rcvNxt.Add(100000), Flags: FlagSYN,
 		Options: Options{Present: OptTimestamps, TSVal: r.tsRecent + 1000}}
 	b = syn.AppendTo(nil)
 	require.NoError(t, SetChecksum(b, ipA, ipB))
