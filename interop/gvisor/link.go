@@ -72,10 +72,18 @@ func (p *Peer) InjectToTcpfsm(seg []byte, src, dst netip.Addr) {
 }
 
 // NewPeer makes a netstack at addr with SACK on (it is off by default).
+// Its random sources (the one behind ISNs, ports and jitter, and the
+// "secure" one) are seeded from addr, so a run's choices repeat. Its
+// clock stays the real one: netstack processes segments on its own
+// goroutines, so a manual clock could not make the interleaving repeat,
+// and its timers must run while those goroutines work.
 func NewPeer(addr netip.Addr) (*Peer, error) {
+	seed := uint64(binary.BigEndian.Uint32(addr.AsSlice()))
 	s := stack.New(stack.Options{
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol},
+		RandSource:         &lockedSource{src: rand.NewPCG(seed, 1)},
+		SecureRNG:          &lockedReader{r: rand.NewChaCha8([32]byte{0: byte(seed), 1: byte(seed >> 8), 31: 7})},
 	})
 	ch := channel.New(4096, 1500, "")
 	if err := s.CreateNIC(1, ch); err != nil {
@@ -96,6 +104,33 @@ func NewPeer(addr netip.Addr) (*Peer, error) {
 		buf: make([]byte, 0, 65536), injected: make(chan forged, 64), written: make(chan struct{}, 1)}
 	ch.AddNotify(p)
 	return p, nil
+}
+
+// lockedSource is a seeded math/rand Source safe for netstack's
+// concurrent use.
+type lockedSource struct {
+	mu  sync.Mutex
+	src *rand.PCG
+}
+
+func (l *lockedSource) Int63() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return int64(l.src.Uint64() >> 1)
+}
+
+func (l *lockedSource) Seed(int64) {}
+
+// lockedReader is a seeded byte stream standing in for crypto/rand.
+type lockedReader struct {
+	mu sync.Mutex
+	r  *rand.ChaCha8
+}
+
+func (l *lockedReader) Read(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.r.Read(b)
 }
 
 // Full returns the netstack address of port.
