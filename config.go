@@ -122,6 +122,15 @@ type Config struct {
 	// end of a small flight need not wait for the RTO (RFC 5827 section
 	// 3.1). Default off: RFC 5827 is Experimental.
 	EarlyRetransmit bool
+	// TailLossProbe sends a probe segment when the ACKs of a flight stop
+	// coming for about two round trips, instead of waiting for the RTO:
+	// new data if there is some, else the last segment again (RFC 8985
+	// section 7). Its ACK either acknowledges everything (the ACKs were
+	// lost) or, by SACKing the probe, shows that what was sent before it
+	// is lost, and fast recovery starts at once (the RACK rule of RFC
+	// 8985 section 6.2, applied to the probe). Needs SACK and an RTT
+	// sample; default off.
+	TailLossProbe bool
 	// Congestion selects the congestion control algorithm (RFC 9293
 	// MAY-18). Default NewReno (RFC 5681 with RFC 6582).
 	Congestion CongestionAlgorithm
@@ -253,6 +262,7 @@ const (
 	optIW10
 	optCUBIC
 	optEarlyRetransmit
+	optTLP
 )
 
 func d16(d time.Duration, def time.Duration) dur16 {
@@ -315,7 +325,8 @@ func (c *Config) compile() (settings, error) {
 		{c.TimeWaitRST, optTimeWaitRST}, {c.TimeWaitChallenge, optTimeWaitChallenge},
 		{c.QuickACK, optQuickACK}, {c.NoDelay, optNoDelay}, {!c.NoWindowScale, optWS},
 		{!c.NoTimestamps, optTS}, {!c.NoSACK, optSACK}, {c.InitialWindow10, optIW10},
-		{c.Congestion == CUBIC, optCUBIC}, {c.EarlyRetransmit, optEarlyRetransmit}} {
+		{c.Congestion == CUBIC, optCUBIC}, {c.EarlyRetransmit, optEarlyRetransmit},
+		{c.TailLossProbe, optTLP}} {
 		if o.on {
 			s.opts |= o.bit
 		}

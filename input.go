@@ -348,6 +348,9 @@ func (t *TCB) arriveOther(seg *Segment, idle time.Duration, now Time, out []Acti
 		} else if dup {
 			out = t.onDupAck(now, out)
 		}
+		if t.flags&flagProbe != 0 {
+			out = t.probeSACKed(now, out)
+		}
 		// Window update (RFC 9293 section 3.10.7.4, WL1/WL2 rule).
 		if t.SndUna.LessThanEq(seg.Ack) &&
 			(t.SndWl1.LessThan(seq) || (t.SndWl1 == seq && t.SndWl2.LessThanEq(seg.Ack))) {
@@ -418,6 +421,7 @@ func (t *TCB) recordSACK(o *Options) {
 func (t *TCB) enterFinWait2(now Time, out []Action) []Action {
 	t.State = FinWait2
 	out = t.stop(out, TimerRetransmit)
+	out = t.stop(out, TimerProbe)
 	out = t.stop(out, TimerUser)
 	if t.cfg.fw2 != 0 {
 		out = t.arm(out, TimerClose, now, t.cfg.fw2.dur())
@@ -514,15 +518,20 @@ func (t *TCB) ackAdvance(ack Seq, tsecr uint32, now Time, out []Action) []Action
 			t.growCwnd(data, now)
 		}
 	}
+	if t.flags&flagProbe != 0 && !ack.LessThan(t.tlpSeq) {
+		t.flags &^= flagProbe // acknowledged up to the probe: it did its work
+	}
 	if t.SndUna == t.SndNxt {
+		t.flags &^= flagProbe
 		out = t.stop(out, TimerRetransmit)
+		out = t.stop(out, TimerProbe)
 		out = t.stop(out, TimerUser)
 		if t.cfg.opts&optKeepalive != 0 && t.State.IsSynchronized() && !t.running(TimerKeepalive) {
 			out = t.arm(out, TimerKeepalive, now, t.cfg.keepIdle.dur())
 		}
 	} else {
 		t.rtxStart = msOf(now)
-		out = t.arm(out, TimerRetransmit, now, t.rtoDur())
+		out = t.armLossTimer(now, out)
 		if t.cfg.userTimeout != 0 {
 			out = t.arm(out, TimerUser, now, t.cfg.userTimeout.dur())
 		}

@@ -87,11 +87,11 @@ func (t *TCB) sendSYN(now Time, out []Action) []Action {
 // startRetransmit starts the retransmission timer (and the user timeout)
 // if it is not running (RFC 6298 section 5.1).
 func (t *TCB) startRetransmit(now Time, out []Action) []Action {
-	if t.running(TimerRetransmit) {
+	if t.running(TimerRetransmit) || t.running(TimerProbe) {
 		return out
 	}
 	t.rtxStart = msOf(now)
-	out = t.arm(out, TimerRetransmit, now, t.rtoDur())
+	out = t.armLossTimer(now, out)
 	if t.cfg.userTimeout != 0 && !t.running(TimerUser) {
 		out = t.arm(out, TimerUser, now, t.cfg.userTimeout.dur())
 	}
@@ -429,6 +429,8 @@ func (t *TCB) tick(now Time, out []Action) []Action {
 			out = t.onRetransmitTimeout(now, out)
 		case TimerPersist:
 			out = t.onPersist(now, out)
+		case TimerProbe:
+			out = t.onProbeTimeout(now, out)
 		case TimerClose:
 			switch t.State {
 			case TimeWait:
@@ -460,6 +462,7 @@ func (t *TCB) onRetransmitTimeout(now Time, out []Action) []Action {
 		return out
 	}
 	t.retries++
+	t.flags &^= flagProbe // the timeout takes over from the probe
 	syn := t.State == SynSent || t.State == SynReceived
 	zeroWnd := !syn && t.SndWnd == 0 && t.flags&flagFinSent == 0
 	var giveUp bool

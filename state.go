@@ -46,3 +46,13 @@ func States() []State {
 	}
 	return out
 }
+
+// sendsData reports whether the state sends data or a FIN (where output
+// runs sendData): ESTABLISHED, CLOSE-WAIT, FIN-WAIT-1, CLOSING, LAST-ACK.
+func (s State) sendsData() bool {
+	switch s {
+	case Established, CloseWait, FinWait1, Closing, LastAck:
+		return true
+	}
+	return false
+}

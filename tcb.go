@@ -68,6 +68,7 @@ type TCB struct {
 	LocalPort  uint16 // our port
 	RemotePort uint16 // the peer's port
 	cfg        settings
+	tlpSeq     Seq // first sequence number of the tail loss probe, while flagProbe
 }
 
 type flags uint32
@@ -91,6 +92,7 @@ const (
 	flagUrgSignaled                   // the user was told of the current urgent data
 	flagUrgPending                    // SND.UP is ahead of SND.UNA: send URG
 	flagSmallSent                     // a sub-MSS segment is unacknowledged (Nagle, with Minshall's variant)
+	flagProbe                         // a tail loss probe is outstanding, from tlpSeq (RFC 8985 section 7.3)
 )
 
 // maxQueued bounds the data a connection holds in sequence space (sent but

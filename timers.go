@@ -70,8 +70,8 @@ func (c *SystemClock) Now() Time { return Time(time.Since(c.start)) }
 type TimerKind uint8
 
 // The timers. Timers that never run at the same time share a slot in the
-// TCB, so at most three deadlines are held: retransmission, persist and
-// close; delayed ACK; keep-alive and user timeout.
+// TCB, so at most three deadlines are held: retransmission, probe,
+// persist and close; delayed ACK; keep-alive and user timeout.
 const (
 	// TimerRetransmit is the retransmission timer (RFC 6298): SYN, SYN-ACK,
 	// data and FIN retransmission.
@@ -88,6 +88,10 @@ const (
 	// TimerPersist probes a zero window, and sends what the sender's
 	// silly-window avoidance held back (RFC 9293 sections 3.8.6.1, 3.8.6.2.1).
 	TimerPersist
+	// TimerProbe is the tail loss probe timeout, PTO (RFC 8985 section
+	// 7.2), with Config.TailLossProbe. It stands in for the
+	// retransmission timer while it runs.
+	TimerProbe
 	numTimers
 )
 
@@ -99,12 +103,12 @@ func slotOf(k TimerKind) int { return int(timerSlots[k&7]) }
 
 // timerSlots maps each timer kind (and the unused values up to 7) to its slot.
 var timerSlots = [8]uint8{
-	TimerRetransmit: 0, TimerPersist: 0, TimerClose: 0,
+	TimerRetransmit: 0, TimerPersist: 0, TimerClose: 0, TimerProbe: 0,
 	TimerDelayedACK: 1,
-	TimerKeepalive:  2, TimerUser: 2, 6: 2, 7: 2,
+	TimerKeepalive:  2, TimerUser: 2, 7: 2,
 }
 
-var timerNames = [numTimers]string{"retransmit", "close", "keepalive", "user", "delayed-ack", "persist"}
+var timerNames = [numTimers]string{"retransmit", "close", "keepalive", "user", "delayed-ack", "persist", "probe"}
 
 // String returns the timer's name, such as "retransmit".
 func (k TimerKind) String() string {

@@ -46,6 +46,7 @@ func scenario(seed uint64) (*Network, *Node, *Node, Exchange) {
 		cfg.Endpoint.Config.Congestion = tcpfsm.CUBIC
 	}
 	cfg.Endpoint.Config.EarlyRetransmit = r.IntN(2) == 0
+	cfg.Endpoint.Config.TailLossProbe = r.IntN(2) == 0
 	a, _ := n.AddNode(addrA, cfg, link)
 	b, _ := n.AddNode(addrB, cfg, link)
 	x := Exchange{Up: r.IntN(20_000), Down: r.IntN(5_000), Limit: 30 * time.Minute}

@@ -66,7 +66,7 @@ func TestGVisorClientOurServer(t *testing.T) {
 func TestLossAndReordering(t *testing.T) {
 	roles(t, func(t *testing.T, ourClient bool) {
 		p, h := setupWith(t, tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{SendBuffer: 1 << 20,
-			Config: tcpfsm.Config{RecvBuffer: 1 << 20, MinRTO: 200 * time.Millisecond, EarlyRetransmit: true}}})
+			Config: tcpfsm.Config{RecvBuffer: 1 << 20, MinRTO: 200 * time.Millisecond, EarlyRetransmit: true, TailLossProbe: true}}})
 		ours, theirs := connect(t, p, h, ourClient)
 		defer ours.Close()
 		defer theirs.Close()

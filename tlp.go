@@ -1,0 +1,116 @@
+package tcpfsm
+
+import "time"
+
+// Tail loss probe (RFC 8985 section 7), opt-in with Config.TailLossProbe.
+//
+// When the last ACKs of a flight are lost, or the last segments, no
+// duplicate ACKs come to start fast retransmit and the sender waits for
+// the RTO. A probe timeout (PTO) of about two round trips stands in for
+// the retransmission timer while data is in flight; when it fires, one
+// probe segment goes out and the RTO takes over again.
+//
+// This TCB keeps no per-segment send times, so it has no full RACK. Two
+// choices follow from that, and differ from RFC 8985:
+//   - With no new data to send, the probe is the oldest unacknowledged
+//     segment rather than the newest: without RACK nothing would mark the
+//     segments before a SACKed newest one lost, while the oldest one
+//     repairs the first hole (or, if only ACKs were lost, draws an ACK
+//     for everything) and the PTO is armed again for the next.
+//   - A probe of new data that the peer SACKs while data sent before it is
+//     still unacknowledged proves that data lost: it was sent at least a
+//     PTO before a segment that arrived, which is RACK's rule (RFC 8985
+//     section 6.2) with the probe as the one segment whose send time is
+//     known. Fast recovery starts at once (probeSACKed).
+//
+// A loss the probe alone repairs does not reduce the congestion window:
+// telling it from a lost ACK needs DSACK (RFC 8985 section 7.4), which
+// this implementation does not process.
+
+// minPTO is the floor of the probe timeout, as Linux uses.
+const minPTO = 10 * time.Millisecond
+
+// probeEligible reports whether the PTO may guard the data in flight
+// instead of the RTO (RFC 8985 section 7.2): the option is on, the peer
+// SACKs, an RTT has been measured, no recovery, timeout or probe is under
+// way, and the state is one that sends data or a FIN.
+func (t *TCB) probeEligible() bool {
+	return t.cfg.opts&optTLP != 0 &&
+		t.flags&(flagSACK|flagHaveRtt|flagRecovery|flagProbe) == flagSACK|flagHaveRtt &&
+		t.retries == 0 && t.State.sendsData()
+}
+
+// pto is the probe timeout: 2*SRTT, plus the peer's worst-case delayed
+// ACK when one segment is in flight (its ACK may be held back), at least
+// minPTO, and never later than the RTO (RFC 8985 section 7.2).
+func (t *TCB) pto() time.Duration {
+	d := 2 * time.Duration(t.srtt) * time.Microsecond
+	if t.SndNxt.Diff(t.SndUna) <= t.effMSS() {
+		d += t.cfg.delAck.dur()
+	}
+	return min(max(d, minPTO), t.rtoDur())
+}
+
+// armLossTimer arms the timer that guards the data in flight: the PTO
+// when a probe may be sent, else the retransmission timer.
+func (t *TCB) armLossTimer(now Time, out []Action) []Action {
+	if t.probeEligible() {
+		return t.arm(out, TimerProbe, now, t.pto())
+	}
+	return t.arm(out, TimerRetransmit, now, t.rtoDur())
+}
+
+// onProbeTimeout sends the tail loss probe (RFC 8985 section 7.3): a new
+// segment if there is unsent data and the peer's window has room for it
+// (the congestion window does not hold a probe back), else the oldest
+// unacknowledged segment. The retransmission timer then guards the
+// flight.
+func (t *TCB) onProbeTimeout(now Time, out []Action) []Action {
+	if t.SndUna == t.SndNxt {
+		return out
+	}
+	mss := t.effMSS()
+	inflight := t.SndNxt.Diff(t.SndUna)
+	if t.SndNxt.LessThan(t.sndEnd) && t.SndWnd > inflight {
+		queued := t.sndEnd.Diff(t.SndNxt)
+		n := min(mss, queued, t.SndWnd-inflight)
+		fin := t.flags&flagCloseCalled != 0 && n == queued
+		t.tlpSeq = t.SndNxt
+		out = t.emitData(out, t.SndNxt, n, fin, now)
+		t.advanceSndNxt(now, n, fin)
+	} else {
+		// The oldest segment again; its FIN with it if it reaches it.
+		end := MinSeq(t.sndEnd, t.SndNxt)
+		var n uint32
+		if t.SndUna.LessThan(end) {
+			n = min(mss, end.Diff(t.SndUna))
+		}
+		fin := t.flags&flagFinSent != 0 && t.SndUna.Add(n) == t.sndEnd
+		t.tlpSeq = t.SndUna // never inside a SACK block: no RACK inference
+		out = t.emitData(out, t.SndUna, n, fin, now)
+		t.flags &^= flagRttTiming // Karn
+	}
+	t.flags |= flagProbe
+	return t.arm(out, TimerRetransmit, now, t.rtoDur())
+}
+
+// probeSACKed starts fast recovery when the peer SACKs a probe of new
+// data while data sent before it is unacknowledged: that data was sent
+// at least a PTO earlier than a segment that arrived, so it is lost
+// (RFC 8985 section 6.2, for the probe).
+func (t *TCB) probeSACKed(now Time, out []Action) []Action {
+	if t.flags&(flagProbe|flagRecovery) != flagProbe || !t.SndUna.LessThan(t.tlpSeq) {
+		return out
+	}
+	if _, ok := covering(t.sacked[:], t.tlpSeq); !ok {
+		return out
+	}
+	t.flags &^= flagProbe
+	t.onLoss(false)
+	t.recover = t.SndNxt.Add(^uint32(0))
+	t.cwnd = t.ssthresh
+	t.flags |= flagRecovery
+	t.sndRtx = t.SndUna
+	out = t.retransmitHole(now, out)
+	return t.arm(out, TimerRetransmit, now, t.rtoDur())
+}

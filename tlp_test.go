@@ -1,0 +1,120 @@
+package tcpfsm
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// probing is an ESTABLISHED connection with SACK, the tail loss probe on,
+// and an RTT sample of 20 ms: SND.NXT is 1561, SND.UNA too.
+func probing(t *testing.T, cfg Config) *conn {
+	cfg.NoDelay = true
+	c := newConn(t, cfg)
+	c.user(Open(ourPort, peerPort, 100))
+	c.advance(20 * time.Millisecond)
+	c.peer(pkt("S.", 300, 101, mss(1460), sackOK(), win(65535)))
+	c.state(Established)
+	c.user(Send(1460))
+	c.advance(20 * time.Millisecond)
+	c.peer(pkt(".", 301, 1561, win(65535)))
+	require.Equal(t, 20*time.Millisecond, mustStatus(t, c).SRTT)
+	c.clear()
+	return c
+}
+
+func mustStatus(t *testing.T, c *conn) Status {
+	st, err := c.tcb.Status()
+	require.NoError(t, err)
+	return st
+}
+
+func TestTailLossProbeAfterLostACKs(t *testing.T) {
+	// RFC8985 7.2, 7.3: two segments go out and no ACK comes back. After
+	// the PTO (2*SRTT) the oldest segment goes again, the RTO takes over,
+	// and one ACK for everything ends it.
+	c := probing(t, Config{TailLossProbe: true})
+	start := c.now
+	c.user(Send(2920))
+	c.sent(". seq=1561 len=1460", "P. seq=3021 len=1460")
+	c.timer(TimerProbe, start.Add(40*time.Millisecond))
+	c.timer(TimerRetransmit, 0)
+	c.advance(39 * time.Millisecond)
+	c.nothing()
+	c.advance(time.Millisecond)
+	c.sent(". seq=1561 len=1460")
+	c.timer(TimerProbe, 0)
+	c.timer(TimerRetransmit, c.now.Add(time.Second))
+	c.peer(pkt(".", 301, 4481, win(65535)))
+	c.timer(TimerRetransmit, 0)
+	c.timer(TimerProbe, 0)
+	c.nothing()
+	require.False(t, mustStatus(t, c).Recovery)
+}
+
+func TestTailLossProbeSendsNewDataPastCwnd(t *testing.T) {
+	// RFC8985 7.3: with unsent data the probe is a new segment, even when
+	// the congestion window is full. The peer SACKs it while the flight
+	// before it is unacknowledged: that flight was sent a PTO before a
+	// segment that arrived, so it is lost (RFC8985 6.2), and fast recovery
+	// retransmits it at once, without waiting for three duplicate ACKs.
+	c := probing(t, Config{TailLossProbe: true})
+	c.user(Send(30 * 1460))
+	sent := c.take(ActSend)
+	cwnd := mustStatus(t, c).Cwnd
+	require.Equal(t, int(cwnd/1460), len(sent), "a full congestion window")
+	probe := c.tcb.SndNxt
+	c.advance(40 * time.Millisecond)
+	c.sent(". seq=" + itoa(probe) + " len=1460")
+	require.Equal(t, probe.Add(1460), c.tcb.SndNxt)
+
+	c.peer(pkt(".", 301, 1561, win(65535), sackBlocks(probe, probe.Add(1460))))
+	c.sent(". seq=1561 len=1460")
+	st := mustStatus(t, c)
+	require.True(t, st.Recovery, "fast recovery on the probe's SACK")
+	require.Less(t, st.Ssthresh, cwnd, "the loss halved the window")
+	c.timer(TimerRetransmit, c.now.Add(time.Second))
+}
+
+func TestTailLossProbeTimeout(t *testing.T) {
+	// RFC8985 7.2: PTO = 2*SRTT, plus the worst-case delayed ACK when one
+	// segment is in flight, and never past the RTO.
+	c := probing(t, Config{TailLossProbe: true})
+	c.user(Send(100))
+	c.timer(TimerProbe, c.now.Add(240*time.Millisecond))
+
+	c = probing(t, Config{TailLossProbe: true, DelayedACK: 490 * time.Millisecond, MinRTO: 300 * time.Millisecond})
+	c.user(Send(100))
+	rto := mustStatus(t, c).RTO
+	require.Equal(t, 300*time.Millisecond, rto)
+	c.timer(TimerProbe, c.now.Add(rto))
+}
+
+func TestTailLossProbeNeedsSACKAndOption(t *testing.T) {
+	// Off by default, and off without SACK: the RTO guards the flight.
+	for _, cfg := range []Config{{}, {TailLossProbe: true, NoSACK: true}} {
+		c := probing(t, cfg)
+		c.user(Send(2920))
+		c.timer(TimerProbe, 0)
+		c.timer(TimerRetransmit, c.now.Add(time.Second))
+	}
+}
+
+func TestTailLossProbeLostToo(t *testing.T) {
+	// The probe is lost as well: the RTO fires, retransmits, backs off,
+	// and no probe is sent again until an ACK makes progress.
+	c := probing(t, Config{TailLossProbe: true})
+	c.user(Send(2920))
+	c.clear()
+	c.advance(40 * time.Millisecond)
+	c.sent(". seq=1561 len=1460")
+	c.advance(time.Second)
+	c.sent(". seq=1561 len=1460")
+	c.timer(TimerProbe, 0)
+	c.timer(TimerRetransmit, c.now.Add(2*time.Second))
+	c.peer(pkt(".", 301, 3021, win(65535)))
+	d, ok := c.tcb.Deadline(TimerProbe)
+	require.True(t, ok, "progress: the PTO guards the rest")
+	require.Equal(t, c.now.Add(mustStatus(t, c).SRTT*2+200*time.Millisecond), d)
+}
