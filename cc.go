@@ -75,7 +75,7 @@ func (t *TCB) onLoss(timeout bool) {
 	}
 	if timeout {
 		t.cwnd = smss
-		t.flags &^= flagRecovery
+		t.flags &^= flagRecovery | flagRtxMark
 		t.dupAcks = 0
 		t.recover = t.SndNxt.Add(^uint32(0))
 	}
@@ -103,6 +103,7 @@ func (t *TCB) onDupAck(now Time, out []Action) []Action {
 		t.recover = t.SndNxt.Add(^uint32(0))
 		t.cwnd = t.ssthresh + 3*smss
 		t.flags |= flagRecovery
+		t.flags &^= flagProbe // recovery takes over from a probe; mark is free
 		t.sndRtx = t.SndUna
 		return t.retransmitHole(now, out)
 	}
@@ -138,7 +139,7 @@ func (t *TCB) onRecoveryAck(acked uint32, now Time, out []Action) []Action {
 	if t.SndUna.GreaterThan(t.recover) {
 		flight := t.SndNxt.Diff(t.SndUna)
 		t.cwnd = min(t.ssthresh, max(flight, smss)+smss)
-		t.flags &^= flagRecovery
+		t.flags &^= flagRecovery | flagRtxMark
 		t.dupAcks = 0
 		t.sndRtx = t.SndNxt
 		return out
@@ -190,7 +191,34 @@ func (t *TCB) retransmitHole(now Time, out []Action) []Action {
 	out = t.emitData(out, seq, n, fin, now)
 	t.sndRtx = seq.Add(n + b2u(fin))
 	t.flags &^= flagRttTiming // Karn
+	if t.flags&(flagRecovery|flagProbe) == flagRecovery {
+		// Data from SND.NXT on goes out after this retransmission, and
+		// after every earlier one of this recovery, SND.UNA's included.
+		t.flags |= flagRtxMark
+		t.mark = t.SndNxt
+	}
 	return out
+}
+
+// lostRetransmit resends the segment at SND.UNA when the peer SACKs a
+// full segment sent after the latest retransmission of this recovery
+// while SND.UNA, retransmitted no later, is still missing: that
+// retransmission was lost too. It is RACK's rule
+// (RFC 8985 section 6.2) with the SND.NXT of the retransmission standing
+// for its send time, as Linux's lost-retransmit detection does. Without
+// it only the RTO repairs a lost retransmission. One recovery, one
+// window reduction: resending does not reduce it again (RFC 6675).
+func (t *TCB) lostRetransmit(now Time, out []Action) []Action {
+	if t.flags&flagRecovery == 0 {
+		t.flags &^= flagRtxMark
+		return out
+	}
+	hi := highest(t.sacked[:], t.SndUna)
+	if !t.SndUna.LessThan(t.sndRtx) || !hi.GreaterThan(t.mark) || hi.Diff(t.mark) < t.effMSS() {
+		return out // SND.UNA not yet resent, or nothing sent later has arrived
+	}
+	t.sndRtx = t.SndUna
+	return t.retransmitHole(now, out) // and marks it again
 }
 
 // nextSacked returns the left edge of the first SACKed range after seq.

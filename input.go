@@ -351,6 +351,9 @@ func (t *TCB) arriveOther(seg *Segment, idle time.Duration, now Time, out []Acti
 		if t.flags&flagProbe != 0 {
 			out = t.probeSACKed(now, out)
 		}
+		if t.flags&flagRtxMark != 0 {
+			out = t.lostRetransmit(now, out)
+		}
 		// Window update (RFC 9293 section 3.10.7.4, WL1/WL2 rule).
 		if t.SndUna.LessThanEq(seg.Ack) &&
 			(t.SndWl1.LessThan(seq) || (t.SndWl1 == seq && t.SndWl2.LessThanEq(seg.Ack))) {
@@ -518,7 +521,7 @@ func (t *TCB) ackAdvance(ack Seq, tsecr uint32, now Time, out []Action) []Action
 			t.growCwnd(data, now)
 		}
 	}
-	if t.flags&flagProbe != 0 && !ack.LessThan(t.tlpSeq) {
+	if t.flags&flagProbe != 0 && !ack.LessThan(t.mark) {
 		t.flags &^= flagProbe // acknowledged up to the probe: it did its work
 	}
 	if t.SndUna == t.SndNxt {

@@ -68,7 +68,12 @@ type TCB struct {
 	LocalPort  uint16 // our port
 	RemotePort uint16 // the peer's port
 	cfg        settings
-	tlpSeq     Seq // first sequence number of the tail loss probe, while flagProbe
+	// mark is a sequence number two loss detectors remember, which never
+	// run at once: with flagProbe, the first sequence number of the tail
+	// loss probe; with flagRtxMark (only in recovery, when no probe is
+	// outstanding), SND.NXT at the latest retransmission, so data from
+	// there on was sent after every retransmission so far.
+	mark Seq
 }
 
 type flags uint32
@@ -92,7 +97,8 @@ const (
 	flagUrgSignaled                   // the user was told of the current urgent data
 	flagUrgPending                    // SND.UP is ahead of SND.UNA: send URG
 	flagSmallSent                     // a sub-MSS segment is unacknowledged (Nagle, with Minshall's variant)
-	flagProbe                         // a tail loss probe is outstanding, from tlpSeq (RFC 8985 section 7.3)
+	flagProbe                         // a tail loss probe is outstanding, from mark (RFC 8985 section 7.3)
+	flagRtxMark                       // in recovery, mark is SND.NXT at the latest retransmission
 )
 
 // maxQueued bounds the data a connection holds in sequence space (sent but

@@ -75,7 +75,7 @@ func (t *TCB) onProbeTimeout(now Time, out []Action) []Action {
 		queued := t.sndEnd.Diff(t.SndNxt)
 		n := min(mss, queued, t.SndWnd-inflight)
 		fin := t.flags&flagCloseCalled != 0 && n == queued
-		t.tlpSeq = t.SndNxt
+		t.mark = t.SndNxt
 		out = t.emitData(out, t.SndNxt, n, fin, now)
 		t.advanceSndNxt(now, n, fin)
 	} else {
@@ -86,7 +86,7 @@ func (t *TCB) onProbeTimeout(now Time, out []Action) []Action {
 			n = min(mss, end.Diff(t.SndUna))
 		}
 		fin := t.flags&flagFinSent != 0 && t.SndUna.Add(n) == t.sndEnd
-		t.tlpSeq = t.SndUna // never inside a SACK block: no RACK inference
+		t.mark = t.SndUna // never inside a SACK block: no RACK inference
 		out = t.emitData(out, t.SndUna, n, fin, now)
 		t.flags &^= flagRttTiming // Karn
 	}
@@ -99,10 +99,10 @@ func (t *TCB) onProbeTimeout(now Time, out []Action) []Action {
 // at least a PTO earlier than a segment that arrived, so it is lost
 // (RFC 8985 section 6.2, for the probe).
 func (t *TCB) probeSACKed(now Time, out []Action) []Action {
-	if t.flags&(flagProbe|flagRecovery) != flagProbe || !t.SndUna.LessThan(t.tlpSeq) {
+	if t.flags&(flagProbe|flagRecovery) != flagProbe || !t.SndUna.LessThan(t.mark) {
 		return out
 	}
-	if _, ok := covering(t.sacked[:], t.tlpSeq); !ok {
+	if _, ok := covering(t.sacked[:], t.mark); !ok {
 		return out
 	}
 	t.flags &^= flagProbe

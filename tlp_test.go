@@ -118,3 +118,37 @@ func TestTailLossProbeLostToo(t *testing.T) {
 	require.True(t, ok, "progress: the PTO guards the rest")
 	require.Equal(t, c.now.Add(mustStatus(t, c).SRTT*2+200*time.Millisecond), d)
 }
+
+func TestLostRetransmissionResent(t *testing.T) {
+	// RFC8985 6.2 (RACK's rule, with SND.NXT at the retransmission as its
+	// send time): in fast recovery the retransmission of SND.UNA is lost
+	// too. Once the peer SACKs a full segment sent after it while SND.UNA
+	// is still missing, it goes again at once instead of after the RTO.
+	c := probing(t, Config{})
+	c.user(Send(20 * 1460))
+	c.sent(". seq=1561 len=1460", ". seq=3021 len=1460", ". seq=4481 len=1460", ". seq=5941 len=1460")
+	dup := func(right Seq) {
+		c.peer(pkt(".", 301, 1561, win(65535), sackBlocks(3021, right)))
+	}
+	dup(4481)
+	dup(5941)
+	c.clear()
+	dup(7401) // the third duplicate ACK: fast retransmit
+	c.sent(". seq=1561 len=1460")
+	require.True(t, mustStatus(t, c).Recovery)
+	mark := c.tcb.SndNxt
+	var resent []Action
+	for right := Seq(8861); !right.GreaterThan(mark.Add(1460)); right = right.Add(1460) {
+		c.clear()
+		dup(right)
+		for _, a := range c.take(ActSend) {
+			if a.Seg.Seq == 1561 {
+				resent = append(resent, a)
+			}
+		}
+		if right.Diff(mark) < 1460 {
+			require.Empty(t, resent, "nothing sent after the retransmission has arrived yet (SACK to %v)", right)
+		}
+	}
+	require.Len(t, resent, 1, "SND.UNA resent once a segment sent after its retransmission was SACKed")
+}
