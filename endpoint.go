@@ -73,17 +73,11 @@ type Endpoint struct {
 	local, remote netip.AddrPort
 	sh            *endpointShared // settings shared by a stack's endpoints
 
-	snd    ring // bytes from sndSeq: written, not yet acknowledged and released
-	sndSeq Seq  // sequence number of snd's first byte
-	rcv    ring // bytes from the TCB's rcvUser: received, not yet read
+	io       *endpointIO // buffers and output queue; a stack's idle endpoint has none
+	sndSeq   Seq         // sequence number of io.snd's first byte
+	sentHigh Seq         // end of the highest data encoded so far (for Stats.Retransmits)
 
-	// queue holds the segments to send, in order, from head on. Step
-	// appends its actions here directly; apply keeps only the sends.
-	queue []Action
-	head  int
-
-	sentHigh  Seq // end of the highest data encoded so far (for Stats.Retransmits)
-	err       error
+	errCode   uint8 // why the connection ended abnormally: an index into endErrors
 	connected bool
 	peerFin   bool
 	readShut  bool // Close was called: later data gets a RST (RFC 9293 SHLD-3)
@@ -96,6 +90,30 @@ type Endpoint struct {
 
 	stats EndpointStats
 }
+
+// endpointIO is what an endpoint needs only while data moves: its two
+// buffers and its output queue. A stack lends one to an endpoint while it
+// holds data or has output waiting, and takes it back when it goes idle.
+type endpointIO struct {
+	snd ring // bytes from sndSeq: written, not yet acknowledged and released
+	rcv ring // bytes from the TCB's rcvUser: received, not yet read
+
+	// queue holds the segments to send, in order, from head on. Step
+	// appends its actions here directly; apply keeps only the sends.
+	queue []Action
+	head  int
+}
+
+// The errors an ended connection reports, by errCode.
+var endErrors = [...]error{nil, ErrReset, ErrRefused, ErrTimeout, ErrUserTimeout, ErrAborted}
+
+const (
+	endReset uint8 = iota + 1
+	endRefused
+	endTimeout
+	endUserTimeout
+	endAborted
+)
 
 // endpointShared is what every endpoint of a Stack has in common (a
 // standalone endpoint has its own): kept once, not per connection.
@@ -129,11 +147,13 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 		return nil, err
 	}
 	return &Endpoint{
-		tcb:   tcb,
-		sh:    sh,
-		snd:   ring{buf: make([]byte, sh.sndSize)},
-		rcv:   ring{buf: make([]byte, sh.rcvCap)},
-		queue: make([]Action, 0, 8),
+		tcb: tcb,
+		sh:  sh,
+		io: &endpointIO{
+			snd:   ring{buf: make([]byte, sh.sndSize)},
+			rcv:   ring{buf: make([]byte, sh.rcvCap)},
+			queue: make([]Action, 0, 8),
+		},
 	}, nil
 }
 
@@ -201,7 +221,7 @@ func (e *Endpoint) Stats() EndpointStats { return e.stats }
 
 // Err returns why the connection ended abnormally: ErrReset, ErrRefused,
 // ErrTimeout, ErrUserTimeout, ErrAborted; or nil.
-func (e *Endpoint) Err() error { return e.err }
+func (e *Endpoint) Err() error { return endErrors[e.errCode] }
 
 // Connected reports whether the handshake has completed.
 func (e *Endpoint) Connected() bool { return e.connected }
@@ -262,7 +282,16 @@ func (e *Endpoint) acceptSYN(seg *Segment, local, remote netip.AddrPort, iss Seq
 }
 
 // pending reports whether Output has a segment to write.
-func (e *Endpoint) pending() bool { return e.head < len(e.queue) }
+func (e *Endpoint) pending() bool { return e.io != nil && e.io.head < len(e.io.queue) }
+
+// buffers returns the endpoint's buffers and queue, borrowing them from
+// the stack if the endpoint is idle.
+func (e *Endpoint) buffers() *endpointIO {
+	if e.io == nil {
+		e.io = e.sh.stack.takeIO() // only a stack's idle endpoints lack them
+	}
+	return e.io
+}
 
 var errBadChecksum = errors.New("tcpfsm: bad checksum")
 
@@ -277,15 +306,13 @@ func (e *Endpoint) step(ev Event, now Time) error { return e.stepWith(ev, nil, n
 // appended to the output queue itself, so the segments to send need no
 // copy; apply removes the others once done with them.
 func (e *Endpoint) stepWith(ev Event, payload []byte, now Time) error {
-	if e.queue == nil {
-		e.queue = e.sh.stack.takeQueue() // only a stack's idle endpoints lack one
-	}
-	base := len(e.queue)
-	q, err := e.tcb.Step(ev, now, e.queue)
+	io := e.buffers()
+	base := len(io.queue)
+	q, err := e.tcb.Step(ev, now, io.queue)
 	if err != nil {
 		return err // Step added nothing
 	}
-	e.queue = e.apply(q, base, payload)
+	io.queue = e.apply(q, base, payload)
 	return nil
 }
 
@@ -303,11 +330,12 @@ func (e *Endpoint) apply(q []Action, base int, payload []byte) []Action {
 			}
 			w++
 		case ActAccept:
-			if len(e.rcv.buf) == 0 {
-				e.rcv.buf = e.takeBuf(e.sh.rcvCap)
+			rcv := &e.io.rcv
+			if len(rcv.buf) == 0 {
+				rcv.buf = e.takeBuf(e.sh.rcvCap)
 			}
 			off := int(a.DataSeq.Diff(e.tcb.rcvUser))
-			e.rcv.writeAt(off, payload[a.Offset:a.Offset+a.DataLen])
+			rcv.writeAt(off, payload[a.Offset:a.Offset+a.DataLen])
 		case ActNotify:
 			switch a.Note {
 			case NoteConnected:
@@ -317,15 +345,15 @@ func (e *Endpoint) apply(q []Action, base int, payload []byte) []Action {
 			case NoteSendAcked:
 				// Released in Output, once no queued segment needs them.
 			case NoteReset:
-				e.fail(ErrReset)
+				e.fail(endReset)
 			case NoteRefused:
-				e.fail(ErrRefused)
+				e.fail(endRefused)
 			case NoteTimedOut:
-				e.fail(ErrTimeout)
+				e.fail(endTimeout)
 			case NoteUserTimeout:
-				e.fail(ErrUserTimeout)
+				e.fail(endUserTimeout)
 			case NoteAborted:
-				e.fail(ErrAborted)
+				e.fail(endAborted)
 			}
 		case ActDrop:
 			if int(a.Drop) < len(e.stats.Drops) {
@@ -336,11 +364,11 @@ func (e *Endpoint) apply(q []Action, base int, payload []byte) []Action {
 	return q[:w]
 }
 
-func (e *Endpoint) fail(err error) {
-	if e.err == nil {
-		e.err = err
+func (e *Endpoint) fail(code uint8) {
+	if e.errCode == 0 {
+		e.errCode = code
 	}
-	e.snd.reset()
+	e.io.snd.reset() // apply runs inside stepWith, which lent the buffers
 }
 
 // Output encodes the next segment to send into buf, with its checksum,
@@ -349,17 +377,21 @@ func (e *Endpoint) fail(err error) {
 // TCP segment; the host adds the IP header (addresses from LocalAddr and
 // RemoteAddr).
 func (e *Endpoint) Output(buf []byte, now Time) int {
-	for e.head < len(e.queue) {
-		a := &e.queue[e.head]
-		e.head++
+	io := e.io
+	if io == nil {
+		return 0
+	}
+	for io.head < len(io.queue) {
+		a := &io.queue[io.head]
+		io.head++
 		n, ok := e.encode(buf, a)
 		if ok {
 			e.release()
 			return n
 		}
 	}
-	e.queue = e.queue[:0]
-	e.head = 0
+	io.queue = io.queue[:0]
+	io.head = 0
 	e.release()
 	return 0
 }
@@ -373,14 +405,14 @@ func (e *Endpoint) encode(buf []byte, a *Action) (int, bool) {
 		return 0, false
 	}
 	if a.DataLen > 0 {
-		if a.DataSeq.LessThan(e.sndSeq) || int(a.DataSeq.Diff(e.sndSeq))+int(a.DataLen) > e.snd.len() {
+		if a.DataSeq.LessThan(e.sndSeq) || int(a.DataSeq.Diff(e.sndSeq))+int(a.DataLen) > e.io.snd.len() {
 			return 0, false
 		}
 	}
 	b := s.AppendTo(buf[:0])
 	if a.DataLen > 0 {
 		b = b[:hl+int(a.DataLen)]
-		e.snd.readAt(int(a.DataSeq.Diff(e.sndSeq)), b[hl:])
+		e.io.snd.readAt(int(a.DataSeq.Diff(e.sndSeq)), b[hl:])
 		e.stats.BytesOut += uint64(a.DataLen)
 		if end := a.DataSeq.Add(a.DataLen); end.LessThanEq(e.sentHigh) {
 			e.stats.Retransmits++
@@ -398,17 +430,21 @@ func (e *Endpoint) encode(buf []byte, a *Action) (int, bool) {
 // release frees the send buffer up to SND.UNA, keeping bytes a queued
 // segment still needs.
 func (e *Endpoint) release() {
+	io := e.io
+	if io == nil {
+		return
+	}
 	keep := e.tcb.SndUna
-	for i := e.head; i < len(e.queue); i++ {
+	for i := io.head; i < len(io.queue); i++ {
 		// A queued segment whose bytes were released already (it will be
 		// skipped) must not pull keep below sndSeq.
-		if a := &e.queue[i]; a.DataLen > 0 && a.DataSeq.LessThan(keep) && !a.DataSeq.LessThan(e.sndSeq) {
+		if a := &io.queue[i]; a.DataLen > 0 && a.DataSeq.LessThan(keep) && !a.DataSeq.LessThan(e.sndSeq) {
 			keep = a.DataSeq
 		}
 	}
 	if e.sndSeq.LessThan(keep) {
-		n := min(int(keep.Diff(e.sndSeq)), e.snd.len())
-		e.snd.discard(n)
+		n := min(int(keep.Diff(e.sndSeq)), io.snd.len())
+		io.snd.discard(n)
 		e.sndSeq = e.sndSeq.Add(uint32(n))
 	}
 }
@@ -417,14 +453,15 @@ func (e *Endpoint) release() {
 // for, and returns how many. It returns ErrWouldBlock if none fit, and
 // the connection's error after it ended.
 func (e *Endpoint) Write(p []byte, now Time) (int, error) {
-	if e.err != nil {
-		return 0, e.err
+	if e.errCode != 0 {
+		return 0, e.Err()
 	}
 	e.release()
-	if len(e.snd.buf) == 0 && len(p) > 0 {
-		e.snd.buf = e.takeBuf(e.sh.sndSize)
+	io := e.buffers()
+	if len(io.snd.buf) == 0 && len(p) > 0 {
+		io.snd.buf = e.takeBuf(e.sh.sndSize)
 	}
-	n := min(len(p), e.snd.free())
+	n := min(len(p), io.snd.free())
 	if n == 0 {
 		if len(p) == 0 {
 			return 0, nil
@@ -434,7 +471,7 @@ func (e *Endpoint) Write(p []byte, now Time) (int, error) {
 	if err := e.step(Send(uint32(n)), now); err != nil {
 		return 0, err
 	}
-	e.snd.write(p[:n])
+	io.snd.write(p[:n])
 	e.changed(now)
 	return n, nil
 }
@@ -446,8 +483,8 @@ func (e *Endpoint) Read(p []byte, now Time) (int, error) {
 	avail := int(e.tcb.RcvNxt.Diff(e.tcb.rcvUser) - e.tcb.finBit())
 	if avail == 0 || e.tcb.State == Closed {
 		switch {
-		case e.err != nil:
-			return 0, e.err
+		case e.errCode != 0:
+			return 0, e.Err()
 		case e.peerFin:
 			return 0, io.EOF
 		case len(p) == 0:
@@ -456,8 +493,8 @@ func (e *Endpoint) Read(p []byte, now Time) (int, error) {
 		return 0, ErrWouldBlock
 	}
 	n := min(len(p), avail)
-	e.rcv.readAt(0, p[:n])
-	e.rcv.discard(n)
+	e.io.rcv.readAt(0, p[:n]) // unread data means the buffers are lent
+	e.io.rcv.discard(n)
 	if err := e.step(Receive(uint32(n)), now); err != nil {
 		return n, err
 	}

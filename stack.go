@@ -108,7 +108,7 @@ type Stack struct {
 	fresh     TCB              // a CLOSED TCB with the stack's settings
 	shared    *endpointShared  // settings every endpoint of the stack points to
 	free      map[int][][]byte // buffers of idle or ended connections, by size
-	freeQ     [][]Action       // output queues of idle connections
+	freeIO    []*endpointIO    // buffer sets and output queues of idle connections
 	stats     StackStats
 }
 
@@ -140,13 +140,15 @@ func (s *Stack) putBuf(b []byte) {
 	}
 }
 
-func (s *Stack) takeQueue() []Action {
-	if n := len(s.freeQ); n > 0 {
-		q := s.freeQ[n-1]
-		s.freeQ = s.freeQ[:n-1]
-		return q
+// takeIO lends an endpoint buffers and a queue: from the pool, or new.
+func (s *Stack) takeIO() *endpointIO {
+	if n := len(s.freeIO); n > 0 {
+		io := s.freeIO[n-1]
+		s.freeIO[n-1] = nil
+		s.freeIO = s.freeIO[:n-1]
+		return io
 	}
-	return make([]Action, 0, 8)
+	return &endpointIO{queue: make([]Action, 0, 8)}
 }
 
 // recycle takes back what a connection does not need now: the send
@@ -155,21 +157,28 @@ func (s *Stack) takeQueue() []Action {
 // once drained. An idle connection then holds only its state. The
 // endpoint stays usable: it takes buffers again when data comes.
 func (s *Stack) recycle(e *Endpoint) {
+	io := e.io
+	if io == nil {
+		return
+	}
 	e.release()
 	if e.tcb.State == Closed || e.tcb.State == TimeWait {
-		e.snd.reset() // nothing left to retransmit
+		io.snd.reset() // nothing left to retransmit
 	}
-	if len(e.snd.buf) > 0 && e.snd.len() == 0 {
-		s.putBuf(e.snd.buf)
-		e.snd = ring{}
+	if len(io.snd.buf) > 0 && io.snd.len() == 0 {
+		s.putBuf(io.snd.buf)
+		io.snd = ring{}
 	}
-	if len(e.rcv.buf) > 0 && e.Buffered() == 0 && count(e.tcb.ooo[:]) == 0 {
-		s.putBuf(e.rcv.buf)
-		e.rcv = ring{}
+	if len(io.rcv.buf) > 0 && e.Buffered() == 0 && count(e.tcb.ooo[:]) == 0 {
+		s.putBuf(io.rcv.buf)
+		io.rcv = ring{}
 	}
-	if e.queue != nil && !e.pending() && len(s.freeQ) < maxFree {
-		s.freeQ = append(s.freeQ, e.queue[:0])
-		e.queue, e.head = nil, 0
+	if len(io.snd.buf) == 0 && len(io.rcv.buf) == 0 && !e.pending() {
+		e.io = nil
+		if len(s.freeIO) < maxFree {
+			io.queue, io.head = io.queue[:0], 0
+			s.freeIO = append(s.freeIO, io)
+		}
 	}
 }
 
@@ -713,7 +722,7 @@ func (s *Stack) cookieInput(l *Listener, k tuple, ack *Segment, now Time) bool {
 	if err := e.acceptSYN(&syn, local, remote, iss, now); err != nil {
 		return false
 	}
-	e.queue = e.queue[:0] // the SYN-ACK was sent already, by the cookie
+	e.io.queue = e.io.queue[:0] // the SYN-ACK was sent already, by the cookie
 	if err := e.inputSegment(ack, remote.Addr(), local.Addr(), now); err != nil || e.State() != Established {
 		return false
 	}
