@@ -450,18 +450,29 @@ func (s *Stack) after(e *Endpoint, now Time) {
 // if they have come to outnumber the live ones, so the heap stays within
 // a constant factor of the connections with timers.
 func (s *Stack) pushTimer(t timerEntry) {
-	if len(s.timers) >= 2*s.armed+64 {
-		live := s.timers[:0]
-		for _, x := range s.timers {
-			if x.live() {
-				live = append(live, x)
-			}
-		}
-		clear(s.timers[len(live):])
-		s.timers = live
-		s.timers.init()
-	}
+	s.sweepTimers()
 	s.timers.push(t)
+}
+
+// sweepTimers drops the stale heap entries once they outnumber the live
+// ones, and gives back the heap's memory if it is mostly unused (many
+// connections went idle).
+func (s *Stack) sweepTimers() {
+	if len(s.timers) < 2*s.armed+64 {
+		return
+	}
+	live := s.timers[:0]
+	for _, x := range s.timers {
+		if x.live() {
+			live = append(live, x)
+		}
+	}
+	clear(s.timers[len(live):])
+	if cap(live) > 4*len(live)+256 {
+		live = append(timerHeap(nil), live...)
+	}
+	s.timers = live
+	s.timers.init()
 }
 
 // toTimeWait replaces a connection in TIME-WAIT by a compact record. The
@@ -518,6 +529,7 @@ func (c *Config) mslOrDefault() time.Duration {
 
 // NextDeadline returns the earliest deadline over every connection.
 func (s *Stack) NextDeadline() (Time, bool) {
+	s.sweepTimers()
 	for len(s.timers) > 0 && !s.timers[0].live() {
 		s.timers.pop()
 	}
