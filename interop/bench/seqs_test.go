@@ -48,11 +48,11 @@ func (p *fsmPair) step(i int, ev tcpfsm.Event) {
 	p.out[i] = out
 	for k := range out {
 		if out[k].Kind == tcpfsm.ActSend {
-			s := out[k].Seg
-			if out[k].DataLen > 0 {
-				s.Payload = p.payload[:out[k].DataLen]
+			q := append(p.q[1-i], out[k].Seg) // the one copy: out is reused
+			if n := out[k].DataLen; n > 0 {
+				q[len(q)-1].Payload = p.payload[:n]
 			}
-			p.q[1-i] = append(p.q[1-i], s)
+			p.q[1-i] = q
 		}
 	}
 }
@@ -63,8 +63,8 @@ func (p *fsmPair) pump() {
 	for len(p.q[0])+len(p.q[1]) > 0 {
 		for i := range p.q {
 			for k := 0; k < len(p.q[i]); k++ {
-				s := p.q[i][k]
-				p.step(i, tcpfsm.Arrive(&s, 5000))
+				s := &p.q[i][k] // stable: steps of side i append to the other queue
+				p.step(i, tcpfsm.Arrive(s, 5000))
 				if n := len(s.Payload); n > 0 {
 					p.step(i, tcpfsm.Receive(uint32(n)))
 				}
