@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 )
@@ -455,4 +456,12 @@ func TestIdleConnectionMemory(t *testing.T) {
 	t.Logf("%d idle established connections (both ends): %.0f bytes each on the heap", conns, per)
 	require.Less(t, per, 4096.0, "an idle connection holds no buffers")
 	runtime.KeepAlive(cls)
+}
+
+func TestTimeWaitRecordSize(t *testing.T) {
+	// Issue 5: a TIME-WAIT connection is kept as a record of at most 64
+	// bytes instead of a full Endpoint; its key and deadline queue entry
+	// come on top.
+	require.LessOrEqual(t, unsafe.Sizeof(twRecord{}), uintptr(64))
+	require.LessOrEqual(t, unsafe.Sizeof(tuple{}), uintptr(40), "a pointer-free key")
 }
