@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net/netip"
 	"time"
+
+	"github.com/tcpfsm/tcpfsm/internal/minheap"
 )
 
 // StackConfig configures a Stack.
@@ -747,7 +749,7 @@ func (s *Stack) cookieInput(l *Listener, k tuple, ack *Segment, now Time) bool {
 
 // timerHeap is a min-heap of connection deadlines. Entries go stale when
 // a connection's deadline moves or it leaves the table; stale ones are
-// skipped when they surface, and swept when they pile up (pushTimer).
+// skipped when they surface, and swept when they pile up (sweepTimers).
 type timerHeap []timerEntry
 
 type timerEntry struct {
@@ -755,63 +757,22 @@ type timerEntry struct {
 	ep *Endpoint
 }
 
+// Less orders entries by deadline (minheap.Lesser).
+func (t timerEntry) Less(u timerEntry) bool { return t.at < u.at }
+
 // live reports whether the entry still stands for its endpoint's deadline.
 func (t timerEntry) live() bool { return t.ep.owned && t.ep.timerAt == t.at }
 
-// push adds t (no allocation once the slice has grown).
-func (h *timerHeap) push(t timerEntry) {
-	*h = append(*h, t)
-	h.up(len(*h) - 1)
-}
+func (h *timerHeap) push(t timerEntry) { *h = minheap.Push(*h, t) }
 
-func (h timerHeap) up(i int) {
-	for i > 0 {
-		p := (i - 1) / 2
-		if h[p].at <= h[i].at {
-			break
-		}
-		h[p], h[i] = h[i], h[p]
-		i = p
-	}
-}
-
-func (h timerHeap) down(i int) {
-	n := len(h)
-	for {
-		l, r, m := 2*i+1, 2*i+2, i
-		if l < n && h[l].at < h[m].at {
-			m = l
-		}
-		if r < n && h[r].at < h[m].at {
-			m = r
-		}
-		if m == i {
-			return
-		}
-		h[i], h[m] = h[m], h[i]
-		i = m
-	}
+func (h *timerHeap) pop() timerEntry {
+	t, rest := minheap.Pop(*h)
+	*h = rest
+	return t
 }
 
 // init orders the whole slice as a heap.
-func (h timerHeap) init() {
-	for i := len(h)/2 - 1; i >= 0; i-- {
-		h.down(i)
-	}
-}
-
-// pop removes and returns the earliest entry.
-func (h *timerHeap) pop() timerEntry {
-	a := *h
-	top := a[0]
-	n := len(a) - 1
-	a[0] = a[n]
-	a[n] = timerEntry{}
-	a = a[:n]
-	a.down(0)
-	*h = a
-	return top
-}
+func (h timerHeap) init() { minheap.Init(h) }
 
 // fifo is a first-in, first-out queue in a slice whose space is reused:
 // popping moves a head index, and pushing slides the live part down once

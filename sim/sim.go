@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/tcpfsm/tcpfsm"
+	"github.com/tcpfsm/tcpfsm/internal/minheap"
 )
 
 // Link describes what happens to packets a node sends.
@@ -250,44 +251,13 @@ func (n *Network) nextAt() tcpfsm.Time {
 // packetHeap orders deliveries by time, then by send order.
 type packetHeap []packet
 
-func (h packetHeap) less(i, j int) bool {
-	return h[i].at < h[j].at || (h[i].at == h[j].at && h[i].seq < h[j].seq)
-}
+// Less orders packets by delivery time, then by send order (minheap.Lesser).
+func (p packet) Less(q packet) bool { return p.at < q.at || (p.at == q.at && p.seq < q.seq) }
 
-func (h *packetHeap) push(p packet) {
-	*h = append(*h, p)
-	a := *h
-	for i := len(a) - 1; i > 0; {
-		j := (i - 1) / 2
-		if !a.less(i, j) {
-			break
-		}
-		a[i], a[j] = a[j], a[i]
-		i = j
-	}
-}
+func (h *packetHeap) push(p packet) { *h = minheap.Push(*h, p) }
 
 func (h *packetHeap) pop() packet {
-	a := *h
-	top := a[0]
-	last := len(a) - 1
-	a[0] = a[last]
-	a[last] = packet{}
-	a = a[:last]
-	for i := 0; ; {
-		l, r, m := 2*i+1, 2*i+2, i
-		if l < len(a) && a.less(l, m) {
-			m = l
-		}
-		if r < len(a) && a.less(r, m) {
-			m = r
-		}
-		if m == i {
-			break
-		}
-		a[i], a[m] = a[m], a[i]
-		i = m
-	}
-	*h = a
-	return top
+	p, rest := minheap.Pop(*h)
+	*h = rest
+	return p
 }
