@@ -455,7 +455,10 @@ func TestIdleConnectionMemory(t *testing.T) {
 	require.Equal(t, 2*N, conns)
 	per := float64(after.HeapInuse-before.HeapInuse) / float64(conns)
 	t.Logf("%d idle established connections (both ends): %.0f bytes each on the heap", conns, per)
-	require.Less(t, per, 4096.0, "an idle connection holds no buffers")
+	// The Endpoint (480-byte allocation), its map entry, and the slices
+	// of this test: about 600 to 650 bytes. A buffer or output queue kept
+	// by an idle connection would add kilobytes.
+	require.Less(t, per, 1024.0, "an idle connection holds no buffers")
 	runtime.KeepAlive(cls)
 }
 
