@@ -14,6 +14,8 @@
 //
 //	go run ./examples/exercise                    # the exchange, CLOSED to CLOSED
 //	go run ./examples/exercise -lose 4            # lose the 4th segment: see it retransmitted after one RTO
+//	go run ./examples/exercise -lose 10 -tlp      # lose the last data segment, with SACK and the tail loss
+//	                                              # probe on: it goes again after about two RTTs, not one RTO
 //	go run ./examples/exercise -simultaneous      # both sides close at once (CLOSING on both)
 //	go run ./examples/exercise -pcap out.pcap     # also write the packets for Wireshark or tcpdump
 //	go run ./examples/exercise -mermaid           # print the diagram as Mermaid instead
@@ -37,6 +39,7 @@ type options struct {
 	bytes        int
 	pcap         io.Writer
 	mermaid      bool
+	tlp          bool
 }
 
 func main() {
@@ -47,6 +50,7 @@ func main() {
 	flag.IntVar(&o.bytes, "bytes", 312, "bytes the client sends")
 	flag.StringVar(&pcapPath, "pcap", "", "write the packets to this pcap file")
 	flag.BoolVar(&o.mermaid, "mermaid", false, "print the diagram as a Mermaid sequence diagram")
+	flag.BoolVar(&o.tlp, "tlp", false, "turn on SACK and the tail loss probe (RFC 8985 section 7)")
 	flag.Parse()
 	if pcapPath != "" {
 		f, err := os.Create(pcapPath)
@@ -104,7 +108,7 @@ func run(w io.Writer, o options) error {
 		// or window scaling, as in the textbook.
 		cfg := tcpfsm.EndpointConfig{
 			Config: tcpfsm.Config{RecvBuffer: 100, MSS: 100, MSL: 30 * time.Second,
-				NoTimestamps: true, NoSACK: true, NoWindowScale: true},
+				NoTimestamps: true, NoSACK: !o.tlp, NoWindowScale: true, TailLossProbe: o.tlp},
 			ISN: fixedISN(iss),
 		}
 		ep, err := tcpfsm.NewEndpoint(cfg)

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/tcpfsm/tcpfsm"
@@ -38,6 +40,29 @@ func TestExerciseLostSegment(t *testing.T) {
 	require.Contains(t, s, "length 100  ✗ lost")
 	require.Equal(t, 2, strings.Count(s, "──▶ Flags [.], seq 101:201, ack 201, win 100, length 100"), "sent, then retransmitted")
 	require.Contains(t, s, "(client: timer fires)")
+}
+
+func TestExerciseTailLossProbe(t *testing.T) {
+	// The last data segment (the 10th on the wire, with the FIN) is lost.
+	// Without the probe it goes again after the 1 s RTO; with it, after
+	// the probe timeout: 2*SRTT (20 ms) plus the peer's delayed-ACK
+	// allowance of 200 ms, as only one segment is in flight.
+	resent := func(tlp bool) time.Duration {
+		var out bytes.Buffer
+		require.NoError(t, run(&out, options{bytes: 312, lose: 10, tlp: tlp}))
+		var times []time.Duration
+		for _, line := range strings.Split(out.String(), "\n") {
+			if strings.Contains(line, "Flags [FP.], seq 401:413") {
+				ms, err := strconv.Atoi(strings.TrimSuffix(strings.Fields(line)[0], "ms"))
+				require.NoError(t, err)
+				times = append(times, time.Duration(ms)*time.Millisecond)
+			}
+		}
+		require.Len(t, times, 2, "sent, lost, sent again:\n%s", out.String())
+		return times[1] - times[0]
+	}
+	require.Equal(t, time.Second, resent(false), "the RTO")
+	require.Equal(t, 240*time.Millisecond, resent(true), "the probe timeout")
 }
 
 func TestExerciseSimultaneousClose(t *testing.T) {
