@@ -243,6 +243,7 @@ func (t *TCB) sendData(now Time, out []Action) []Action {
 
 	// New data.
 	held := false
+	sent := t.SndNxt
 	if t.SndUna == t.SndNxt && t.SndNxt.LessThan(t.sndEnd) && t.running(TimerPersist) && room(t.SndNxt) > 0 {
 		t.retries = 0 // the window opened: probing is over
 	}
@@ -272,6 +273,10 @@ func (t *TCB) sendData(now Time, out []Action) []Action {
 	}
 
 	if t.SndNxt != t.SndUna {
+		if t.SndNxt != sent && t.running(TimerProbe) {
+			// The PTO counts from the latest new data (RFC 8985 section 7.2).
+			out = t.arm(out, TimerProbe, now, t.pto())
+		}
 		return t.startRetransmit(now, out)
 	}
 	if held && !t.running(TimerPersist) {

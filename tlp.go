@@ -69,6 +69,11 @@ func (t *TCB) onProbeTimeout(now Time, out []Action) []Action {
 	if t.SndUna == t.SndNxt {
 		return out
 	}
+	if t.flags&flagRecovery != 0 {
+		// Fast recovery began after the PTO was armed: no probe during
+		// recovery (RFC 8985 section 7.2); the RTO guards the flight.
+		return t.arm(out, TimerRetransmit, now, t.rtoDur())
+	}
 	mss := t.effMSS()
 	inflight := t.SndNxt.Diff(t.SndUna)
 	if t.SndNxt.LessThan(t.sndEnd) && t.SndWnd > inflight {

@@ -152,3 +152,38 @@ func TestLostRetransmissionResent(t *testing.T) {
 	}
 	require.Len(t, resent, 1, "SND.UNA resent once a segment sent after its retransmission was SACKed")
 }
+
+func TestNoTailLossProbeInRecovery(t *testing.T) {
+	// RFC8985 7.2: the PTO armed before fast recovery began does not send
+	// a probe once it fires during recovery; the RTO takes over.
+	c := probing(t, Config{TailLossProbe: true})
+	c.user(Send(20 * 1460))
+	c.clear()
+	d, ok := c.tcb.Deadline(TimerProbe)
+	require.True(t, ok)
+	for right := Seq(4481); right != 8861; right = right.Add(1460) {
+		c.peer(pkt(".", 301, 1561, win(65535), sackBlocks(3021, right)))
+	}
+	require.True(t, mustStatus(t, c).Recovery)
+	c.clear()
+	c.advanceTo(d)
+	c.nothing() // no probe: neither new data nor SND.UNA again
+	c.timer(TimerProbe, 0)
+	c.timer(TimerRetransmit, d.Add(time.Second))
+}
+
+func TestTailLossProbeRestartsOnNewData(t *testing.T) {
+	// RFC8985 7.2: the PTO restarts when new data goes out, so a probe
+	// waits two round trips after the latest segment, not the first.
+	c := probing(t, Config{TailLossProbe: true})
+	c.user(Send(1460))
+	c.sent("P. seq=1561 len=1460")
+	c.timer(TimerProbe, c.now.Add(240*time.Millisecond)) // one segment: plus the delayed-ACK allowance
+	c.advance(30 * time.Millisecond)
+	c.user(Send(1460))
+	c.sent("P. seq=3021 len=1460")
+	c.timer(TimerProbe, c.now.Add(40*time.Millisecond))
+	c.advance(10 * time.Millisecond)
+	c.user(Receive(0)) // no new data: the PTO stays
+	c.timer(TimerProbe, c.now.Add(30*time.Millisecond))
+}
