@@ -7,8 +7,10 @@ import "time"
 // When the last ACKs of a flight are lost, or the last segments, no
 // duplicate ACKs come to start fast retransmit and the sender waits for
 // the RTO. A probe timeout (PTO) of about two round trips stands in for
-// the retransmission timer while data is in flight; when it fires, one
-// probe segment goes out and the RTO takes over again.
+// the retransmission timer while data is in flight, restarted whenever
+// new data goes out or an ACK acknowledges some; when it fires, one probe
+// segment goes out and the RTO takes over again. No PTO is armed, and
+// none fires a probe, during fast recovery.
 //
 // This TCB keeps no per-segment send times, so it has no full RACK. Two
 // choices follow from that, and differ from RFC 8985:
