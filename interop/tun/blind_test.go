@@ -23,7 +23,7 @@ func TestBlindAttacksOnTheKernelConnection(t *testing.T) {
 	if !inNetns(t) {
 		return
 	}
-	h, d := setupDevice(t, 0)
+	h, d := setupDevice(t, 0, tcpfsm.Config{})
 	c, port := dialKernelEcho(t, h)
 	defer c.Close()
 	local := c.Endpoint().LocalAddr()
