@@ -25,7 +25,10 @@
 //     with an errno is checked against tcpfsm's error.
 //   - "`shell command`" lines and "--ip_version" / "--tolerance_usecs"
 //     options (on a line by themselves, or given to Run) are read;
-//     shell lines are skipped.
+//     shell lines are skipped. Three options are tcpfsm's own, for its
+//     opt-in loss recovery: "--tail_loss_probe" (Config.TailLossProbe),
+//     "--early_retransmit" (Config.EarlyRetransmit) and "--rto_min_ms=N"
+//     (Config.MinRTO). Options come before the first event.
 //
 // The local side is tcpfsm (port 8080); the remote side is the script
 // (port 33333, initial sequence number 1000000). Our sequence numbers are
@@ -194,12 +197,21 @@ func (r *runner) option(l string) error {
 	case "ip_version":
 		if v == "ipv6" {
 			r.o.Config.IPv6 = true
-			tcb, err := tcpfsm.NewTCB(r.o.Config)
-			if err != nil {
-				return err
-			}
-			r.tcb = tcb
+			return r.reconfigure()
 		}
+	case "tail_loss_probe":
+		r.o.Config.TailLossProbe = true
+		return r.reconfigure()
+	case "early_retransmit":
+		r.o.Config.EarlyRetransmit = true
+		return r.reconfigure()
+	case "rto_min_ms":
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return r.fail("a number", v)
+		}
+		r.o.Config.MinRTO = time.Duration(n) * time.Millisecond
+		return r.reconfigure()
 	case "tolerance_usecs":
 		n, err := strconv.Atoi(v)
 		if err != nil {
@@ -208,6 +220,17 @@ func (r *runner) option(l string) error {
 		r.o.Tolerance = time.Duration(n) * time.Microsecond
 	}
 	return nil // other options are accepted and ignored
+}
+
+// reconfigure starts the TCB again with the changed settings; options
+// come before the first event, so nothing is lost.
+func (r *runner) reconfigure() error {
+	tcb, err := tcpfsm.NewTCB(r.o.Config)
+	if err != nil {
+		return err
+	}
+	r.tcb = tcb
+	return nil
 }
 
 // advance moves the clock to t, firing due timers on the way.
