@@ -43,8 +43,9 @@ func (t *TCB) probeEligible() bool {
 }
 
 // pto is the probe timeout: 2*SRTT, plus the peer's worst-case delayed
-// ACK when one segment is in flight (its ACK may be held back), at least
-// minPTO, and never later than the RTO (RFC 8985 section 7.2).
+// ACK when one segment is in flight (its ACK may be held back; RFC 8985's
+// WCDelAckT, taken to be our own delayed-ACK time, 200 ms by default), at
+// least minPTO, and never later than the RTO (RFC 8985 section 7.2).
 func (t *TCB) pto() time.Duration {
 	d := 2 * time.Duration(t.srtt) * time.Microsecond
 	if t.SndNxt.Diff(t.SndUna) <= t.effMSS() {
@@ -82,6 +83,9 @@ func (t *TCB) onProbeTimeout(now Time, out []Action) []Action {
 		queued := t.sndEnd.Diff(t.SndNxt)
 		n := min(mss, queued, t.SndWnd-inflight)
 		fin := t.flags&flagCloseCalled != 0 && n == queued
+		if n < mss {
+			t.flags |= flagSmallSent // Nagle's bookkeeping, as sendData keeps it
+		}
 		t.mark = t.SndNxt
 		out = t.emitData(out, t.SndNxt, n, fin, now)
 		t.advanceSndNxt(now, n, fin)
