@@ -152,11 +152,7 @@ func TestRSTInSynchronizedStates(t *testing.T) {
 		})
 	}
 	// SYN-RECEIVED too.
-	c := newConn(t, Config{})
-	c.user(ListenOn(ourPort))
-	s := pkt("S", 100, 0)
-	require.NoError(t, c.step(Arrive(&s, 1000)))
-	c.clear()
+	c := synRcvdFrom(t, Config{}, 100, 1000)
 	c.peer(pkt("R", 105, 0))
 	c.sent(". seq=1001 ack=101")
 	c.state(SynReceived)

@@ -198,11 +198,7 @@ func TestSynRcvdRSTActiveIsRefused(t *testing.T) {
 
 func TestSynRcvdBadACK(t *testing.T) {
 	// RFC9293 3.10.7.4 (SYN-RCVD ACK), 3.5.2 (reset gen, unsync).
-	c := newConn(t, Config{})
-	c.user(ListenOn(ourPort))
-	s := pkt("S", 100, 0)
-	require.NoError(t, c.step(Arrive(&s, 1000)))
-	c.clear()
+	c := synRcvdFrom(t, Config{}, 100, 1000)
 	c.peer(pkt(".", 101, 1099))
 	c.sent("R seq=1099")
 	c.state(SynReceived)
@@ -212,11 +208,7 @@ func TestSynRcvdBadACK(t *testing.T) {
 
 func TestSynInPassiveSynRcvdReturnsToListen(t *testing.T) {
 	// RFC9293 3.10.7.4 (SYN in SYN-RCVD).
-	c := newConn(t, Config{})
-	c.user(ListenOn(ourPort))
-	s := pkt("S", 100, 0)
-	require.NoError(t, c.step(Arrive(&s, 1000)))
-	c.clear()
+	c := synRcvdFrom(t, Config{}, 100, 1000)
 	c.peer(pkt("S", 150, 0))
 	c.state(Listen)
 	c.timer(TimerRetransmit, 0)
@@ -242,11 +234,7 @@ func TestSynDataQueuedUntilEstablished(t *testing.T) {
 
 func TestFinOnThirdACKGoesToCloseWait(t *testing.T) {
 	// RFC9293 3.10.7.4 (FIN in SYN-RCVD).
-	c := newConn(t, Config{})
-	c.user(ListenOn(ourPort))
-	s := pkt("S", 100, 0)
-	require.NoError(t, c.step(Arrive(&s, 1000)))
-	c.clear()
+	c := synRcvdFrom(t, Config{}, 100, 1000)
 	c.peer(pkt("F.", 101, 1001, data(5)))
 	c.state(CloseWait)
 	c.sent(". seq=1001 ack=107")
@@ -254,11 +242,7 @@ func TestFinOnThirdACKGoesToCloseWait(t *testing.T) {
 }
 
 func TestDataOnThirdACK(t *testing.T) {
-	c := newConn(t, Config{})
-	c.user(ListenOn(ourPort))
-	s := pkt("S", 100, 0)
-	require.NoError(t, c.step(Arrive(&s, 1000)))
-	c.clear()
+	c := synRcvdFrom(t, Config{}, 100, 1000)
 	c.peer(pkt("P.", 101, 1001, data(20)))
 	c.state(Established)
 	require.Equal(t, Seq(121), c.tcb.RcvNxt)

@@ -39,11 +39,18 @@ var fixtures = []struct {
 // synReceived is a passive open (ISS 100) that got SYN seq 300.
 func synReceived(t testingT, cfg Config) *conn {
 	t.Helper()
+	return synRcvdFrom(t, cfg, 300, 100)
+}
+
+// synRcvdFrom is a passive open that got a SYN with sequence number peer
+// and answered it with ISS iss.
+func synRcvdFrom(t testingT, cfg Config, peer, iss Seq) *conn {
+	t.Helper()
 	c := newConn(t, cfg)
 	c.user(ListenOn(ourPort))
-	s := pkt("S", 300, 0)
-	require.NoError(t, c.step(Arrive(&s, 100)))
-	c.sent("S. seq=100 ack=301")
+	s := pkt("S", peer, 0)
+	require.NoError(t, c.step(Arrive(&s, iss)))
+	c.sent("S. seq=" + itoa(iss) + " ack=" + itoa(peer.Add(1)))
 	c.clear()
 	return c
 }
