@@ -241,11 +241,7 @@ func TestEarlyClose(t *testing.T) {
 	c.nothing()
 
 	// SYN-RECEIVED: the FIN follows the handshake.
-	c = newConn(t, Config{})
-	c.user(ListenOn(ourPort))
-	s := pkt("S", 100, 0)
-	require.NoError(t, c.step(Arrive(&s, 1000)))
-	c.clear()
+	c = synRcvdFrom(t, Config{}, 100, 1000)
 	c.user(CloseEvent())
 	c.nothing()
 	c.peer(pkt(".", 101, 1001))
