@@ -187,3 +187,29 @@ func TestTailLossProbeRestartsOnNewData(t *testing.T) {
 	c.user(Receive(0)) // no new data: the PTO stays
 	c.timer(TimerProbe, c.now.Add(30*time.Millisecond))
 }
+
+func TestTailLossProbeAllocatesNothing(t *testing.T) {
+	// The probe path is a hot path too: a flight, its PTO, the probe, the
+	// ACK for everything, over and over, with no allocation.
+	c := probing(t, Config{TailLossProbe: true})
+	tcb, now := c.tcb, c.now
+	out := make([]Action, 0, 32)
+	round := func() {
+		out, _ = tcb.Step(Send(2920), now, out[:0])
+		d, ok := tcb.Deadline(TimerProbe)
+		if !ok {
+			t.Fatal("no PTO armed")
+		}
+		now = d
+		out, _ = tcb.Step(Tick(), now, out[:0])
+		if !tcb.running(TimerRetransmit) {
+			t.Fatal("no probe sent")
+		}
+		ack := Segment{SrcPort: peerPort, DstPort: ourPort, Seq: tcb.RcvNxt, Ack: tcb.SndNxt,
+			Flags: FlagACK, Window: 0xffff}
+		now = now.Add(20 * time.Millisecond)
+		out, _ = tcb.Step(Arrive(&ack, 0), now, out[:0])
+	}
+	round()
+	require.Zero(t, testing.AllocsPerRun(200, round))
+}
