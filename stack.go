@@ -107,10 +107,10 @@ type Stack struct {
 	isn       ISNSource
 	cookies   cookieJar
 	nextPort  uint16
-	fresh     TCB              // a CLOSED TCB with the stack's settings
-	shared    *endpointShared  // settings every endpoint of the stack points to
-	free      map[int][][]byte // buffers of idle or ended connections, by size
-	freeIO    []*endpointIO    // buffer sets and output queues of idle connections
+	fresh     TCB             // a CLOSED TCB with the stack's settings
+	shared    *endpointShared // settings every endpoint of the stack points to
+	free      []bufPool       // buffers of idle or ended connections, one pool per size
+	freeIO    []*endpointIO   // buffer sets and output queues of idle connections
 	stats     StackStats
 }
 
@@ -123,22 +123,40 @@ func (s *Stack) newEndpoint() *Endpoint {
 // maxFree bounds the buffers of one size kept for reuse.
 const maxFree = 1024
 
+// bufPool keeps buffers of one size. A stack's endpoints use two sizes
+// at most (send and receive), so the pools are a short list, not a map.
+type bufPool struct {
+	size int
+	bufs [][]byte
+}
+
+// pool returns the pool of n-byte buffers, making it if needed.
+func (s *Stack) pool(n int) *bufPool {
+	for i := range s.free {
+		if s.free[i].size == n {
+			return &s.free[i]
+		}
+	}
+	s.free = append(s.free, bufPool{size: n})
+	return &s.free[len(s.free)-1]
+}
+
 // takeBuf returns an n-byte buffer from the pool, or a new one.
 func (s *Stack) takeBuf(n int) []byte {
-	if l := s.free[n]; len(l) > 0 {
-		b := l[len(l)-1]
-		s.free[n] = l[:len(l)-1]
+	p := s.pool(n)
+	if k := len(p.bufs); k > 0 {
+		b := p.bufs[k-1]
+		p.bufs[k-1] = nil
+		p.bufs = p.bufs[:k-1]
 		return b
 	}
 	return make([]byte, n)
 }
 
+// putBuf gives a buffer back for reuse, unless the pool is full.
 func (s *Stack) putBuf(b []byte) {
-	if s.free == nil {
-		s.free = make(map[int][][]byte)
-	}
-	if l := s.free[len(b)]; len(l) < maxFree {
-		s.free[len(b)] = append(l, b)
+	if p := s.pool(len(b)); len(p.bufs) < maxFree {
+		p.bufs = append(p.bufs, b)
 	}
 }
 
