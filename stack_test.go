@@ -588,3 +588,75 @@ func runStackProgram(t *testing.T, prog []byte) (int, int) {
 	}
 	return sent, len(got)
 }
+
+func TestFifoReusesSpace(t *testing.T) {
+	// A steady stream of pushes and pops keeps the slice small and never
+	// loses or reorders an item.
+	var f fifo[int]
+	next, want := 0, 0
+	for round := range 1000 {
+		for range round%7 + 1 {
+			f.push(next)
+			next++
+		}
+		for range (round+3)%7 + 1 { // as many as pushed, give or take a few rounds' lag
+			if f.len() == 0 {
+				break
+			}
+			require.Equal(t, want, f.pop())
+			want++
+		}
+	}
+	for f.len() > 0 {
+		require.Equal(t, want, f.pop())
+		want++
+	}
+	require.Equal(t, next, want)
+	require.Less(t, cap(f.q), 64, "space reused, not grown with every push")
+}
+
+func TestTimeWaitQueueKeepsDeadlineOrder(t *testing.T) {
+	// Deadlines arrive almost in order; one that is earlier than the last
+	// queued moves into place, so the front is always the earliest.
+	var q twQueue
+	for _, at := range []Time{10, 20, 30, 25, 40, 5, 50} {
+		q.push(twEntry{at: at})
+	}
+	var got []Time
+	for q.len() > 0 {
+		got = append(got, q.pop().at)
+	}
+	require.Equal(t, []Time{5, 10, 20, 25, 30, 40, 50}, got)
+}
+
+func TestTimerHeapSweepsStaleEntries(t *testing.T) {
+	// Connections whose deadlines moved leave stale heap entries; once
+	// they outnumber the live ones they are swept, and a mostly empty
+	// heap gives its memory back.
+	s, err := NewStack(StackConfig{})
+	require.NoError(t, err)
+	eps := make([]*Endpoint, 200)
+	for i := range eps {
+		eps[i] = &Endpoint{owned: true}
+	}
+	for round := range 20 {
+		for i, e := range eps {
+			at := Time(1000 + round*1000 + i)
+			if e.timerAt == 0 {
+				s.armed++
+			}
+			e.timerAt = at
+			s.pushTimer(timerEntry{at: at, ep: e})
+		}
+	}
+	require.LessOrEqual(t, len(s.timers), 2*s.armed+64+len(eps), "stale entries swept")
+	for _, e := range eps[1:] {
+		e.owned = false // gone: only one connection keeps a deadline
+	}
+	s.armed = 1
+	d, ok := s.NextDeadline()
+	require.True(t, ok)
+	require.Equal(t, eps[0].timerAt, d)
+	require.Len(t, s.timers, 1)
+	require.Less(t, cap(s.timers), 300, "the heap's memory given back")
+}
