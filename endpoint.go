@@ -41,10 +41,24 @@ type ISNSource interface {
 type EndpointStats struct {
 	BytesIn, BytesOut       uint64 // payload bytes accepted / sent (retransmissions included)
 	SegmentsIn, SegmentsOut uint32
-	Retransmits             uint32 // data or FIN segments sent again
-	BadChecksum             uint32 // dropped: checksum failed (RFC 9293 MUST-3)
-	Malformed               uint32 // dropped: ParseSegment refused the bytes
-	Drops                   [DropNoTimestamp + 1]uint32
+	Retransmits             uint32 // data segments sent again
+	// Packets given to Endpoint.Input and dropped because the checksum
+	// failed (RFC 9293 MUST-3) or ParseSegment refused them. A Stack
+	// checks both before it knows the connection, so it counts them in
+	// StackStats and these stay zero for its endpoints.
+	BadChecksum, Malformed uint32
+	Drops                  [DropNoTimestamp + 1]uint32 // by DropReason
+}
+
+// endpointCounters is what an Endpoint keeps of EndpointStats: the
+// checksum and parse failures are kept in endpointShared (a standalone
+// endpoint's own) and drop reason r is at drops[r-1], so an idle endpoint
+// stays small.
+type endpointCounters struct {
+	bytesIn, bytesOut       uint64
+	segmentsIn, segmentsOut uint32
+	retransmits             uint32
+	drops                   [DropNoTimestamp]uint32
 }
 
 // Dropped returns how many segments were dropped for reason r.
@@ -69,26 +83,56 @@ func (s *EndpointStats) Dropped(r DropReason) uint32 {
 // After the connection starts, nothing allocates: Input, Output, Write,
 // Read and Tick work in the buffers made by NewEndpoint.
 type Endpoint struct {
-	tcb           TCB
-	local, remote netip.AddrPort
-	sh            *endpointShared // settings shared by a stack's endpoints
+	tcb TCB
+	// key holds both ends' addresses and ports (without IPv6 zones): it is
+	// also the endpoint's key in a stack's connection table.
+	key     tuple
+	bits    epBits
+	errCode uint8 // why the connection ended abnormally: an index into endErrors
 
-	io       *endpointIO // buffers and output queue; a stack's idle endpoint has none
-	sndSeq   Seq         // sequence number of io.snd's first byte
-	sentHigh Seq         // end of the highest data encoded so far (for Stats.Retransmits)
+	sh      *endpointShared // settings shared by a stack's endpoints
+	io      *endpointIO     // buffers and output queue; a stack's idle endpoint has none
+	timerAt Time            // the deadline last pushed on the owning stack's timer heap; 0 if none
 
-	errCode   uint8 // why the connection ended abnormally: an index into endErrors
-	connected bool
-	peerFin   bool
-	readShut  bool // Close was called: later data gets a RST (RFC 9293 SHLD-3)
+	stats endpointCounters
+}
+
+// epBits are an endpoint's conditions, packed: an idle connection in a
+// stack is an Endpoint and little else, so every byte of it counts
+// (issue 5 wants at most 512 bytes a connection).
+type epBits uint8
+
+const (
+	knownLocal  epBits = 1 << iota // key's local address is set
+	knownRemote                    // key's remote address is set
+	epConnected                    // the handshake completed
+	epPeerFin                      // the peer's FIN arrived
+	epReadShut                     // Close was called: later data gets a RST (RFC 9293 SHLD-3)
 
 	// The owning stack's bookkeeping; unused by a standalone endpoint.
-	owned    bool      // in the stack's connection table
-	inActive bool      // in the stack's list of endpoints with output waiting
-	timerAt  Time      // the deadline last pushed on the stack's timer heap; 0 if none
-	ln       *Listener // the listener that accepted it, while half-open
+	epOwned    // in the stack's connection table
+	epInActive // in the stack's list of endpoints with output waiting
+	epHalfOpen // counted in its port's listener backlog
 
-	stats EndpointStats
+	knownBoth = knownLocal | knownRemote
+)
+
+// is reports whether all of b are set.
+func (e *Endpoint) is(b epBits) bool { return e.bits&b == b }
+
+// set sets or clears b.
+func (e *Endpoint) set(b epBits, on bool) {
+	if on {
+		e.bits |= b
+	} else {
+		e.bits &^= b
+	}
+}
+
+// setAddrs records the connection's two ends.
+func (e *Endpoint) setAddrs(local, remote netip.AddrPort) {
+	e.key = tupleOf(local, remote)
+	e.bits |= knownBoth
 }
 
 // endpointIO is what an endpoint needs only while data moves: its two
@@ -102,6 +146,9 @@ type endpointIO struct {
 	// appends its actions here directly; apply keeps only the sends.
 	queue []Action
 	head  int
+
+	sndSeq   Seq // sequence number of snd's first byte
+	sentHigh Seq // end of the highest data encoded so far (for Stats.Retransmits)
 }
 
 // The errors an ended connection reports, by errCode.
@@ -122,6 +169,10 @@ type endpointShared struct {
 	sndSize int    // the send buffer's size
 	rcvCap  int    // the receive buffer's size
 	stack   *Stack // the owning stack, if any: it lends buffers only while they hold data
+
+	// A standalone endpoint's EndpointStats.BadChecksum and Malformed
+	// (a stack's endpoints share this, and count them in StackStats).
+	badChecksum, malformed uint32
 }
 
 // takeBuf returns a buffer of n bytes: from the owning stack's pool, or new.
@@ -176,19 +227,26 @@ func compileEndpoint(cfg EndpointConfig) (TCB, *endpointShared, error) {
 	return tcb, &endpointShared{isn: cfg.ISN, sndSize: cfg.SendBuffer, rcvCap: int(tcb.cfg.rcvBuf)}, nil
 }
 
-// Dial starts an active open from local to remote (RFC 9293 section 3.10.1).
+// Dial starts an active open from local to remote (RFC 9293 section
+// 3.10.1). It returns ErrAddress if an address is invalid or the two are
+// of different families.
 func (e *Endpoint) Dial(local, remote netip.AddrPort, now Time) error {
-	if !local.IsValid() || !remote.IsValid() {
+	if !local.IsValid() || !remote.IsValid() || !sameFamily(local.Addr(), remote.Addr()) {
 		return ErrAddress
 	}
 	iss := e.sh.isn.ISN(local, remote, now)
 	if err := e.step(Open(local.Port(), remote.Port(), iss), now); err != nil {
 		return err
 	}
-	e.local, e.remote = local, remote
-	e.sndSeq = iss.Add(1)
-	e.sentHigh = e.sndSeq
+	e.setAddrs(local, remote)
+	e.sendFrom(iss.Add(1))
 	return nil
+}
+
+// sendFrom says the send buffer starts at sequence number seq.
+func (e *Endpoint) sendFrom(seq Seq) {
+	io := e.buffers()
+	io.sndSeq, io.sentHigh = seq, seq
 }
 
 // Listen waits for a connection to local (a passive open). The first SYN
@@ -200,7 +258,8 @@ func (e *Endpoint) Listen(local netip.AddrPort, now Time) error {
 	if err := e.step(ListenOn(local.Port()), now); err != nil {
 		return err
 	}
-	e.local = local
+	e.key = tupleOf(local, netip.AddrPort{})
+	e.bits |= knownLocal
 	return nil
 }
 
@@ -210,21 +269,41 @@ func (e *Endpoint) State() State { return e.tcb.State }
 // TCB returns a copy of the connection's state machine.
 func (e *Endpoint) TCB() TCB { return e.tcb }
 
-// LocalAddr and RemoteAddr return the connection's addresses.
-func (e *Endpoint) LocalAddr() netip.AddrPort { return e.local }
+// LocalAddr returns the connection's local address (invalid until set).
+// An IPv6 zone given to Dial or Listen is not kept.
+func (e *Endpoint) LocalAddr() netip.AddrPort {
+	if !e.is(knownLocal) {
+		return netip.AddrPort{}
+	}
+	return e.key.Local()
+}
 
 // RemoteAddr returns the peer's address (invalid until known).
-func (e *Endpoint) RemoteAddr() netip.AddrPort { return e.remote }
+func (e *Endpoint) RemoteAddr() netip.AddrPort {
+	if !e.is(knownRemote) {
+		return netip.AddrPort{}
+	}
+	return e.key.Remote()
+}
 
 // Stats returns the endpoint's counters.
-func (e *Endpoint) Stats() EndpointStats { return e.stats }
+func (e *Endpoint) Stats() EndpointStats {
+	c := &e.stats
+	st := EndpointStats{BytesIn: c.bytesIn, BytesOut: c.bytesOut,
+		SegmentsIn: c.segmentsIn, SegmentsOut: c.segmentsOut, Retransmits: c.retransmits}
+	copy(st.Drops[1:], c.drops[:])
+	if e.sh.stack == nil {
+		st.BadChecksum, st.Malformed = e.sh.badChecksum, e.sh.malformed
+	}
+	return st
+}
 
 // Err returns why the connection ended abnormally: ErrReset, ErrRefused,
 // ErrTimeout, ErrUserTimeout, ErrAborted; or nil.
 func (e *Endpoint) Err() error { return endErrors[e.errCode] }
 
 // Connected reports whether the handshake has completed.
-func (e *Endpoint) Connected() bool { return e.connected }
+func (e *Endpoint) Connected() bool { return e.is(epConnected) }
 
 // NextDeadline returns when the endpoint next needs a Tick.
 func (e *Endpoint) NextDeadline() (Time, bool) { return e.tcb.NextDeadline() }
@@ -240,31 +319,47 @@ func (e *Endpoint) Tick(now Time) {
 // segment the state machine drops is counted in Stats().Drops.
 func (e *Endpoint) Input(tcp []byte, src, dst netip.Addr, now Time) error {
 	if !VerifyChecksum(tcp, src, dst) {
-		e.stats.BadChecksum++
+		e.countBad(true)
 		return errBadChecksum
 	}
 	seg, err := ParseSegment(tcp)
 	if err != nil {
-		e.stats.Malformed++
+		e.countBad(false)
 		return err
 	}
 	return e.inputSegment(&seg, src, dst, now)
 }
 
+// countBad counts a packet Input refused for a bad checksum or, if not
+// checksum, a bad header: for a standalone endpoint in its own counters,
+// for one of a stack's in the stack's.
+func (e *Endpoint) countBad(checksum bool) {
+	switch s := e.sh.stack; {
+	case s != nil && checksum:
+		s.stats.BadChecksum++
+	case s != nil:
+		s.stats.Malformed++
+	case checksum:
+		e.sh.badChecksum++
+	default:
+		e.sh.malformed++
+	}
+}
+
 // inputSegment is Input after the checksum and parse.
 func (e *Endpoint) inputSegment(seg *Segment, src, dst netip.Addr, now Time) error {
-	e.stats.SegmentsIn++
+	e.stats.segmentsIn++
 	if e.tcb.State == Closed {
 		// No connection: the reset goes back where the segment came from
 		// (RFC 9293 section 3.10.7.1).
-		e.local, e.remote = netip.AddrPortFrom(dst, seg.DstPort), netip.AddrPortFrom(src, seg.SrcPort)
+		e.setAddrs(netip.AddrPortFrom(dst, seg.DstPort), netip.AddrPortFrom(src, seg.SrcPort))
 	}
 	if e.tcb.State == Listen && seg.Flags&(FlagSYN|FlagACK|FlagRST) == FlagSYN {
-		local := netip.AddrPortFrom(dst, e.local.Port())
+		local := netip.AddrPortFrom(dst, e.key.lport)
 		remote := netip.AddrPortFrom(src, seg.SrcPort)
 		return e.acceptSYN(seg, local, remote, e.sh.isn.ISN(local, remote, now), now)
 	}
-	if e.readShut && len(seg.Payload) > 0 && e.tcb.State.IsSynchronized() &&
+	if e.is(epReadShut) && len(seg.Payload) > 0 && e.tcb.State.IsSynchronized() &&
 		e.tcb.flags&flagFinRcvd == 0 && seg.Seq.Add(uint32(len(seg.Payload))).GreaterThan(e.tcb.RcvNxt) {
 		// New data after a full close: reset (RFC 9293 SHLD-3). Old
 		// duplicates are only ACKed.
@@ -275,9 +370,8 @@ func (e *Endpoint) inputSegment(seg *Segment, src, dst netip.Addr, now Time) err
 
 // acceptSYN takes a SYN in LISTEN, answering it from iss.
 func (e *Endpoint) acceptSYN(seg *Segment, local, remote netip.AddrPort, iss Seq, now Time) error {
-	e.local, e.remote = local, remote
-	e.sndSeq = iss.Add(1)
-	e.sentHigh = e.sndSeq
+	e.setAddrs(local, remote)
+	e.sendFrom(iss.Add(1))
 	return e.stepSegment(seg, iss, now)
 }
 
@@ -288,7 +382,10 @@ func (e *Endpoint) pending() bool { return e.io != nil && e.io.head < len(e.io.q
 // the stack if the endpoint is idle.
 func (e *Endpoint) buffers() *endpointIO {
 	if e.io == nil {
-		e.io = e.sh.stack.takeIO() // only a stack's idle endpoints lack them
+		// Only a stack's idle endpoints lack them, and an idle endpoint's
+		// send buffer is empty: it starts at the end of the data written.
+		e.io = e.sh.stack.takeIO()
+		e.io.sndSeq, e.io.sentHigh = e.tcb.sndEnd, e.tcb.sndEnd
 	}
 	return e.io
 }
@@ -336,12 +433,13 @@ func (e *Endpoint) apply(q []Action, base int, payload []byte) []Action {
 			}
 			off := int(a.DataSeq.Diff(e.tcb.rcvUser))
 			rcv.writeAt(off, payload[a.Offset:a.Offset+a.DataLen])
+			e.stats.bytesIn += uint64(a.DataLen)
 		case ActNotify:
 			switch a.Note {
 			case NoteConnected:
-				e.connected = true
+				e.bits |= epConnected
 			case NotePeerClosed:
-				e.peerFin = true
+				e.bits |= epPeerFin
 			case NoteSendAcked:
 				// Released in Output, once no queued segment needs them.
 			case NoteReset:
@@ -356,8 +454,8 @@ func (e *Endpoint) apply(q []Action, base int, payload []byte) []Action {
 				e.fail(endAborted)
 			}
 		case ActDrop:
-			if int(a.Drop) < len(e.stats.Drops) {
-				e.stats.Drops[a.Drop]++
+			if r := int(a.Drop) - 1; uint(r) < uint(len(e.stats.drops)) {
+				e.stats.drops[r]++
 			}
 		}
 	}
@@ -405,25 +503,27 @@ func (e *Endpoint) encode(buf []byte, a *Action) (int, bool) {
 		return 0, false
 	}
 	if a.DataLen > 0 {
-		if a.DataSeq.LessThan(e.sndSeq) || int(a.DataSeq.Diff(e.sndSeq))+int(a.DataLen) > e.io.snd.len() {
+		io := e.io
+		if a.DataSeq.LessThan(io.sndSeq) || int(a.DataSeq.Diff(io.sndSeq))+int(a.DataLen) > io.snd.len() {
 			return 0, false
 		}
 	}
 	b := s.AppendTo(buf[:0])
 	if a.DataLen > 0 {
 		b = b[:hl+int(a.DataLen)]
-		e.io.snd.readAt(int(a.DataSeq.Diff(e.sndSeq)), b[hl:])
-		e.stats.BytesOut += uint64(a.DataLen)
-		if end := a.DataSeq.Add(a.DataLen); end.LessThanEq(e.sentHigh) {
-			e.stats.Retransmits++
+		io := e.io
+		io.snd.readAt(int(a.DataSeq.Diff(io.sndSeq)), b[hl:])
+		e.stats.bytesOut += uint64(a.DataLen)
+		if end := a.DataSeq.Add(a.DataLen); end.LessThanEq(io.sentHigh) {
+			e.stats.retransmits++
 		} else {
-			e.sentHigh = end
+			io.sentHigh = end
 		}
 	}
-	if e.local.Addr().IsValid() && e.remote.Addr().IsValid() {
-		_ = SetChecksum(b, e.local.Addr(), e.remote.Addr())
+	if e.is(knownBoth) {
+		_ = SetChecksum(b, e.key.addr(&e.key.local), e.key.addr(&e.key.remote))
 	}
-	e.stats.SegmentsOut++
+	e.stats.segmentsOut++
 	return len(b), true
 }
 
@@ -438,14 +538,14 @@ func (e *Endpoint) release() {
 	for i := io.head; i < len(io.queue); i++ {
 		// A queued segment whose bytes were released already (it will be
 		// skipped) must not pull keep below sndSeq.
-		if a := &io.queue[i]; a.DataLen > 0 && a.DataSeq.LessThan(keep) && !a.DataSeq.LessThan(e.sndSeq) {
+		if a := &io.queue[i]; a.DataLen > 0 && a.DataSeq.LessThan(keep) && !a.DataSeq.LessThan(io.sndSeq) {
 			keep = a.DataSeq
 		}
 	}
-	if e.sndSeq.LessThan(keep) {
-		n := min(int(keep.Diff(e.sndSeq)), io.snd.len())
+	if io.sndSeq.LessThan(keep) {
+		n := min(int(keep.Diff(io.sndSeq)), io.snd.len())
 		io.snd.discard(n)
-		e.sndSeq = e.sndSeq.Add(uint32(n))
+		io.sndSeq = io.sndSeq.Add(uint32(n))
 	}
 }
 
@@ -485,7 +585,7 @@ func (e *Endpoint) Read(p []byte, now Time) (int, error) {
 		switch {
 		case e.errCode != 0:
 			return 0, e.Err()
-		case e.peerFin:
+		case e.is(epPeerFin):
 			return 0, io.EOF
 		case len(p) == 0:
 			return 0, nil
@@ -521,7 +621,7 @@ func (e *Endpoint) CloseWrite(now Time) error {
 // resets the connection instead (RFC 9293 SHLD-3).
 func (e *Endpoint) Close(now Time) error {
 	defer e.changed(now)
-	e.readShut = true
+	e.bits |= epReadShut
 	if e.Buffered() > 0 {
 		return e.step(AbortEvent(), now)
 	}

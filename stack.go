@@ -96,9 +96,10 @@ type twRecord struct {
 // call Output until it returns 0 and send what it wrote.
 type Stack struct {
 	cfg       StackConfig
-	conns     map[tuple]*Endpoint
+	conns     connTable // established and half-open connections
 	listeners map[uint16]*Listener
 	tw        map[tuple]twRecord
+	orphans   map[uint16]int  // by port: half-open connections of closed listeners
 	timers    timerHeap       // deadlines of connections
 	armed     int             // connections with a deadline on the heap (the rest of it is stale)
 	twq       twQueue         // deadlines of TIME-WAIT records
@@ -235,9 +236,10 @@ func NewStack(cfg StackConfig) (*Stack, error) {
 	}
 	s := &Stack{
 		cfg:       cfg,
-		conns:     make(map[tuple]*Endpoint),
+		conns:     newConnTable(),
 		listeners: make(map[uint16]*Listener),
 		tw:        make(map[tuple]twRecord),
+		orphans:   make(map[uint16]int),
 		isn:       cfg.Endpoint.ISN,
 		cookies:   newCookieJar(cfg.CookieKey),
 		nextPort:  cfg.EphemeralLow,
@@ -253,7 +255,7 @@ func (s *Stack) Stats() StackStats { return s.stats }
 
 // Conns returns the number of connections with full state (TIME-WAIT
 // records not counted).
-func (s *Stack) Conns() int { return len(s.conns) }
+func (s *Stack) Conns() int { return s.conns.len() }
 
 // TimeWaits returns the number of compact TIME-WAIT records.
 func (s *Stack) TimeWaits() int { return len(s.tw) }
@@ -268,11 +270,14 @@ type Listener struct {
 }
 
 // Listen starts accepting connections to port on any local address.
+// Connections still half-open from a listener closed on the port count in
+// the new one's backlog, and it accepts them once they complete.
 func (s *Stack) Listen(port uint16) (*Listener, error) {
 	if _, ok := s.listeners[port]; ok || port == 0 {
 		return nil, ErrPortInUse
 	}
-	l := &Listener{s: s, port: port}
+	l := &Listener{s: s, port: port, halfOpen: s.orphans[port]}
+	delete(s.orphans, port)
 	s.listeners[port] = l
 	return l, nil
 }
@@ -291,11 +296,16 @@ func (l *Listener) Pending() int { return l.ready.len() }
 // HalfOpen returns how many connections are in SYN-RECEIVED.
 func (l *Listener) HalfOpen() int { return l.halfOpen }
 
-// Close stops listening. Connections already accepted are not affected.
+// Close stops listening. Connections already established are not
+// affected. Half-open ones are reset when they complete, unless a new
+// listener has the port by then: it takes them (see Stack.Listen).
 func (l *Listener) Close() {
 	if !l.closed {
 		l.closed = true
 		delete(l.s.listeners, l.port)
+		if l.halfOpen > 0 {
+			l.s.orphans[l.port] += l.halfOpen
+		}
 	}
 }
 
@@ -311,7 +321,7 @@ func (s *Stack) Dial(local netip.Addr, remote netip.AddrPort, now Time) (*Endpoi
 		}
 		lp := netip.AddrPortFrom(local, p)
 		k := tupleOf(lp, remote)
-		if _, used := s.conns[k]; used {
+		if s.conns.get(&k) != nil {
 			continue
 		}
 		if _, used := s.tw[k]; used {
@@ -324,7 +334,7 @@ func (s *Stack) Dial(local netip.Addr, remote netip.AddrPort, now Time) (*Endpoi
 		if err := e.Dial(lp, remote, now); err != nil {
 			return nil, err
 		}
-		s.adopt(e, k, nil)
+		s.adopt(e, k, false)
 		s.after(e, now)
 		return e, nil
 	}
@@ -344,7 +354,7 @@ func (s *Stack) Input(tcp []byte, src, dst netip.Addr, now Time) error {
 	}
 	s.stats.SegmentsIn++
 	k := tuple{local: dst.As16(), remote: src.As16(), lport: seg.DstPort, rport: seg.SrcPort, v4: dst.Is4()}
-	if e, ok := s.conns[k]; ok {
+	if e := s.conns.get(&k); e != nil {
 		err := e.inputSegment(&seg, src, dst, now)
 		s.after(e, now)
 		return err
@@ -383,7 +393,7 @@ func (s *Stack) listenInput(l *Listener, k tuple, seg *Segment, now Time) error 
 		}
 		e := s.newEndpoint()
 		_ = e.Listen(k.Local(), now)
-		s.adopt(e, k, l)
+		s.adopt(e, k, true)
 		l.halfOpen++
 		err := e.inputSegment(seg, k.addr(&k.remote), k.addr(&k.local), now)
 		s.after(e, now)
@@ -397,56 +407,49 @@ func (s *Stack) listenInput(l *Listener, k tuple, seg *Segment, now Time) error 
 	return nil
 }
 
-// adopt makes e a connection of the stack under key k.
-func (s *Stack) adopt(e *Endpoint, k tuple, l *Listener) {
-	e.owned, e.ln = true, l
-	s.conns[k] = e
+// adopt makes e a connection of the stack under key k, half-open in the
+// backlog of the listener on its port or not. The table finds it by
+// e.key, which must not change while it is there.
+func (s *Stack) adopt(e *Endpoint, k tuple, halfOpen bool) {
+	e.bits |= epOwned
+	e.set(epHalfOpen, halfOpen)
+	e.key = k
+	s.conns.put(e)
 }
 
-// disown takes e out of the connection table (it was there under k).
-func (s *Stack) disown(e *Endpoint, k tuple) {
-	delete(s.conns, k)
-	e.owned = false
+// disown takes e out of the connection table.
+func (s *Stack) disown(e *Endpoint) {
+	s.conns.del(e)
+	e.bits &^= epOwned
 	if e.timerAt != 0 {
 		e.timerAt = 0
 		s.armed--
 	}
 }
 
-// keyOf returns the key e is kept under.
-func keyOf(e *Endpoint) tuple { return tupleOf(e.local, e.remote) }
-
 // after brings the stack's view of a connection up to date after any call
 // on it: output to send, its deadline on the heap, acceptance, TIME-WAIT,
 // removal.
 func (s *Stack) after(e *Endpoint, now Time) {
-	if !e.owned {
+	if !e.is(epOwned) {
 		return // already gone (TIME-WAIT record or deleted)
 	}
-	if l := e.ln; l != nil && e.State() != SynReceived && e.State() != Listen {
-		l.halfOpen--
-		e.ln = nil
-		if e.State() == Established || e.State() == CloseWait {
-			if l.ready.len() < s.cfg.AcceptQueue && !l.closed {
-				l.ready.push(e)
-			} else {
-				s.stats.AcceptOverflow++
-				_ = e.Abort(now)
-			}
-		}
+	if e.is(epHalfOpen) && e.State() != SynReceived && e.State() != Listen {
+		e.bits &^= epHalfOpen
+		s.leaveBacklog(e, now)
 	}
-	if e.pending() && !e.inActive {
-		e.inActive = true
+	if e.pending() && !e.is(epInActive) {
+		e.bits |= epInActive
 		s.active.push(e)
 	}
-	if !e.inActive {
+	if !e.is(epInActive) {
 		s.recycle(e)
 		switch e.State() {
 		case TimeWait:
 			s.toTimeWait(e)
 			return
 		case Closed:
-			s.disown(e, keyOf(e))
+			s.disown(e)
 			return
 		}
 	}
@@ -464,6 +467,31 @@ func (s *Stack) after(e *Endpoint, now Time) {
 		e.timerAt = d
 		s.pushTimer(timerEntry{at: d, ep: e})
 	}
+}
+
+// leaveBacklog takes a connection that has left SYN-RECEIVED out of the
+// backlog of the listener on its port, and queues it for Accept if it is
+// established. The listener is the one on the port now: if the one that
+// took the SYN was closed and another opened since, the new one inherited
+// its backlog (Listen), and takes the connection; with none, the
+// connection is reset.
+func (s *Stack) leaveBacklog(e *Endpoint, now Time) {
+	port := e.key.lport
+	l := s.listeners[port]
+	if l != nil {
+		l.halfOpen--
+	} else if s.orphans[port]--; s.orphans[port] <= 0 {
+		delete(s.orphans, port)
+	}
+	if e.State() != Established && e.State() != CloseWait {
+		return
+	}
+	if l != nil && l.ready.len() < s.cfg.AcceptQueue {
+		l.ready.push(e)
+		return
+	}
+	s.stats.AcceptOverflow++
+	_ = e.Abort(now)
 }
 
 // pushTimer adds a deadline to the heap, first dropping the stale entries
@@ -501,8 +529,8 @@ func (s *Stack) sweepTimers() {
 func (s *Stack) toTimeWait(e *Endpoint) {
 	t := &e.tcb
 	d, _ := t.Deadline(TimerClose)
-	k := keyOf(e)
-	s.disown(e, k)
+	k := e.key
+	s.disown(e)
 	s.recycle(e)
 	s.tw[k] = twRecord{sndNxt: t.SndNxt, rcvNxt: t.RcvNxt, iss: t.Iss, tsRecent: t.tsRecent,
 		deadline: d, ts: t.flags&flagTS != 0}
@@ -612,9 +640,9 @@ func (s *Stack) Output(buf []byte, now Time) (n int, src, dst netip.Addr) {
 		e := s.active.front()
 		if n := e.Output(buf, now); n > 0 {
 			s.stats.SegmentsOut++
-			return n, e.local.Addr(), e.remote.Addr()
+			return n, e.key.addr(&e.key.local), e.key.addr(&e.key.remote)
 		}
-		e.inActive = false
+		e.bits &^= epInActive
 		s.active.pop()
 		s.after(e, now)
 	}
@@ -758,7 +786,7 @@ func (s *Stack) cookieInput(l *Listener, k tuple, ack *Segment, now Time) bool {
 	if err := e.inputSegment(ack, remote.Addr(), local.Addr(), now); err != nil || e.State() != Established {
 		return false
 	}
-	s.adopt(e, k, nil)
+	s.adopt(e, k, false)
 	l.ready.push(e)
 	s.stats.CookiesAccepted++
 	s.after(e, now)
@@ -779,7 +807,7 @@ type timerEntry struct {
 func (t timerEntry) Less(u timerEntry) bool { return t.at < u.at }
 
 // live reports whether the entry still stands for its endpoint's deadline.
-func (t timerEntry) live() bool { return t.ep.owned && t.ep.timerAt == t.at }
+func (t timerEntry) live() bool { return t.ep.is(epOwned) && t.ep.timerAt == t.at }
 
 func (h *timerHeap) push(t timerEntry) { *h = minheap.Push(*h, t) }
 
