@@ -7,30 +7,53 @@ import (
 )
 
 // connTable is a Stack's connection table: endpoints found by their
-// tuple. It is an open-addressing hash table with linear probing whose
-// slots hold only the endpoint pointers, since each endpoint carries its
-// own key. With the load kept between 3/16 and 3/4, an entry costs 11 to
-// 43 bytes, where a Go map[tuple]*Endpoint costs about 117 at a million
-// entries (its 48-byte slots, control bytes and growth headroom); this is
-// most of what brings an idle connection under 512 bytes (issue 5).
+// tuple. Its slots hold only endpoint pointers, since each endpoint
+// carries its own key, so an entry costs 11 to 22 bytes where a Go
+// map[tuple]*Endpoint costs about 117 at a million entries (48-byte slots,
+// control bytes, growth headroom); this is most of what brings an idle
+// connection under 512 bytes (issue 5).
+//
+// It is extendible hashing over fixed segments: the top bits of an
+// entry's hash pick a segment through a directory, and within the segment
+// an open-addressing table with linear probing holds it. A segment that
+// reaches 3/4 full splits in two by one more hash bit, doubling the
+// directory when it has no bit left; two buddy segments that fall to 3/8
+// together merge. Growth and shrinkage are thus a segment at a time (about
+// 800 entries moved, tens of microseconds) instead of a whole-table
+// rehash, which at a million connections would stall the stack for tens
+// of milliseconds.
 //
 // The hash is keyed with a random seed per table, so a peer that picks
-// addresses and ports cannot aim its connections at one probe chain.
-// Growing or shrinking rehashes every entry at once: O(n), about 30 ms at
-// a million connections on the reference machine, amortised over the n/2
-// insertions or deletions that led to it.
+// addresses and ports cannot aim its connections at one segment or probe
+// chain.
 type connTable struct {
-	slots []*Endpoint // nil, or a power of two long
-	n     int         // endpoints held
+	dir   []*connSeg // 1<<depth entries: hash>>(64-depth) indexes it
+	depth uint8      // global depth: hash bits the directory uses
+	n     int        // endpoints held
 	seed  [5]uint64
 }
 
-// minSlots is the smallest table.
-const minSlots = 16
+// segSlots is the number of slots in a segment.
+const segSlots = 1024
+
+// A segment splits above splitAt entries; buddies merge at mergeAt or
+// fewer together.
+const (
+	splitAt = segSlots * 3 / 4
+	mergeAt = segSlots * 3 / 8
+)
+
+// connSeg is one segment: the entries whose hashes share its top depth
+// bits.
+type connSeg struct {
+	depth uint8 // local depth
+	n     int
+	slots [segSlots]*Endpoint
+}
 
 // newConnTable returns an empty table with a fresh random seed.
 func newConnTable() connTable {
-	var t connTable
+	t := connTable{dir: []*connSeg{{}}}
 	s := maphash.MakeSeed()
 	for i := range t.seed {
 		// Odd, so no seed word can zero a product.
@@ -64,14 +87,17 @@ func mix(x, y uint64) uint64 {
 	return hi ^ lo
 }
 
+// seg returns the segment for hash h.
+func (t *connTable) seg(h uint64) *connSeg {
+	return t.dir[h>>(64-t.depth)]
+}
+
 // get returns the endpoint with key k, or nil.
 func (t *connTable) get(k *tuple) *Endpoint {
-	if t.n == 0 {
-		return nil
-	}
-	mask := uint64(len(t.slots) - 1)
-	for i := t.hash(k) & mask; ; i = (i + 1) & mask {
-		e := t.slots[i]
+	h := t.hash(k)
+	s := t.seg(h)
+	for i := h; ; i++ {
+		e := s.slots[i%segSlots]
 		if e == nil || e.key == *k {
 			return e
 		}
@@ -80,55 +106,112 @@ func (t *connTable) get(k *tuple) *Endpoint {
 
 // put adds e under e.key, which the table must not hold yet.
 func (t *connTable) put(e *Endpoint) {
-	if (t.n+1)*4 > len(t.slots)*3 {
-		t.resize(max(minSlots, 2*len(t.slots)))
+	h := t.hash(&e.key)
+	s := t.seg(h)
+	for s.n >= splitAt {
+		t.split(s, h)
+		s = t.seg(h)
 	}
-	t.insert(e)
+	s.insert(h, e)
 	t.n++
 }
 
-// insert places e in the first free slot of its probe chain.
-func (t *connTable) insert(e *Endpoint) {
-	mask := uint64(len(t.slots) - 1)
-	i := t.hash(&e.key) & mask
-	for t.slots[i] != nil {
-		i = (i + 1) & mask
+// insert places e, whose hash is h, in the first free slot of its chain.
+func (s *connSeg) insert(h uint64, e *Endpoint) {
+	i := h % segSlots
+	for s.slots[i] != nil {
+		i = (i + 1) % segSlots
 	}
-	t.slots[i] = e
+	s.slots[i] = e
+	s.n++
+}
+
+// span returns the range of directory indexes that point to the segment
+// of depth d holding hash h.
+func (t *connTable) span(h uint64, d uint8) (lo, hi int) {
+	w := 1 << (t.depth - d)
+	lo = int(h>>(64-t.depth)) &^ (w - 1)
+	return lo, lo + w
+}
+
+// split divides s, the segment of hash h, in two by the next hash bit.
+func (t *connTable) split(s *connSeg, h uint64) {
+	if s.depth == t.depth {
+		dir := make([]*connSeg, 2*len(t.dir))
+		for i, x := range t.dir {
+			dir[2*i], dir[2*i+1] = x, x
+		}
+		t.dir = dir
+		t.depth++
+	}
+	d := s.depth + 1
+	halves := [2]*connSeg{{depth: d}, {depth: d}}
+	for _, e := range s.slots {
+		if e != nil {
+			eh := t.hash(&e.key)
+			halves[eh>>(64-d)&1].insert(eh, e)
+		}
+	}
+	// s's directory entries: the first half has the new bit 0.
+	lo, hi := t.span(h, s.depth)
+	mid := (lo + hi) / 2
+	for i := lo; i < hi; i++ {
+		t.dir[i] = halves[0]
+		if i >= mid {
+			t.dir[i] = halves[1]
+		}
+	}
 }
 
 // del removes e, which the table must hold. The entries after it in its
-// cluster move back to fill the gap (Knuth's algorithm R), so no
-// tombstones build up.
+// chain move back to fill the gap (Knuth's algorithm R), so no tombstones
+// build up.
 func (t *connTable) del(e *Endpoint) {
-	mask := uint64(len(t.slots) - 1)
-	i := t.hash(&e.key) & mask
-	for t.slots[i] != e {
-		i = (i + 1) & mask
+	h := t.hash(&e.key)
+	s := t.seg(h)
+	i := h % segSlots
+	for s.slots[i] != e {
+		i = (i + 1) % segSlots
 	}
-	t.slots[i] = nil
+	s.slots[i] = nil
+	s.n--
 	t.n--
-	for j := (i + 1) & mask; t.slots[j] != nil; j = (j + 1) & mask {
+	for j := (i + 1) % segSlots; s.slots[j] != nil; j = (j + 1) % segSlots {
 		// The entry at j may move to the gap at i unless its home slot
 		// lies cyclically in (i, j]: then i is before its chain starts.
-		home := t.hash(&t.slots[j].key) & mask
-		if (j-home)&mask >= (j-i)&mask {
-			t.slots[i], t.slots[j] = t.slots[j], nil
+		home := t.hash(&s.slots[j].key) % segSlots
+		if (j-home)%segSlots >= (j-i)%segSlots {
+			s.slots[i], s.slots[j] = s.slots[j], nil
 			i = j
 		}
 	}
-	if len(t.slots) > minSlots && t.n*16 < len(t.slots)*3 {
-		t.resize(len(t.slots) / 2)
-	}
+	t.merge(s, h)
 }
 
-// resize rehashes every entry into n slots.
-func (t *connTable) resize(n int) {
-	old := t.slots
-	t.slots = make([]*Endpoint, n)
-	for _, e := range old {
-		if e != nil {
-			t.insert(e)
+// merge joins s, the segment of hash h, with its buddy (the segment that
+// differs in the last bit of s's depth) when the two have the same depth
+// and hold few enough entries together; then the merged segment with its
+// own buddy, and so on.
+func (t *connTable) merge(s *connSeg, h uint64) {
+	for s.depth > 0 {
+		lo, hi := t.span(h, s.depth)
+		w := hi - lo
+		b := lo ^ w // the buddy's first directory index
+		buddy := t.dir[b]
+		if buddy.depth != s.depth || s.n+buddy.n > mergeAt {
+			return
 		}
+		m := &connSeg{depth: s.depth - 1}
+		for _, x := range [2]*connSeg{s, buddy} {
+			for _, e := range x.slots {
+				if e != nil {
+					m.insert(t.hash(&e.key), e)
+				}
+			}
+		}
+		for i := min(lo, b); i < min(lo, b)+2*w; i++ {
+			t.dir[i] = m
+		}
+		s = m
 	}
 }

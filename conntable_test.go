@@ -8,51 +8,71 @@ import (
 	"pgregory.net/rapid"
 )
 
-// checkTable verifies the table's invariants: n counts the entries, the
-// load stays within bounds, and every entry sits in the probe chain from
-// its home slot with no empty slot between (or get could not find it).
-func checkTable(t require.TestingT, tb *connTable) {
-	held := 0
-	mask := uint64(len(tb.slots) - 1)
-	for i, e := range tb.slots {
-		if e == nil {
-			continue
+// checkTable verifies the table's invariants: the directory's entries
+// for each segment are the span its depth gives, every entry is in the
+// segment its hash picks and in the probe chain from its home slot with
+// no empty slot between (or get could not find it), the counts add up,
+// and no segment is fuller than the split point.
+func checkTable(t require.TestingT, tb *connTable) (segments int) {
+	require.Len(t, tb.dir, 1<<tb.depth)
+	total := 0
+	for i := 0; i < len(tb.dir); {
+		s := tb.dir[i]
+		require.LessOrEqual(t, s.depth, tb.depth)
+		w := 1 << (tb.depth - s.depth)
+		require.Zero(t, i%w, "a segment's span is aligned")
+		for j := i; j < i+w; j++ {
+			require.Same(t, s, tb.dir[j], "a segment's span is contiguous")
 		}
-		held++
-		for j := tb.hash(&e.key) & mask; j != uint64(i); j = (j + 1) & mask {
-			require.NotNil(t, tb.slots[j], "a gap between %v's home and its slot", e.key)
+		held := 0
+		for k, e := range s.slots {
+			if e == nil {
+				continue
+			}
+			held++
+			h := tb.hash(&e.key)
+			require.Same(t, s, tb.seg(h), "%v is in its segment", e.key)
+			for j := h % segSlots; j != uint64(k); j = (j + 1) % segSlots {
+				require.NotNil(t, s.slots[j], "a gap between %v's home and its slot", e.key)
+			}
 		}
+		require.Equal(t, s.n, held)
+		require.LessOrEqual(t, s.n, splitAt)
+		total += held
+		segments++
+		i += w
 	}
-	require.Equal(t, tb.n, held)
-	require.LessOrEqual(t, 4*tb.n, 3*len(tb.slots), "load at most 3/4")
-	if len(tb.slots) > minSlots {
-		require.GreaterOrEqual(t, 16*tb.n, 3*len(tb.slots)-16, "a mostly empty table shrinks")
-	}
+	require.Equal(t, tb.n, total)
+	return segments
 }
 
 func TestConnTableMatchesMap(t *testing.T) {
-	// Random puts and deletes over a small key space (so keys come back,
-	// chains collide, and the table grows and shrinks across the wrap of
-	// its slots) must agree with a Go map at every step.
+	// Random puts and deletes over a key space small enough that keys
+	// come back and chains collide, and large enough that segments split
+	// and merge, must agree with a Go map at every step.
 	rapid.Check(t, func(rt *rapid.T) {
 		tb := newConnTable()
 		ref := map[tuple]*Endpoint{}
-		keys := rapid.IntRange(1, 300).Draw(rt, "keys")
+		keys := rapid.IntRange(1, 4000).Draw(rt, "keys")
 		key := func(i int) tuple {
 			k := tuple{lport: uint16(i), rport: 80, v4: i%2 == 0}
 			k.local[15], k.remote[15] = byte(i>>8), 7
 			return k
 		}
-		for range rapid.IntRange(0, 2000).Draw(rt, "ops") {
+		ops := rapid.IntRange(0, 12000).Draw(rt, "ops")
+		delPct := rapid.IntRange(0, 100).Draw(rt, "delPct")
+		for op := range ops {
+			// A growing phase, then a shrinking one.
+			grow := op < ops/2
 			k := key(rapid.IntRange(0, keys).Draw(rt, "key"))
 			if e, ok := ref[k]; ok {
 				require.Same(rt, e, tb.get(&k))
-				if rapid.IntRange(0, 2).Draw(rt, "del") > 0 {
+				if !grow || rapid.IntRange(1, 100).Draw(rt, "del") <= delPct {
 					tb.del(e)
 					delete(ref, k)
 					require.Nil(rt, tb.get(&k))
 				}
-			} else {
+			} else if grow {
 				require.Nil(rt, tb.get(&k))
 				e := &Endpoint{key: k}
 				tb.put(e)
@@ -68,8 +88,31 @@ func TestConnTableMatchesMap(t *testing.T) {
 			tb.del(e)
 		}
 		require.Zero(rt, tb.len())
-		require.LessOrEqual(rt, len(tb.slots), 2*minSlots, "emptied, it shrank")
+		require.Equal(rt, 1, checkTable(rt, &tb), "emptied, it merged back into one segment")
 	})
+}
+
+func TestConnTableGrowsBySegments(t *testing.T) {
+	// 100,000 entries: the table splits segment by segment, each at most
+	// 3/4 full, and the memory per entry stays near a pointer's at half
+	// load; deleting them all merges it back.
+	tb := newConnTable()
+	eps := make([]*Endpoint, 100_000)
+	for i := range eps {
+		eps[i] = &Endpoint{key: tuple{lport: uint16(i), rport: uint16(i >> 16), v4: true}}
+		tb.put(eps[i])
+	}
+	segs := checkTable(t, &tb)
+	perEntry := float64(segs*int(unsafe.Sizeof(connSeg{}))+8*len(tb.dir)) / float64(len(eps))
+	t.Logf("%d segments, directory of %d: %.1f bytes an entry", segs, len(tb.dir), perEntry)
+	require.Less(t, perEntry, 24.0, "segments stay between 3/8 and 3/4 full")
+	for _, e := range eps {
+		require.Same(t, e, tb.get(&e.key))
+	}
+	for _, e := range eps {
+		tb.del(e)
+	}
+	require.Equal(t, 1, checkTable(t, &tb))
 }
 
 func TestConnTableSeeds(t *testing.T) {
@@ -93,7 +136,7 @@ func TestConnTableSeeds(t *testing.T) {
 
 func TestConnTableLookupAllocatesNothing(t *testing.T) {
 	tb := newConnTable()
-	for i := range 1000 {
+	for i := range 5000 {
 		tb.put(&Endpoint{key: tuple{lport: uint16(i), rport: 80}})
 	}
 	k := tuple{lport: 500, rport: 80}

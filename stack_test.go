@@ -456,7 +456,7 @@ func TestIdleConnectionMemory(t *testing.T) {
 	per := float64(after.HeapInuse-before.HeapInuse) / float64(conns)
 	t.Logf("%d idle established connections (both ends): %.0f bytes each on the heap", conns, per)
 	// The Endpoint (a 416-byte allocation), its slot in the connection
-	// table (11 to 43 bytes), and the slices of this test: 458 bytes at a
+	// table (11 to 22 bytes), and the slices of this test: 465 bytes at a
 	// million connections a side, about 490 at the default 20,000. A
 	// buffer or output queue kept by an idle connection would add
 	// kilobytes; a Go map for the table, about 100 bytes (issue 5's goal
