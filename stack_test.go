@@ -101,20 +101,27 @@ func (n *stackNet) run(limit Time, done func() bool) {
 	}
 }
 
-func TestStackConnectTransferClose(t *testing.T) {
-	n := newStackNet(t, StackConfig{}, StackConfig{})
+// connect listens on port 80 of stack 1, dials it from stack 0, and
+// returns both ends once the client is connected and the server accepted.
+func (n *stackNet) connect(t *testing.T) (c, srv *Endpoint) {
 	l, err := n.s[1].Listen(80)
 	require.NoError(t, err)
-	c, err := n.s[0].Dial(ipA, netip.AddrPortFrom(ipB, 80), n.now)
+	c, err = n.s[0].Dial(ipA, netip.AddrPortFrom(ipB, 80), n.now)
 	require.NoError(t, err)
-	var srv *Endpoint
-	n.run(at(5), func() bool {
+	n.run(n.now.Add(5*time.Second), func() bool {
 		if srv == nil {
 			srv, _ = l.Accept()
 		}
 		return srv != nil && c.Connected()
 	})
 	require.NotNil(t, srv)
+	return c, srv
+}
+
+func TestStackConnectTransferClose(t *testing.T) {
+	n := newStackNet(t, StackConfig{}, StackConfig{})
+	c, srv := n.connect(t)
+	var err error
 	require.Equal(t, ipA, srv.RemoteAddr().Addr())
 	msg := []byte("hello over two stacks")
 	_, err = c.Write(msg, n.now)
@@ -731,14 +738,8 @@ func TestStackEndpointCounters(t *testing.T) {
 	// checksum or the parse counts in the stack's counters, even when the
 	// host hands it to one of the stack's endpoints.
 	n := newStackNet(t, StackConfig{}, StackConfig{})
-	l, err := n.s[1].Listen(80)
-	require.NoError(t, err)
-	c, err := n.s[0].Dial(ipA, netip.AddrPortFrom(ipB, 80), n.now)
-	require.NoError(t, err)
-	var srv *Endpoint
-	n.run(at(1), func() bool { srv, _ = l.Accept(); return srv != nil })
-	require.NotNil(t, srv)
-	_, err = c.Write(make([]byte, 3000), n.now)
+	c, srv := n.connect(t)
+	_, err := c.Write(make([]byte, 3000), n.now)
 	require.NoError(t, err)
 	n.run(at(2), func() bool { return srv.Buffered() == 3000 })
 	require.Equal(t, uint64(3000), c.Stats().BytesOut)
