@@ -163,14 +163,17 @@ func (t *connTable) split(s *connSeg, h uint64) {
 	}
 }
 
-// del removes e, which the table must hold. The entries after it in its
-// chain move back to fill the gap (Knuth's algorithm R), so no tombstones
-// build up.
+// del removes e; it does nothing if the table does not hold e. The
+// entries after it in its chain move back to fill the gap (Knuth's
+// algorithm R), so no tombstones build up.
 func (t *connTable) del(e *Endpoint) {
 	h := t.hash(&e.key)
 	s := t.seg(h)
 	i := h % segSlots
 	for s.slots[i] != e {
+		if s.slots[i] == nil {
+			return // the end of its chain: not here
+		}
 		i = (i + 1) % segSlots
 	}
 	s.slots[i] = nil

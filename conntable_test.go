@@ -153,3 +153,15 @@ func TestEndpointSize(t *testing.T) {
 	// leaves room under the 512-byte goal. The TCB takes 256 of them.
 	require.LessOrEqual(t, unsafe.Sizeof(Endpoint{}), uintptr(416))
 }
+
+func TestConnTableDeleteAbsent(t *testing.T) {
+	// Deleting an endpoint the table does not hold (or one whose key
+	// changed) ends, and changes nothing.
+	tb := newConnTable()
+	in := &Endpoint{key: tuple{lport: 1}}
+	tb.put(in)
+	tb.del(&Endpoint{key: tuple{lport: 2}})
+	tb.del(&Endpoint{key: tuple{lport: 1}}) // same key, another endpoint
+	require.Equal(t, 1, tb.len())
+	require.Same(t, in, tb.get(&in.key))
+}

@@ -234,6 +234,9 @@ func (e *Endpoint) Dial(local, remote netip.AddrPort, now Time) error {
 	if !local.IsValid() || !remote.IsValid() || !sameFamily(local.Addr(), remote.Addr()) {
 		return ErrAddress
 	}
+	if e.is(epOwned) {
+		return ErrConnectionExists // a stack's, until it lets go of it
+	}
 	iss := e.sh.isn.ISN(local, remote, now)
 	if err := e.step(Open(local.Port(), remote.Port(), iss), now); err != nil {
 		return err
@@ -254,6 +257,9 @@ func (e *Endpoint) sendFrom(seq Seq) {
 func (e *Endpoint) Listen(local netip.AddrPort, now Time) error {
 	if !local.IsValid() {
 		return ErrAddress
+	}
+	if e.is(epOwned) {
+		return ErrConnectionExists // a stack's, until it lets go of it
 	}
 	if err := e.step(ListenOn(local.Port()), now); err != nil {
 		return err
@@ -349,9 +355,10 @@ func (e *Endpoint) countBad(checksum bool) {
 // inputSegment is Input after the checksum and parse.
 func (e *Endpoint) inputSegment(seg *Segment, src, dst netip.Addr, now Time) error {
 	e.stats.segmentsIn++
-	if e.tcb.State == Closed {
+	if e.tcb.State == Closed && !e.is(epOwned) {
 		// No connection: the reset goes back where the segment came from
-		// (RFC 9293 section 3.10.7.1).
+		// (RFC 9293 section 3.10.7.1). (A stack's endpoint keeps its key
+		// while the stack holds it.)
 		e.setAddrs(netip.AddrPortFrom(dst, seg.DstPort), netip.AddrPortFrom(src, seg.SrcPort))
 	}
 	if e.tcb.State == Listen && seg.Flags&(FlagSYN|FlagACK|FlagRST) == FlagSYN {

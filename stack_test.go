@@ -768,3 +768,22 @@ func TestStackEndpointCounters(t *testing.T) {
 	require.Equal(t, uint32(1), e.Stats().BadChecksum)
 	require.Equal(t, uint32(1), e.Stats().Malformed)
 }
+
+func TestStackEndpointKeepsItsKey(t *testing.T) {
+	// While a stack holds an endpoint, its addresses cannot change under
+	// the connection table: Dial and Listen on it are refused.
+	// An aborted connection is CLOSED but stays in the table until its
+	// RST has gone out.
+	n := newStackNet(t, StackConfig{}, StackConfig{})
+	c, _ := n.connect(t)
+	require.NoError(t, c.Abort(n.now))
+	require.Equal(t, Closed, c.State())
+	require.Equal(t, 1, n.s[0].Conns())
+	other := netip.AddrPortFrom(ipB, 81)
+	require.ErrorIs(t, c.Dial(netip.AddrPortFrom(ipA, 1), other, n.now), ErrConnectionExists)
+	require.ErrorIs(t, c.Listen(netip.AddrPortFrom(ipA, 1), n.now), ErrConnectionExists)
+	require.Equal(t, 80, int(c.RemoteAddr().Port()))
+	n.run(n.now.Add(time.Second), nil)
+	require.Zero(t, n.s[0].Conns(), "the RST went out and the stack let go")
+	require.Zero(t, n.s[1].Conns(), "the server was reset")
+}
