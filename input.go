@@ -302,8 +302,16 @@ func (t *TCB) arriveOther(seg *Segment, idle time.Duration, now Time, out []Acti
 				// The peer's FIN again: ACK it and restart 2*MSL.
 				out = t.arm(out, TimerClose, now, 2*t.cfg.msl.dur())
 			}
+			out = drop(out, DropUnacceptable)
+			if n := uint32(len(seg.Payload)); n > 0 && t.flags&flagSACK != 0 && seq.Add(n).LessThanEq(t.RcvNxt) {
+				// Data we had already: the ACK reports it in a D-SACK
+				// block, which tells the peer its retransmission was
+				// needless (RFC 2883 section 4). It goes now, since the
+				// block describes this segment alone.
+				return t.sendDSACK(out, SACKBlock{seq, seq.Add(n)}, now)
+			}
 			t.flags |= flagAckNow
-			return drop(out, DropUnacceptable)
+			return out
 		}
 	}
 

@@ -160,6 +160,21 @@ func (t *TCB) sendACK(out []Action, seq Seq, now Time) []Action {
 	return out
 }
 
+// sendDSACK sends an ACK whose first SACK block is d, a duplicate the peer
+// sent (RFC 2883 section 4), before the usual blocks; the last of those
+// makes way if the option space has no room.
+func (t *TCB) sendDSACK(out []Action, d SACKBlock, now Time) []Action {
+	out = t.sendACK(out, t.SndNxt, now)
+	o := &out[len(out)-1].Seg.Options
+	n := int(o.NumSACK)
+	o.NumSACK = MaxSACKBlocks // as many as could fit
+	n = min(n, o.sackFit()-1)
+	copy(o.SACK[1:n+1], o.SACK[:n])
+	o.SACK[0] = d
+	o.NumSACK = uint8(n + 1)
+	return out
+}
+
 // emitData sends n bytes of the stream from seq, with FIN if fin, PSH on
 // the segment that empties the queue (RFC 9293 MUST-61), and ACK=RCV.NXT.
 func (t *TCB) emitData(out []Action, seq Seq, n uint32, fin bool, now Time) []Action {

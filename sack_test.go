@@ -55,3 +55,50 @@ func TestSACKBlocksWithTimestamps(t *testing.T) {
 	c.peer(pkt(".", 1201, 101, data(100), tsopt(5001, 100)))
 	c.drops(DropOutOfOrderFull)
 }
+
+func TestDSACKReportsDuplicate(t *testing.T) {
+	// RFC2883 4: a segment of data already acknowledged is answered at
+	// once by an ACK whose first SACK block is that segment (a D-SACK
+	// block), before the blocks of data held out of order.
+	c := negotiated(t, Config{}, sackOK())
+	c.peer(pkt(".", 301, 101, data(100)))
+	c.peer(pkt(".", 501, 101, data(100))) // held out of order: block [501,601)
+	c.clear()
+	c.peer(pkt(".", 301, 101, data(100))) // again
+	c.drops(DropUnacceptable)
+	a := c.take(ActSend)
+	require.Len(t, a, 1)
+	matchSegment(t, ". seq=101 ack=401", a[0])
+	require.Equal(t, []SACKBlock{{301, 401}, {501, 601}}, a[0].Seg.Options.SACKBlocks())
+	// The next ACK has the usual blocks only: a D-SACK block is reported once.
+	c.peer(pkt(".", 701, 101, data(100)))
+	a = c.take(ActSend)
+	require.Equal(t, []SACKBlock{{701, 801}, {501, 601}}, a[0].Seg.Options.SACKBlocks())
+
+	// Without SACK agreed, a plain ACK.
+	c = negotiated(t, Config{})
+	c.peer(pkt(".", 301, 101, data(100)))
+	c.clear()
+	c.peer(pkt(".", 301, 101, data(100)))
+	c.drops(DropUnacceptable)
+	a = c.take(ActSend)
+	require.Len(t, a, 1)
+	require.Zero(t, a[0].Seg.Options.NumSACK)
+}
+
+func TestDSACKMakesRoom(t *testing.T) {
+	// Beside timestamps three blocks fit: the D-SACK block, then the two
+	// out-of-order blocks first in line (RFC 2883 section 4, RFC 2018
+	// section 4).
+	c := negotiated(t, Config{}, sackOK(), tsopt(5000, 100))
+	c.peer(pkt(".", 301, 101, data(100), tsopt(5001, 100)))
+	for i := range 3 {
+		c.peer(pkt(".", Seq(501+200*i), 101, data(100), tsopt(5001, 100)))
+	}
+	c.clear()
+	c.peer(pkt(".", 301, 101, data(100), tsopt(5002, 100)))
+	a := c.take(ActSend)
+	require.Len(t, a, 1)
+	require.Equal(t, []SACKBlock{{301, 401}, {901, 1001}, {501, 601}}, a[0].Seg.Options.SACKBlocks())
+	require.LessOrEqual(t, a[0].Seg.HeaderLen(), HeaderLen+MaxOptionsLen)
+}
