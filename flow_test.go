@@ -35,6 +35,47 @@ func TestACKEverySecondFullSegment(t *testing.T) {
 	c.timer(TimerDelayedACK, 0)
 }
 
+func TestACKEverySecondSegmentOfThePeersSize(t *testing.T) {
+	// SHLD-19, RFC 5681 section 4.2: "full-sized" is the peer's segment
+	// size as seen, which a path or its options may make smaller than our
+	// MSS: two 1420-byte segments are ACKed at once, not after a third or
+	// the timer.
+	c := established(t, Config{})
+	c.peer(pkt(".", 301, 101, data(1420)))
+	c.nothing()
+	c.peer(pkt(".", 1721, 101, data(1420)))
+	c.sent(". seq=101 ack=3141")
+	c.timer(TimerDelayedACK, 0)
+	// A smaller segment does not lower the estimate.
+	c.peer(pkt(".", 3141, 101, data(100)))
+	c.peer(pkt(".", 3241, 101, data(1420)))
+	c.nothing()
+	c.peer(pkt(".", 4661, 101, data(1420)))
+	c.sent(". seq=101 ack=6081")
+}
+
+func TestQuickACKAfterOutOfOrder(t *testing.T) {
+	// After out-of-order data, the next 16 in-order segments are ACKed
+	// one by one (a sender recovering from loss often sends one at a
+	// time), then every second one again.
+	c := established(t, Config{})
+	c.peer(pkt(".", 401, 101, data(100))) // out of order: ACK at once
+	c.sent(". seq=101 ack=301")
+	c.peer(pkt(".", 301, 101, data(100))) // fills the hole: ACK at once
+	c.sent(". seq=101 ack=501")
+	next := Seq(501)
+	for i := range maxQuickAcks {
+		c.peer(pkt(".", next, 101, data(100)))
+		next = next.Add(100)
+		c.sent(". seq=101 ack=" + itoa(next))
+		require.Equal(t, maxQuickAcks-1-i, int(c.tcb.quickAcks))
+	}
+	c.peer(pkt(".", next, 101, data(100)))
+	c.nothing()
+	c.peer(pkt(".", next.Add(100), 101, data(100)))
+	c.sent(". seq=101 ack=" + itoa(next.Add(200)))
+}
+
 func TestDelayedACKRidesOnData(t *testing.T) {
 	c := established(t, Config{})
 	c.peer(pkt("P.", 301, 101, data(100)))

@@ -580,17 +580,44 @@ func (t *TCB) queueText(seg *Segment, start Seq, out []Action) []Action {
 }
 
 // ackOwed notes that in-order data wants an ACK: at once every second
-// full-sized segment (RFC 9293 SHLD-19) or with QuickACK, else within the
-// delayed-ACK time (SHLD-18, MUST-40).
+// full-sized segment (RFC 9293 SHLD-19, RFC 5681 section 4.2), with
+// QuickACK, or while quickAcks lasts; else within the delayed-ACK time
+// (SHLD-18, MUST-40).
 func (t *TCB) ackOwed() {
+	if t.cfg.opts&optQuickACK != 0 || t.quickAcks > 0 || t.RcvNxt.Diff(t.lastAckSent) >= 2*t.fullSize() {
+		t.flags |= flagAckNow
+		t.quickAcks -= min(t.quickAcks, 1)
+	} else {
+		t.flags |= flagAckDelayed
+	}
+}
+
+// maxQuickAcks is how many in-order segments after out-of-order data are
+// ACKed at once rather than every second one (as Linux's quick-ACK mode):
+// a sender recovering from loss, often one segment at a time, is not held
+// up by the delayed-ACK timer. RFC 5681 section 4.2 allows ACKing more
+// often than every second segment.
+const maxQuickAcks = 16
+
+// fullSize is the peer's full-sized segment as the receiver sees it: the
+// largest text received so far, at most our MSS less the timestamp option
+// (a peer whose path or options make its segments smaller than our MSS
+// still gets an ACK every second segment).
+func (t *TCB) fullSize() uint32 {
 	full := uint32(t.cfg.mss)
 	if t.flags&flagTS != 0 {
 		full -= 12
 	}
-	if t.cfg.opts&optQuickACK != 0 || t.RcvNxt.Diff(t.lastAckSent) >= 2*full {
-		t.flags |= flagAckNow
-	} else {
-		t.flags |= flagAckDelayed
+	if t.rcvMSS != 0 {
+		full = min(full, uint32(t.rcvMSS))
+	}
+	return full
+}
+
+// sawText records the length of a segment's text for fullSize.
+func (t *TCB) sawText(n uint32) {
+	if n > uint32(t.rcvMSS) {
+		t.rcvMSS = uint16(min(n, 0xffff))
 	}
 }
 
@@ -603,6 +630,7 @@ func (t *TCB) processText(seg *Segment, f Flags, start Seq, now Time, out []Acti
 	if n == 0 && !fin {
 		return out
 	}
+	t.sawText(n)
 	switch t.State {
 	case Established, FinWait1, FinWait2:
 	default:
@@ -638,6 +666,7 @@ func (t *TCB) processText(seg *Segment, f Flags, start Seq, now Time, out []Acti
 			t.RcvNxt = end
 			if count(t.ooo[:]) > 0 {
 				t.flags |= flagAckNow // a hole filled: ACK at once (RFC 5681 section 4.2)
+				t.quickAcks = maxQuickAcks
 			} else {
 				t.ackOwed()
 			}
@@ -645,6 +674,7 @@ func (t *TCB) processText(seg *Segment, f Flags, start Seq, now Time, out []Acti
 		default:
 			// Out of order: keep it, and ACK at once (RFC 5681 section 4.2).
 			t.flags |= flagAckNow
+			t.quickAcks = maxQuickAcks
 			i, ok := addRange(t.ooo[:], t.RcvNxt, lo, end)
 			if !ok {
 				return drop(out, DropOutOfOrderFull)

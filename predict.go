@@ -60,6 +60,7 @@ func (t *TCB) predict(seg *Segment, now Time, out []Action) ([]Action, bool) {
 	out, a = push(out, ActAccept)
 	a.DataSeq, a.DataLen = t.RcvNxt, n
 	t.RcvNxt = t.RcvNxt.Add(n)
+	t.sawText(n)
 	t.ackOwed()
 	if t.RcvNxt.GreaterThan(t.rcvAdv) {
 		t.rcvAdv = t.RcvNxt

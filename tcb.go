@@ -63,10 +63,12 @@ type TCB struct {
 	dupAcks    uint8  // duplicate ACKs in a row (RFC 5681 section 2)
 	shifts     uint8  // window scale shifts: ours (Rcv.Wind.Shift) low, the peer's high
 	oooLast    uint8  // index in ooo of the range the latest out-of-order segment joined
+	quickAcks  uint8  // in-order segments still to be ACKed at once after out-of-order data
 	flags      flags  // conditions of the connection
 	sndMSS     uint16 // effective send MSS (RFC 9293 MUST-16)
 	LocalPort  uint16 // our port
 	RemotePort uint16 // the peer's port
+	rcvMSS     uint16 // the largest segment text received: the peer's full size, as seen
 	cfg        settings
 	// mark is a sequence number two loss detectors remember, which never
 	// run at once: with flagProbe, the first sequence number of the tail
