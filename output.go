@@ -106,7 +106,13 @@ func (t *TCB) output(now Time, out []Action) []Action {
 	case Closed, Listen, SynSent:
 		return out
 	case Established, CloseWait, FinWait1, Closing, LastAck:
-		out = t.sendData(now, out)
+		if t.sndRtx != t.SndNxt || t.SndNxt != t.sndEnd || t.flags&flagCloseCalled != 0 {
+			out = t.sendData(now, out)
+		} else if t.SndNxt != t.SndUna {
+			// Nothing to send: sendData would only make sure the timer
+			// runs for what is in flight.
+			out = t.startRetransmit(now, out)
+		}
 	}
 	switch {
 	case t.flags&flagAckNow != 0:
@@ -154,7 +160,7 @@ func (t *TCB) segment(s *Segment, seq Seq, f Flags, now Time) {
 // sendACK sends <SEQ=seq><ACK=RCV.NXT><CTL=ACK> (RFC 9293 section 3.3.2:
 // seq is SND.NXT except for keep-alive and window probes).
 func (t *TCB) sendACK(out []Action, seq Seq, now Time) []Action {
-	out = t.stop(out, TimerDelayedACK)
+	out = t.stopDelayedACK(out)
 	out, a := push(out, ActSend)
 	t.segment(&a.Seg, seq, 0, now)
 	return out
@@ -185,7 +191,7 @@ func (t *TCB) emitData(out []Action, seq Seq, n uint32, fin bool, now Time) []Ac
 	if fin {
 		f |= FlagFIN
 	}
-	out = t.stop(out, TimerDelayedACK)
+	out = t.stopDelayedACK(out)
 	t.lastSend = msOf(now)
 	out, a := push(out, ActSend)
 	a.DataSeq, a.DataLen = seq, n

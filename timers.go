@@ -104,9 +104,12 @@ func slotOf(k TimerKind) int { return int(timerSlots[k&7]) }
 // timerSlots maps each timer kind (and the unused values up to 7) to its slot.
 var timerSlots = [8]uint8{
 	TimerRetransmit: 0, TimerPersist: 0, TimerClose: 0, TimerProbe: 0,
-	TimerDelayedACK: 1,
+	TimerDelayedACK: slotDelayedACK,
 	TimerKeepalive:  2, TimerUser: 2, 7: 2,
 }
+
+// slotDelayedACK is the delayed-ACK timer's slot, which it has to itself.
+const slotDelayedACK = 1
 
 var timerNames = [numTimers]string{"retransmit", "close", "keepalive", "user", "delayed-ack", "persist", "probe"}
 
@@ -169,6 +172,15 @@ func (t *TCB) stop(out []Action, k TimerKind) []Action {
 		return out // small enough to inline: most stops find the timer stopped
 	}
 	return t.stopRunning(out, k)
+}
+
+// stopDelayedACK is stop(out, TimerDelayedACK), small enough to inline
+// into the ACK paths, which nearly always find the timer stopped.
+func (t *TCB) stopDelayedACK(out []Action) []Action {
+	if t.timers[slotDelayedACK] == 0 {
+		return out
+	}
+	return t.stopRunning(out, TimerDelayedACK)
 }
 
 // stopRunning stops timer k, which is running.

@@ -1,0 +1,55 @@
+//go:build icount
+
+package tcpfsm
+
+import (
+	"os"
+	"strconv"
+	"testing"
+)
+
+// TestInstructionCountLoop runs BenchmarkDataSegment's step (ICOUNT_WHAT
+// "plain" or "options") or BenchmarkLifecycle's connection ("lifecycle")
+// ICOUNT_N times, and checks the run moved the data; tools/icount.sh
+// counts its instructions under valgrind, a measure that, unlike time, does
+// not move with the host's load. Built only with the icount tag.
+func TestInstructionCountLoop(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("ICOUNT_N"))
+	if n == 0 {
+		t.Skip("ICOUNT_N not set")
+	}
+	which := os.Getenv("ICOUNT_WHAT")
+	if which == "lifecycle" {
+		p := newPair(Config{}, Config{})
+		p.script = []recorded{}
+		p.lifecycle(1024)
+		script := p.script
+		for i := range script {
+			if script[i].ev.Kind == EvSegment {
+				script[i].ev.Seg = &script[i].seg
+			}
+		}
+		var tcb [2]TCB
+		out := make([]Action, 0, 64)
+		for range n {
+			tcb[0], tcb[1] = TCB{cfg: defaultSettings}, TCB{cfg: defaultSettings}
+			for i := range script {
+				r := &script[i]
+				out, _ = tcb[r.side].Step(r.ev, r.now, out[:0])
+			}
+		}
+		if tcb[0].State != Closed || tcb[1].State != Closed {
+			t.Fatalf("replay ended in %v and %v", tcb[0].State, tcb[1].State)
+		}
+		return
+	}
+	tcb, seg := dataPath(t, which == "options")
+	start := tcb.RcvNxt
+	out := make([]Action, 0, 16)
+	for range n {
+		out = stepData(&tcb, &seg, out)
+	}
+	if got := tcb.RcvNxt.Diff(start); got != uint32(n)*1460 {
+		t.Fatalf("received %d bytes, want %d", got, n*1460)
+	}
+}
