@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Counts the instructions of one BenchmarkDataSegment op ("plain" or
-# "options") or one BenchmarkLifecycle op ("lifecycle") under valgrind: two
+# "options"), one BenchmarkLifecycle op ("lifecycle") or one
+# BenchmarkStackConnections op ("stack") under valgrind: two
 # runs of different lengths, so start-up cancels out. Unlike time per op,
 # the count does not move with the host's load; compare commits with it.
-#   tools/icount.sh [plain|options|lifecycle]
+#   tools/icount.sh [plain|options|lifecycle|stack]
 # Needs valgrind (apt-get install valgrind).
 set -euo pipefail
 what=${1:-plain}
@@ -12,7 +13,7 @@ bin=$(mktemp)
 trap 'rm -f "$bin"' EXIT
 go test -c -tags icount -o "$bin" .
 n1=50000 n2=100000
-if [ "$what" = lifecycle ]; then n1=5000 n2=10000; fi
+case $what in lifecycle) n1=5000 n2=10000 ;; stack) n1=500 n2=1000 ;; esac
 count() {
 	GOMAXPROCS=1 GOGC=off ICOUNT_N=$1 ICOUNT_WHAT=$what valgrind --tool=cachegrind --cache-sim=no \
 		--cachegrind-out-file=/dev/null "$bin" -test.run '^TestInstructionCountLoop$' 2>&1 |
