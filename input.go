@@ -675,6 +675,7 @@ func (t *TCB) processText(seg *Segment, f Flags, start Seq, now Time, out []Acti
 			// Out of order: keep it, and ACK at once (RFC 5681 section 4.2).
 			t.flags |= flagAckNow
 			t.quickAcks = maxQuickAcks
+			dup := t.flags&flagSACK != 0 && !fin && holds(t.ooo[:], t.RcvNxt, lo, end)
 			i, ok := addRange(t.ooo[:], t.RcvNxt, lo, end)
 			if !ok {
 				return drop(out, DropOutOfOrderFull)
@@ -683,6 +684,12 @@ func (t *TCB) processText(seg *Segment, f Flags, start Seq, now Time, out []Acti
 			var a *Action
 			out, a = push(out, ActAccept)
 			a.DataSeq, a.DataLen, a.Offset = lo, end.Diff(lo), off
+			if dup {
+				// All of it was held already: the ACK reports it in a
+				// D-SACK block, then the block holding it (RFC 2883
+				// section 4).
+				return t.sendDSACK(out, SACKBlock{lo, end}, now)
+			}
 		}
 	}
 	if fin {

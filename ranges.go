@@ -28,6 +28,17 @@ func count(r []seqRange) int {
 	return n
 }
 
+// holds reports whether one of the ranges of r covers all of [l, h);
+// sequence numbers compare from base, below them all.
+func holds(r []seqRange, base, l, h Seq) bool {
+	for _, x := range r[:count(r)] {
+		if x.Left.Diff(base) <= l.Diff(base) && h.Diff(base) <= x.Right.Diff(base) {
+			return true
+		}
+	}
+	return false
+}
+
 // addRange inserts [l, h) into r, merging with neighbours it touches or
 // overlaps, and returns the index of the range that now holds it. It
 // reports false if r is full and the range touches none of them. Ranges

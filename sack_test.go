@@ -27,9 +27,9 @@ func TestFirstSACKBlockIsTheLatest(t *testing.T) {
 	a := c.take(ActSend)
 	require.Len(t, a, 1)
 	require.Equal(t, []SACKBlock{{601, 801}, {401, 501}}, a[0].Seg.Options.SACKBlocks())
-	c.peer(pkt(".", 401, 101, data(100))) // a duplicate: still SACK
+	c.peer(pkt(".", 401, 101, data(100))) // a duplicate: a D-SACK block, then the block holding it (RFC 2883)
 	a = c.take(ActSend)
-	require.Equal(t, []SACKBlock{{401, 501}, {601, 801}}, a[0].Seg.Options.SACKBlocks())
+	require.Equal(t, []SACKBlock{{401, 501}, {401, 501}, {601, 801}}, a[0].Seg.Options.SACKBlocks())
 	c.peer(pkt(".", 301, 101, data(100))) // fills hole A
 	a = c.take(ActSend)
 	require.Equal(t, ". seq=101 ack=501", ". seq=101 ack="+itoa(a[0].Seg.Ack))
@@ -74,6 +74,16 @@ func TestDSACKReportsDuplicate(t *testing.T) {
 	c.peer(pkt(".", 701, 101, data(100)))
 	a = c.take(ActSend)
 	require.Equal(t, []SACKBlock{{701, 801}, {501, 601}}, a[0].Seg.Options.SACKBlocks())
+
+	// A duplicate of data held out of order: the D-SACK block, then the
+	// block holding it, then the others.
+	c.peer(pkt(".", 601, 101, data(100))) // joins [501,601) and [701,801)
+	c.clear()
+	c.peer(pkt(".", 551, 101, data(100)))
+	a = c.take(ActSend)
+	require.Len(t, a, 1)
+	matchSegment(t, ". seq=101 ack=401", a[0])
+	require.Equal(t, []SACKBlock{{551, 651}, {501, 801}}, a[0].Seg.Options.SACKBlocks())
 
 	// Without SACK agreed, a plain ACK.
 	c = negotiated(t, Config{})
