@@ -241,6 +241,25 @@ func TestFinOnThirdACKGoesToCloseWait(t *testing.T) {
 	c.notes(NoteConnected, NoteReadable, NotePeerClosed)
 }
 
+func TestQueuedCloseAndFinOnTheSYNGoToClosing(t *testing.T) {
+	// A SYN carrying data and FIN, our CLOSE queued in SYN-RECEIVED, then
+	// the third ACK: the handshake completes, the FIN held since the SYN
+	// is processed, and our FIN goes out: CLOSING in one step (FuzzStep
+	// found this path missing from the transition table).
+	c := newConn(t, Config{})
+	c.user(ListenOn(ourPort))
+	s := pkt("SF", 100, 0, data(5))
+	require.NoError(t, c.step(Arrive(&s, 1000)))
+	c.state(SynReceived)
+	c.clear()
+	c.user(CloseEvent())
+	c.nothing()
+	c.peer(pkt(".", 107, 1001)) // the peer's next sequence number, after its FIN
+	c.state(Closing)
+	c.sent("F. seq=1001 ack=107")
+	c.notes(NoteConnected, NoteReadable, NotePeerClosed)
+}
+
 func TestDataOnThirdACK(t *testing.T) {
 	c := synRcvdFrom(t, Config{}, 100, 1000)
 	c.peer(pkt("P.", 101, 1001, data(20)))

@@ -109,6 +109,7 @@ var Transitions = []Transition{
 	{SynReceived, OnACK, Established, "", "our SYN acknowledged (3.10.7.4)"},
 	{SynReceived, OnACK, FinWait1, "FIN", "handshake done with CLOSE queued (3.10.4)"},
 	{SynReceived, OnACK, CloseWait, "ACK", "handshake done, FIN queued on the SYN (3.10.7.4)"},
+	{SynReceived, OnACK, Closing, "FIN", "handshake done with CLOSE queued and a FIN queued on the SYN"},
 	{SynReceived, OnFIN, CloseWait, "ACK", "third ACK carries FIN (3.10.7.4)"},
 	{SynReceived, OnFIN, Established, "ACK", "third ACK carries a FIN held beyond a hole"},
 	{SynReceived, OnFIN, Closing, "FIN", "third ACK carries FIN while our CLOSE is queued"},
