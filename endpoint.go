@@ -82,6 +82,11 @@ func (s *EndpointStats) Dropped(r DropReason) uint32 {
 //
 // After the connection starts, nothing allocates: Input, Output, Write,
 // Read and Tick work in the buffers made by NewEndpoint.
+//
+// The TCB tracks three ranges of out-of-order data; an Endpoint keeps up
+// to 32 more out-of-order segments in its receive buffer and hands them to
+// the TCB again when it can take them, so a sender does not have to
+// resend them after heavy loss.
 type Endpoint struct {
 	tcb TCB
 	// key holds both ends' addresses and ports (without IPv6 zones): it is
@@ -149,6 +154,24 @@ type endpointIO struct {
 
 	sndSeq   Seq // sequence number of snd's first byte
 	sentHigh Seq // end of the highest data encoded so far (for Stats.Retransmits)
+
+	// held is out-of-order data the TCB had no room for (its three ranges
+	// were taken: DropOutOfOrderFull), kept in rcv at its place in the
+	// stream and offered to the TCB again once it has moved on (replay).
+	held      [maxHeld]heldRange
+	nheld     uint8
+	replaying bool // a replay is under way: drops are not held again
+	refused   bool // the segment just replayed was dropped again
+}
+
+// maxHeld bounds the out-of-order segments an endpoint keeps beyond the
+// TCB's ranges; more are dropped, as the TCB drops them.
+const maxHeld = 32
+
+// heldRange is one held segment's place in the stream.
+type heldRange struct {
+	seq Seq
+	n   uint32
 }
 
 // The errors an ended connection reports, by errCode.
@@ -400,7 +423,7 @@ func (e *Endpoint) buffers() *endpointIO {
 var errBadChecksum = errors.New("tcpfsm: bad checksum")
 
 func (e *Endpoint) stepSegment(seg *Segment, iss Seq, now Time) error {
-	return e.stepWith(Arrive(seg, iss), seg.Payload, now)
+	return e.stepWith(Arrive(seg, iss), seg, now)
 }
 
 // step applies a non-segment event.
@@ -409,21 +432,103 @@ func (e *Endpoint) step(ev Event, now Time) error { return e.stepWith(ev, nil, n
 // stepWith steps the TCB and carries out its actions. The actions are
 // appended to the output queue itself, so the segments to send need no
 // copy; apply removes the others once done with them.
-func (e *Endpoint) stepWith(ev Event, payload []byte, now Time) error {
+func (e *Endpoint) stepWith(ev Event, seg *Segment, now Time) error {
 	io := e.buffers()
 	base := len(io.queue)
 	q, err := e.tcb.Step(ev, now, io.queue)
 	if err != nil {
 		return err // Step added nothing
 	}
-	io.queue = e.apply(q, base, payload)
+	io.queue = e.apply(q, base, seg)
+	if io.nheld > 0 && !io.replaying {
+		e.replay(now)
+	}
 	return nil
+}
+
+// hold keeps seg, which the TCB dropped for want of an out-of-order range,
+// in the receive buffer at its place in the stream, if it fits there.
+func (e *Endpoint) hold(seg *Segment) {
+	io := e.io
+	n := uint32(len(seg.Payload))
+	if io.replaying {
+		io.refused = true
+		return
+	}
+	if n == 0 || int(io.nheld) == len(io.held) || seg.Seq.LessThan(e.tcb.RcvNxt) {
+		return
+	}
+	off := seg.Seq.Diff(e.tcb.rcvUser)
+	if uint64(off)+uint64(n) > uint64(e.sh.rcvCap) {
+		return
+	}
+	if len(io.rcv.buf) == 0 {
+		io.rcv.buf = e.takeBuf(e.sh.rcvCap)
+	}
+	io.rcv.writeAt(int(off), seg.Payload)
+	io.held[io.nheld] = heldRange{seg.Seq, n}
+	io.nheld++
+}
+
+// replayBody stands in for the payload of a replayed segment: its bytes
+// are in the receive buffer already, so only its length matters.
+var replayBody [65535]byte
+
+// replay offers the held segments to the TCB again, as if the network
+// delivered them once more, while it takes any: each one RCV.NXT has
+// passed is forgotten, each one it accepts leaves the list. The
+// segments carry nothing but their data: the ACK field repeats SND.UNA,
+// the window the one in force, the timestamp TS.Recent.
+func (e *Endpoint) replay(now Time) {
+	io := e.io
+	t := &e.tcb
+	io.replaying = true
+	defer func() { io.replaying = false }()
+	for progress := true; progress && io.nheld > 0; {
+		progress = false
+		w := 0
+		for _, h := range io.held[:io.nheld] {
+			if !t.RcvNxt.LessThan(h.seq.Add(h.n)) {
+				progress = true
+				continue // all of it has arrived again since
+			}
+			switch t.State {
+			case Established, FinWait1, FinWait2:
+			default:
+				io.nheld = 0 // no more data is taken
+				return
+			}
+			if t.RcvNxt.LessThan(h.seq) && count(t.ooo[:]) == len(t.ooo) &&
+				!touches(t.ooo[:], t.RcvNxt, h.seq, h.seq.Add(h.n)) {
+				// Still no room: offering it would only be refused
+				// again, and answered with a duplicate ACK.
+				io.held[w] = h
+				w++
+				continue
+			}
+			seg := Segment{SrcPort: t.RemotePort, DstPort: t.LocalPort, Seq: h.seq, Ack: t.SndUna,
+				Flags: FlagACK, Window: uint16(min(t.SndWnd>>t.sndShift(), 0xffff)),
+				Payload: replayBody[:h.n]}
+			if t.flags&flagTS != 0 {
+				seg.Options = Options{Present: OptTimestamps, TSVal: t.tsRecent}
+			}
+			io.refused = false
+			_ = e.stepWith(Arrive(&seg, 0), &seg, now)
+			if io.refused {
+				io.held[w] = h
+				w++
+			} else {
+				progress = true
+			}
+		}
+		io.nheld = uint8(w)
+	}
 }
 
 // apply carries out the actions of one Step, q[base:]: data into the
 // receive buffer, notes into the endpoint's state, counts. Sends stay in
 // the queue, moved down over the others; it returns the queue.
-func (e *Endpoint) apply(q []Action, base int, payload []byte) []Action {
+func (e *Endpoint) apply(q []Action, base int, seg *Segment) []Action {
 	w := base
 	for i := base; i < len(q); i++ {
 		a := &q[i]
@@ -438,8 +543,10 @@ func (e *Endpoint) apply(q []Action, base int, payload []byte) []Action {
 			if len(rcv.buf) == 0 {
 				rcv.buf = e.takeBuf(e.sh.rcvCap)
 			}
-			off := int(a.DataSeq.Diff(e.tcb.rcvUser))
-			rcv.writeAt(off, payload[a.Offset:a.Offset+a.DataLen])
+			if !e.io.replaying { // a replayed segment's bytes are in place
+				off := int(a.DataSeq.Diff(e.tcb.rcvUser))
+				rcv.writeAt(off, seg.Payload[a.Offset:a.Offset+a.DataLen])
+			}
 			e.stats.bytesIn += uint64(a.DataLen)
 		case ActNotify:
 			switch a.Note {
@@ -461,6 +568,12 @@ func (e *Endpoint) apply(q []Action, base int, payload []byte) []Action {
 				e.fail(endAborted)
 			}
 		case ActDrop:
+			if a.Drop == DropOutOfOrderFull && seg != nil {
+				e.hold(seg)
+				if e.io.replaying {
+					continue // counted when it first arrived
+				}
+			}
 			if r := int(a.Drop) - 1; uint(r) < uint(len(e.stats.drops)) {
 				e.stats.drops[r]++
 			}

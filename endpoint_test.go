@@ -415,3 +415,45 @@ func FuzzEndpointPair(f *testing.F) {
 type fixedISS Seq
 
 func (f fixedISS) ISN(_, _ netip.AddrPort, _ Time) Seq { return Seq(f) }
+
+func TestEndpointHoldsOutOfOrderDataBeyondTheTCBsRanges(t *testing.T) {
+	// Ten 1000-byte segments, every other one of the first eight lost:
+	// the TCB's three out-of-order ranges fill with segments 2, 4 and 6,
+	// so it drops 8 and 9 (DropOutOfOrderFull). The endpoint keeps them
+	// in its receive buffer and offers them again once the holes fill, so
+	// the retransmitted 1, 3, 5 and 7 complete the stream without 8 and
+	// 9 being sent again.
+	w := newWire(t, EndpointConfig{}, EndpointConfig{}, 1)
+	connect(t, w)
+	rcv := w.ep[1]
+	start := w.ep[0].TCB().SndNxt
+	data := make([]byte, 10_000)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	send := func(i int) {
+		tcb := rcv.TCB()
+		seg := Segment{SrcPort: addrA.Port(), DstPort: addrB.Port(), Seq: start.Add(uint32(1000 * i)),
+			Ack: tcb.SndNxt, Flags: FlagACK, Window: 0xffff, Payload: data[1000*i : 1000*(i+1)],
+			Options: Options{Present: OptTimestamps, TSVal: tcb.tsRecent + 1}}
+		b := seg.AppendTo(nil)
+		require.NoError(t, SetChecksum(b, addrA.Addr(), addrB.Addr()))
+		require.NoError(t, rcv.Input(b, addrA.Addr(), addrB.Addr(), w.now))
+	}
+	for _, i := range []int{0, 2, 4, 6, 8, 9} {
+		send(i)
+	}
+	st := rcv.Stats()
+	require.Equal(t, uint32(2), st.Dropped(DropOutOfOrderFull), "8 and 9 found no range in the TCB")
+	for _, i := range []int{1, 3, 5, 7} {
+		send(i)
+	}
+	require.Equal(t, start.Add(10_000), rcv.TCB().RcvNxt, "8 and 9 taken from the buffer")
+	got := make([]byte, 20_000)
+	n, err := rcv.Read(got, w.now)
+	require.NoError(t, err)
+	require.Equal(t, data, got[:n])
+	require.Equal(t, uint64(10_000), rcv.Stats().BytesIn, "each byte counted once")
+	st = rcv.Stats()
+	require.Equal(t, uint32(2), st.Dropped(DropOutOfOrderFull), "the replays are not counted as drops")
+}

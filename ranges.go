@@ -39,6 +39,17 @@ func holds(r []seqRange, base, l, h Seq) bool {
 	return false
 }
 
+// touches reports whether [l, h) overlaps or adjoins one of the ranges of
+// r, so that addRange would merge it rather than need a free range.
+func touches(r []seqRange, base, l, h Seq) bool {
+	for _, x := range r[:count(r)] {
+		if x.Left.Diff(base) <= h.Diff(base) && l.Diff(base) <= x.Right.Diff(base) {
+			return true
+		}
+	}
+	return false
+}
+
 // addRange inserts [l, h) into r, merging with neighbours it touches or
 // overlaps, and returns the index of the range that now holds it. It
 // reports false if r is full and the range touches none of them. Ranges

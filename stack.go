@@ -185,12 +185,13 @@ func (s *Stack) recycle(e *Endpoint) {
 	e.release()
 	if e.tcb.State == Closed || e.tcb.State == TimeWait {
 		io.snd.reset() // nothing left to retransmit
+		io.nheld = 0   // nor to receive
 	}
 	if len(io.snd.buf) > 0 && io.snd.len() == 0 {
 		s.putBuf(io.snd.buf)
 		io.snd = ring{}
 	}
-	if len(io.rcv.buf) > 0 && e.Buffered() == 0 && count(e.tcb.ooo[:]) == 0 {
+	if len(io.rcv.buf) > 0 && e.Buffered() == 0 && count(e.tcb.ooo[:]) == 0 && io.nheld == 0 {
 		s.putBuf(io.rcv.buf)
 		io.rcv = ring{}
 	}
