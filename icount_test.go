@@ -34,23 +34,11 @@ func TestInstructionCountLoop(t *testing.T) {
 		return
 	}
 	if which == "lifecycle" {
-		p := newPair(Config{}, Config{})
-		p.script = []recorded{}
-		p.lifecycle(1024)
-		script := p.script
-		for i := range script {
-			if script[i].ev.Kind == EvSegment {
-				script[i].ev.Seg = &script[i].seg
-			}
-		}
+		script := lifecycleScript()
 		var tcb [2]TCB
 		out := make([]Action, 0, 64)
 		for range n {
-			tcb[0], tcb[1] = TCB{cfg: defaultSettings}, TCB{cfg: defaultSettings}
-			for i := range script {
-				r := &script[i]
-				out, _ = tcb[r.side].Step(r.ev, r.now, out[:0])
-			}
+			out = replayLifecycle(script, &tcb, out)
 		}
 		if tcb[0].State != Closed || tcb[1].State != Closed {
 			t.Fatalf("replay ended in %v and %v", tcb[0].State, tcb[1].State)

@@ -274,11 +274,10 @@ func TestLifecycleAllocatesNothing(t *testing.T) {
 	require.Zero(t, allocs)
 }
 
-// BenchmarkLifecycle measures one whole connection through the transition
-// function alone: handshake, 1 KiB each way, close, both ends to CLOSED.
-// The steps (user calls, segments, ticks) of a pair run are recorded once
-// and replayed, so the figure is the state machine's, not the harness's.
-func BenchmarkLifecycle(b *testing.B) {
+// lifecycleScript records the steps of a pair run through a whole
+// connection (handshake, 1 KiB each way, close, both ends to CLOSED), ready
+// for replayLifecycle.
+func lifecycleScript() []recorded {
 	p := newPair(Config{}, Config{})
 	p.script = []recorded{}
 	p.lifecycle(1024)
@@ -288,15 +287,28 @@ func BenchmarkLifecycle(b *testing.B) {
 			script[i].ev.Seg = &script[i].seg
 		}
 	}
+	return script
+}
+
+// replayLifecycle steps two fresh TCBs through script, in out's space.
+func replayLifecycle(script []recorded, tcb *[2]TCB, out []Action) []Action {
+	tcb[0], tcb[1] = TCB{cfg: defaultSettings}, TCB{cfg: defaultSettings}
+	for i := range script {
+		r := &script[i]
+		out, _ = tcb[r.side].Step(r.ev, r.now, out[:0])
+	}
+	return out
+}
+
+// BenchmarkLifecycle measures one whole connection through the transition
+// function alone: handshake, 1 KiB each way, close, both ends to CLOSED.
+// The steps (user calls, segments, ticks) of a pair run are recorded once
+// and replayed, so the figure is the state machine's, not the harness's.
+func BenchmarkLifecycle(b *testing.B) {
+	script := lifecycleScript()
 	var tcb [2]TCB
 	out := make([]Action, 0, 64)
-	run := func() {
-		tcb[0], tcb[1] = TCB{cfg: defaultSettings}, TCB{cfg: defaultSettings}
-		for i := range script {
-			r := &script[i]
-			out, _ = tcb[r.side].Step(r.ev, r.now, out[:0])
-		}
-	}
+	run := func() { out = replayLifecycle(script, &tcb, out) }
 	run()
 	if tcb[0].State != Closed || tcb[1].State != Closed {
 		b.Fatalf("replay ended in %v and %v", tcb[0].State, tcb[1].State)
