@@ -84,7 +84,7 @@ func (s *EndpointStats) Dropped(r DropReason) uint32 {
 // Read and Tick work in the buffers made by NewEndpoint.
 //
 // The TCB tracks three ranges of out-of-order data; an Endpoint keeps up
-// to 32 more out-of-order segments in its receive buffer and hands them to
+// to 128 more out-of-order segments in its receive buffer and hands them to
 // the TCB again when it can take them, so a sender does not have to
 // resend them after heavy loss.
 type Endpoint struct {
@@ -166,7 +166,7 @@ type endpointIO struct {
 
 // maxHeld bounds the out-of-order segments an endpoint keeps beyond the
 // TCB's ranges; more are dropped, as the TCB drops them.
-const maxHeld = 32
+const maxHeld = 128
 
 // heldRange is one held segment's place in the stream.
 type heldRange struct {
