@@ -11,6 +11,7 @@ vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 		if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags icount .
 	@if [ -f interop/go.mod ]; then cd interop && $(GO) vet ./...; fi
 
 # Runs every fuzz target for FUZZTIME (default 20,000 executions). A count,
