@@ -5,6 +5,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -431,15 +432,24 @@ func TestEndpointHoldsOutOfOrderDataBeyondTheTCBsRanges(t *testing.T) {
 	for i := range data {
 		data[i] = byte(i * 7)
 	}
-	send := func(i int) {
-		tcb := rcv.TCB()
+	var packets [10][]byte
+	tcb := rcv.TCB()
+	for i := range packets {
 		seg := Segment{SrcPort: addrA.Port(), DstPort: addrB.Port(), Seq: start.Add(uint32(1000 * i)),
 			Ack: tcb.SndNxt, Flags: FlagACK, Window: 0xffff, Payload: data[1000*i : 1000*(i+1)],
 			Options: Options{Present: OptTimestamps, TSVal: tcb.tsRecent + 1}}
-		b := seg.AppendTo(nil)
-		require.NoError(t, SetChecksum(b, addrA.Addr(), addrB.Addr()))
-		require.NoError(t, rcv.Input(b, addrA.Addr(), addrB.Addr(), w.now))
+		packets[i] = seg.AppendTo(nil)
+		require.NoError(t, SetChecksum(packets[i], addrA.Addr(), addrB.Addr()))
 	}
+	send := func(i int) { // the host's call order: Input, then Output until nothing is left
+		if err := rcv.Input(packets[i], addrA.Addr(), addrB.Addr(), w.now); err != nil {
+			t.Fatal(err)
+		}
+		for rcv.Output(w.buf, w.now) > 0 {
+		}
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
 	for _, i := range []int{0, 2, 4, 6, 8, 9} {
 		send(i)
 	}
@@ -448,6 +458,8 @@ func TestEndpointHoldsOutOfOrderDataBeyondTheTCBsRanges(t *testing.T) {
 	for _, i := range []int{1, 3, 5, 7} {
 		send(i)
 	}
+	runtime.ReadMemStats(&after)
+	require.Zero(t, after.Mallocs-before.Mallocs, "holding and replaying allocate nothing")
 	require.Equal(t, start.Add(10_000), rcv.TCB().RcvNxt, "8 and 9 taken from the buffer")
 	got := make([]byte, 20_000)
 	n, err := rcv.Read(got, w.now)
@@ -456,4 +468,19 @@ func TestEndpointHoldsOutOfOrderDataBeyondTheTCBsRanges(t *testing.T) {
 	require.Equal(t, uint64(10_000), rcv.Stats().BytesIn, "each byte counted once")
 	st = rcv.Stats()
 	require.Equal(t, uint32(2), st.Dropped(DropOutOfOrderFull), "the replays are not counted as drops")
+}
+
+func TestEndpointDialRefusesBadAddresses(t *testing.T) {
+	// An invalid address, or one of each family, could not be
+	// checksummed: Dial says so and the endpoint stays CLOSED.
+	for _, c := range []struct{ local, remote netip.AddrPort }{
+		{netip.AddrPort{}, addrB},
+		{addrA, netip.AddrPort{}},
+		{addrA, netip.MustParseAddrPort("[2001:db8::2]:80")},
+	} {
+		e, err := NewEndpoint(EndpointConfig{})
+		require.NoError(t, err)
+		require.ErrorIs(t, e.Dial(c.local, c.remote, 0), ErrAddress, "%v -> %v", c.local, c.remote)
+		require.Equal(t, Closed, e.State())
+	}
 }
