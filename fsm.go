@@ -27,6 +27,11 @@ func Step(t TCB, ev Event, now Time, out []Action) (TCB, []Action, error) {
 // happens, and Step a Tick whenever the clock reaches NextDeadline. Perform
 // the actions in the order given.
 func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
+	if ev.Kind == EvSegment && t.State == Established && ev.Seg != nil {
+		if out, ok := t.inOrderData(ev.Seg, ev.More, now, out); ok {
+			return out, nil
+		}
+	}
 	switch ev.Kind {
 	case EvOpen:
 		return t.open(ev, now, out)

@@ -67,3 +67,74 @@ func (t *TCB) predict(seg *Segment, now Time, out []Action) ([]Action, bool) {
 	}
 	return notify(out, NoteReadable), true
 }
+
+// inOrderData is the whole Step (segmentArrives, then output) for the
+// commonest segment of a bulk transfer, the next in-order data with
+// nothing new acknowledged, when there is nothing for output to send but
+// the ACK: prediction's first shape, with output's work done in line. It
+// reports false, having changed nothing, for anything else. Step takes it
+// before dispatching; TestPredictionMatchesFullPath holds it to the full
+// path.
+func (t *TCB) inOrderData(seg *Segment, more bool, now Time, out []Action) ([]Action, bool) {
+	n := uint32(len(seg.Payload))
+	// Prediction's conditions (see predict), and output's: nothing to
+	// retransmit or send, no FIN due, no urgent data to mark.
+	if n == 0 || seg.Flags&^FlagPSH != FlagACK || seg.Seq != t.RcvNxt || seg.Ack != t.SndUna ||
+		seg.DstPort != t.LocalPort || seg.SrcPort != t.RemotePort || seg.Options.NumSACK != 0 ||
+		t.flags&(flagFinPending|flagRecovery|flagCloseCalled|flagUrgPending) != 0 ||
+		t.ooo[0].Left != t.ooo[0].Right || t.sndRtx != t.SndNxt || t.SndNxt != t.sndEnd ||
+		uint32(seg.Window)<<t.sndShift() != t.SndWnd || n > t.RcvWnd() {
+		return out, false
+	}
+	if t.flags&flagTS != 0 && (!seg.Options.Has(OptTimestamps) || int32(seg.Options.TSVal-t.tsRecent) < 0) {
+		return out, false
+	}
+	// With data in flight, output only checks that the retransmission
+	// timer (or the tail loss probe in its place) runs.
+	if t.SndNxt != t.SndUna && (t.timers[0] == 0 || t.tkind[0] != TimerRetransmit && t.tkind[0] != TimerProbe) {
+		return out, false
+	}
+	t.lastRcv = now
+	t.keepProbes = 0
+	if t.flags&flagTS != 0 && seg.Seq.LessThanEq(t.lastAckSent) {
+		t.tsRecent = seg.Options.TSVal
+	}
+	// The window update rule; the window is unchanged (and MAX.SND.WND,
+	// never below SND.WND, with it).
+	if t.SndWl1.LessThan(seg.Seq) || (t.SndWl1 == seg.Seq && t.SndWl2.LessThanEq(seg.Ack)) {
+		t.SndWl1, t.SndWl2 = seg.Seq, seg.Ack
+	}
+	var a *Action
+	out, a = push(out, ActAccept)
+	a.DataSeq, a.DataLen = t.RcvNxt, n
+	t.RcvNxt = t.RcvNxt.Add(n)
+	t.sawText(n)
+	t.ackOwed()
+	if t.RcvNxt.GreaterThan(t.rcvAdv) {
+		t.rcvAdv = t.RcvNxt
+	}
+	out = notify(out, NoteReadable)
+	if more {
+		return out, true
+	}
+	switch {
+	case t.flags&flagAckNow != 0:
+		// sendACK, with what segment adds for SACK blocks and urgent data
+		// known to be absent.
+		out = t.stopDelayedACK(out)
+		out, a = push(out, ActSend)
+		s := &a.Seg
+		s.SrcPort, s.DstPort = t.LocalPort, t.RemotePort
+		s.Seq, s.Ack, s.Flags, s.Window = t.SndNxt, t.RcvNxt, FlagACK, t.advertise()
+		if t.flags&flagTS != 0 {
+			s.Options.Present = OptTimestamps
+			s.Options.TSVal = t.tsVal(now)
+			s.Options.TSEcr = t.tsRecent
+		}
+		t.lastAckSent = t.RcvNxt
+		t.flags &^= flagAckNow | flagAckDelayed
+	case !t.running(TimerDelayedACK):
+		out = t.arm(out, TimerDelayedACK, now, t.cfg.delAck.dur())
+	}
+	return out, true
+}

@@ -30,7 +30,7 @@ func drawNearPrediction(t *rapid.T, tcb *TCB) Segment {
 		s.Ack = tcb.SndUna.Add(uint32(rapid.IntRange(-70000, 70000).Draw(t, "far")))
 	}
 	if rapid.IntRange(0, 4).Draw(t, "wchange") == 0 {
-		s.Window = uint16(rapid.IntRange(0, 65535).Draw(t, "win"))
+		s.Window = uint16(rapid.SampledFrom([]int{0, 0, 1, 100, 65535, rapid.IntRange(0, 65535).Draw(t, "win")}).Draw(t, "wsize"))
 	}
 	if n := rapid.SampledFrom([]int{0, 0, 1, 100, 1460, 1460, 3000, 65535}).Draw(t, "len"); n > 0 {
 		s.Payload = zeros[:n]
@@ -48,12 +48,13 @@ func drawNearPrediction(t *rapid.T, tcb *TCB) Segment {
 }
 
 // TestPredictionMatchesFullPath steps copies of random ESTABLISHED TCBs
-// through header prediction and through the full RFC 9293 section
-// 3.10.7.4 path, for segments near the predicted shapes: the TCBs and the
-// actions must come out identical. It also counts how often prediction
-// took the segment, so the test fails if prediction never applies.
+// through header prediction, through Step (which tries inOrderData
+// first), and through the full RFC 9293 section 3.10.7.4 path, for
+// segments near the predicted shapes: the TCBs and the actions must come
+// out identical. It also counts how often prediction and inOrderData took
+// the segment, so the test fails if either never applies.
 func TestPredictionMatchesFullPath(t *testing.T) {
-	taken, total := 0, 0
+	taken, inOrder, total := 0, 0, 0
 	rapid.Check(t, func(rt *rapid.T) {
 		cfg := Config{RecvBuffer: uint32(rapid.SampledFrom([]int{0, 5000, 1 << 20}).Draw(rt, "rbuf"))}
 		var c *conn
@@ -110,14 +111,36 @@ func TestPredictionMatchesFullPath(t *testing.T) {
 			require.Equal(rt, want, got, "actions for %v", seg.String())
 			require.Equal(rt, full, fast, "TCB after %v", seg.String())
 
+			// Step, which tries inOrderData first, must agree as well,
+			// with output and without (More).
+			more := rapid.IntRange(0, 3).Draw(rt, "more") == 0
+			step := c.tcb
+			ev := Arrive(&seg, 0)
+			ev.More = more
+			gotStep, err := step.Step(ev, now, nil)
+			require.NoError(rt, err)
+			if more {
+				slow := c.tcb
+				want = slow.segmentArrives(&seg, 0, now, nil)
+				full = slow
+			}
+			require.Equal(rt, want, gotStep, "Step's actions for %v (more %v)", seg.String(), more)
+			require.Equal(rt, full, step, "TCB after Step(%v) (more %v)", seg.String(), more)
+
 			probe := c.tcb
 			if _, ok := probe.predict(&seg, now, nil); ok {
 				taken++
+			}
+			probe = c.tcb
+			if _, ok := probe.inOrderData(&seg, more, now, nil); ok {
+				inOrder++
 			}
 			total++
 		}
 	})
 	require.Greater(t, taken, total/50, "header prediction took %d of %d segments", taken, total)
+	t.Logf("prediction %d, inOrderData %d, of %d", taken, inOrder, total)
+	require.Greater(t, inOrder, total/200, "inOrderData took %d of %d segments", inOrder, total)
 }
 
 // advertiseReference is advertise written plainly, one rule per line, as
@@ -169,4 +192,60 @@ func TestAdvertiseMatchesReference(t *testing.T) {
 		require.Equal(rt, b.advertiseReference(), a.advertise())
 		require.Equal(rt, b, a)
 	})
+}
+
+// requireStepIsFullPath steps copies of c's TCB through Step and through
+// the full path (segmentArrives, then output) and requires the same
+// result, which it returns.
+func requireStepIsFullPath(t *testing.T, c *conn, seg Segment) TCB {
+	t.Helper()
+	step := c.tcb
+	got, err := step.Step(Arrive(&seg, 0), c.now, nil)
+	require.NoError(t, err)
+	full := c.tcb
+	want := full.segmentArrives(&seg, 0, c.now, nil)
+	want = full.output(c.now, want)
+	require.Equal(t, want, got, "actions for %v", seg.String())
+	require.Equal(t, full, step, "TCB after %v", seg.String())
+	return step
+}
+
+// TestInOrderDataWithDataWaitingTakesTheFullPath: in-order data arriving
+// while queued data waits for the peer's window, after an idle spell. The
+// full path's output shrinks cwnd to the restart window (RFC 5681 section
+// 4.1) even though it sends nothing, so Step must not take the shortcut.
+func TestInOrderDataWithDataWaitingTakesTheFullPath(t *testing.T) {
+	c := established(t, Config{})
+	for range 4 { // grow cwnd past the initial window
+		c.user(Send(4000))
+		c.peer(pkt(".", 301, c.tcb.SndNxt, win(60000)))
+	}
+	// The window closes, and data waits for it; the persist timer is due
+	// an RTO later, and before it fires the last data sent is over an RTO
+	// old.
+	c.advance(900 * time.Millisecond)
+	c.peer(pkt(".", 301, c.tcb.SndNxt, win(0)))
+	c.user(Send(1000))
+	require.True(t, c.tcb.running(TimerPersist))
+	c.advance(600 * time.Millisecond)
+	require.Greater(t, sinceMs(c.now, c.tcb.lastSend), c.tcb.rtoDur())
+	iw := c.tcb.iw()
+	require.Greater(t, c.tcb.cwnd, iw)
+	after := requireStepIsFullPath(t, c, pkt("P.", 301, c.tcb.SndNxt, win(0), data(100)))
+	require.Equal(t, iw, after.cwnd, "restart after idle")
+	require.Equal(t, Seq(401), after.RcvNxt)
+}
+
+// TestInOrderDataIsTakenWithDataInFlight: the shortcut applies while our
+// data is in flight, and leaves the retransmission timer running.
+func TestInOrderDataIsTakenWithDataInFlight(t *testing.T) {
+	c := established(t, Config{})
+	c.user(Send(1000))
+	c.clear()
+	seg := pkt("P.", 301, c.tcb.SndUna, data(100))
+	probe := c.tcb
+	_, ok := probe.inOrderData(&seg, false, c.now, nil)
+	require.True(t, ok, "inOrderData takes in-order data with our data in flight")
+	after := requireStepIsFullPath(t, c, seg)
+	require.True(t, after.running(TimerRetransmit))
 }
