@@ -412,6 +412,15 @@ func (t *TCB) advertise() uint16 {
 		right = lim
 	}
 	if right.GreaterThan(adv) && right.Diff(adv) >= t.swsThreshold() {
+		if right.GreaterThan(nxt) {
+			// The edge moves to right, rounded up to the scale: right
+			// is at most nxt+0xffff<<s, so the field fits, and it keeps
+			// 1<<s - 1 bytes of the buffer for the rounding, so the
+			// rounded edge stays inside the buffer (the checks below).
+			field := (right.Diff(nxt) + 1<<s - 1) >> s
+			t.rcvAdv = nxt.Add(field << s)
+			return uint16(field)
+		}
 		adv = right
 	}
 	var w uint32
