@@ -176,6 +176,8 @@ func FuzzStep(f *testing.F) {
 				}
 				ev = Arrive(&seg, 77)
 				ev.More = b[9]&2 != 0
+				// Step's shortcuts must come to what the full path does.
+				requireStepIsFullPath(t, c.tcb, ev, c.now)
 			}
 			_ = c.step(ev)
 			c.clear()

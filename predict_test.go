@@ -97,35 +97,21 @@ func TestPredictionMatchesFullPath(t *testing.T) {
 			seg := drawNearPrediction(rt, &c.tcb)
 			now := c.now.Add(time.Duration(rapid.IntRange(0, 50).Draw(rt, "ms")) * time.Millisecond)
 
+			// Header prediction alone (segmentArrives), against the full path.
 			fast := c.tcb
 			got := fast.segmentArrives(&seg, 0, now, nil)
 			got = fast.output(now, got)
-
 			full := c.tcb
-			idle := now.Sub(full.lastRcv)
-			full.lastRcv = now
-			full.keepProbes = 0
-			want := full.arriveOther(&seg, idle, now, nil)
-			want = full.output(now, want)
-
+			want := fullPath(&full, &seg, 0, false, now)
 			require.Equal(rt, want, got, "actions for %v", seg.String())
 			require.Equal(rt, full, fast, "TCB after %v", seg.String())
 
-			// Step, which tries inOrderData first, must agree as well,
-			// with output and without (More).
+			// Step, which tries inOrderData first, with output and
+			// without (More).
 			more := rapid.IntRange(0, 3).Draw(rt, "more") == 0
-			step := c.tcb
 			ev := Arrive(&seg, 0)
 			ev.More = more
-			gotStep, err := step.Step(ev, now, nil)
-			require.NoError(rt, err)
-			if more {
-				slow := c.tcb
-				want = slow.segmentArrives(&seg, 0, now, nil)
-				full = slow
-			}
-			require.Equal(rt, want, gotStep, "Step's actions for %v (more %v)", seg.String(), more)
-			require.Equal(rt, full, step, "TCB after Step(%v) (more %v)", seg.String(), more)
+			requireStepIsFullPath(rt, c.tcb, ev, now)
 
 			probe := c.tcb
 			if _, ok := probe.predict(&seg, now, nil); ok {
@@ -194,19 +180,35 @@ func TestAdvertiseMatchesReference(t *testing.T) {
 	})
 }
 
-// requireStepIsFullPath steps copies of c's TCB through Step and through
-// the full path (segmentArrives, then output) and requires the same
-// result, which it returns.
-func requireStepIsFullPath(t *testing.T, c *conn, seg Segment) TCB {
+// fullPath is what Step does with a segment, without its shortcuts (no
+// inOrderData, no header prediction): RFC 9293 section 3.10.7 step by
+// step, then output unless more input follows.
+func fullPath(t *TCB, seg *Segment, iss Seq, more bool, now Time) []Action {
+	var out []Action
+	if t.State == Established && seg.DstPort == t.LocalPort && seg.SrcPort == t.RemotePort {
+		idle := now.Sub(t.lastRcv)
+		t.lastRcv = now
+		t.keepProbes = 0
+		out = t.arriveOther(seg, idle, now, nil)
+	} else {
+		out = t.segmentArrives(seg, iss, now, nil)
+	}
+	if !more {
+		out = t.output(now, out)
+	}
+	return out
+}
+
+// requireStepIsFullPath steps copies of tcb through Step and through
+// fullPath and requires the same actions and TCB; it returns the TCB.
+func requireStepIsFullPath(t testingT, tcb TCB, ev Event, now Time) TCB {
 	t.Helper()
-	step := c.tcb
-	got, err := step.Step(Arrive(&seg, 0), c.now, nil)
+	step := tcb
+	got, err := step.Step(ev, now, nil)
 	require.NoError(t, err)
-	full := c.tcb
-	want := full.segmentArrives(&seg, 0, c.now, nil)
-	want = full.output(c.now, want)
-	require.Equal(t, want, got, "actions for %v", seg.String())
-	require.Equal(t, full, step, "TCB after %v", seg.String())
+	want := fullPath(&tcb, ev.Seg, ev.ISS, ev.More, now)
+	require.Equal(t, want, got, "actions for %v (more %v)", ev.Seg.String(), ev.More)
+	require.Equal(t, tcb, step, "TCB after %v (more %v)", ev.Seg.String(), ev.More)
 	return step
 }
 
@@ -231,7 +233,8 @@ func TestInOrderDataWithDataWaitingTakesTheFullPath(t *testing.T) {
 	require.Greater(t, sinceMs(c.now, c.tcb.lastSend), c.tcb.rtoDur())
 	iw := c.tcb.iw()
 	require.Greater(t, c.tcb.cwnd, iw)
-	after := requireStepIsFullPath(t, c, pkt("P.", 301, c.tcb.SndNxt, win(0), data(100)))
+	seg := pkt("P.", 301, c.tcb.SndNxt, win(0), data(100))
+	after := requireStepIsFullPath(t, c.tcb, Arrive(&seg, 0), c.now)
 	require.Equal(t, iw, after.cwnd, "restart after idle")
 	require.Equal(t, Seq(401), after.RcvNxt)
 }
@@ -246,6 +249,6 @@ func TestInOrderDataIsTakenWithDataInFlight(t *testing.T) {
 	probe := c.tcb
 	_, ok := probe.inOrderData(&seg, false, c.now, nil)
 	require.True(t, ok, "inOrderData takes in-order data with our data in flight")
-	after := requireStepIsFullPath(t, c, seg)
+	after := requireStepIsFullPath(t, c.tcb, Arrive(&seg, 0), c.now)
 	require.True(t, after.running(TimerRetransmit))
 }
