@@ -103,7 +103,7 @@ func (t *TCB) onDupAck(now Time, out []Action) []Action {
 		t.recover = t.SndNxt.Add(^uint32(0))
 		t.cwnd = t.ssthresh + 3*smss
 		t.flags |= flagRecovery
-		t.flags &^= flagProbe // recovery takes over from a probe; mark is free
+		t.flags &^= flagProbe | flagProbeRtx // recovery takes over from a probe; mark is free
 		t.sndRtx = t.SndUna
 		return t.retransmitHole(now, out)
 	}

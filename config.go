@@ -124,12 +124,15 @@ type Config struct {
 	EarlyRetransmit bool
 	// TailLossProbe sends a probe segment when the ACKs of a flight stop
 	// coming for about two round trips, instead of waiting for the RTO:
-	// new data if there is some, else the last segment again (RFC 8985
-	// section 7). Its ACK either acknowledges everything (the ACKs were
-	// lost) or, by SACKing the probe, shows that what was sent before it
-	// is lost, and fast recovery starts at once (the RACK rule of RFC
-	// 8985 section 6.2, applied to the probe). Needs SACK and an RTT
-	// sample; default off.
+	// new data if there is some, else the oldest unacknowledged segment
+	// again (RFC 8985 section 7; the RFC resends the newest, see tlp.go).
+	// Its ACK either acknowledges everything (the ACKs were lost) or, by
+	// SACKing the probe, shows that what was sent before it is lost, and
+	// fast recovery starts at once (the RACK rule of RFC 8985 section
+	// 6.2, applied to the probe). A resent probe that repaired a loss
+	// (no D-SACK or duplicate ACK says both copies arrived) lowers the
+	// congestion window as a loss does (section 7.4). Needs SACK and an
+	// RTT sample; default off.
 	TailLossProbe bool
 	// Congestion selects the congestion control algorithm (RFC 9293
 	// MAY-18). Default NewReno (RFC 5681 with RFC 6582).

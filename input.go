@@ -351,10 +351,14 @@ func (t *TCB) arriveOther(seg *Segment, idle time.Duration, now Time, out []Acti
 		// A duplicate ACK as RFC 5681 section 2 defines it.
 		dup := t.SndUna != t.SndNxt && seg.Ack == t.SndUna && len(seg.Payload) == 0 &&
 			f&FlagFIN == 0 && wnd == t.SndWnd
-		if t.SndUna.LessThan(seg.Ack) {
+		advanced := t.SndUna.LessThan(seg.Ack)
+		if advanced {
 			out = t.ackAdvance(seg.Ack, t.echo(seg), now, out)
 		} else if dup {
 			out = t.onDupAck(now, out)
+		}
+		if t.flags&flagProbeRtx != 0 {
+			t.probeAcked(seg, advanced, now)
 		}
 		if t.flags&flagProbe != 0 {
 			out = t.probeSACKed(now, out)
@@ -529,11 +533,13 @@ func (t *TCB) ackAdvance(ack Seq, tsecr uint32, now Time, out []Action) []Action
 			t.growCwnd(data, now)
 		}
 	}
-	if t.flags&flagProbe != 0 && !ack.LessThan(t.mark) {
+	if t.flags&(flagProbe|flagProbeRtx) == flagProbe && !ack.LessThan(t.mark) {
 		t.flags &^= flagProbe // acknowledged up to the probe: it did its work
 	}
 	if t.SndUna == t.SndNxt {
-		t.flags &^= flagProbe
+		if t.flags&flagProbeRtx == 0 {
+			t.flags &^= flagProbe
+		}
 		out = t.stop(out, TimerRetransmit)
 		out = t.stop(out, TimerProbe)
 		out = t.stop(out, TimerUser)

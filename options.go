@@ -158,6 +158,21 @@ func (o *Options) parse(b []byte) error {
 	return nil
 }
 
+// hasDSACK reports whether the first SACK block is a D-SACK block, which
+// reports a duplicate segment rather than data held (RFC 2883 section
+// 4): it lies below ack, the segment's cumulative ACK, or inside the
+// second block.
+func (o *Options) hasDSACK(ack Seq) bool {
+	if o.NumSACK == 0 {
+		return false
+	}
+	d := o.SACK[0]
+	if d.Left.LessThan(ack) {
+		return true
+	}
+	return o.NumSACK > 1 && o.SACK[1].Left.LessThanEq(d.Left) && d.Right.LessThanEq(o.SACK[1].Right)
+}
+
 // sackFit returns how many SACK blocks fit in the option space left after
 // the other options.
 func (o *Options) sackFit() int {

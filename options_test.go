@@ -275,3 +275,24 @@ func TestScaledWindowNeverExceedsBuffer(t *testing.T) {
 	st, _ := c.tcb.Status()
 	require.Equal(t, uint32(1<<20), st.Unread, "exactly the buffer, no more")
 }
+
+func TestHasDSACK(t *testing.T) {
+	// RFC2883 4: the first block is a D-SACK if it lies below the
+	// cumulative ACK, or inside the second block.
+	for _, c := range []struct {
+		blocks []Seq
+		want   bool
+	}{
+		{nil, false},
+		{[]Seq{1000, 2000}, false},            // an ordinary block above ACK 500
+		{[]Seq{100, 200}, true},               // below ACK 500
+		{[]Seq{400, 600}, true},               // starts below it
+		{[]Seq{1200, 1400, 1000, 2000}, true}, // inside the second block
+		{[]Seq{900, 1400, 1000, 2000}, false}, // overlaps, not inside
+		{[]Seq{3000, 3100, 1000, 2000}, false},
+	} {
+		var s Segment
+		sackBlocks(c.blocks...)(&s)
+		require.Equal(t, c.want, s.Options.hasDSACK(500), "blocks %v", c.blocks)
+	}
+}

@@ -497,7 +497,7 @@ func (t *TCB) onRetransmitTimeout(now Time, out []Action) []Action {
 		return out
 	}
 	t.retries++
-	t.flags &^= flagProbe // the timeout takes over from the probe
+	t.flags &^= flagProbe | flagProbeRtx // the timeout takes over from the probe
 	syn := t.State == SynSent || t.State == SynReceived
 	zeroWnd := !syn && t.SndWnd == 0 && t.flags&flagFinSent == 0
 	var giveUp bool

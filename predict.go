@@ -15,7 +15,7 @@ func (t *TCB) predict(seg *Segment, now Time, out []Action) ([]Action, bool) {
 	// number, no SACK blocks to record, nothing waiting behind a hole,
 	// and when timestamps are in use, a timestamp that passes PAWS.
 	if seg.Flags&^FlagPSH != FlagACK || seg.Seq != t.RcvNxt ||
-		seg.Options.NumSACK != 0 || t.flags&(flagFinPending|flagRecovery) != 0 {
+		seg.Options.NumSACK != 0 || t.flags&(flagFinPending|flagRecovery|flagProbeRtx) != 0 {
 		return out, false
 	}
 	if t.flags&flagTS != 0 {
@@ -81,7 +81,7 @@ func (t *TCB) inOrderData(seg *Segment, more bool, now Time, out []Action) ([]Ac
 	// retransmit or send, no FIN due, no urgent data to mark.
 	if n == 0 || seg.Flags&^FlagPSH != FlagACK || seg.Seq != t.RcvNxt || seg.Ack != t.SndUna ||
 		seg.DstPort != t.LocalPort || seg.SrcPort != t.RemotePort || seg.Options.NumSACK != 0 ||
-		t.flags&(flagFinPending|flagRecovery|flagCloseCalled|flagUrgPending) != 0 ||
+		t.flags&(flagFinPending|flagRecovery|flagCloseCalled|flagUrgPending|flagProbeRtx) != 0 ||
 		t.ooo[0].Left != t.ooo[0].Right || t.sndRtx != t.SndNxt || t.SndNxt != t.sndEnd ||
 		uint32(seg.Window)<<t.sndShift() != t.SndWnd || n > t.RcvWnd() {
 		return out, false

@@ -72,7 +72,8 @@ type TCB struct {
 	cfg        settings
 	// mark is a sequence number two loss detectors remember, which never
 	// run at once: with flagProbe, the first sequence number of the tail
-	// loss probe; with flagRtxMark (only in recovery, when no probe is
+	// loss probe of new data, or with flagProbeRtx too, SND.NXT when the
+	// retransmitted probe went (TLPHighRxt); with flagRtxMark (only in recovery, when no probe is
 	// outstanding), SND.NXT at the latest retransmission, so data from
 	// there on was sent after every retransmission so far.
 	mark Seq
@@ -101,6 +102,7 @@ const (
 	flagSmallSent                     // a sub-MSS segment is unacknowledged (Nagle, with Minshall's variant)
 	flagProbe                         // a tail loss probe is outstanding, from mark (RFC 8985 section 7.3)
 	flagRtxMark                       // in recovery, mark is SND.NXT at the latest retransmission
+	flagProbeRtx                      // with flagProbe: the probe was a retransmission and mark is SND.NXT when it went (RFC 8985 section 7.4)
 )
 
 // maxQueued bounds the data a connection holds in sequence space (sent but

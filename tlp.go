@@ -25,9 +25,12 @@ import "time"
 //     section 6.2) with the probe as the one segment whose send time is
 //     known. Fast recovery starts at once (probeSACKed).
 //
-// A loss the probe alone repairs does not reduce the congestion window:
-// telling it from a lost ACK needs DSACK (RFC 8985 section 7.4), which
-// this implementation does not process.
+// A retransmitted probe may repair a loss, or only duplicate a segment
+// whose ACK was lost. The ACKs that follow tell which (RFC 8985 section
+// 7.4): a D-SACK, or a duplicate ACK of the probe, says both copies
+// arrived; an ACK beyond what was sent before the probe, without a
+// D-SACK, says the probe repaired a loss, and the window falls as for
+// one (probeAcked).
 
 // minPTO is the floor of the probe timeout, as Linux uses.
 const minPTO = 10 * time.Millisecond
@@ -97,9 +100,12 @@ func (t *TCB) onProbeTimeout(now Time, out []Action) []Action {
 			n = min(mss, end.Diff(t.SndUna))
 		}
 		fin := t.flags&flagFinSent != 0 && t.SndUna.Add(n) == t.sndEnd
-		t.mark = t.SndUna // never inside a SACK block: no RACK inference
 		out = t.emitData(out, t.SndUna, n, fin, now)
 		t.flags &^= flagRttTiming // Karn
+		// TLPRxtOut and TLPHighRxt (RFC 8985 section 7.4.1): the ACKs
+		// that follow tell whether this repaired a loss.
+		t.mark = t.SndNxt
+		t.flags |= flagProbeRtx
 	}
 	t.flags |= flagProbe
 	return t.arm(out, TimerRetransmit, now, t.rtoDur())
@@ -110,13 +116,13 @@ func (t *TCB) onProbeTimeout(now Time, out []Action) []Action {
 // at least a PTO earlier than a segment that arrived, so it is lost
 // (RFC 8985 section 6.2, for the probe).
 func (t *TCB) probeSACKed(now Time, out []Action) []Action {
-	if t.flags&(flagProbe|flagRecovery) != flagProbe || !t.SndUna.LessThan(t.mark) {
+	if t.flags&(flagProbe|flagProbeRtx|flagRecovery) != flagProbe || !t.SndUna.LessThan(t.mark) {
 		return out
 	}
 	if _, ok := covering(t.sacked[:], t.mark); !ok {
 		return out
 	}
-	t.flags &^= flagProbe
+	t.flags &^= flagProbe | flagProbeRtx
 	t.onLoss(false)
 	t.recover = t.SndNxt.Add(^uint32(0))
 	t.cwnd = t.ssthresh
@@ -124,4 +130,44 @@ func (t *TCB) probeSACKed(now Time, out []Action) []Action {
 	t.sndRtx = t.SndUna
 	out = t.retransmitHole(now, out)
 	return t.arm(out, TimerRetransmit, now, t.rtoDur())
+}
+
+// probeAcked ends a retransmitted probe's episode (RFC 8985 section
+// 7.4.2) from an acceptable ACK, seg, once it reaches TLPHighRxt (mark);
+// advanced says it acknowledged new data. A D-SACK means the original and
+// the probe both arrived: no loss. Otherwise an ACK beyond TLPHighRxt
+// means the probe repaired a loss, and the congestion window falls as on
+// entering fast recovery, with no recovery to follow (the loss is
+// repaired). A duplicate ACK of TLPHighRxt alone (nothing new
+// acknowledged, SACKed, sent or offered) is the probe's own ACK: no loss.
+// Anything else waits for the next ACK.
+func (t *TCB) probeAcked(seg *Segment, advanced bool, now Time) {
+	if seg.Ack.LessThan(t.mark) {
+		return
+	}
+	switch {
+	case t.flags&flagSACK != 0 && seg.Options.hasDSACK(seg.Ack):
+	case seg.Ack.GreaterThan(t.mark):
+		t.probeRepaired()
+	case !advanced && seg.Options.NumSACK == 0 && len(seg.Payload) == 0 &&
+		seg.Flags&FlagFIN == 0 && uint32(seg.Window)<<t.sndShift() == t.SndWnd:
+	default:
+		return
+	}
+	t.flags &^= flagProbe | flagProbeRtx
+}
+
+// probeRepaired is the congestion response to a loss a retransmitted
+// probe repaired (RFC 8985 section 7.4.2): ssthresh as on entering fast
+// recovery, and cwnd down to it. The flight the loss happened in is gone
+// by the time the ACKs tell, so NewReno halves cwnd instead of
+// FlightSize (RFC 5681 section 3.2 allows either measure of what was in
+// flight; Linux's Reno does the same).
+func (t *TCB) probeRepaired() {
+	if t.cfg.opts&optCUBIC != 0 {
+		t.onLoss(false)
+	} else {
+		t.ssthresh = max(t.cwnd/2, 2*t.effMSS())
+	}
+	t.cwnd = t.ssthresh
 }

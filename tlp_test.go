@@ -201,15 +201,92 @@ func TestTailLossProbeAllocatesNothing(t *testing.T) {
 			t.Fatal("no PTO armed")
 		}
 		now = d
+		una := tcb.SndUna
 		out, _ = tcb.Step(Tick(), now, out[:0])
 		if !tcb.running(TimerRetransmit) {
 			t.Fatal("no probe sent")
 		}
+		// Everything arrived, the probe twice: the ACK reports it in a
+		// D-SACK block, which ends the probe's episode.
 		ack := Segment{SrcPort: peerPort, DstPort: ourPort, Seq: tcb.RcvNxt, Ack: tcb.SndNxt,
 			Flags: FlagACK, Window: 0xffff}
+		ack.Options.AddSACK(SACKBlock{una, una.Add(1460)})
 		now = now.Add(20 * time.Millisecond)
 		out, _ = tcb.Step(Arrive(&ack, 0), now, out[:0])
 	}
 	round()
 	require.Zero(t, testing.AllocsPerRun(200, round))
+}
+
+// lostACKsProbed is TestTailLossProbeAfterLostACKs up to the probe: two
+// segments out, their ACKs lost, and the probe (the oldest segment again)
+// sent; SND.NXT is 4481.
+func lostACKsProbed(t *testing.T) *conn {
+	c := probing(t, Config{TailLossProbe: true})
+	c.user(Send(2920))
+	c.advance(40 * time.Millisecond)
+	c.clear()
+	require.True(t, c.tcb.flags&flagProbeRtx != 0, "the probe was a retransmission")
+	return c
+}
+
+func TestTailLossProbeDSACKMeansNoLoss(t *testing.T) {
+	// RFC8985 7.4.2: the ACK for everything carries a D-SACK for the
+	// probe: the original arrived too, only ACKs were lost. The window
+	// stays, and the next flight is guarded by a PTO again.
+	c := lostACKsProbed(t)
+	ssthresh := c.tcb.ssthresh
+	c.peer(pkt(".", 301, 4481, win(65535), sackBlocks(1561, 3021)))
+	require.Equal(t, ssthresh, c.tcb.ssthresh, "no loss")
+	require.Zero(t, c.tcb.flags&(flagProbe|flagProbeRtx), "the episode is over")
+	c.user(Send(1460))
+	_, ok := c.tcb.Deadline(TimerProbe)
+	require.True(t, ok, "a PTO guards the next flight")
+}
+
+func TestTailLossProbeDuplicateACKMeansNoLoss(t *testing.T) {
+	// RFC8985 7.4.2, a peer without D-SACK: the ACK for everything, then
+	// a duplicate ACK of it (the probe's own) means both copies arrived.
+	c := lostACKsProbed(t)
+	ssthresh := c.tcb.ssthresh
+	c.peer(pkt(".", 301, 4481, win(65535)))
+	require.NotZero(t, c.tcb.flags&flagProbeRtx, "one ACK up to the probe's SND.NXT does not tell")
+	c.peer(pkt(".", 301, 4481, win(65535)))
+	require.Zero(t, c.tcb.flags&(flagProbe|flagProbeRtx), "the episode is over")
+	require.Equal(t, ssthresh, c.tcb.ssthresh, "no loss")
+}
+
+func TestTailLossProbeRepairedALoss(t *testing.T) {
+	// RFC8985 7.4.2: the first segment's ACK arrives, the second segment
+	// is lost; the probe resends it. Its ACK reaches the probe's SND.NXT,
+	// and the next ACK goes beyond it with no D-SACK: the probe repaired
+	// a loss, so the window falls as on entering fast recovery, without a
+	// recovery to follow. Until then no new probe is armed.
+	c := probing(t, Config{TailLossProbe: true})
+	c.user(Send(2920))
+	c.advance(5 * time.Millisecond)
+	c.peer(pkt(".", 301, 3021, win(65535)))
+	c.clear()
+	c.advanceTo(mustDeadline(t, c, TimerProbe))
+	c.sent("P. seq=3021 len=1460")
+	ssthresh := c.tcb.ssthresh
+	c.peer(pkt(".", 301, 3021, win(65535))) // a duplicate from before the probe
+	require.NotZero(t, c.tcb.flags&flagProbeRtx, "an ACK below the probe's SND.NXT does not tell")
+	c.peer(pkt(".", 301, 4481, win(65535)))
+	c.user(Send(1460))
+	c.timer(TimerProbe, 0)
+	c.timer(TimerRetransmit, c.now.Add(mustStatus(t, c).RTO))
+	require.Equal(t, ssthresh, c.tcb.ssthresh, "not yet known")
+	cwnd := c.tcb.cwnd + 1460 // slow start grows it for the ACK first
+	c.peer(pkt(".", 301, 5941, win(65535)))
+	require.Equal(t, max(cwnd/2, 2*1460), c.tcb.cwnd, "the loss halved the window")
+	require.Equal(t, c.tcb.cwnd, c.tcb.ssthresh)
+	require.False(t, mustStatus(t, c).Recovery)
+	require.Zero(t, c.tcb.flags&(flagProbe|flagProbeRtx), "the episode is over")
+}
+
+func mustDeadline(t *testing.T, c *conn, k TimerKind) Time {
+	d, ok := c.tcb.Deadline(k)
+	require.True(t, ok, "%v not running", k)
+	return d
 }
