@@ -40,6 +40,12 @@ type Config struct {
 	// user is told the connection is stalled (RFC 9293 MUST-20, SHLD-10).
 	// Default 3.
 	R1 int
+	// ForgetRTTAtR1 clears SRTT and RTTVAR when the retransmissions of one
+	// segment reach R1, as estimates that many timeouts have proved wrong;
+	// the next RTT sample then starts them afresh (RFC 6298 section 5,
+	// MAY; RFC 6298 section 2.2). The backed-off RTO stays until that
+	// sample. Default off.
+	ForgetRTTAtR1 bool
 	// R2 is how long retransmission of one data or FIN segment goes on
 	// before the connection is given up (RFC 9293 MUST-20, MUST-21,
 	// SHLD-11). Default 100 s.
@@ -266,6 +272,7 @@ const (
 	optCUBIC
 	optEarlyRetransmit
 	optTLP
+	optForgetRTT
 )
 
 func d16(d time.Duration, def time.Duration) dur16 {
@@ -329,7 +336,7 @@ func (c *Config) compile() (settings, error) {
 		{c.QuickACK, optQuickACK}, {c.NoDelay, optNoDelay}, {!c.NoWindowScale, optWS},
 		{!c.NoTimestamps, optTS}, {!c.NoSACK, optSACK}, {c.InitialWindow10, optIW10},
 		{c.Congestion == CUBIC, optCUBIC}, {c.EarlyRetransmit, optEarlyRetransmit},
-		{c.TailLossProbe, optTLP}} {
+		{c.TailLossProbe, optTLP}, {c.ForgetRTTAtR1, optForgetRTT}} {
 		if o.on {
 			s.opts |= o.bit
 		}

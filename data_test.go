@@ -176,3 +176,39 @@ func TestRTTSampledEveryRTT(t *testing.T) {
 	require.GreaterOrEqual(t, samples, 10)
 	require.Equal(t, uint32(2_000_000), p.got[1])
 }
+
+func TestForgetRTTAtR1(t *testing.T) {
+	// RFC6298 5 (MAY): with ForgetRTTAtR1, SRTT and RTTVAR are cleared
+	// when one segment's retransmissions reach R1 (3), and the next clean
+	// sample R starts them afresh: SRTT=R, RTTVAR=R/2 (2.2). Without it the
+	// sample is averaged into the old estimate (2.3).
+	for _, forget := range []bool{false, true} {
+		c := established(t, Config{ForgetRTTAtR1: forget})
+		c.advanceTo(at(1))
+		c.user(Send(10))
+		c.advanceTo(at(1.2))
+		c.peer(pkt(".", 301, 111)) // a sample of 200 ms
+		c.clear()
+		c.user(Send(10))
+		c.advanceTo(at(8.25)) // timeouts at 2.2, 4.2 and 8.2 s: R1
+		c.notes(NoteStalled)
+		st, err := c.tcb.Status()
+		require.NoError(t, err)
+		require.Equal(t, forget, st.SRTT == 0, "forget=%v: SRTT %v after R1", forget, st.SRTT)
+		c.advance(50 * time.Millisecond)
+		c.peer(pkt(".", 301, 121)) // the retransmission's ACK: no sample (Karn)
+		c.user(Send(10))
+		c.advance(100 * time.Millisecond)
+		c.peer(pkt(".", 301, 131)) // a clean sample of 100 ms
+		st, err = c.tcb.Status()
+		require.NoError(t, err)
+		if forget {
+			require.Equal(t, 100*time.Millisecond, st.SRTT)
+			require.Equal(t, 50*time.Millisecond, st.RTTVar)
+		} else {
+			// 7/8 of the old SRTT (25 ms: a handshake sample of 0 and the
+			// 200 ms one) plus 1/8 of 100 ms.
+			require.Equal(t, 34375*time.Microsecond, st.SRTT, "averaged into the old estimate")
+		}
+	}
+}

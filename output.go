@@ -522,6 +522,11 @@ func (t *TCB) onRetransmitTimeout(now Time, out []Action) []Action {
 	}
 	if t.retries == t.cfg.r1 && !zeroWnd {
 		out = notify(out, NoteStalled)
+		if t.cfg.opts&optForgetRTT != 0 {
+			// RFC 6298 section 5: the next sample re-initialises them.
+			t.flags &^= flagHaveRtt
+			t.srtt, t.rttvar = 0, 0
+		}
 	}
 	t.rto = min(2*t.rto, uint32(t.cfg.maxRTO.dur()/time.Microsecond))
 	t.flags &^= flagRttTiming // Karn's algorithm

@@ -26,6 +26,17 @@ type StackConfig struct {
 	EphemeralLow, EphemeralHigh uint16
 	// CookieKey keys SYN cookies. Default: 16 random bytes.
 	CookieKey [16]byte
+	// QuietUntil is the end of the quiet time (RFC 9293 section 3.4.3):
+	// before it the Stack assigns no initial sequence numbers, so Dial
+	// fails with ErrQuietTime and SYNs for its listeners are dropped
+	// unanswered (counted in StackStats.QuietDrops); segments of
+	// connections it has go on as usual. A host restarting after a crash
+	// that lost its connections' sequence state sets it to the restart
+	// time plus MSL. Zero, the default, means none: the RFC 6528 ISNs
+	// this package draws already keep a new incarnation's sequence
+	// numbers away from an old one's, which section 3.4.3 accepts as a
+	// reason to skip the wait.
+	QuietUntil Time
 }
 
 // StackStats counts what a Stack saw and did.
@@ -38,6 +49,7 @@ type StackStats struct {
 	CookiesRejected         uint64 // ACKs whose cookie failed
 	AcceptOverflow          uint64 // established connections dropped: accept queue full
 	TimeWaitRecords         uint64 // connections moved to a compact TIME-WAIT record
+	QuietDrops              uint64 // SYNs dropped during the quiet time (StackConfig.QuietUntil)
 }
 
 // Errors of the Stack.
@@ -45,6 +57,8 @@ var (
 	ErrPortInUse    = errors.New("tcpfsm: port in use")
 	ErrNoPorts      = errors.New("tcpfsm: no ephemeral port free")
 	ErrNotListening = errors.New("tcpfsm: listener closed")
+	// ErrQuietTime is Dial's error before StackConfig.QuietUntil.
+	ErrQuietTime = errors.New("tcpfsm: quiet time after restart (RFC 9293 section 3.4.3)")
 )
 
 // tuple names a connection: our address and port and the peer's, as
@@ -311,8 +325,12 @@ func (l *Listener) Close() {
 }
 
 // Dial opens a connection from local (an ephemeral port is chosen) to
-// remote.
+// remote. It fails with ErrQuietTime before StackConfig.QuietUntil, and
+// with ErrNoPorts when every ephemeral port is taken for remote.
 func (s *Stack) Dial(local netip.Addr, remote netip.AddrPort, now Time) (*Endpoint, error) {
+	if now < s.cfg.QuietUntil {
+		return nil, ErrQuietTime
+	}
 	span := int(s.cfg.EphemeralHigh-s.cfg.EphemeralLow) + 1
 	for range span {
 		p := s.nextPort
@@ -388,6 +406,10 @@ func (s *Stack) listenInput(l *Listener, k tuple, seg *Segment, now Time) error 
 	case f&FlagRST != 0:
 		return nil
 	case f&(FlagSYN|FlagACK) == FlagSYN:
+		if now < s.cfg.QuietUntil {
+			s.stats.QuietDrops++ // a SYN-ACK would assign an ISS
+			return nil
+		}
 		if l.halfOpen >= s.cfg.Backlog || l.ready.len() >= s.cfg.AcceptQueue {
 			s.sendCookie(k, seg, now)
 			return nil

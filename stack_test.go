@@ -794,3 +794,38 @@ func TestStackEndpointKeepsItsKey(t *testing.T) {
 	require.Zero(t, n.s[0].Conns(), "the RST went out and the stack let go")
 	require.Zero(t, n.s[1].Conns(), "the server was reset")
 }
+
+func TestStackQuietTime(t *testing.T) {
+	// RFC9293 3.4.3: until QuietUntil the stack assigns no ISS: Dial fails
+	// and a SYN to a listener goes unanswered (no SYN-ACK, no RST), while
+	// a segment for a port nobody listens on still draws its RST, which
+	// takes its sequence number from the segment. Afterwards both work.
+	quiet := at(60)
+	n := newStackNet(t, StackConfig{}, StackConfig{QuietUntil: quiet})
+	l, err := n.s[1].Listen(80)
+	require.NoError(t, err)
+	_, err = n.s[1].Dial(ipB, netip.AddrPortFrom(ipA, 80), at(1))
+	require.ErrorIs(t, err, ErrQuietTime)
+
+	buf := make([]byte, 256)
+	syn, src := spoofedSYN(1, Options{})
+	require.NoError(t, n.s[1].Input(syn, src, ipB, at(1)))
+	m, _, _ := n.s[1].Output(buf, at(1))
+	require.Zero(t, m, "no SYN-ACK in the quiet time")
+	require.Equal(t, uint64(1), n.s[1].Stats().QuietDrops)
+	require.Zero(t, l.HalfOpen())
+
+	other := Segment{SrcPort: 4000, DstPort: 81, Seq: 5, Ack: 77, Flags: FlagACK, Window: 100}
+	b := other.AppendTo(nil)
+	_ = SetChecksum(b, src, ipB)
+	require.NoError(t, n.s[1].Input(b, src, ipB, at(1)))
+	m, _, _ = n.s[1].Output(buf, at(1))
+	require.NotZero(t, m, "a RST for a port nobody listens on")
+
+	require.NoError(t, n.s[1].Input(syn, src, ipB, quiet))
+	m, _, _ = n.s[1].Output(buf, quiet)
+	require.NotZero(t, m, "the SYN-ACK once the quiet time is over")
+	require.Equal(t, 1, l.HalfOpen())
+	_, err = n.s[1].Dial(ipB, netip.AddrPortFrom(ipA, 80), quiet)
+	require.NoError(t, err)
+}
