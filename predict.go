@@ -104,6 +104,9 @@ func (t *TCB) inOrderData(seg *Segment, more bool, now Time, out []Action) ([]Ac
 	if t.SndWl1.LessThan(seg.Seq) || (t.SndWl1 == seg.Seq && t.SndWl2.LessThanEq(seg.Ack)) {
 		t.SndWl1, t.SndWl2 = seg.Seq, seg.Ack
 	}
+	// As predict takes data, written out again: a function both call
+	// costs this path 21 instructions (6%), and the differential tests
+	// hold both to the full path.
 	var a *Action
 	out, a = push(out, ActAccept)
 	a.DataSeq, a.DataLen = t.RcvNxt, n
