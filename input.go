@@ -647,6 +647,7 @@ func (t *TCB) processText(seg *Segment, f Flags, start Seq, now Time, out []Acti
 		}
 		return out
 	}
+	var dsack SACKBlock // a duplicate head, for the ACK to report
 	if n > 0 {
 		// Trim to [RCV.NXT, RCV.NXT+RCV.WND).
 		lo := start
@@ -665,6 +666,11 @@ func (t *TCB) processText(seg *Segment, f Flags, start Seq, now Time, out []Acti
 		case !lo.LessThan(end):
 			t.flags |= flagAckNow // nothing new (a zero window): say where we are
 		case lo == t.RcvNxt:
+			if off > 0 && t.flags&flagSACK != 0 {
+				// Its head was here already: the ACK reports that part
+				// in a D-SACK block, at once (RFC 2883 section 4).
+				dsack = SACKBlock{start, lo}
+			}
 			var a *Action
 			out, a = push(out, ActAccept)
 			a.DataSeq, a.DataLen, a.Offset = lo, end.Diff(lo), off
@@ -701,12 +707,14 @@ func (t *TCB) processText(seg *Segment, f Flags, start Seq, now Time, out []Acti
 	if fin {
 		finSeq := start.Add(n)
 		if finSeq == t.RcvNxt {
-			return t.processFIN(now, out)
-		}
-		if t.RcvNxt.LessThan(finSeq) {
+			out = t.processFIN(now, out)
+		} else if t.RcvNxt.LessThan(finSeq) {
 			t.finSeq = finSeq
 			t.flags |= flagFinPending | flagAckNow
 		}
+	}
+	if dsack.Left != dsack.Right {
+		return t.sendDSACK(out, dsack, now)
 	}
 	return out
 }

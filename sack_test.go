@@ -112,3 +112,59 @@ func TestDSACKMakesRoom(t *testing.T) {
 	require.Equal(t, []SACKBlock{{301, 401}, {901, 1001}, {501, 601}}, a[0].Seg.Options.SACKBlocks())
 	require.LessOrEqual(t, a[0].Seg.HeaderLen(), HeaderLen+MaxOptionsLen)
 }
+
+func TestDSACKReportsDuplicateHead(t *testing.T) {
+	// RFC2883 4: a segment partly received already (its head below
+	// RCV.NXT, say a retransmission cut differently) is accepted from
+	// RCV.NXT on, and the ACK, sent at once, reports the duplicate head
+	// in its first block, before the blocks of data held out of order.
+	c := negotiated(t, Config{}, sackOK())
+	c.peer(pkt(".", 301, 101, data(100)))
+	c.peer(pkt(".", 601, 101, data(100))) // held out of order: [601,701)
+	c.clear()
+	c.peer(pkt(".", 351, 101, data(100))) // [351,401) again, [401,451) new
+	acc := c.take(ActAccept)
+	require.Len(t, acc, 1)
+	require.Equal(t, Seq(401), acc[0].DataSeq)
+	require.Equal(t, uint32(50), acc[0].DataLen)
+	require.Equal(t, uint32(50), acc[0].Offset)
+	a := c.take(ActSend)
+	require.Len(t, a, 1)
+	matchSegment(t, ". seq=101 ack=451", a[0])
+	require.Equal(t, []SACKBlock{{351, 401}, {601, 701}}, a[0].Seg.Options.SACKBlocks())
+
+	// With the FIN: the FIN is taken too, and the one ACK reports both.
+	c = negotiated(t, Config{}, sackOK())
+	c.peer(pkt(".", 301, 101, data(100)))
+	c.clear()
+	c.peer(pkt("F.", 351, 101, data(100)))
+	c.state(CloseWait)
+	a = c.take(ActSend)
+	require.Len(t, a, 1)
+	matchSegment(t, ". seq=101 ack=452", a[0])
+	require.Equal(t, []SACKBlock{{351, 401}}, a[0].Seg.Options.SACKBlocks())
+
+	// Without SACK agreed, the usual ACK, in its own time.
+	c = negotiated(t, Config{})
+	c.peer(pkt(".", 301, 101, data(100)))
+	c.clear()
+	c.peer(pkt(".", 351, 101, data(100)))
+	for _, s := range c.take(ActSend) {
+		require.Zero(t, s.Seg.Options.NumSACK)
+	}
+}
+
+func TestDSACKReportsDuplicateWithFIN(t *testing.T) {
+	// RFC2883 4: the peer's data and FIN again, after both were taken
+	// (CLOSE-WAIT): the ACK reports the data in a D-SACK block.
+	c := negotiated(t, Config{}, sackOK())
+	c.peer(pkt("F.", 301, 101, data(100)))
+	c.state(CloseWait)
+	c.clear()
+	c.peer(pkt("F.", 301, 101, data(100)))
+	a := c.take(ActSend)
+	require.Len(t, a, 1)
+	matchSegment(t, ". seq=101 ack=402", a[0])
+	require.Equal(t, []SACKBlock{{301, 401}}, a[0].Seg.Options.SACKBlocks())
+	c.state(CloseWait)
+}
