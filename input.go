@@ -687,7 +687,11 @@ func (t *TCB) processText(seg *Segment, f Flags, start Seq, now Time, out []Acti
 			// Out of order: keep it, and ACK at once (RFC 5681 section 4.2).
 			t.flags |= flagAckNow
 			t.quickAcks = maxQuickAcks
-			dup := t.flags&flagSACK != 0 && !fin && holds(t.ooo[:], t.RcvNxt, lo, end)
+			var held seqRange
+			dup := false
+			if t.flags&flagSACK != 0 && !fin {
+				held, dup = overlap(t.ooo[:], t.RcvNxt, lo, end)
+			}
 			i, ok := addRange(t.ooo[:], t.RcvNxt, lo, end)
 			if !ok {
 				return drop(out, DropOutOfOrderFull)
@@ -697,10 +701,10 @@ func (t *TCB) processText(seg *Segment, f Flags, start Seq, now Time, out []Acti
 			out, a = push(out, ActAccept)
 			a.DataSeq, a.DataLen, a.Offset = lo, end.Diff(lo), off
 			if dup {
-				// All of it was held already: the ACK reports it in a
-				// D-SACK block, then the block holding it (RFC 2883
-				// section 4).
-				return t.sendDSACK(out, SACKBlock{lo, end}, now)
+				// Some or all of it was held already: the ACK reports
+				// that part in a D-SACK block, then the block holding it
+				// (RFC 2883 section 4).
+				return t.sendDSACK(out, SACKBlock{held.Left, held.Right}, now)
 			}
 		}
 	}

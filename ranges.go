@@ -28,15 +28,18 @@ func count(r []seqRange) int {
 	return n
 }
 
-// holds reports whether one of the ranges of r covers all of [l, h);
-// sequence numbers compare from base, below them all.
-func holds(r []seqRange, base, l, h Seq) bool {
+// overlap returns the part of [l, h) that the first range of r it
+// overlaps already covers, and reports whether there is one; sequence
+// numbers compare from base, below them all.
+func overlap(r []seqRange, base, l, h Seq) (seqRange, bool) {
 	for _, x := range r[:count(r)] {
-		if x.Left.Diff(base) <= l.Diff(base) && h.Diff(base) <= x.Right.Diff(base) {
-			return true
+		lo := max(x.Left.Diff(base), l.Diff(base))
+		hi := min(x.Right.Diff(base), h.Diff(base))
+		if lo < hi {
+			return seqRange{base.Add(lo), base.Add(hi)}, true
 		}
 	}
-	return false
+	return seqRange{}, false
 }
 
 // touches reports whether [l, h) overlaps or adjoins one of the ranges of

@@ -168,3 +168,37 @@ func TestDSACKReportsDuplicateWithFIN(t *testing.T) {
 	require.Equal(t, []SACKBlock{{301, 401}}, a[0].Seg.Options.SACKBlocks())
 	c.state(CloseWait)
 }
+
+func TestDSACKReportsPartOfOutOfOrderSegment(t *testing.T) {
+	// RFC2883 4: an out-of-order segment whose first half is held
+	// already: the ACK reports that half in a D-SACK block, then the
+	// block that now holds the whole.
+	c := negotiated(t, Config{}, sackOK())
+	c.peer(pkt(".", 501, 101, data(100))) // held: [501,601)
+	c.clear()
+	c.peer(pkt(".", 551, 101, data(100))) // [551,601) again, [601,651) new
+	a := c.take(ActSend)
+	require.Len(t, a, 1)
+	matchSegment(t, ". seq=101 ack=301", a[0])
+	require.Equal(t, []SACKBlock{{551, 601}, {501, 651}}, a[0].Seg.Options.SACKBlocks())
+}
+
+func TestOverlap(t *testing.T) {
+	r := rangeSet{{100, 200}, {300, 400}}
+	for _, c := range []struct {
+		l, h Seq
+		want seqRange
+		ok   bool
+	}{
+		{50, 100, seqRange{}, false}, // adjoins, does not overlap
+		{50, 150, seqRange{100, 150}, true},
+		{120, 180, seqRange{120, 180}, true},
+		{150, 350, seqRange{150, 200}, true}, // the first range it overlaps
+		{200, 300, seqRange{}, false},
+		{390, 500, seqRange{390, 400}, true},
+	} {
+		got, ok := overlap(r[:], 10, c.l, c.h)
+		require.Equal(t, c.ok, ok, "[%v,%v)", c.l, c.h)
+		require.Equal(t, c.want, got, "[%v,%v)", c.l, c.h)
+	}
+}
