@@ -70,6 +70,13 @@ func TestLossAndReordering(t *testing.T) {
 		ours, theirs := connect(t, p, h, ourClient)
 		defer ours.Close()
 		defer theirs.Close()
+		defer func() {
+			if t.Failed() {
+				tcb := ours.(*host.Conn).TCB()
+				st, err := tcb.Status()
+				t.Logf("our end when it failed: %+v (%v)", st, err)
+			}
+		}()
 		p.mu.Lock()
 		p.Loss, p.Reorder = 0.05, 0.05
 		p.mu.Unlock()

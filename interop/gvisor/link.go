@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -37,7 +38,8 @@ type Peer struct {
 	rng  *rand.Rand
 	Loss float64 // fraction of packets dropped each way (no netem: the link drops)
 	// Reorder is the fraction of packets held back each way and delivered
-	// after the next one (or as soon as netstack has nothing to send).
+	// after the next one, or toward tcpfsm as soon as netstack has nothing
+	// to send, toward netstack after heldFor if nothing follows.
 	Reorder float64
 	buf     []byte
 	heldIn  []byte  // an IPv4 packet toward netstack, held back (under mu)
@@ -230,6 +232,10 @@ func (p *Peer) WriteSegment(seg []byte, src, dst netip.Addr) error {
 	p.heldIn = nil
 	if held == nil && p.chanceLocked(p.Reorder) {
 		p.heldIn = b
+		// If nothing follows it soon, it goes late rather than never:
+		// a reordered packet, not a lost one.
+		ip := b
+		time.AfterFunc(heldFor, func() { p.releaseIn(ip) })
 		b = nil
 	}
 	p.mu.Unlock()
@@ -239,6 +245,24 @@ func (p *Peer) WriteSegment(seg []byte, src, dst netip.Addr) error {
 		}
 	}
 	return nil
+}
+
+// heldFor is how long a packet held back for reordering waits, at most,
+// for one to overtake it.
+const heldFor = time.Millisecond
+
+// releaseIn delivers the held packet ip toward netstack if it is still
+// held.
+func (p *Peer) releaseIn(ip []byte) {
+	p.mu.Lock()
+	held := p.heldIn
+	if held == nil || &held[0] != &ip[0] {
+		p.mu.Unlock()
+		return // delivered already, after the packet that overtook it
+	}
+	p.heldIn = nil
+	p.mu.Unlock()
+	p.inject(ip)
 }
 
 // inject hands netstack one IPv4 packet.
