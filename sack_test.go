@@ -66,13 +66,10 @@ func TestDSACKReportsDuplicate(t *testing.T) {
 	c.clear()
 	c.peer(pkt(".", 301, 101, data(100))) // again
 	c.drops(DropUnacceptable)
-	a := c.take(ActSend)
-	require.Len(t, a, 1)
-	matchSegment(t, ". seq=101 ack=401", a[0])
-	require.Equal(t, []SACKBlock{{301, 401}, {501, 601}}, a[0].Seg.Options.SACKBlocks())
+	c.sentACK(". seq=101 ack=401", SACKBlock{301, 401}, SACKBlock{501, 601})
 	// The next ACK has the usual blocks only: a D-SACK block is reported once.
 	c.peer(pkt(".", 701, 101, data(100)))
-	a = c.take(ActSend)
+	a := c.take(ActSend)
 	require.Equal(t, []SACKBlock{{701, 801}, {501, 601}}, a[0].Seg.Options.SACKBlocks())
 
 	// A duplicate of data held out of order: the D-SACK block, then the
@@ -80,10 +77,7 @@ func TestDSACKReportsDuplicate(t *testing.T) {
 	c.peer(pkt(".", 601, 101, data(100))) // joins [501,601) and [701,801)
 	c.clear()
 	c.peer(pkt(".", 551, 101, data(100)))
-	a = c.take(ActSend)
-	require.Len(t, a, 1)
-	matchSegment(t, ". seq=101 ack=401", a[0])
-	require.Equal(t, []SACKBlock{{551, 651}, {501, 801}}, a[0].Seg.Options.SACKBlocks())
+	c.sentACK(". seq=101 ack=401", SACKBlock{551, 651}, SACKBlock{501, 801})
 
 	// Without SACK agreed, a plain ACK.
 	c = negotiated(t, Config{})
@@ -128,10 +122,7 @@ func TestDSACKReportsDuplicateHead(t *testing.T) {
 	require.Equal(t, Seq(401), acc[0].DataSeq)
 	require.Equal(t, uint32(50), acc[0].DataLen)
 	require.Equal(t, uint32(50), acc[0].Offset)
-	a := c.take(ActSend)
-	require.Len(t, a, 1)
-	matchSegment(t, ". seq=101 ack=451", a[0])
-	require.Equal(t, []SACKBlock{{351, 401}, {601, 701}}, a[0].Seg.Options.SACKBlocks())
+	c.sentACK(". seq=101 ack=451", SACKBlock{351, 401}, SACKBlock{601, 701})
 
 	// With the FIN: the FIN is taken too, and the one ACK reports both.
 	c = negotiated(t, Config{}, sackOK())
@@ -139,10 +130,7 @@ func TestDSACKReportsDuplicateHead(t *testing.T) {
 	c.clear()
 	c.peer(pkt("F.", 351, 101, data(100)))
 	c.state(CloseWait)
-	a = c.take(ActSend)
-	require.Len(t, a, 1)
-	matchSegment(t, ". seq=101 ack=452", a[0])
-	require.Equal(t, []SACKBlock{{351, 401}}, a[0].Seg.Options.SACKBlocks())
+	c.sentACK(". seq=101 ack=452", SACKBlock{351, 401})
 
 	// Without SACK agreed, the usual ACK, in its own time.
 	c = negotiated(t, Config{})
@@ -162,10 +150,7 @@ func TestDSACKReportsDuplicateWithFIN(t *testing.T) {
 	c.state(CloseWait)
 	c.clear()
 	c.peer(pkt("F.", 301, 101, data(100)))
-	a := c.take(ActSend)
-	require.Len(t, a, 1)
-	matchSegment(t, ". seq=101 ack=402", a[0])
-	require.Equal(t, []SACKBlock{{301, 401}}, a[0].Seg.Options.SACKBlocks())
+	c.sentACK(". seq=101 ack=402", SACKBlock{301, 401})
 	c.state(CloseWait)
 }
 
@@ -177,10 +162,7 @@ func TestDSACKReportsPartOfOutOfOrderSegment(t *testing.T) {
 	c.peer(pkt(".", 501, 101, data(100))) // held: [501,601)
 	c.clear()
 	c.peer(pkt(".", 551, 101, data(100))) // [551,601) again, [601,651) new
-	a := c.take(ActSend)
-	require.Len(t, a, 1)
-	matchSegment(t, ". seq=101 ack=301", a[0])
-	require.Equal(t, []SACKBlock{{551, 601}, {501, 651}}, a[0].Seg.Options.SACKBlocks())
+	c.sentACK(". seq=101 ack=301", SACKBlock{551, 601}, SACKBlock{501, 651})
 }
 
 func TestOverlap(t *testing.T) {
@@ -201,4 +183,14 @@ func TestOverlap(t *testing.T) {
 		require.Equal(t, c.ok, ok, "[%v,%v)", c.l, c.h)
 		require.Equal(t, c.want, got, "[%v,%v)", c.l, c.h)
 	}
+}
+
+// sentACK checks that exactly one segment went out since the last check:
+// want (as matchSegment reads it), carrying these SACK blocks in order.
+func (c *conn) sentACK(want string, blocks ...SACKBlock) {
+	c.t.Helper()
+	a := c.take(ActSend)
+	require.Len(c.t, a, 1, "one ACK: %v", a)
+	matchSegment(c.t, want, a[0])
+	require.Equal(c.t, blocks, a[0].Seg.Options.SACKBlocks(), "SACK blocks of %v", a[0])
 }
