@@ -358,7 +358,7 @@ func (t *TCB) arriveOther(seg *Segment, idle time.Duration, now Time, out []Acti
 			out = t.onDupAck(now, out)
 		}
 		if t.flags&flagProbeRtx != 0 {
-			t.probeAcked(seg, advanced, now)
+			t.probeAcked(seg, advanced)
 		}
 		if t.flags&flagProbe != 0 {
 			out = t.probeSACKed(now, out)

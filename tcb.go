@@ -73,9 +73,10 @@ type TCB struct {
 	// mark is a sequence number two loss detectors remember, which never
 	// run at once: with flagProbe, the first sequence number of the tail
 	// loss probe of new data, or with flagProbeRtx too, SND.NXT when the
-	// retransmitted probe went (TLPHighRxt); with flagRtxMark (only in recovery, when no probe is
-	// outstanding), SND.NXT at the latest retransmission, so data from
-	// there on was sent after every retransmission so far.
+	// retransmitted probe went (TLPHighRxt); with flagRtxMark (only in
+	// recovery, when no probe is outstanding), SND.NXT at the latest
+	// retransmission, so data from there on was sent after every
+	// retransmission so far.
 	mark Seq
 }
 

@@ -141,7 +141,7 @@ func (t *TCB) probeSACKed(now Time, out []Action) []Action {
 // repaired). A duplicate ACK of TLPHighRxt alone (nothing new
 // acknowledged, SACKed, sent or offered) is the probe's own ACK: no loss.
 // Anything else waits for the next ACK.
-func (t *TCB) probeAcked(seg *Segment, advanced bool, now Time) {
+func (t *TCB) probeAcked(seg *Segment, advanced bool) {
 	if seg.Ack.LessThan(t.mark) {
 		return
 	}
