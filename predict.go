@@ -73,12 +73,14 @@ func (t *TCB) predict(seg *Segment, now Time, out []Action) ([]Action, bool) {
 // nothing new acknowledged, when there is nothing for output to send but
 // the ACK: prediction's first shape, with output's work done in line. It
 // reports false, having changed nothing, for anything else. Step takes it
-// before dispatching; TestPredictionMatchesFullPath holds it to the full
-// path.
+// before dispatching; TestPredictionMatchesFullPath and FuzzStep hold it
+// to the full path.
 func (t *TCB) inOrderData(seg *Segment, more bool, now Time, out []Action) ([]Action, bool) {
 	n := uint32(len(seg.Payload))
 	// Prediction's conditions (see predict), and output's: nothing to
-	// retransmit or send, no FIN due, no urgent data to mark.
+	// retransmit or send, no FIN due, no urgent data to mark; and no
+	// retransmitted tail loss probe waiting for its verdict (probeAcked
+	// reads every ACK then).
 	if n == 0 || seg.Flags&^FlagPSH != FlagACK || seg.Seq != t.RcvNxt || seg.Ack != t.SndUna ||
 		seg.DstPort != t.LocalPort || seg.SrcPort != t.RemotePort || seg.Options.NumSACK != 0 ||
 		t.flags&(flagFinPending|flagRecovery|flagCloseCalled|flagUrgPending|flagProbeRtx) != 0 ||
