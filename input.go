@@ -647,7 +647,7 @@ func (t *TCB) processText(seg *Segment, f Flags, start Seq, now Time, out []Acti
 		}
 		return out
 	}
-	var dsack SACKBlock // a duplicate head, for the ACK to report
+	var dsack SACKBlock // duplicate data, for the ACK to report
 	if n > 0 {
 		// Trim to [RCV.NXT, RCV.NXT+RCV.WND).
 		lo := start
@@ -689,7 +689,7 @@ func (t *TCB) processText(seg *Segment, f Flags, start Seq, now Time, out []Acti
 			t.quickAcks = maxQuickAcks
 			var held seqRange
 			dup := false
-			if t.flags&flagSACK != 0 && !fin {
+			if t.flags&flagSACK != 0 {
 				held, dup = overlap(t.ooo[:], t.RcvNxt, lo, end)
 			}
 			i, ok := addRange(t.ooo[:], t.RcvNxt, lo, end)
@@ -704,7 +704,7 @@ func (t *TCB) processText(seg *Segment, f Flags, start Seq, now Time, out []Acti
 				// Some or all of it was held already: the ACK reports
 				// that part in a D-SACK block, then the block holding it
 				// (RFC 2883 section 4).
-				return t.sendDSACK(out, SACKBlock{held.Left, held.Right}, now)
+				dsack = SACKBlock{held.Left, held.Right}
 			}
 		}
 	}

@@ -192,5 +192,24 @@ func (c *conn) sentACK(want string, blocks ...SACKBlock) {
 	a := c.take(ActSend)
 	require.Len(c.t, a, 1, "one ACK: %v", a)
 	matchSegment(c.t, want, a[0])
+	if len(blocks) == 0 {
+		require.Zero(c.t, a[0].Seg.Options.NumSACK, "SACK blocks of %v", a[0])
+		return
+	}
 	require.Equal(c.t, blocks, a[0].Seg.Options.SACKBlocks(), "SACK blocks of %v", a[0])
+}
+
+func TestDSACKForOutOfOrderSegmentWithFIN(t *testing.T) {
+	// RFC2883 4: an out-of-order segment carrying the FIN, half of it held
+	// already: the ACK reports that half, and the FIN waits beyond the
+	// hole as usual until the hole fills.
+	c := negotiated(t, Config{}, sackOK())
+	c.peer(pkt(".", 501, 101, data(100))) // held: [501,601)
+	c.clear()
+	c.peer(pkt("F.", 551, 101, data(100))) // [551,601) again, then [601,651) and the FIN
+	c.sentACK(". seq=101 ack=301", SACKBlock{551, 601}, SACKBlock{501, 651})
+	c.state(Established)
+	c.peer(pkt(".", 301, 101, data(200))) // the hole
+	c.state(CloseWait)
+	c.sentACK(". seq=101 ack=652")
 }
