@@ -75,6 +75,13 @@ func TestLossAndReordering(t *testing.T) {
 				tcb := ours.(*host.Conn).TCB()
 				st, err := tcb.Status()
 				t.Logf("our end when it failed: %+v (%v)", st, err)
+				es := ours.(*host.Conn).Endpoint().Stats()
+				for r := tcpfsm.DropReason(1); int(r) < len(es.Drops); r++ {
+					if n := es.Dropped(r); n > 0 {
+						t.Logf("our end dropped %d segments: %v", n, r)
+					}
+				}
+				t.Logf("gVisor's TCP counters: %+v", p.Stack.Stats().TCP)
 			}
 		}()
 		p.mu.Lock()
