@@ -10,6 +10,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
 	"github.com/tcpfsm/tcpfsm"
 	"github.com/tcpfsm/tcpfsm/host"
@@ -82,6 +83,14 @@ func TestLossAndReordering(t *testing.T) {
 					}
 				}
 				t.Logf("gVisor's TCP counters: %+v", p.Stack.Stats().TCP)
+				for _, ep := range p.Stack.RegisteredEndpoints() {
+					if e, ok := ep.(tcpip.Endpoint); ok {
+						var info tcpip.TCPInfoOption
+						if err := e.GetSockOpt(&info); err == nil {
+							t.Logf("gVisor endpoint: state %v, %+v", tcp.EndpointState(info.State), info)
+						}
+					}
+				}
 			}
 		}()
 		p.mu.Lock()
