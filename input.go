@@ -496,6 +496,16 @@ func (t *TCB) ackAdvance(ack Seq, tsecr uint32, now Time, out []Action) []Action
 	if t.flags&flagFinSent != 0 && ack == t.sndEnd.Add(1) {
 		data-- // the FIN
 	}
+	// An echo of a TSval we never sent gives no sample (RFC 7323 section
+	// 4): one from the future (ahead of our clock), or one older than any
+	// unacknowledged segment can be (beyond MaxRTO, the longest a segment
+	// waits before it is sent again). The timed segment, if any, measures
+	// instead.
+	if tsecr != 0 {
+		if ms := int32(t.tsVal(now) - tsecr); ms < 0 || uint64(ms)*1000 > t.cfg.maxRTO.us() {
+			tsecr = 0
+		}
+	}
 	// A timestamp echo older than our last timeout's retransmission
 	// measures the wait for the timeout too (the original arrived, its ACK
 	// was lost): only echoes of segments sent since then give a sample.

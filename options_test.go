@@ -186,6 +186,31 @@ func TestRTTFromTimestamps(t *testing.T) {
 	require.Equal(t, (7*srtt+300_000)/8, c.tcb.srtt, "a 300 ms sample from the retransmission's echo")
 }
 
+func TestRTTIgnoresEchoesNeverSent(t *testing.T) {
+	// RFC7323 4 (RTTM): an echo from the future, or one older than any
+	// unacknowledged segment can be, is no timestamp sample; the timed
+	// segment measures instead, and the RTO stays near the real RTT.
+	c := negotiated(t, Config{}, tsopt(5000, 100))
+	srtt := c.tcb.srtt
+	c.advanceTo(at(1))
+	c.user(Send(10)) // TSval 1100, timed
+	c.advanceTo(at(1.05))
+	c.peer(pkt(".", 301, 111, tsopt(5001, 1181))) // 31 ms ahead of our clock (1150)
+	want := (7*srtt + 50_000) / 8
+	require.Equal(t, want, c.tcb.srtt, "the timed segment's 50 ms, not a wrapped echo")
+	st, _ := c.tcb.Status()
+	require.Less(t, st.RTO, 2*time.Second)
+
+	c.advanceTo(at(2))
+	c.user(Send(10)) // TSval 2100, timed
+	c.advanceTo(at(2.02))
+	c.peer(pkt(".", 301, 121, tsopt(5002, 2100+(1<<32-70_000)))) // 72 s old: never ours
+	want = want - want/8 + 20_000/8
+	require.InDelta(t, want, c.tcb.srtt, 1, "the timed segment's 20 ms")
+	st, _ = c.tcb.Status()
+	require.Less(t, st.RTO, 2*time.Second)
+}
+
 func TestPAWS(t *testing.T) {
 	// RFC7323 5.3 R1, 5.2 (RST & PAWS), 5.5 (idle > 24 days).
 	c := negotiated(t, Config{}, tsopt(5000, 100))

@@ -721,6 +721,19 @@ func (j *cookieJar) check(k tuple, irs, cookie Seq, now Time) (int, bool) {
 	return 0, false
 }
 
+// cookieTSVal returns the TSval of a cookie SYN-ACK: the connection's
+// timestamp clock with its low 5 bits replaced by bits, never ahead of the
+// clock. A TSval ahead of it would make the connection's next segments
+// carry smaller ones, which the peer's PAWS check drops (RFC 7323 section
+// 5), and its echo would look like a sample from the future.
+func cookieTSVal(clock, bits uint32) uint32 {
+	v := clock&^0x1f | bits
+	if int32(v-clock) > 0 {
+		v -= 0x20
+	}
+	return v
+}
+
 // sendCookie answers a SYN statelessly.
 func (s *Stack) sendCookie(k tuple, syn *Segment, now Time) {
 	cfg := &s.cfg.Endpoint.Config
@@ -755,12 +768,11 @@ func (s *Stack) sendCookie(k tuple, syn *Segment, now Time) {
 			bits |= 0x10
 		}
 		sa.Options.Present |= OptTimestamps
-		sa.Options.TSVal = (msOf(now)+uint32(iss))&^0x1f | bits
+		sa.Options.TSVal = cookieTSVal(msOf(now)+uint32(iss), bits)
 		sa.Options.TSEcr = syn.Options.TSVal
 		if bits&0xf != 0 {
-			tcb, _ := NewTCB(*cfg)
 			sa.Options.Present |= OptWindowScale
-			sa.Options.WindowScale = tcb.cfg.wscale
+			sa.Options.WindowScale = s.fresh.cfg.wscale
 		}
 		if bits&0x10 != 0 {
 			sa.Options.Present |= OptSACKPermitted

@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
 )
 
 var (
@@ -219,6 +220,59 @@ func TestSynCookiesUnderPressure(t *testing.T) {
 			n.run(at(4), func() bool { return srv.Buffered() == 16 })
 			require.Equal(t, 16, srv.Buffered())
 		})
+	}
+}
+
+func TestCookieTSValNeverAheadOfClock(t *testing.T) {
+	// RFC7323 5 (PAWS) and 4 (RTTM): the cookie SYN-ACK's TSval carries
+	// the options in its low 5 bits and is never ahead of the timestamp
+	// clock the connection goes on with, nor more than 31 ms behind it.
+	rapid.Check(t, func(t *rapid.T) {
+		clock := rapid.Uint32().Draw(t, "clock")
+		bits := rapid.Uint32Range(0, 0x1f).Draw(t, "bits")
+		v := cookieTSVal(clock, bits)
+		require.Equal(t, bits, v&0x1f)
+		behind := int32(clock - v)
+		require.GreaterOrEqual(t, behind, int32(0), "TSval %d ahead of clock %d", v, clock)
+		require.Less(t, behind, int32(32))
+	})
+}
+
+func TestSynCookieConnectionKeepsItsRTO(t *testing.T) {
+	// A connection completed through a cookie, with Linux's usual options
+	// (window scale 10, SACK, timestamps), at every phase of the
+	// millisecond clock: its echo gives a real RTT sample, and the peer's
+	// PAWS check takes the data that follows the SYN-ACK.
+	for start := range 40 {
+		client := StackConfig{Endpoint: EndpointConfig{Config: Config{RecvBuffer: 1 << 25}}}
+		n := newStackNet(t, client, StackConfig{Backlog: 1, CookieKey: [16]byte{1}})
+		n.now = Time(start) * Time(time.Millisecond)
+		l, _ := n.s[1].Listen(80)
+		b, src := spoofedSYN(1, Options{})
+		require.NoError(t, n.s[1].Input(b, src, ipB, n.now)) // the backlog is full
+		for m, _, _ := n.s[1].Output(n.buf, n.now); m > 0; m, _, _ = n.s[1].Output(n.buf, n.now) {
+		}
+		c, err := n.s[0].Dial(ipA, netip.AddrPortFrom(ipB, 80), n.now)
+		require.NoError(t, err)
+		var srv *Endpoint
+		n.run(n.now.Add(time.Second), func() bool {
+			if srv == nil {
+				srv, _ = l.Accept()
+			}
+			return srv != nil && c.Connected()
+		})
+		require.NotNil(t, srv, "start %d ms", start)
+		require.Equal(t, uint64(1), n.s[1].Stats().CookiesAccepted)
+		tcb := srv.TCB()
+		st, _ := tcb.Status()
+		require.Equal(t, uint8(10), st.SndShift)
+		require.True(t, st.SACK)
+		require.Less(t, st.RTO, 2*time.Second, "start %d ms: RTO from a real sample", start)
+		_, err = srv.Write(make([]byte, 1000), n.now)
+		require.NoError(t, err)
+		deadline := n.now.Add(time.Second)
+		n.run(deadline, func() bool { return c.Buffered() == 1000 })
+		require.Equal(t, 1000, c.Buffered(), "start %d ms: the client took the data at once", start)
 	}
 }
 
