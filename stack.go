@@ -26,6 +26,13 @@ type StackConfig struct {
 	EphemeralLow, EphemeralHigh uint16
 	// CookieKey keys SYN cookies. Default: 16 random bytes.
 	CookieKey [16]byte
+	// AbortOnOverflow resets a connection whose handshake completes while
+	// its listener's accept queue is full. By default the completing ACK
+	// is dropped instead (counted in StackStats.AcceptOverflow) and the
+	// connection stays in SYN-RECEIVED: the SYN-ACK's retransmission, or
+	// the peer's, completes it once Accept has made room, as Linux
+	// (tcp_abort_on_overflow=0) and FreeBSD do.
+	AbortOnOverflow bool
 	// QuietUntil is the end of the quiet time (RFC 9293 section 3.4.3):
 	// before it the Stack assigns no initial sequence numbers, so Dial
 	// fails with ErrQuietTime and SYNs for its listeners are dropped
@@ -47,7 +54,7 @@ type StackStats struct {
 	CookiesSent             uint64 // SYN-ACKs sent in cookie mode
 	CookiesAccepted         uint64 // connections built from a valid cookie
 	CookiesRejected         uint64 // ACKs whose cookie failed
-	AcceptOverflow          uint64 // established connections dropped: accept queue full
+	AcceptOverflow          uint64 // handshakes not completed (or reset, with AbortOnOverflow): accept queue full
 	TimeWaitRecords         uint64 // connections moved to a compact TIME-WAIT record
 	QuietDrops              uint64 // SYNs dropped during the quiet time (StackConfig.QuietUntil)
 }
@@ -197,7 +204,7 @@ func (s *Stack) recycle(e *Endpoint) {
 		return
 	}
 	e.release()
-	if e.tcb.State == Closed || e.tcb.State == TimeWait {
+	if st := e.tcb.State; st == Closed || st == TimeWait || st == Listen {
 		io.snd.reset() // nothing left to retransmit
 		io.nheld = 0   // nor to receive
 	}
@@ -374,6 +381,10 @@ func (s *Stack) Input(tcp []byte, src, dst netip.Addr, now Time) error {
 	s.stats.SegmentsIn++
 	k := tuple{local: dst.As16(), remote: src.As16(), lport: seg.DstPort, rport: seg.SrcPort, v4: dst.Is4()}
 	if e := s.conns.get(&k); e != nil {
+		if e.is(epHalfOpen) && seg.Flags&(FlagACK|FlagRST|FlagSYN) == FlagACK && s.acceptQueueFull(k.lport) {
+			s.stats.AcceptOverflow++
+			return nil // the handshake completes once Accept makes room
+		}
 		err := e.inputSegment(&seg, src, dst, now)
 		s.after(e, now)
 		return err
@@ -410,7 +421,7 @@ func (s *Stack) listenInput(l *Listener, k tuple, seg *Segment, now Time) error 
 			s.stats.QuietDrops++ // a SYN-ACK would assign an ISS
 			return nil
 		}
-		if l.halfOpen >= s.cfg.Backlog || l.ready.len() >= s.cfg.AcceptQueue {
+		if l.halfOpen >= s.cfg.Backlog {
 			s.sendCookie(k, seg, now)
 			return nil
 		}
@@ -457,7 +468,7 @@ func (s *Stack) after(e *Endpoint, now Time) {
 	if !e.is(epOwned) {
 		return // already gone (TIME-WAIT record or deleted)
 	}
-	if e.is(epHalfOpen) && e.State() != SynReceived && e.State() != Listen {
+	if e.is(epHalfOpen) && e.State() != SynReceived {
 		e.bits &^= epHalfOpen
 		s.leaveBacklog(e, now)
 	}
@@ -471,7 +482,10 @@ func (s *Stack) after(e *Endpoint, now Time) {
 		case TimeWait:
 			s.toTimeWait(e)
 			return
-		case Closed:
+		case Closed, Listen:
+			// A half-open connection that a RST or a SYN returned to
+			// LISTEN (RFC 9293 section 3.10.7.3) is gone: the listener
+			// is the Stack's, and nobody accepted this one.
 			s.disown(e)
 			return
 		}
@@ -490,6 +504,14 @@ func (s *Stack) after(e *Endpoint, now Time) {
 		e.timerAt = d
 		s.pushTimer(timerEntry{at: d, ep: e})
 	}
+}
+
+// acceptQueueFull reports whether a half-open connection to port must not
+// complete now: the listener's accept queue is full and the Stack drops
+// completing ACKs rather than resetting (StackConfig.AbortOnOverflow).
+func (s *Stack) acceptQueueFull(port uint16) bool {
+	l := s.listeners[port]
+	return !s.cfg.AbortOnOverflow && l != nil && l.ready.len() >= s.cfg.AcceptQueue
 }
 
 // leaveBacklog takes a connection that has left SYN-RECEIVED out of the
@@ -793,7 +815,9 @@ func (s *Stack) cookieInput(l *Listener, k tuple, ack *Segment, now Time) bool {
 	}
 	if l.ready.len() >= s.cfg.AcceptQueue {
 		s.stats.AcceptOverflow++
-		return true // dropped: the peer retransmits, or gives up
+		// Dropped: the peer's retransmission completes the handshake once
+		// Accept makes room. With AbortOnOverflow it is reset.
+		return !s.cfg.AbortOnOverflow
 	}
 	// Rebuild the SYN the peer sent, as far as the cookie remembers it,
 	// and replay the handshake through the state machine.

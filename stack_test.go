@@ -794,6 +794,135 @@ func TestListenerClosedWithHalfOpenConnections(t *testing.T) {
 	}
 }
 
+func TestAcceptQueueFullDropsTheCompletingACK(t *testing.T) {
+	// A handshake completing while the accept queue is full is not reset:
+	// its ACK is dropped and it stays half-open; once Accept makes room,
+	// a retransmission completes it and its data arrives. With
+	// AbortOnOverflow the client is reset instead.
+	for _, abort := range []bool{false, true} {
+		t.Run(map[bool]string{false: "drop", true: "abort"}[abort], func(t *testing.T) {
+			n := newStackNet(t, StackConfig{}, StackConfig{AcceptQueue: 1, AbortOnOverflow: abort})
+			l, err := n.s[1].Listen(80)
+			require.NoError(t, err)
+			c1, err := n.s[0].Dial(ipA, netip.AddrPortFrom(ipB, 80), n.now)
+			require.NoError(t, err)
+			n.run(at(0.1), func() bool { return l.Pending() == 1 })
+			require.Equal(t, 1, l.Pending())
+			c2, err := n.s[0].Dial(ipA, netip.AddrPortFrom(ipB, 80), n.now)
+			require.NoError(t, err)
+			n.run(at(0.2), nil)
+			require.Equal(t, uint64(1), n.s[1].Stats().AcceptOverflow)
+			if abort {
+				require.Equal(t, Closed, c2.State())
+				require.ErrorIs(t, c2.Err(), ErrReset)
+				return
+			}
+			require.Equal(t, Established, c2.State(), "the client is not reset")
+			require.NoError(t, c2.Err())
+			require.Equal(t, 1, l.HalfOpen(), "the server side waits in SYN-RECEIVED")
+			require.Equal(t, 2, n.s[1].Conns())
+			_, err = c2.Write([]byte("request"), n.now)
+			require.NoError(t, err)
+			n.run(at(0.5), nil)
+			require.Equal(t, 1, l.Pending(), "still full: the data's ACK is dropped too")
+			srv1, ok := l.Accept()
+			require.True(t, ok)
+			require.Equal(t, c1.LocalAddr(), srv1.RemoteAddr())
+			var srv2 *Endpoint
+			n.run(at(5), func() bool {
+				if srv2 == nil {
+					srv2, _ = l.Accept()
+				}
+				return srv2 != nil && srv2.Buffered() == len("request")
+			})
+			require.NotNil(t, srv2, "a retransmission completed the handshake")
+			require.Equal(t, c2.LocalAddr(), srv2.RemoteAddr())
+			require.Equal(t, len("request"), srv2.Buffered())
+			require.Zero(t, l.HalfOpen())
+			require.Equal(t, Established, c2.State())
+		})
+	}
+}
+
+func TestAcceptQueueFullDropsTheCookieACK(t *testing.T) {
+	// The same through a SYN cookie (the backlog is full too): the ACK
+	// is dropped, not reset, and the client's retransmission of its data
+	// completes the handshake once Accept makes room.
+	n := newStackNet(t, StackConfig{}, StackConfig{Backlog: 1, AcceptQueue: 1})
+	l, err := n.s[1].Listen(80)
+	require.NoError(t, err)
+	_, err = n.s[0].Dial(ipA, netip.AddrPortFrom(ipB, 80), n.now)
+	require.NoError(t, err)
+	n.run(at(0.1), func() bool { return l.Pending() == 1 })
+	b, src := spoofedSYN(1, Options{})
+	require.NoError(t, n.s[1].Input(b, src, ipB, n.now)) // the backlog is full
+	for m, _, _ := n.s[1].Output(n.buf, n.now); m > 0; m, _, _ = n.s[1].Output(n.buf, n.now) {
+	}
+	c2, err := n.s[0].Dial(ipA, netip.AddrPortFrom(ipB, 80), n.now)
+	require.NoError(t, err)
+	n.run(at(0.2), nil)
+	require.Equal(t, uint64(1), n.s[1].Stats().CookiesSent)
+	require.Equal(t, uint64(1), n.s[1].Stats().AcceptOverflow)
+	require.Equal(t, Established, c2.State(), "the client is not reset")
+	_, err = c2.Write([]byte("request"), n.now)
+	require.NoError(t, err)
+	n.run(at(0.3), nil)
+	_, ok := l.Accept()
+	require.True(t, ok)
+	var srv2 *Endpoint
+	n.run(at(5), func() bool {
+		if srv2 == nil {
+			srv2, _ = l.Accept()
+		}
+		return srv2 != nil && srv2.Buffered() == len("request")
+	})
+	require.NotNil(t, srv2, "the data's retransmission carried the cookie")
+	require.Equal(t, uint64(1), n.s[1].Stats().CookiesAccepted)
+	require.Equal(t, len("request"), srv2.Buffered())
+}
+
+func TestHalfOpenBackToListenIsFreed(t *testing.T) {
+	// RFC9293 3.10.7.3: a RST, or a SYN in the window, returns a passive
+	// SYN-RECEIVED connection to LISTEN. In a Stack the listener is the
+	// Stack's own: the connection is freed and leaves the backlog, so
+	// SYN and RST pairs cannot fill it for good.
+	for _, second := range []string{"RST", "SYN"} {
+		t.Run(second, func(t *testing.T) {
+			s, err := NewStack(StackConfig{Backlog: 4})
+			require.NoError(t, err)
+			l, err := s.Listen(80)
+			require.NoError(t, err)
+			buf := make([]byte, 1500)
+			send := func(seg Segment, src netip.Addr) {
+				b := seg.AppendTo(nil)
+				require.NoError(t, SetChecksum(b, src, ipB))
+				require.NoError(t, s.Input(b, src, ipB, 0))
+			}
+			for i := range 8 {
+				src := netip.AddrFrom4([4]byte{192, 0, 2, byte(1 + i)})
+				send(Segment{SrcPort: 40000, DstPort: 80, Seq: 90, Flags: FlagSYN, Window: 1000}, src)
+				m, _, _ := s.Output(buf, 0)
+				sa, err := ParseSegment(buf[:m])
+				require.NoError(t, err)
+				require.Equal(t, FlagSYN|FlagACK, sa.Flags, "a SYN-ACK from state, not a cookie")
+				if second == "RST" {
+					send(Segment{SrcPort: 40000, DstPort: 80, Seq: 91, Flags: FlagRST}, src)
+				} else {
+					send(Segment{SrcPort: 40000, DstPort: 80, Seq: 95, Flags: FlagSYN, Window: 1000}, src)
+				}
+				for m, _, _ := s.Output(buf, 0); m > 0; m, _, _ = s.Output(buf, 0) {
+				}
+				require.Zero(t, l.HalfOpen(), "pair %d", i)
+				require.Zero(t, s.Conns(), "pair %d", i)
+			}
+			require.Zero(t, s.Stats().CookiesSent, "the backlog never filled")
+			s.Tick(Time(time.Hour))
+			_, ok := s.NextDeadline()
+			require.False(t, ok, "nothing left to time")
+		})
+	}
+}
+
 func TestStackEndpointCounters(t *testing.T) {
 	// Bytes both ways are counted per connection; a packet that fails the
 	// checksum or the parse counts in the stack's counters, even when the
