@@ -279,6 +279,19 @@ func (s *Stack) Stats() StackStats { return s.stats }
 // records not counted).
 func (s *Stack) Conns() int { return s.conns.len() }
 
+// HalfOpen returns the number of connections in SYN-RECEIVED over every
+// listener, including those of listeners closed since.
+func (s *Stack) HalfOpen() int {
+	n := 0
+	for _, l := range s.listeners {
+		n += l.halfOpen
+	}
+	for _, c := range s.orphans {
+		n += c
+	}
+	return n
+}
+
 // TimeWaits returns the number of compact TIME-WAIT records.
 func (s *Stack) TimeWaits() int { return len(s.tw) }
 

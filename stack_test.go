@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"flag"
+	"fmt"
 	"net/netip"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 	"unsafe"
@@ -597,6 +599,7 @@ func runStackProgram(t *testing.T, prog []byte) (int, int) {
 	require.NoError(t, err)
 	var srv *Endpoint
 	var got []byte
+	held := []*Endpoint{c} // every endpoint an application holds
 	sent := 0
 	rbuf := make([]byte, 5000)
 	arg := func(i *int) byte {
@@ -606,7 +609,9 @@ func runStackProgram(t *testing.T, prog []byte) (int, int) {
 	for i := 0; i < len(prog) && i < 2000; i++ {
 		n.flush()
 		if srv == nil {
-			srv, _ = l.Accept()
+			if srv, _ = l.Accept(); srv != nil {
+				held = append(held, srv)
+			}
 		}
 		switch prog[i] % 8 {
 		case 0: // deliver
@@ -667,12 +672,128 @@ func runStackProgram(t *testing.T, prog []byte) (int, int) {
 				}
 			}
 		case 7: // another connection
-			_, _ = n.s[0].Dial(netip.AddrFrom4([4]byte{10, 0, 1, arg(&i)}), netip.AddrPortFrom(ipB, 80), n.now)
+			if e, err := n.s[0].Dial(netip.AddrFrom4([4]byte{10, 0, 1, arg(&i)}), netip.AddrPortFrom(ipB, 80), n.now); err == nil {
+				held = append(held, e)
+			}
 		}
+		n.flush()
 		require.LessOrEqual(t, len(got), sent)
 		require.True(t, bytes.Equal(data[:len(got)], got), "the server read bytes the client never wrote")
+		for k, s := range n.s {
+			require.NoError(t, stackInvariants(s), "stack %d after step %d", k, i)
+		}
 	}
+	// Quiescence: the applications accept what waits and close all they
+	// hold, the network delivers everything, and the clock passes the
+	// longest timeout. Nothing may remain: no connection, half-open
+	// connection, TIME-WAIT record, timer or queued output.
+	for range 3 {
+		for {
+			e, ok := l.Accept()
+			if !ok {
+				break
+			}
+			held = append(held, e)
+		}
+		for _, e := range held {
+			_ = e.Close(n.now)
+		}
+		n.run(n.now.Add(10*time.Minute), nil)
+	}
+	n.run(n.now.Add(3*time.Hour), nil)
+	for k, s := range n.s {
+		require.NoError(t, stackInvariants(s), "stack %d at rest", k)
+		require.Zero(t, s.Conns(), "stack %d keeps connections", k)
+		require.Zero(t, s.TimeWaits(), "stack %d keeps TIME-WAIT records", k)
+		require.Zero(t, s.HalfOpen(), "stack %d keeps half-open connections", k)
+		require.Zero(t, s.active.len(), "stack %d keeps output", k)
+		require.Empty(t, s.replies, "stack %d keeps replies", k)
+		_, ok := s.NextDeadline()
+		require.False(t, ok, "stack %d keeps a timer", k)
+	}
+	require.Zero(t, l.Pending(), "a connection waits for Accept after every application closed")
 	return sent, len(got)
+}
+
+// stackInvariants reports the first way in which a Stack's counters and
+// queues disagree with its connection table: every endpoint in the table
+// is found by its key, is no CLOSED, LISTEN or TIME-WAIT connection left
+// behind, has its deadline on the heap, and counts in its listener's
+// backlog exactly when it is half-open; every TIME-WAIT record has a live
+// entry in the expiry queue.
+func stackInvariants(s *Stack) error {
+	halfOpen := map[uint16]int{}
+	armed, n := 0, 0
+	seen := map[*connSeg]bool{}
+	for _, sg := range s.conns.dir {
+		if seen[sg] {
+			continue
+		}
+		seen[sg] = true
+		for _, e := range sg.slots {
+			if e == nil {
+				continue
+			}
+			n++
+			st := e.State()
+			switch {
+			case !e.is(epOwned):
+				return fmt.Errorf("%v in the table, not owned", e.key.Remote())
+			case s.conns.get(&e.key) != e:
+				return fmt.Errorf("%v not found by its key", e.key.Remote())
+			case st == Listen, (st == Closed || st == TimeWait) && !e.is(epInActive):
+				return fmt.Errorf("%v left in the table in %v", e.key.Remote(), st)
+			case e.is(epHalfOpen) && st != SynReceived:
+				return fmt.Errorf("%v counted half-open in %v", e.key.Remote(), st)
+			}
+			if e.is(epHalfOpen) {
+				halfOpen[e.key.lport]++
+			}
+			d, ok := e.NextDeadline()
+			switch {
+			case e.timerAt != 0 && (!ok || d != e.timerAt):
+				return fmt.Errorf("%v: heap says %v, endpoint %v %v", e.key.Remote(), e.timerAt, d, ok)
+			case e.timerAt == 0 && ok:
+				return fmt.Errorf("%v: deadline %v not on the heap", e.key.Remote(), d)
+			case e.timerAt != 0:
+				armed++
+				if !slices.ContainsFunc(s.timers, func(x timerEntry) bool { return x.ep == e && x.live() }) {
+					return fmt.Errorf("%v: no live heap entry", e.key.Remote())
+				}
+			}
+		}
+	}
+	if n != s.conns.len() {
+		return fmt.Errorf("table holds %d endpoints, counts %d", n, s.conns.len())
+	}
+	if armed != s.armed {
+		return fmt.Errorf("%d endpoints armed, counted %d", armed, s.armed)
+	}
+	for port, c := range halfOpen {
+		want := s.orphans[port]
+		if l := s.listeners[port]; l != nil {
+			want = l.halfOpen
+		}
+		if c != want {
+			return fmt.Errorf("port %d: %d half-open endpoints, backlog counts %d", port, c, want)
+		}
+	}
+	for port, l := range s.listeners {
+		if l.halfOpen != halfOpen[port] {
+			return fmt.Errorf("port %d: backlog counts %d, table holds %d", port, l.halfOpen, halfOpen[port])
+		}
+	}
+	for port, c := range s.orphans {
+		if c != halfOpen[port] {
+			return fmt.Errorf("port %d: orphans count %d, table holds %d", port, c, halfOpen[port])
+		}
+	}
+	for k, r := range s.tw {
+		if !slices.ContainsFunc(s.twq.q[s.twq.head:], func(x twEntry) bool { return x.key == k && x.at == r.deadline }) {
+			return fmt.Errorf("TIME-WAIT record %v has no live expiry", k.Remote())
+		}
+	}
+	return nil
 }
 
 func TestFifoReusesSpace(t *testing.T) {

@@ -87,7 +87,26 @@ func runSeed(t *testing.T, seed uint64, tracePath string) (Result, error) {
 	if d != nil {
 		_ = d.WriteText(os.Stdout)
 	}
+	if err == nil {
+		err = settled(n, a, b)
+	}
 	return r, err
+}
+
+// settled runs the network past the longest timeout once the exchange is
+// over and reports anything either stack still keeps: a connection, a
+// half-open connection, a TIME-WAIT record or a timer.
+func settled(n *Network, nodes ...*Node) error {
+	n.RunUntil(n.Now().Add(3*time.Hour), nil)
+	for _, nd := range nodes {
+		s := nd.Stack
+		_, timer := s.NextDeadline()
+		if s.Conns() != 0 || s.HalfOpen() != 0 || s.TimeWaits() != 0 || timer {
+			return fmt.Errorf("seed %d: %v keeps %d connections, %d half-open, %d TIME-WAIT records, a timer: %v",
+				n.Seed(), nd.Addr, s.Conns(), s.HalfOpen(), s.TimeWaits(), timer)
+		}
+	}
+	return nil
 }
 
 // TestConnectionsSurvive is the end-to-end property: over seeded networks
