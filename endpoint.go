@@ -91,9 +91,13 @@ type Endpoint struct {
 	tcb TCB
 	// key holds both ends' addresses and ports (without IPv6 zones): it is
 	// also the endpoint's key in a stack's connection table.
-	key     tuple
-	bits    epBits
-	errCode uint8 // why the connection ended abnormally: an index into endErrors
+	key  tuple
+	bits epBits
+	// status packs two small values into one byte, so an idle endpoint
+	// stays in its allocation size class: in the low 4 bits why the
+	// connection ended abnormally (an index into endErrors), in the high
+	// 4 the Readiness the owning stack has yet to report (Stack.Ready).
+	status uint8
 
 	sh      *endpointShared // settings shared by a stack's endpoints
 	io      *endpointIO     // buffers and output queue; a stack's idle endpoint has none
@@ -204,6 +208,13 @@ func (e *Endpoint) takeBuf(n int) []byte {
 		return s.takeBuf(n)
 	}
 	return make([]byte, n)
+}
+
+// signal records a change of readiness for the owning stack's report.
+func (e *Endpoint) signal(r Readiness) {
+	if s := e.sh.stack; s != nil && s.cfg.Readiness {
+		s.signal(e, r)
+	}
 }
 
 // changed tells the owning stack that the application acted on the
@@ -329,7 +340,16 @@ func (e *Endpoint) Stats() EndpointStats {
 
 // Err returns why the connection ended abnormally: ErrReset, ErrRefused,
 // ErrTimeout, ErrUserTimeout, ErrAborted; or nil.
-func (e *Endpoint) Err() error { return endErrors[e.errCode] }
+func (e *Endpoint) Err() error { return endErrors[e.errCode()] }
+
+// errCode returns why the connection ended abnormally, or 0.
+func (e *Endpoint) errCode() uint8 { return e.status & 0x0f }
+
+// pendingReady returns the readiness the owning stack has yet to report.
+func (e *Endpoint) pendingReady() Readiness { return Readiness(e.status >> 4) }
+
+// setPendingReady replaces it.
+func (e *Endpoint) setPendingReady(r Readiness) { e.status = e.status&0x0f | uint8(r)<<4 }
 
 // Connected reports whether the handshake has completed.
 func (e *Endpoint) Connected() bool { return e.is(epConnected) }
@@ -548,14 +568,18 @@ func (e *Endpoint) apply(q []Action, base int, seg *Segment) []Action {
 				rcv.writeAt(off, seg.Payload[a.Offset:a.Offset+a.DataLen])
 			}
 			e.stats.bytesIn += uint64(a.DataLen)
+			e.signal(ReadyRead)
 		case ActNotify:
 			switch a.Note {
 			case NoteConnected:
 				e.bits |= epConnected
+				e.signal(ReadyWrite)
 			case NotePeerClosed:
 				e.bits |= epPeerFin
+				e.signal(ReadyRead)
 			case NoteSendAcked:
 				// Released in Output, once no queued segment needs them.
+				e.signal(ReadyWrite)
 			case NoteReset:
 				e.fail(endReset)
 			case NoteRefused:
@@ -583,9 +607,10 @@ func (e *Endpoint) apply(q []Action, base int, seg *Segment) []Action {
 }
 
 func (e *Endpoint) fail(code uint8) {
-	if e.errCode == 0 {
-		e.errCode = code
+	if e.errCode() == 0 {
+		e.status |= code
 	}
+	e.signal(ReadyRead | ReadyWrite | ReadyClosed)
 	e.io.snd.reset() // apply runs inside stepWith, which lent the buffers
 }
 
@@ -673,7 +698,7 @@ func (e *Endpoint) release() {
 // for, and returns how many. It returns ErrWouldBlock if none fit, and
 // the connection's error after it ended.
 func (e *Endpoint) Write(p []byte, now Time) (int, error) {
-	if e.errCode != 0 {
+	if e.errCode() != 0 {
 		return 0, e.Err()
 	}
 	e.release()
@@ -703,7 +728,7 @@ func (e *Endpoint) Read(p []byte, now Time) (int, error) {
 	avail := int(e.tcb.RcvNxt.Diff(e.tcb.rcvUser) - e.tcb.finBit())
 	if avail == 0 || e.tcb.State == Closed {
 		switch {
-		case e.errCode != 0:
+		case e.errCode() != 0:
 			return 0, e.Err()
 		case e.is(epPeerFin):
 			return 0, io.EOF

@@ -33,6 +33,12 @@ type StackConfig struct {
 	// the peer's, completes it once Accept has made room, as Linux
 	// (tcp_abort_on_overflow=0) and FreeBSD do.
 	AbortOnOverflow bool
+	// Readiness keeps the report that Ready returns: which connections
+	// became readable, writable or closed, and which listeners have
+	// connections to accept, so a host wakes only those. Off by default,
+	// since a Stack whose host never calls Ready would keep the report
+	// growing.
+	Readiness bool
 	// QuietUntil is the end of the quiet time (RFC 9293 section 3.4.3):
 	// before it the Stack assigns no initial sequence numbers, so Dial
 	// fails with ErrQuietTime and SYNs for its listeners are dropped
@@ -126,6 +132,8 @@ type Stack struct {
 	twq       twQueue         // deadlines of TIME-WAIT records
 	active    fifo[*Endpoint] // connections with output waiting
 	replies   []reply         // segments the stack itself sends (RSTs, cookie SYN-ACKs)
+	ready     fifo[*Endpoint] // endpoints whose readiness changed (StackConfig.Readiness)
+	readyL    fifo[*Listener] // listeners with connections newly queued for Accept
 	isn       ISNSource
 	cookies   cookieJar
 	nextPort  uint16
@@ -142,8 +150,19 @@ func (s *Stack) newEndpoint() *Endpoint {
 	return &Endpoint{tcb: s.fresh, sh: s.shared}
 }
 
-// maxFree bounds the buffers of one size kept for reuse.
-const maxFree = 1024
+// The pools of buffers kept for reuse are bounded in bytes, not in
+// count, so that the memory a burst of busy connections took goes back to
+// the Go heap once they are idle: each pool keeps at most maxPoolBytes of
+// buffers (at least minPoolBufs of any size), and at most maxFreeIO
+// buffer sets.
+const (
+	maxPoolBytes = 2 << 20
+	minPoolBufs  = 4
+	maxFreeIO    = 256
+	// maxPooledQueue bounds the capacity, in actions, of an output
+	// queue kept for reuse.
+	maxPooledQueue = 64
+)
 
 // bufPool keeps buffers of one size. A stack's endpoints use two sizes
 // at most (send and receive), so the pools are a short list, not a map.
@@ -177,7 +196,7 @@ func (s *Stack) takeBuf(n int) []byte {
 
 // putBuf gives a buffer back for reuse, unless the pool is full.
 func (s *Stack) putBuf(b []byte) {
-	if p := s.pool(len(b)); len(p.bufs) < maxFree {
+	if p := s.pool(len(b)); len(p.bufs) < minPoolBufs || (len(p.bufs)+1)*len(b) <= maxPoolBytes {
 		p.bufs = append(p.bufs, b)
 	}
 }
@@ -218,7 +237,10 @@ func (s *Stack) recycle(e *Endpoint) {
 	}
 	if len(io.snd.buf) == 0 && len(io.rcv.buf) == 0 && !e.pending() {
 		e.io = nil
-		if len(s.freeIO) < maxFree {
+		if len(s.freeIO) < maxFreeIO {
+			if cap(io.queue) > maxPooledQueue {
+				io.queue = nil // a burst's long queue is not kept
+			}
 			io.queue, io.head = io.queue[:0], 0
 			s.freeIO = append(s.freeIO, io)
 		}
@@ -302,6 +324,71 @@ type Listener struct {
 	halfOpen int
 	ready    fifo[*Endpoint]
 	closed   bool
+	signaled bool // in the stack's readiness report
+}
+
+// queue puts an established connection in the accept queue.
+func (l *Listener) queue(e *Endpoint) {
+	l.ready.push(e)
+	if l.s.cfg.Readiness && !l.signaled {
+		l.signaled = true
+		l.s.readyL.push(l)
+	}
+}
+
+// Readiness says what changed for a connection (Stack.Ready).
+type Readiness uint8
+
+// The kinds of change Stack.Ready reports. Each means a blocked call may
+// now go on, not that it will: the host tries it again.
+const (
+	// ReadyRead: data, the peer's FIN or an error arrived; Read may not
+	// block (RFC 9293 section 3.10.3).
+	ReadyRead Readiness = 1 << iota
+	// ReadyWrite: the connection opened, or the peer acknowledged data
+	// and made room in the send buffer, or it failed (section 3.10.2).
+	ReadyWrite
+	// ReadyClosed: the connection ended, normally or not, and the Stack
+	// has let go of it (section 3.10.4).
+	ReadyClosed
+	// ReadyAccept: the listener has connections to accept (section 3.10.1).
+	ReadyAccept
+)
+
+// ReadyEvent is one entry of the readiness report: an endpoint and what
+// changed for it, or a listener with connections waiting for Accept.
+type ReadyEvent struct {
+	Endpoint *Endpoint
+	Listener *Listener
+	Changed  Readiness
+}
+
+// signal records that e's readiness changed by r.
+func (s *Stack) signal(e *Endpoint, r Readiness) {
+	if e.pendingReady() == 0 {
+		s.ready.push(e)
+	}
+	e.setPendingReady(e.pendingReady() | r)
+}
+
+// Ready appends to dst what changed since the last call and forgets it:
+// each endpoint whose readiness changed, once, with the union of its
+// changes, and each listener that queued connections for Accept. It is
+// produced as things happen, without a scan, so a host with many
+// connections wakes only those that can go on. It needs
+// StackConfig.Readiness; without it, it appends nothing.
+func (s *Stack) Ready(dst []ReadyEvent) []ReadyEvent {
+	for s.ready.len() > 0 {
+		e := s.ready.pop()
+		dst = append(dst, ReadyEvent{Endpoint: e, Changed: e.pendingReady()})
+		e.setPendingReady(0)
+	}
+	for s.readyL.len() > 0 {
+		l := s.readyL.pop()
+		l.signaled = false
+		dst = append(dst, ReadyEvent{Listener: l, Changed: ReadyAccept})
+	}
+	return dst
 }
 
 // Listen starts accepting connections to port on any local address.
@@ -468,6 +555,7 @@ func (s *Stack) adopt(e *Endpoint, k tuple, halfOpen bool) {
 func (s *Stack) disown(e *Endpoint) {
 	s.conns.del(e)
 	e.bits &^= epOwned
+	e.signal(ReadyRead | ReadyWrite | ReadyClosed)
 	if e.timerAt != 0 {
 		e.timerAt = 0
 		s.armed--
@@ -545,7 +633,7 @@ func (s *Stack) leaveBacklog(e *Endpoint, now Time) {
 		return
 	}
 	if l != nil && l.ready.len() < s.cfg.AcceptQueue {
-		l.ready.push(e)
+		l.queue(e)
 		return
 	}
 	s.stats.AcceptOverflow++
@@ -859,7 +947,7 @@ func (s *Stack) cookieInput(l *Listener, k tuple, ack *Segment, now Time) bool {
 		return false
 	}
 	s.adopt(e, k, false)
-	l.ready.push(e)
+	l.queue(e)
 	s.stats.CookiesAccepted++
 	s.after(e, now)
 	return true

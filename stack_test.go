@@ -529,10 +529,84 @@ func TestIdleConnectionMemory(t *testing.T) {
 	// table (11 to 22 bytes), and the slices of this test: 465 bytes at a
 	// million connections a side, about 490 at the default 20,000. A
 	// buffer or output queue kept by an idle connection would add
-	// kilobytes; a Go map for the table, about 100 bytes (issue 5's goal
-	// is 512).
+	// kilobytes; a Go map for the table, about 100 bytes (the goal is
+	// 512).
 	require.Less(t, per, 560.0, "an idle connection holds only its state")
 	runtime.KeepAlive(cls)
+}
+
+func TestBufferPoolsBoundedInBytes(t *testing.T) {
+	// A burst of busy connections returns its buffers to the pools; the
+	// pools keep a bounded number of bytes and the rest goes back to the
+	// Go heap.
+	s, err := NewStack(StackConfig{})
+	require.NoError(t, err)
+	for _, size := range []int{4 << 10, 256 << 10, 8 << 20} {
+		for range max(20, 8<<20/size) {
+			s.putBuf(make([]byte, size))
+		}
+		p := s.pool(size)
+		require.LessOrEqual(t, len(p.bufs)*size, max(maxPoolBytes, minPoolBufs*size), "%d-byte buffers", size)
+		require.GreaterOrEqual(t, len(p.bufs), minPoolBufs)
+	}
+}
+
+func TestStackGivesMemoryBack(t *testing.T) {
+	// 200 connections with 256 KiB buffers each hold 100 KiB unread and
+	// unacknowledged at once; once everything is read and closed, the
+	// heap is back within a few MiB of where it started.
+	big := StackConfig{AcceptQueue: 1024, Backlog: 1024,
+		Endpoint: EndpointConfig{SendBuffer: 256 << 10, Config: Config{RecvBuffer: 256 << 10}}}
+	n := newStackNet(t, big, big)
+	l, _ := n.s[1].Listen(80)
+	const N = 200
+	msg := make([]byte, 100<<10)
+	var before, peak, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	cls := make([]*Endpoint, N)
+	for i := range cls {
+		var err error
+		cls[i], err = n.s[0].Dial(ipA, netip.AddrPortFrom(ipB, 80), n.now)
+		require.NoError(t, err)
+	}
+	var srvs []*Endpoint
+	n.run(n.now.Add(time.Second), func() bool {
+		for e, ok := l.Accept(); ok; e, ok = l.Accept() {
+			srvs = append(srvs, e)
+		}
+		return len(srvs) == N
+	})
+	require.Len(t, srvs, N)
+	for _, c := range cls {
+		k, err := c.Write(msg, n.now)
+		require.NoError(t, err)
+		require.Equal(t, len(msg), k)
+	}
+	n.run(n.now.Add(time.Second), nil)
+	runtime.GC()
+	runtime.ReadMemStats(&peak)
+	buf := make([]byte, 64<<10)
+	for _, e := range srvs {
+		for got := 0; got < len(msg); {
+			k, err := e.Read(buf, n.now)
+			require.NoError(t, err)
+			got += k
+		}
+	}
+	for i := range cls {
+		require.NoError(t, cls[i].Close(n.now))
+		require.NoError(t, srvs[i].Close(n.now))
+	}
+	n.run(n.now.Add(time.Hour), nil)
+	require.Zero(t, n.s[0].Conns()+n.s[1].Conns())
+	n.q, n.spare = nil, nil // the test network's packets
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	t.Logf("heap in use: %d MiB before, %d at peak, %d after", before.HeapInuse>>20, peak.HeapInuse>>20, after.HeapInuse>>20)
+	require.Greater(t, peak.HeapInuse, before.HeapInuse+N*100<<10, "the data was held at once")
+	require.Less(t, int64(after.HeapInuse)-int64(before.HeapInuse), int64(10<<20), "memory given back")
+	runtime.KeepAlive(n) // the stacks, with their pools, are still in use
 }
 
 func TestTimeWaitRecordSize(t *testing.T) {
@@ -1042,6 +1116,64 @@ func TestHalfOpenBackToListenIsFreed(t *testing.T) {
 			require.False(t, ok, "nothing left to time")
 		})
 	}
+}
+
+func TestStackReadinessReport(t *testing.T) {
+	// Ready reports each connection whose readiness changed once, with
+	// what changed, and each listener with connections to accept; then
+	// forgets them. Without StackConfig.Readiness it reports nothing.
+	cfg := StackConfig{Readiness: true}
+	n := newStackNet(t, cfg, cfg)
+	var evs []ReadyEvent
+	report := func(i int) map[*Endpoint]Readiness {
+		evs = n.s[i].Ready(evs[:0])
+		m := map[*Endpoint]Readiness{}
+		for _, ev := range evs {
+			if ev.Listener != nil {
+				require.Equal(t, ReadyAccept, ev.Changed)
+				m[nil] |= ev.Changed
+				continue
+			}
+			_, dup := m[ev.Endpoint]
+			require.False(t, dup, "an endpoint appears once per report")
+			m[ev.Endpoint] = ev.Changed
+		}
+		return m
+	}
+	l, err := n.s[1].Listen(80)
+	require.NoError(t, err)
+	c, err := n.s[0].Dial(ipA, netip.AddrPortFrom(ipB, 80), n.now)
+	require.NoError(t, err)
+	n.run(at(1), func() bool { return c.Connected() && l.Pending() == 1 })
+	require.Equal(t, map[*Endpoint]Readiness{c: ReadyWrite}, report(0), "connected")
+	m := report(1)
+	require.Equal(t, ReadyAccept, m[nil], "a connection to accept")
+	require.Empty(t, report(1), "forgotten once reported")
+	srv, _ := l.Accept()
+	require.Equal(t, map[*Endpoint]Readiness{nil: ReadyAccept, srv: ReadyWrite}, m, "the server's end opened too")
+
+	_, err = c.Write([]byte("one"), n.now)
+	require.NoError(t, err)
+	n.run(at(2), func() bool { return srv.Buffered() == 3 })
+	_, err = c.Write([]byte("two"), n.now)
+	require.NoError(t, err)
+	n.run(at(3), func() bool { return srv.Buffered() == 6 })
+	require.Equal(t, map[*Endpoint]Readiness{srv: ReadyRead}, report(1), "two arrivals, one entry")
+	n.run(at(4), nil)
+	require.Equal(t, map[*Endpoint]Readiness{c: ReadyWrite}, report(0), "acknowledged: room to write")
+
+	require.NoError(t, c.CloseWrite(n.now))
+	n.run(at(5), func() bool { return srv.State() == CloseWait })
+	require.Equal(t, ReadyRead, report(1)[srv], "the peer's FIN")
+	require.NoError(t, srv.Abort(n.now))
+	n.run(at(6), func() bool { return c.State() == Closed })
+	require.Equal(t, ReadyRead|ReadyWrite|ReadyClosed, report(0)[c], "reset")
+	require.Equal(t, ReadyRead|ReadyWrite|ReadyClosed, report(1)[srv], "aborted")
+
+	quiet := newStackNet(t, StackConfig{}, StackConfig{})
+	quiet.connect(t)
+	require.Empty(t, quiet.s[0].Ready(nil))
+	require.Empty(t, quiet.s[1].Ready(nil))
 }
 
 func TestStackEndpointCounters(t *testing.T) {
