@@ -32,27 +32,37 @@ type Link interface {
 var ErrClosed = errors.New("host: closed")
 
 // Host runs a Stack over a Link.
+//
+// One mutex guards the Stack. Each connection and listener waits on
+// channels of its own, and the Stack's readiness report (Stack.Ready)
+// says which of them to wake after each packet, timer or call, so a
+// packet for one connection wakes no other.
 type Host struct {
 	link  Link
 	clock *tcpfsm.SystemClock
 
-	mu     sync.Mutex
-	cond   *sync.Cond
-	stack  *tcpfsm.Stack
-	timer  *time.Timer
-	out    []byte
-	closed bool
-	done   chan struct{}
+	mu        sync.Mutex
+	stack     *tcpfsm.Stack
+	timer     *time.Timer
+	out       []byte
+	evs       []tcpfsm.ReadyEvent
+	conns     map[*tcpfsm.Endpoint]*Conn
+	listeners map[*tcpfsm.Listener]*Listener
+	closed    bool
+	closing   chan struct{} // closed by Close: every waiter returns
+	done      chan struct{}
 }
 
 // New starts a host on link. It reads the link until Close.
 func New(link Link, cfg tcpfsm.StackConfig) (*Host, error) {
+	cfg.Readiness = true
 	s, err := tcpfsm.NewStack(cfg)
 	if err != nil {
 		return nil, err
 	}
-	h := &Host{link: link, clock: tcpfsm.NewSystemClock(), stack: s, out: make([]byte, 65536), done: make(chan struct{})}
-	h.cond = sync.NewCond(&h.mu)
+	h := &Host{link: link, clock: tcpfsm.NewSystemClock(), stack: s, out: make([]byte, 65536),
+		conns: make(map[*tcpfsm.Endpoint]*Conn), listeners: make(map[*tcpfsm.Listener]*Listener),
+		closing: make(chan struct{}), done: make(chan struct{})}
 	h.timer = time.AfterFunc(time.Hour, h.onTimer)
 	go h.readLoop()
 	return h, nil
@@ -67,7 +77,7 @@ func (h *Host) Close() error {
 	}
 	h.closed = true
 	h.timer.Stop()
-	h.cond.Broadcast()
+	close(h.closing)
 	h.mu.Unlock()
 	err := h.link.Close()
 	<-h.done
@@ -112,8 +122,9 @@ func (h *Host) onTimer() {
 	h.flushLocked()
 }
 
-// flushLocked sends what the stack has to send, wakes every waiter, and
-// sets the timer for the next deadline.
+// flushLocked sends what the stack has to send, sets the timer for the
+// next deadline, and wakes the connections and listeners whose readiness
+// changed.
 func (h *Host) flushLocked() {
 	now := h.clock.Now()
 	for {
@@ -126,30 +137,62 @@ func (h *Host) flushLocked() {
 	if d, ok := h.stack.NextDeadline(); ok {
 		h.timer.Reset(max(d.Sub(now), time.Millisecond))
 	}
-	h.cond.Broadcast()
+	h.evs = h.stack.Ready(h.evs[:0])
+	for i := range h.evs {
+		ev := &h.evs[i]
+		if ev.Listener != nil {
+			if l := h.listeners[ev.Listener]; l != nil {
+				wake(l.wake)
+			}
+			continue
+		}
+		c := h.conns[ev.Endpoint]
+		if c == nil {
+			continue // not accepted yet: Accept finds its state as it is
+		}
+		if ev.Changed&(tcpfsm.ReadyRead|tcpfsm.ReadyClosed) != 0 {
+			wake(c.rwake)
+		}
+		if ev.Changed&(tcpfsm.ReadyWrite|tcpfsm.ReadyClosed) != 0 {
+			wake(c.wwake)
+		}
+		if ev.Changed&tcpfsm.ReadyClosed != 0 && c.closed {
+			delete(h.conns, c.e) // closed by the application and let go of by the stack
+		}
+	}
+	clear(h.evs)
 }
 
-// wait blocks until woken or the deadline passes; it reports false on
-// timeout or close.
-func (h *Host) wait(deadline time.Time) bool {
-	if h.closed {
-		return false
+// wake signals a waiter's channel without blocking: a signal already
+// pending is enough.
+func wake(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
 	}
-	if !deadline.IsZero() {
-		d := time.Until(deadline)
-		if d <= 0 {
-			return false
-		}
-		tm := time.AfterFunc(d, func() {
-			h.mu.Lock()
-			h.cond.Broadcast()
-			h.mu.Unlock()
-		})
-		defer tm.Stop()
-	}
-	h.cond.Wait()
-	return !h.closed
 }
+
+// waitLocked releases h.mu until ch is signaled, deadline passes or the
+// host closes, and takes it again. The caller checks its condition again
+// afterwards: a wake-up says only that something changed.
+func (h *Host) waitLocked(ch chan struct{}, deadline time.Time) {
+	var expired <-chan time.Time
+	if !deadline.IsZero() {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		expired = t.C
+	}
+	h.mu.Unlock()
+	select {
+	case <-ch:
+	case <-expired:
+	case <-h.closing:
+	}
+	h.mu.Lock()
+}
+
+// passed reports whether deadline is set and has passed.
+func passed(deadline time.Time) bool { return !deadline.IsZero() && !time.Now().Before(deadline) }
 
 // Listener is a net.Listener for one TCP port of the host.
 type Listener struct {
@@ -158,6 +201,7 @@ type Listener struct {
 	addr   net.Addr
 	closed bool
 	wrap   func(*tcpfsm.Endpoint) net.Addr
+	wake   chan struct{}
 }
 
 // Listen accepts connections to port. addr is what Addr reports.
@@ -168,7 +212,9 @@ func (h *Host) Listen(port uint16, addr net.Addr) (*Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Listener{h: h, ln: ln, addr: addr}, nil
+	l := &Listener{h: h, ln: ln, addr: addr, wake: make(chan struct{}, 1)}
+	h.listeners[ln] = l
+	return l, nil
 }
 
 // SetRemoteAddr sets how accepted connections report their peer.
@@ -183,8 +229,11 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if l.closed {
 			return nil, ErrClosed
 		}
+		if h.closed {
+			return nil, ErrClosed
+		}
 		if e, ok := l.ln.Accept(); ok {
-			c := &Conn{h: h, e: e, local: l.addr}
+			c := h.newConn(e, l.addr, nil)
 			if l.wrap != nil {
 				c.remote = l.wrap(e)
 			} else {
@@ -192,9 +241,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 			}
 			return c, nil
 		}
-		if h.closed || !h.wait(time.Time{}) {
-			return nil, ErrClosed
-		}
+		h.waitLocked(l.wake, time.Time{})
 	}
 }
 
@@ -204,7 +251,8 @@ func (l *Listener) Close() error {
 	defer l.h.mu.Unlock()
 	l.closed = true
 	l.ln.Close()
-	l.h.cond.Broadcast()
+	delete(l.h.listeners, l.ln)
+	wake(l.wake)
 	return nil
 }
 
@@ -225,30 +273,38 @@ func (h *Host) Dial(ctx context.Context, local netip.Addr, remote netip.AddrPort
 	if err != nil {
 		return nil, err
 	}
-	h.flushLocked()
-	stop := context.AfterFunc(ctx, func() {
-		h.mu.Lock()
-		h.cond.Broadcast()
-		h.mu.Unlock()
-	})
-	defer stop()
 	if remoteAddr == nil {
 		remoteAddr = tcpAddr(remote)
 	}
+	c := h.newConn(e, tcpAddr(e.LocalAddr()), remoteAddr)
+	h.flushLocked()
+	stop := context.AfterFunc(ctx, func() { wake(c.wwake) })
+	defer stop()
 	for !e.Connected() {
 		if err := e.Err(); err != nil {
+			delete(h.conns, e)
 			return nil, &net.OpError{Op: "dial", Net: remoteAddr.Network(), Addr: remoteAddr, Err: err}
 		}
 		if ctx.Err() != nil {
 			_ = e.Abort(h.clock.Now())
+			delete(h.conns, e)
 			h.flushLocked()
 			return nil, ctx.Err()
 		}
-		if !h.wait(time.Time{}) {
+		if h.closed {
 			return nil, ErrClosed
 		}
+		h.waitLocked(c.wwake, time.Time{})
 	}
-	return &Conn{h: h, e: e, local: tcpAddr(e.LocalAddr()), remote: remoteAddr}, nil
+	return c, nil
+}
+
+// newConn makes the Conn of e and registers it for wake-ups.
+func (h *Host) newConn(e *tcpfsm.Endpoint, local, remote net.Addr) *Conn {
+	c := &Conn{h: h, e: e, local: local, remote: remote,
+		rwake: make(chan struct{}, 1), wwake: make(chan struct{}, 1)}
+	h.conns[e] = c
+	return c
 }
 
 // Conn is a TCP connection of a Host. It implements net.Conn and CloseWrite.
@@ -258,6 +314,7 @@ type Conn struct {
 	rdl, wdl      time.Time
 	local, remote net.Addr
 	closed        bool
+	rwake, wwake  chan struct{} // signaled when a blocked Read or Write may go on
 }
 
 // Read reads received bytes; it returns io.EOF after the peer closed.
@@ -280,12 +337,13 @@ func (c *Conn) Read(p []byte) (int, error) {
 		if len(p) == 0 {
 			return 0, nil
 		}
-		if !h.wait(c.rdl) {
-			if h.closed {
-				return 0, ErrClosed
-			}
+		if h.closed {
+			return 0, ErrClosed
+		}
+		if passed(c.rdl) {
 			return 0, os.ErrDeadlineExceeded
 		}
+		h.waitLocked(c.rwake, c.rdl)
 	}
 }
 
@@ -308,12 +366,13 @@ func (c *Conn) Write(p []byte) (int, error) {
 		if err != nil && !errors.Is(err, tcpfsm.ErrWouldBlock) {
 			return sent, mapErr(err)
 		}
-		if !h.wait(c.wdl) {
-			if h.closed {
-				return sent, ErrClosed
-			}
+		if h.closed {
+			return sent, ErrClosed
+		}
+		if passed(c.wdl) {
 			return sent, os.ErrDeadlineExceeded
 		}
+		h.waitLocked(c.wwake, c.wdl)
 	}
 	return sent, nil
 }
@@ -335,6 +394,7 @@ func (c *Conn) Close() error {
 	c.closed = true
 	err := c.e.Close(c.h.clock.Now())
 	c.h.flushLocked()
+	c.release()
 	if errors.Is(err, tcpfsm.ErrConnectionDoesNotExist) {
 		return nil
 	}
@@ -358,7 +418,19 @@ func (c *Conn) Abort() error {
 	c.closed = true
 	err := c.e.Abort(c.h.clock.Now())
 	c.h.flushLocked()
+	c.release()
 	return err
+}
+
+// release wakes the connection's waiters, which find it closed, and
+// forgets it once the stack has let go of it too (flushLocked forgets it
+// when that happens later).
+func (c *Conn) release() {
+	wake(c.rwake)
+	wake(c.wwake)
+	if st := c.e.State(); st == tcpfsm.Closed || st == tcpfsm.TimeWait {
+		delete(c.h.conns, c.e)
+	}
 }
 
 // TCB returns a copy of the connection's state (RFC 9293 section 3.3.1),
@@ -390,7 +462,7 @@ func (c *Conn) SetDeadline(d time.Time) error {
 func (c *Conn) SetReadDeadline(d time.Time) error {
 	c.h.mu.Lock()
 	c.rdl = d
-	c.h.cond.Broadcast()
+	wake(c.rwake)
 	c.h.mu.Unlock()
 	return nil
 }
@@ -399,7 +471,7 @@ func (c *Conn) SetReadDeadline(d time.Time) error {
 func (c *Conn) SetWriteDeadline(d time.Time) error {
 	c.h.mu.Lock()
 	c.wdl = d
-	c.h.cond.Broadcast()
+	wake(c.wwake)
 	c.h.mu.Unlock()
 	return nil
 }

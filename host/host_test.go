@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net/netip"
 	"testing"
@@ -66,4 +67,149 @@ func TestEchoBetweenTwoHosts(t *testing.T) {
 		k++
 	}
 	require.True(t, bytes.Equal(data, got), "%d of %d bytes, first difference at %d", len(got), len(data), k)
+}
+
+func TestTrafficWakesOnlyItsConnection(t *testing.T) {
+	// A packet for one connection signals that connection's waiters and
+	// no other's: the readiness report names it.
+	a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
+	la, lb := Pipe(a, b)
+	ha, err := New(la, tcpfsm.StackConfig{})
+	require.NoError(t, err)
+	hb, err := New(lb, tcpfsm.StackConfig{})
+	require.NoError(t, err)
+	defer ha.Close()
+	defer hb.Close()
+	ln, err := hb.Listen(80, nil)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	quiet, err := ha.Dial(ctx, a, netip.AddrPortFrom(b, 80), nil)
+	require.NoError(t, err)
+	qs, err := ln.Accept()
+	require.NoError(t, err)
+	busy, err := ha.Dial(ctx, a, netip.AddrPortFrom(b, 80), nil)
+	require.NoError(t, err)
+	bs, err := ln.Accept()
+	require.NoError(t, err)
+	drain := func(ch chan struct{}) {
+		select {
+		case <-ch:
+		default:
+		}
+	}
+	for _, c := range []*Conn{quiet, qs.(*Conn)} {
+		drain(c.rwake)
+		drain(c.wwake)
+	}
+	msg := make([]byte, 1000)
+	got := make([]byte, 1000)
+	for range 50 {
+		_, err := busy.Write(msg)
+		require.NoError(t, err)
+		_, err = io.ReadFull(bs, got)
+		require.NoError(t, err)
+	}
+	for _, c := range []*Conn{quiet, qs.(*Conn)} {
+		require.Empty(t, c.rwake, "a quiet connection's reader was woken")
+		require.Empty(t, c.wwake, "a quiet connection's writer was woken")
+	}
+	// And its own traffic does wake it.
+	_, err = quiet.Write([]byte("x"))
+	require.NoError(t, err)
+	_, err = io.ReadFull(qs, got[:1])
+	require.NoError(t, err)
+	require.NoError(t, quiet.Close())
+	require.NoError(t, qs.Close())
+	require.NoError(t, busy.Close())
+	require.NoError(t, bs.Close())
+}
+
+func TestManyConcurrentConnections(t *testing.T) {
+	// 300 clients at once, each with 20 request and response exchanges
+	// under deadlines: every exchange completes and every connection
+	// closes.
+	a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
+	la, lb := Pipe(a, b)
+	cfg := tcpfsm.StackConfig{Backlog: 512, AcceptQueue: 512}
+	ha, err := New(la, cfg)
+	require.NoError(t, err)
+	hb, err := New(lb, cfg)
+	require.NoError(t, err)
+	defer ha.Close()
+	defer hb.Close()
+	ln, err := hb.Listen(80, nil)
+	require.NoError(t, err)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 64)
+				for {
+					n, err := c.Read(buf)
+					if err != nil {
+						return
+					}
+					if _, err := c.Write(buf[:n]); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	const clients, rounds = 300, 20
+	errs := make(chan error, clients)
+	for i := range clients {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			c, err := ha.Dial(ctx, a, netip.AddrPortFrom(b, 80), nil)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+			msg := []byte{byte(i), byte(i >> 8), 0}
+			got := make([]byte, 3)
+			for r := range rounds {
+				msg[2] = byte(r)
+				if _, err := c.Write(msg); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := io.ReadFull(c, got); err != nil {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(got, msg) {
+					errs <- fmt.Errorf("client %d round %d: got %v", i, r, got)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range clients {
+		require.NoError(t, <-errs)
+	}
+	// Both ends closed: each host lets go of every Conn once its
+	// connection has left the stack (TIME-WAIT or CLOSED).
+	left := func() int {
+		n := 0
+		for _, h := range []*Host{ha, hb} {
+			h.mu.Lock()
+			n += len(h.conns)
+			h.mu.Unlock()
+		}
+		return n
+	}
+	for end := time.Now().Add(10 * time.Second); left() > 0 && time.Now().Before(end); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	require.Zero(t, left(), "the hosts forget closed connections")
 }
