@@ -379,3 +379,135 @@ func TestFiveCausesOfRST(t *testing.T) {
 		c.state(Closed)
 	})
 }
+
+func TestCloseFullResetsWhenDataIsLost(t *testing.T) {
+	// RFC9293 SHLD-3: after a full close (CloseFull) the user reads no
+	// more. Data unread at the close, or new data arriving later, is lost,
+	// and a RST says so; old duplicates are only acknowledged. In CLOSING,
+	// LAST-ACK and TIME-WAIT the TCB is deleted as ABORT deletes it.
+	rst := func(c *conn) {
+		t.Helper()
+		c.state(Closed)
+		notes := c.take(ActNotify)
+		require.NotEmpty(t, notes)
+		require.Equal(t, NoteAborted, notes[len(notes)-1].Note)
+		var flags []Flags
+		for _, a := range c.take(ActSend) {
+			flags = append(flags, a.Seg.Flags&FlagRST)
+		}
+		require.Contains(t, flags, FlagRST, "a RST went out")
+	}
+	gone := func(c *conn) {
+		t.Helper()
+		c.state(Closed)
+		c.nothing()
+	}
+	t.Run("nothing unread closes as CLOSE does", func(t *testing.T) {
+		c := established(t, Config{})
+		c.user(CloseFull())
+		c.sent("F. seq=101 ack=301")
+		c.state(FinWait1)
+		c.peer(pkt(".", 291, 102, data(10))) // an old duplicate: only ACKed
+		c.sent(". seq=102 ack=301")
+		c.state(FinWait1)
+		c.peer(pkt(".", 301, 102))
+		c.state(FinWait2)
+	})
+	t.Run("ESTABLISHED, data unread", func(t *testing.T) {
+		c := established(t, Config{QuickACK: true})
+		c.peer(pkt("P.", 301, 101, data(10)))
+		c.clear()
+		c.user(CloseFull())
+		rst(c)
+	})
+	t.Run("CLOSE-WAIT, data unread", func(t *testing.T) {
+		c := established(t, Config{})
+		c.peer(pkt("FP.", 301, 101, data(10)))
+		c.state(CloseWait)
+		c.clear()
+		c.user(CloseFull())
+		rst(c)
+	})
+	t.Run("FIN-WAIT-1, new data", func(t *testing.T) {
+		c := established(t, Config{})
+		c.user(CloseFull())
+		c.clear()
+		c.peer(pkt("P.", 301, 101, data(10)))
+		rst(c)
+	})
+	t.Run("FIN-WAIT-1, new data with FIN", func(t *testing.T) {
+		c := established(t, Config{})
+		c.user(CloseFull())
+		c.clear()
+		c.peer(pkt("FP.", 301, 101, data(10)))
+		rst(c)
+	})
+	t.Run("FIN-WAIT-1, data unread at a full close after CLOSE", func(t *testing.T) {
+		c := finWait1(t, Config{QuickACK: true})
+		c.peer(pkt("P.", 301, 101, data(10)))
+		c.clear()
+		c.user(CloseFull())
+		rst(c)
+	})
+	t.Run("FIN-WAIT-2, new data", func(t *testing.T) {
+		c := finWait2(t, Config{})
+		c.user(CloseFull())
+		c.nothing()
+		c.peer(pkt("P.", 301, 102, data(10)))
+		rst(c)
+	})
+	t.Run("FIN-WAIT-2, new data with FIN", func(t *testing.T) {
+		c := finWait2(t, Config{})
+		c.user(CloseFull())
+		c.peer(pkt("FP.", 301, 102, data(10)))
+		rst(c)
+	})
+	t.Run("FIN-WAIT-2, data unread", func(t *testing.T) {
+		c := finWait2(t, Config{QuickACK: true})
+		c.peer(pkt("P.", 301, 102, data(10)))
+		c.clear()
+		c.user(CloseFull())
+		rst(c)
+	})
+	t.Run("SYN-RECEIVED, data on the third ACK", func(t *testing.T) {
+		c := synReceived(t, Config{})
+		c.user(CloseFull())
+		c.peer(pkt("P.", 301, 101, data(10)))
+		rst(c)
+	})
+	t.Run("SYN-RECEIVED, data and FIN on the third ACK", func(t *testing.T) {
+		c := synReceived(t, Config{})
+		c.user(CloseFull())
+		c.peer(pkt("FP.", 301, 101, data(10)))
+		rst(c)
+	})
+	t.Run("CLOSING, data unread", func(t *testing.T) {
+		c := established(t, Config{QuickACK: true})
+		c.peer(pkt("P.", 301, 101, data(10)))
+		c.user(CloseEvent())
+		c.peer(pkt("F.", 311, 101))
+		c.state(Closing)
+		c.clear()
+		c.user(CloseFull())
+		gone(c)
+	})
+	t.Run("LAST-ACK, data unread", func(t *testing.T) {
+		c := established(t, Config{})
+		c.peer(pkt("FP.", 301, 101, data(10)))
+		c.user(CloseEvent())
+		c.state(LastAck)
+		c.clear()
+		c.user(CloseFull())
+		gone(c)
+	})
+	t.Run("TIME-WAIT, data unread", func(t *testing.T) {
+		c := established(t, Config{QuickACK: true})
+		c.peer(pkt("P.", 301, 101, data(10)))
+		c.user(CloseEvent())
+		c.peer(pkt("F.", 311, 102))
+		c.state(TimeWait)
+		c.clear()
+		c.user(CloseFull())
+		gone(c)
+	})
+}

@@ -116,7 +116,6 @@ const (
 	knownRemote                    // key's remote address is set
 	epConnected                    // the handshake completed
 	epPeerFin                      // the peer's FIN arrived
-	epReadShut                     // Close was called: later data gets a RST (RFC 9293 SHLD-3)
 
 	// The owning stack's bookkeeping; unused by a standalone endpoint.
 	epOwned    // in the stack's connection table
@@ -408,12 +407,6 @@ func (e *Endpoint) inputSegment(seg *Segment, src, dst netip.Addr, now Time) err
 		local := netip.AddrPortFrom(dst, e.key.lport)
 		remote := netip.AddrPortFrom(src, seg.SrcPort)
 		return e.acceptSYN(seg, local, remote, e.sh.isn.ISN(local, remote, now), now)
-	}
-	if e.is(epReadShut) && len(seg.Payload) > 0 && e.tcb.State.IsSynchronized() &&
-		e.tcb.flags&flagFinRcvd == 0 && seg.Seq.Add(uint32(len(seg.Payload))).GreaterThan(e.tcb.RcvNxt) {
-		// New data after a full close: reset (RFC 9293 SHLD-3). Old
-		// duplicates are only ACKed.
-		return e.step(AbortEvent(), now)
 	}
 	return e.stepSegment(seg, 0, now)
 }
@@ -766,15 +759,7 @@ func (e *Endpoint) CloseWrite(now Time) error {
 // resets the connection instead (RFC 9293 SHLD-3).
 func (e *Endpoint) Close(now Time) error {
 	defer e.changed(now)
-	e.bits |= epReadShut
-	if e.Buffered() > 0 {
-		return e.step(AbortEvent(), now)
-	}
-	err := e.step(CloseEvent(), now)
-	if errors.Is(err, ErrConnectionClosing) {
-		return nil // the sending half was closed already
-	}
-	return err
+	return e.step(CloseFull(), now)
 }
 
 // Abort resets the connection (RFC 9293 section 3.10.5).

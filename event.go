@@ -21,7 +21,9 @@ const (
 	// which frees receive window (RFC 9293 section 3.10.3).
 	EvReceive
 	// EvClose closes our half of the connection: a FIN follows the queued
-	// data (RFC 9293 section 3.10.4).
+	// data (RFC 9293 section 3.10.4). With Event.Full the user reads no
+	// more either: unread data, or new data that arrives later, resets the
+	// connection (RFC 9293 SHLD-3).
 	EvClose
 	// EvAbort resets the connection (RFC 9293 section 3.10.5).
 	EvAbort
@@ -57,6 +59,7 @@ type Event struct {
 	Kind       EventKind
 	More       bool     // EvSegment: more input follows before output is wanted; hold the ACK
 	Urgent     bool     // EvSend: the bytes are urgent data (RFC 9293 section 3.10.2)
+	Full       bool     // EvClose: the user reads no more either (RFC 9293 SHLD-3)
 	LocalPort  uint16   // EvOpen, EvListen
 	RemotePort uint16   // EvOpen
 	ISS        Seq      // EvOpen; EvSegment carrying a SYN to a TCB in LISTEN
@@ -87,6 +90,11 @@ func Receive(n uint32) Event { return Event{Kind: EvReceive, N: n} }
 
 // CloseEvent returns a close event.
 func CloseEvent() Event { return Event{Kind: EvClose} }
+
+// CloseFull returns a close event after which the user reads no more:
+// unread data resets the connection at once, and so does new data that
+// arrives later (RFC 9293 SHLD-3). It may follow a CloseEvent.
+func CloseFull() Event { return Event{Kind: EvClose, Full: true} }
 
 // AbortEvent returns an abort event.
 func AbortEvent() Event { return Event{Kind: EvAbort} }

@@ -42,6 +42,9 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 	case EvReceive:
 		return t.receive(ev.N, now, out)
 	case EvClose:
+		if ev.Full {
+			return t.closeFull(now, out)
+		}
 		return t.close(now, out)
 	case EvAbort:
 		return t.abort(now, out)
@@ -204,6 +207,28 @@ func (t *TCB) close(now Time, out []Action) ([]Action, error) {
 		return out, ErrConnectionClosing
 	}
 	return t.output(now, out), nil
+}
+
+// closeFull handles a CLOSE after which the user reads no more (RFC 9293
+// SHLD-3): with received data unread it resets the connection, since that
+// data is lost; otherwise it closes as CLOSE does and remembers that any
+// new data arriving later is lost too (processText resets then). After
+// our FIN is queued already it only does the latter.
+func (t *TCB) closeFull(now Time, out []Action) ([]Action, error) {
+	switch {
+	case t.State == Closed:
+		return out, ErrConnectionDoesNotExist
+	case t.State.IsSynchronized() && t.RcvNxt.Diff(t.rcvUser)-t.finBit() > 0:
+		return t.abort(now, out)
+	case t.flags&flagCloseCalled != 0:
+		t.flags |= flagReadShut
+		return out, nil
+	}
+	out, err := t.close(now, out)
+	if err == nil && t.State != Closed {
+		t.flags |= flagReadShut
+	}
+	return out, err
 }
 
 // abort handles ABORT (RFC 9293 section 3.10.5).

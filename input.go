@@ -672,6 +672,12 @@ func (t *TCB) processText(seg *Segment, f Flags, start Seq, now Time, out []Acti
 			end = right
 			fin = false // the FIN lies beyond the window
 		}
+		if t.flags&flagReadShut != 0 && lo.LessThan(end) {
+			// New data for a user who reads no more: it is lost, and
+			// the RST says so (RFC 9293 SHLD-3).
+			out, _ = t.abort(now, out)
+			return out
+		}
 		switch {
 		case !lo.LessThan(end):
 			t.flags |= flagAckNow // nothing new (a zero window): say where we are

@@ -51,6 +51,9 @@ func drawEvent(t *rapid.T, tcb *TCB, seg *Segment) Event {
 	case 3:
 		return Receive(uint32(rapid.IntRange(0, 5000).Draw(t, "n")))
 	case 4:
+		if rapid.Bool().Draw(t, "full") {
+			return CloseFull()
+		}
 		return CloseEvent()
 	case 5:
 		return AbortEvent()
@@ -110,7 +113,7 @@ func TestStepAllocatesNothing(t *testing.T) {
 			pkt("R", c.tcb.RcvNxt, 0),
 			pkt(".", c.tcb.RcvNxt.Add(50), c.tcb.SndNxt, data(10)),
 		}
-		evs := []Event{Open(1, 2, 3), ListenOn(1), Send(100), Receive(0), CloseEvent(), AbortEvent(), Tick()}
+		evs := []Event{Open(1, 2, 3), ListenOn(1), Send(100), Receive(0), CloseEvent(), CloseFull(), AbortEvent(), Tick()}
 		for i := range segs {
 			evs = append(evs, Arrive(&segs[i], 9))
 		}
@@ -156,6 +159,9 @@ func FuzzStep(f *testing.F) {
 				ev = Receive(uint32(binary.BigEndian.Uint16(arg(2))))
 			case 4:
 				ev = CloseEvent()
+				if arg(1)[0]&1 != 0 {
+					ev = CloseFull()
+				}
 			case 5:
 				ev = AbortEvent()
 			case 6:
@@ -259,12 +265,13 @@ func TestStateMachineModel(t *testing.T) {
 		var seg Segment
 		step := func(ev Event) { _ = c.step(ev); c.clear() }
 		rt.Repeat(map[string]func(*rapid.T){
-			"open":    func(rt *rapid.T) { step(Open(ourPort, peerPort, Seq(rapid.Uint32().Draw(rt, "iss")))) },
-			"listen":  func(rt *rapid.T) { step(ListenOn(ourPort)) },
-			"send":    func(rt *rapid.T) { step(Send(uint32(rapid.IntRange(0, 4000).Draw(rt, "n")))) },
-			"receive": func(rt *rapid.T) { step(Receive(uint32(rapid.IntRange(0, 4000).Draw(rt, "n")))) },
-			"close":   func(rt *rapid.T) { step(CloseEvent()) },
-			"abort":   func(rt *rapid.T) { step(AbortEvent()) },
+			"open":       func(rt *rapid.T) { step(Open(ourPort, peerPort, Seq(rapid.Uint32().Draw(rt, "iss")))) },
+			"listen":     func(rt *rapid.T) { step(ListenOn(ourPort)) },
+			"send":       func(rt *rapid.T) { step(Send(uint32(rapid.IntRange(0, 4000).Draw(rt, "n")))) },
+			"receive":    func(rt *rapid.T) { step(Receive(uint32(rapid.IntRange(0, 4000).Draw(rt, "n")))) },
+			"close":      func(rt *rapid.T) { step(CloseEvent()) },
+			"close full": func(rt *rapid.T) { step(CloseFull()) },
+			"abort":      func(rt *rapid.T) { step(AbortEvent()) },
 			"tick": func(rt *rapid.T) {
 				if d, ok := c.tcb.NextDeadline(); ok {
 					c.now = max(c.now, d)

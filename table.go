@@ -123,6 +123,8 @@ var Transitions = []Transition{
 	{SynReceived, OnRST, Listen, "", "reset of a passive open (3.10.7.4, MUST-11)"},
 	{SynReceived, OnRST, Closed, "", "reset of an active open: refused (3.10.7.4, MUST-11)"},
 	{SynReceived, OnAbort, Closed, "RST", "ABORT (3.10.5)"},
+	{SynReceived, OnACK, Closed, "RST", "handshake done with a full CLOSE queued, and the ACK carries data: lost (SHLD-3)"},
+	{SynReceived, OnFIN, Closed, "RST", "handshake done with a full CLOSE queued, and the FIN carries data: lost (SHLD-3)"},
 	{SynReceived, OnTimeout, Closed, "RST", "SYN-ACK retransmissions exhausted"},
 
 	{Established, OnClose, FinWait1, "FIN", "CLOSE: FIN after the queued data (3.10.4)"},
@@ -130,6 +132,7 @@ var Transitions = []Transition{
 	{Established, OnACK, CloseWait, "ACK", "data fills the hole before a held FIN"},
 	{Established, OnRST, Closed, "", "connection reset (3.10.7.4)"},
 	{Established, OnAbort, Closed, "RST", "ABORT (3.10.5)"},
+	{Established, OnClose, Closed, "RST", "a full CLOSE with data unread: lost (SHLD-3)"},
 	{Established, OnTimeout, Closed, "RST", "retransmissions exhausted, user or keep-alive timeout"},
 
 	{FinWait1, OnACK, FinWait2, "", "our FIN acknowledged (3.10.7.4)"},
@@ -140,29 +143,38 @@ var Transitions = []Transition{
 	{FinWait1, OnACK, TimeWait, "ACK", "our FIN acknowledged and a held FIN reached"},
 	{FinWait1, OnRST, Closed, "", "connection reset (3.10.7.4)"},
 	{FinWait1, OnAbort, Closed, "RST", "ABORT (3.10.5)"},
+	{FinWait1, OnClose, Closed, "RST", "a full CLOSE after CLOSE, with data unread: lost (SHLD-3)"},
+	{FinWait1, OnACK, Closed, "RST", "new data after a full CLOSE: lost (SHLD-3)"},
+	{FinWait1, OnFIN, Closed, "RST", "new data with a FIN after a full CLOSE: lost (SHLD-3)"},
 	{FinWait1, OnTimeout, Closed, "RST", "FIN retransmissions exhausted"},
 
 	{FinWait2, OnFIN, TimeWait, "ACK", "the peer closes (3.10.7.4)"},
 	{FinWait2, OnACK, TimeWait, "ACK", "data fills the hole before a held FIN"},
 	{FinWait2, OnRST, Closed, "", "connection reset (3.10.7.4)"},
 	{FinWait2, OnAbort, Closed, "RST", "ABORT (3.10.5)"},
+	{FinWait2, OnClose, Closed, "RST", "a full CLOSE after CLOSE, with data unread: lost (SHLD-3)"},
+	{FinWait2, OnACK, Closed, "RST", "new data after a full CLOSE: lost (SHLD-3)"},
+	{FinWait2, OnFIN, Closed, "RST", "new data with a FIN after a full CLOSE: lost (SHLD-3)"},
 	{FinWait2, OnTimeout, Closed, "", "the FIN-WAIT-2 timeout (option)"},
 
 	{CloseWait, OnClose, LastAck, "FIN", "CLOSE (3.10.4)"},
 	{CloseWait, OnRST, Closed, "", "connection reset (3.10.7.4)"},
 	{CloseWait, OnAbort, Closed, "RST", "ABORT (3.10.5)"},
+	{CloseWait, OnClose, Closed, "RST", "a full CLOSE with data unread: lost (SHLD-3)"},
 	{CloseWait, OnTimeout, Closed, "RST", "retransmissions exhausted, user or keep-alive timeout"},
 
 	{Closing, OnACK, TimeWait, "", "our FIN acknowledged (3.10.7.4)"},
 	{Closing, OnFIN, TimeWait, "", "our FIN acknowledged by a segment that repeats a FIN"},
 	{Closing, OnRST, Closed, "", "reset (3.10.7.4)"},
 	{Closing, OnAbort, Closed, "", "ABORT (3.10.5)"},
+	{Closing, OnClose, Closed, "", "a full CLOSE with data unread: deleted as ABORT does (SHLD-3, 3.10.5)"},
 	{Closing, OnTimeout, Closed, "RST", "FIN retransmissions exhausted"},
 
 	{LastAck, OnACK, Closed, "", "our FIN acknowledged (3.10.7.4)"},
 	{LastAck, OnFIN, Closed, "", "our FIN acknowledged by a segment that repeats a FIN"},
 	{LastAck, OnRST, Closed, "", "reset (3.10.7.4)"},
 	{LastAck, OnAbort, Closed, "", "ABORT (3.10.5)"},
+	{LastAck, OnClose, Closed, "", "a full CLOSE with data unread: deleted as ABORT does (SHLD-3, 3.10.5)"},
 	{LastAck, OnTimeout, Closed, "RST", "FIN retransmissions exhausted"},
 
 	{TimeWait, OnFIN, TimeWait, "ACK", "the peer's FIN again: ACK, restart 2*MSL (3.10.7.4)"},
@@ -170,6 +182,7 @@ var Transitions = []Transition{
 	{TimeWait, OnSYN, Closed, "", "a new incarnation may begin (MAY-2, RFC 6191)"},
 	{TimeWait, OnRST, Closed, "", "reset, only with Config.TimeWaitRST (RFC 1337)"},
 	{TimeWait, OnAbort, Closed, "", "ABORT (3.10.5)"},
+	{TimeWait, OnClose, Closed, "", "a full CLOSE with data unread: deleted as ABORT does (SHLD-3, 3.10.5)"},
 }
 
 // Allowed reports whether the table has a row from, class, to. A step that

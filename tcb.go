@@ -104,6 +104,7 @@ const (
 	flagProbe                         // a tail loss probe is outstanding, from mark (RFC 8985 section 7.3)
 	flagRtxMark                       // in recovery, mark is SND.NXT at the latest retransmission
 	flagProbeRtx                      // with flagProbe: the probe was a retransmission and mark is SND.NXT when it went (RFC 8985 section 7.4)
+	flagReadShut                      // the user closed with CloseFull: new data resets the connection (RFC 9293 SHLD-3)
 )
 
 // maxQueued bounds the data a connection holds in sequence space (sent but
