@@ -216,6 +216,38 @@ func (e *Endpoint) signal(r Readiness) {
 	}
 }
 
+// minBuf is the size of the buffers a stack's endpoint first takes. They
+// double as the data held needs, up to the configured sizes, so a
+// connection that moves little data never costs the full buffers (nor
+// the time to clear them).
+const minBuf = 4096
+
+// grow makes r's buffer hold at least need bytes (need is at most
+// limit): the next power of two from minBuf, capped at limit, with the
+// bytes held moved in order to its start. The old buffer goes back to
+// the stack's pool.
+func (e *Endpoint) grow(r *ring, need, limit int) {
+	if need <= len(r.buf) {
+		return
+	}
+	size := max(minBuf, len(r.buf))
+	for size < need {
+		size *= 2
+	}
+	nb := e.takeBuf(min(size, limit))
+	if n := len(r.buf); n > 0 {
+		i := r.start % n
+		c := copy(nb, r.buf[i:])
+		copy(nb[c:], r.buf[:i])
+		if s := e.sh.stack; s != nil {
+			s.putBuf(r.buf)
+		}
+	}
+	r.end -= r.start
+	r.start = 0
+	r.buf = nb
+}
+
 // changed tells the owning stack that the application acted on the
 // endpoint (output may wait, the deadline may have moved).
 func (e *Endpoint) changed(now Time) {
@@ -475,9 +507,7 @@ func (e *Endpoint) hold(seg *Segment) {
 	if uint64(off)+uint64(n) > uint64(e.sh.rcvCap) {
 		return
 	}
-	if len(io.rcv.buf) == 0 {
-		io.rcv.buf = e.takeBuf(e.sh.rcvCap)
-	}
+	e.grow(&io.rcv, int(off)+int(n), e.sh.rcvCap)
 	io.rcv.writeAt(int(off), seg.Payload)
 	io.held[io.nheld] = heldRange{seg.Seq, n}
 	io.nheld++
@@ -552,13 +582,10 @@ func (e *Endpoint) apply(q []Action, base int, seg *Segment) []Action {
 			}
 			w++
 		case ActAccept:
-			rcv := &e.io.rcv
-			if len(rcv.buf) == 0 {
-				rcv.buf = e.takeBuf(e.sh.rcvCap)
-			}
 			if !e.io.replaying { // a replayed segment's bytes are in place
 				off := int(a.DataSeq.Diff(e.tcb.rcvUser))
-				rcv.writeAt(off, seg.Payload[a.Offset:a.Offset+a.DataLen])
+				e.grow(&e.io.rcv, off+int(a.DataLen), e.sh.rcvCap)
+				e.io.rcv.writeAt(off, seg.Payload[a.Offset:a.Offset+a.DataLen])
 			}
 			e.stats.bytesIn += uint64(a.DataLen)
 			e.signal(ReadyRead)
@@ -696,10 +723,7 @@ func (e *Endpoint) Write(p []byte, now Time) (int, error) {
 	}
 	e.release()
 	io := e.buffers()
-	if len(io.snd.buf) == 0 && len(p) > 0 {
-		io.snd.buf = e.takeBuf(e.sh.sndSize)
-	}
-	n := min(len(p), io.snd.free())
+	n := min(len(p), max(e.sh.sndSize-io.snd.len(), 0))
 	if n == 0 {
 		if len(p) == 0 {
 			return 0, nil
@@ -709,6 +733,7 @@ func (e *Endpoint) Write(p []byte, now Time) (int, error) {
 	if err := e.step(Send(uint32(n)), now); err != nil {
 		return 0, err
 	}
+	e.grow(&io.snd, io.snd.len()+n, e.sh.sndSize)
 	io.snd.write(p[:n])
 	e.changed(now)
 	return n, nil
@@ -774,9 +799,8 @@ type ring struct {
 	start, end int // end-start bytes held; both grow forever, taken mod len
 }
 
-func (r *ring) len() int  { return r.end - r.start }
-func (r *ring) free() int { return max(len(r.buf)-r.len(), 0) }
-func (r *ring) reset()    { r.start, r.end = 0, 0 }
+func (r *ring) len() int { return r.end - r.start }
+func (r *ring) reset()   { r.start, r.end = 0, 0 }
 
 // write appends p (the caller checked free space).
 func (r *ring) write(p []byte) {

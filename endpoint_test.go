@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
 )
 
 // wire carries packets between two endpoints in memory, with a delay and
@@ -483,4 +484,52 @@ func TestEndpointDialRefusesBadAddresses(t *testing.T) {
 		require.ErrorIs(t, e.Dial(c.local, c.remote, 0), ErrAddress, "%v -> %v", c.local, c.remote)
 		require.Equal(t, Closed, e.State())
 	}
+}
+
+func TestBufferGrowsKeepingItsBytes(t *testing.T) {
+	// A stack's endpoint starts with small buffers and doubles them as
+	// data needs, up to the configured size: the bytes held, wrapped
+	// around the ring's end and out of order beyond it, keep their places
+	// in the stream.
+	rapid.Check(t, func(rt *rapid.T) {
+		s, err := NewStack(StackConfig{})
+		require.NoError(rt, err)
+		e := s.newEndpoint()
+		limit := rapid.IntRange(minBuf, 1<<20).Draw(rt, "limit")
+		var r ring
+		var model []byte // the stream from r.start on; 0 where nothing was written
+		for range rapid.IntRange(1, 20).Draw(rt, "ops") {
+			switch rapid.IntRange(0, 2).Draw(rt, "op") {
+			case 0: // write at an offset, as out-of-order data arrives
+				off := rapid.IntRange(0, limit-1).Draw(rt, "off")
+				n := rapid.IntRange(1, min(3000, limit-off)).Draw(rt, "n")
+				p := make([]byte, n)
+				for i := range p {
+					p[i] = byte(rapid.IntRange(1, 255).Draw(rt, "b"))
+				}
+				e.grow(&r, off+n, limit)
+				require.LessOrEqual(rt, len(r.buf), limit)
+				r.writeAt(off, p)
+				for len(model) < off+n {
+					model = append(model, 0)
+				}
+				copy(model[off:], p)
+			case 1: // consume from the front, as the user reads
+				k := rapid.IntRange(0, len(model)).Draw(rt, "k")
+				r.discard(k)
+				model = model[k:]
+			case 2: // grow the buffer
+				e.grow(&r, rapid.IntRange(0, limit).Draw(rt, "need"), limit)
+			}
+			got := make([]byte, len(model))
+			if len(got) > 0 {
+				r.readAt(0, got)
+			}
+			for i := range model {
+				if model[i] != 0 {
+					require.Equal(rt, model[i], got[i], "byte %d", i)
+				}
+			}
+		}
+	})
 }

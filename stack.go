@@ -140,6 +140,7 @@ type Stack struct {
 	fresh     TCB             // a CLOSED TCB with the stack's settings
 	shared    *endpointShared // settings every endpoint of the stack points to
 	free      []bufPool       // buffers of idle or ended connections, one pool per size
+	pooled    int             // bytes in free
 	freeIO    []*endpointIO   // buffer sets and output queues of idle connections
 	stats     StackStats
 }
@@ -152,20 +153,19 @@ func (s *Stack) newEndpoint() *Endpoint {
 
 // The pools of buffers kept for reuse are bounded in bytes, not in
 // count, so that the memory a burst of busy connections took goes back to
-// the Go heap once they are idle: each pool keeps at most maxPoolBytes of
-// buffers (at least minPoolBufs of any size), and at most maxFreeIO
-// buffer sets.
+// the Go heap once they are idle: together they keep at most
+// maxPoolBytes, and at most maxFreeIO buffer sets.
 const (
-	maxPoolBytes = 2 << 20
-	minPoolBufs  = 4
+	maxPoolBytes = 3 << 20
 	maxFreeIO    = 256
 	// maxPooledQueue bounds the capacity, in actions, of an output
 	// queue kept for reuse.
 	maxPooledQueue = 64
 )
 
-// bufPool keeps buffers of one size. A stack's endpoints use two sizes
-// at most (send and receive), so the pools are a short list, not a map.
+// bufPool keeps buffers of one size. A stack's endpoints use a few sizes
+// (powers of two from minBuf, and the two configured sizes), so the pools
+// are a short list, not a map.
 type bufPool struct {
 	size int
 	bufs [][]byte
@@ -189,6 +189,7 @@ func (s *Stack) takeBuf(n int) []byte {
 		b := p.bufs[k-1]
 		p.bufs[k-1] = nil
 		p.bufs = p.bufs[:k-1]
+		s.pooled -= len(b)
 		return b
 	}
 	return make([]byte, n)
@@ -196,8 +197,10 @@ func (s *Stack) takeBuf(n int) []byte {
 
 // putBuf gives a buffer back for reuse, unless the pool is full.
 func (s *Stack) putBuf(b []byte) {
-	if p := s.pool(len(b)); len(p.bufs) < minPoolBufs || (len(p.bufs)+1)*len(b) <= maxPoolBytes {
+	if s.pooled+len(b) <= maxPoolBytes {
+		p := s.pool(len(b))
 		p.bufs = append(p.bufs, b)
+		s.pooled += len(b)
 	}
 }
 

@@ -545,10 +545,20 @@ func TestBufferPoolsBoundedInBytes(t *testing.T) {
 		for range max(20, 8<<20/size) {
 			s.putBuf(make([]byte, size))
 		}
-		p := s.pool(size)
-		require.LessOrEqual(t, len(p.bufs)*size, max(maxPoolBytes, minPoolBufs*size), "%d-byte buffers", size)
-		require.GreaterOrEqual(t, len(p.bufs), minPoolBufs)
+		require.LessOrEqual(t, s.pooled, maxPoolBytes, "%d-byte buffers", size)
 	}
+	total := 0
+	for _, p := range s.free {
+		total += p.size * len(p.bufs)
+	}
+	require.Equal(t, s.pooled, total)
+	require.Greater(t, total, maxPoolBytes/2, "the pools do keep buffers")
+	for _, p := range s.free {
+		for range p.bufs {
+			s.takeBuf(p.size)
+		}
+	}
+	require.Zero(t, s.pooled)
 }
 
 func TestStackGivesMemoryBack(t *testing.T) {
