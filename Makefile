@@ -1,11 +1,13 @@
 # One command runs every test: make test.
 GO ?= go
 
-.PHONY: test vet fuzz-smoke bench
+.PHONY: test vet fuzz-smoke bench load
 
 test: vet
 	$(GO) test -count=1 ./...
-	@if [ -f interop/go.mod ]; then cd interop && $(GO) test -count=1 ./...; fi
+	@if [ -f interop/go.mod ]; then cd interop && $(GO) test -count=1 $$($(GO) list ./... | grep -v '/load$$'); fi
+	@# The short load suite alone, so no other test shares its two cores.
+	@if [ -f interop/go.mod ]; then cd interop && $(GO) test -count=1 ./load; fi
 
 vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -33,3 +35,10 @@ fuzz-smoke:
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -count=6 . | tee bench.txt
 	cd interop && $(GO) test -run='^$$' -bench=. -benchmem -count=6 ./bench | tee ../bench-interop.txt
+
+# The full load suite: net/http on tcpfsm, gVisor and the kernel side by
+# side under ab, wrk, curl and a hping3 SYN flood (apt-get install
+# apache2-utils wrk hping3 curl). `make test` runs its short version.
+# LOAD_REPORT=/absolute/path also writes the table there.
+load:
+	cd interop && LOAD_FULL=1 $(GO) test -count=1 -v -run '^TestLoad$$' -timeout 30m ./load

@@ -19,7 +19,7 @@ type StackConfig struct {
 	// (RFC 4987 sections 3.2 to 3.6). Default 128.
 	Backlog int
 	// AcceptQueue bounds the established connections waiting for Accept.
-	// Default 128.
+	// Default 4096, Linux's default net.core.somaxconn.
 	AcceptQueue int
 	// EphemeralLow and EphemeralHigh bound the ports Dial picks. Default
 	// 49152 to 65535 (RFC 6335).
@@ -156,7 +156,7 @@ func (s *Stack) newEndpoint() *Endpoint {
 // the Go heap once they are idle: together they keep at most
 // maxPoolBytes, and at most maxFreeIO buffer sets.
 const (
-	maxPoolBytes = 3 << 20
+	maxPoolBytes = 1 << 20
 	maxFreeIO    = 256
 	// maxPooledQueue bounds the capacity, in actions, of an output
 	// queue kept for reuse.
@@ -261,7 +261,7 @@ func NewStack(cfg StackConfig) (*Stack, error) {
 		cfg.Backlog = 128
 	}
 	if cfg.AcceptQueue <= 0 {
-		cfg.AcceptQueue = 128
+		cfg.AcceptQueue = 4096
 	}
 	if cfg.EphemeralLow == 0 {
 		cfg.EphemeralLow = 49152

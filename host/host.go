@@ -28,6 +28,22 @@ type Link interface {
 	Close() error
 }
 
+// BatchLink is a Link that can also read several segments at once: up to
+// len(bufs) of them, the i-th into bufs[i] with its length and addresses
+// in segs[i]. It blocks until at least one arrives and returns how many
+// it read, without waiting for more. A Host reads a batch under one lock,
+// so a burst of packets costs one wake-up and one flush.
+type BatchLink interface {
+	Link
+	ReadSegments(bufs [][]byte, segs []SegmentInfo) (int, error)
+}
+
+// SegmentInfo is what BatchLink.ReadSegments says of one segment.
+type SegmentInfo struct {
+	N        int
+	Src, Dst netip.Addr
+}
+
 // ErrClosed is returned after the Host or a Listener was closed.
 var ErrClosed = errors.New("host: closed")
 
@@ -46,6 +62,9 @@ type Host struct {
 	timer     *time.Timer
 	out       []byte
 	evs       []tcpfsm.ReadyEvent
+	queued    []packet   // segments the stack produced, in order, not yet written
+	spare     [][]byte   // buffers of written segments, for reuse
+	wmu       sync.Mutex // held while writing to the link, so segments leave in order
 	conns     map[*tcpfsm.Endpoint]*Conn
 	listeners map[*tcpfsm.Listener]*Listener
 	closed    bool
@@ -91,11 +110,30 @@ func (h *Host) Stats() tcpfsm.StackStats {
 	return h.stack.Stats()
 }
 
+// readBatch is how many segments the host reads, and inputs under one
+// lock, at most, from a BatchLink.
+const readBatch = 32
+
 func (h *Host) readLoop() {
 	defer close(h.done)
-	buf := make([]byte, 65536)
+	bufs := make([][]byte, 1, readBatch)
+	bufs[0] = make([]byte, 65536)
+	segs := make([]SegmentInfo, readBatch)
+	bl, batched := h.link.(BatchLink)
+	if batched {
+		for len(bufs) < readBatch {
+			bufs = append(bufs, make([]byte, 65536))
+		}
+	}
 	for {
-		n, src, dst, err := h.link.ReadSegment(buf)
+		var k int
+		var err error
+		if batched {
+			k, err = bl.ReadSegments(bufs, segs)
+		} else {
+			segs[0].N, segs[0].Src, segs[0].Dst, err = h.link.ReadSegment(bufs[0])
+			k = 1
+		}
 		if err != nil {
 			h.mu.Lock()
 			closed := h.closed
@@ -106,24 +144,76 @@ func (h *Host) readLoop() {
 			continue
 		}
 		h.mu.Lock()
-		_ = h.stack.Input(buf[:n], src, dst, h.clock.Now())
+		now := h.clock.Now()
+		for i := range k {
+			_ = h.stack.Input(bufs[i][:segs[i].N], segs[i].Src, segs[i].Dst, now)
+		}
 		h.flushLocked()
 		h.mu.Unlock()
+		h.write()
 	}
 }
 
 func (h *Host) onTimer() {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.closed {
+		h.mu.Unlock()
 		return
 	}
 	h.stack.Tick(h.clock.Now())
 	h.flushLocked()
+	h.mu.Unlock()
+	h.write()
 }
 
-// flushLocked sends what the stack has to send, sets the timer for the
-// next deadline, and wakes the connections and listeners whose readiness
+// packet is a segment waiting to be written to the link.
+type packet struct {
+	b        []byte
+	src, dst netip.Addr
+}
+
+// write sends the segments queued so far, in order, outside h.mu: a
+// goroutine that writes blocks neither the stack nor the other
+// connections, only other writers. Whoever writes takes every segment
+// queued by then, so none overtakes one queued before it.
+func (h *Host) write() {
+	h.wmu.Lock()
+	defer h.wmu.Unlock()
+	h.mu.Lock()
+	batch := h.queued
+	h.queued = nil
+	h.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	for i := range batch {
+		_ = h.link.WriteSegment(batch[i].b, batch[i].src, batch[i].dst)
+	}
+	h.mu.Lock()
+	for i := range batch {
+		if len(h.spare) < maxSpare {
+			h.spare = append(h.spare, batch[i].b[:0])
+		}
+		batch[i] = packet{}
+	}
+	if h.queued == nil {
+		h.queued = batch[:0] // the slice too is reused
+	}
+	h.mu.Unlock()
+}
+
+// unlockAndWrite releases h.mu and writes what was queued under it.
+func (h *Host) unlockAndWrite() {
+	h.mu.Unlock()
+	h.write()
+}
+
+// maxSpare bounds the segment buffers a host keeps for reuse.
+const maxSpare = 256
+
+// flushLocked queues what the stack has to send (the caller writes it
+// with write once it has let go of h.mu), sets the timer for the next
+// deadline, and wakes the connections and listeners whose readiness
 // changed.
 func (h *Host) flushLocked() {
 	now := h.clock.Now()
@@ -132,7 +222,11 @@ func (h *Host) flushLocked() {
 		if n == 0 {
 			break
 		}
-		_ = h.link.WriteSegment(h.out[:n], src, dst)
+		var b []byte
+		if k := len(h.spare); k > 0 {
+			b, h.spare = h.spare[k-1], h.spare[:k-1]
+		}
+		h.queued = append(h.queued, packet{b: append(b, h.out[:n]...), src: src, dst: dst})
 	}
 	if d, ok := h.stack.NextDeadline(); ok {
 		h.timer.Reset(max(d.Sub(now), time.Millisecond))
@@ -183,6 +277,7 @@ func (h *Host) waitLocked(ch chan struct{}, deadline time.Time) {
 		expired = t.C
 	}
 	h.mu.Unlock()
+	h.write() // what the caller queued goes out before it sleeps
 	select {
 	case <-ch:
 	case <-expired:
@@ -265,7 +360,7 @@ func tcpAddr(a netip.AddrPort) net.Addr { return net.TCPAddrFromAddrPort(a) }
 // handshake, the context, or a failure.
 func (h *Host) Dial(ctx context.Context, local netip.Addr, remote netip.AddrPort, remoteAddr net.Addr) (*Conn, error) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.unlockAndWrite()
 	if h.closed {
 		return nil, ErrClosed
 	}
@@ -321,7 +416,7 @@ type Conn struct {
 func (c *Conn) Read(p []byte) (int, error) {
 	h := c.h
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.unlockAndWrite()
 	for {
 		if c.closed {
 			return 0, net.ErrClosed
@@ -351,7 +446,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 func (c *Conn) Write(p []byte) (int, error) {
 	h := c.h
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.unlockAndWrite()
 	sent := 0
 	for sent < len(p) {
 		if c.closed {
@@ -387,7 +482,7 @@ func mapErr(err error) error {
 // Close closes the connection (both halves).
 func (c *Conn) Close() error {
 	c.h.mu.Lock()
-	defer c.h.mu.Unlock()
+	defer c.h.unlockAndWrite()
 	if c.closed {
 		return net.ErrClosed
 	}
@@ -405,7 +500,7 @@ func (c *Conn) Close() error {
 // can still read.
 func (c *Conn) CloseWrite() error {
 	c.h.mu.Lock()
-	defer c.h.mu.Unlock()
+	defer c.h.unlockAndWrite()
 	err := c.e.CloseWrite(c.h.clock.Now())
 	c.h.flushLocked()
 	return mapErr(err)
@@ -414,7 +509,7 @@ func (c *Conn) CloseWrite() error {
 // Abort resets the connection.
 func (c *Conn) Abort() error {
 	c.h.mu.Lock()
-	defer c.h.mu.Unlock()
+	defer c.h.unlockAndWrite()
 	c.closed = true
 	err := c.e.Abort(c.h.clock.Now())
 	c.h.flushLocked()

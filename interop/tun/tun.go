@@ -18,6 +18,7 @@ import (
 	"unsafe"
 
 	"github.com/tcpfsm/tcpfsm"
+	"github.com/tcpfsm/tcpfsm/host"
 )
 
 const (
@@ -93,20 +94,62 @@ func (d *Device) ReadSegment(buf []byte) (int, netip.Addr, netip.Addr, error) {
 		if err != nil {
 			return 0, netip.Addr{}, netip.Addr{}, err
 		}
-		p := buf[:n]
-		if n < 20 || p[0]>>4 != 4 || p[9] != tcpfsm.ProtocolTCP {
-			continue // not IPv4 TCP (IPv6 router solicitations and the like)
-		}
-		ihl := int(p[0]&0xf) * 4
-		total := int(binary.BigEndian.Uint16(p[2:]))
-		if ihl < 20 || total > n || total < ihl || d.lose() {
-			continue
-		}
-		src := netip.AddrFrom4([4]byte(p[12:16]))
-		dst := netip.AddrFrom4([4]byte(p[16:20]))
-		m := copy(buf, p[ihl:total])
-		return m, src, dst, nil
+		if m, src, dst, ok := d.segment(buf[:n]); ok {
+			return m, src, dst, nil
+		} // else not IPv4 TCP (IPv6 router solicitations and the like), or lost
 	}
+}
+
+// ReadSegments reads the segments that have arrived, up to len(bufs),
+// waiting only for the first (host.BatchLink): one wake-up for a burst.
+func (d *Device) ReadSegments(bufs [][]byte, segs []host.SegmentInfo) (int, error) {
+	rc, err := d.f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	k := 0
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		for k < len(bufs) && k < len(segs) {
+			n, err := syscall.Read(int(fd), bufs[k])
+			if err == syscall.EAGAIN {
+				return k > 0 // nothing yet: wait for the device to be readable
+			}
+			if err != nil {
+				rerr = err
+				return true
+			}
+			if m, src, dst, ok := d.segment(bufs[k][:n]); ok {
+				segs[k] = host.SegmentInfo{N: m, Src: src, Dst: dst}
+				k++
+			}
+		}
+		return true
+	})
+	if k > 0 {
+		return k, nil
+	}
+	if rerr != nil {
+		return 0, rerr
+	}
+	return 0, err
+}
+
+// segment moves the TCP segment of the IPv4 packet in p to its start and
+// returns its length and addresses; ok is false for anything else, or a
+// packet the device's Loss drops.
+func (d *Device) segment(p []byte) (n int, src, dst netip.Addr, ok bool) {
+	if len(p) < 20 || p[0]>>4 != 4 || p[9] != tcpfsm.ProtocolTCP {
+		return 0, src, dst, false
+	}
+	ihl := int(p[0]&0xf) * 4
+	total := int(binary.BigEndian.Uint16(p[2:]))
+	if ihl < 20 || total > len(p) || total < ihl || d.lose() {
+		return 0, src, dst, false
+	}
+	src = netip.AddrFrom4([4]byte(p[12:16]))
+	dst = netip.AddrFrom4([4]byte(p[16:20]))
+	return copy(p, p[ihl:total]), src, dst, true
 }
 
 // WriteSegment sends a TCP segment to the kernel in an IPv4 packet.

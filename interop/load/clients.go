@@ -1,0 +1,468 @@
+//go:build linux
+
+package load
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Tools lists the client programs the suite runs.
+var Tools = []string{"ab", "wrk", "curl", "hping3", "timeout", "ip"}
+
+// LookTool finds a client program in PATH, or in /usr/sbin and /sbin
+// (where hping3 and ip live, often outside a user's PATH).
+func LookTool(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin"} {
+		if p, err := exec.LookPath(dir + "/" + name); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found", name)
+}
+
+// run runs a client program and returns its output, stdout then stderr.
+// A non-zero exit is not an error here: ab and timeout report through
+// their output and exit codes both, and the parsers judge the output.
+func run(ctx context.Context, name string, args ...string) (string, error) {
+	path, err := LookTool(name)
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.WaitDelay = 2 * time.Second
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	out := stdout.String() + stderr.String()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		return out, err
+	}
+	return out, nil
+}
+
+// ABResult is what ab(1) reported.
+type ABResult struct {
+	Complete       int     // requests done, failed ones included
+	Failed         int     // "Failed requests"
+	FailedConnect  int     // its breakdown: connect errors,
+	FailedReceive  int     // receive errors (resets, early closes),
+	FailedLength   int     // responses of another length than the first,
+	FailedExcept   int     // and other exceptions
+	WriteErrors    int     // "Write errors"
+	Non2xx         int     // "Non-2xx responses"
+	RequestsPerSec float64 // "Requests per second"
+	P99, Longest   time.Duration
+	// Aborted is ab's reason for stopping before the end ("" if it ran
+	// to the end); Complete is then from its "Total of N requests
+	// completed" line.
+	Aborted string
+}
+
+var (
+	abFailBreakdown = regexp.MustCompile(`\(Connect: (\d+), Receive: (\d+), Length: (\d+), Exceptions: (\d+)\)`)
+	abTotalOf       = regexp.MustCompile(`Total of (\d+) requests completed`)
+	abPercentile    = regexp.MustCompile(`^\s*(\d+)%\s+(\d+)`)
+)
+
+// ParseAB parses ab's output (without -v or -w).
+func ParseAB(out string) (ABResult, error) {
+	var r ABResult
+	seen := false
+	var lastError string
+	for _, line := range strings.Split(out, "\n") {
+		field := func(prefix string) (string, bool) {
+			v, ok := strings.CutPrefix(line, prefix)
+			return strings.TrimSpace(v), ok
+		}
+		if v, ok := field("Complete requests:"); ok {
+			r.Complete, seen = atoi(v), true
+		} else if v, ok := field("Failed requests:"); ok {
+			r.Failed = atoi(v)
+		} else if m := abFailBreakdown.FindStringSubmatch(line); m != nil {
+			r.FailedConnect, r.FailedReceive, r.FailedLength, r.FailedExcept = atoi(m[1]), atoi(m[2]), atoi(m[3]), atoi(m[4])
+		} else if v, ok := field("Write errors:"); ok {
+			r.WriteErrors = atoi(v)
+		} else if v, ok := field("Non-2xx responses:"); ok {
+			r.Non2xx = atoi(v)
+		} else if v, ok := field("Requests per second:"); ok {
+			r.RequestsPerSec, _ = strconv.ParseFloat(strings.Fields(v + " 0")[0], 64)
+		} else if m := abPercentile.FindStringSubmatch(line); m != nil {
+			ms := time.Duration(atoi(m[2])) * time.Millisecond
+			switch m[1] {
+			case "99":
+				r.P99 = ms
+			case "100":
+				r.Longest = ms
+			}
+		} else if m := abTotalOf.FindStringSubmatch(line); m != nil {
+			r.Complete, seen = atoi(m[1]), true
+			r.Aborted = lastError
+			if r.Aborted == "" {
+				r.Aborted = "stopped early"
+			}
+		} else if i := fatalAt(line); i >= 0 {
+			lastError = line[i:]
+		}
+	}
+	if !seen {
+		if lastError != "" {
+			return ABResult{Aborted: lastError}, nil
+		}
+		return r, fmt.Errorf("unrecognized ab output: %q", out)
+	}
+	return r, nil
+}
+
+// fatalAt returns where ab's fatal error starts in line ("apr_...: why
+// (code)" or "Test aborted after..."; progress dots may precede it on the
+// same line), or -1.
+func fatalAt(line string) int {
+	if i := strings.Index(line, "apr_"); i >= 0 {
+		return i
+	}
+	return strings.Index(line, "Test aborted")
+}
+
+// ABArgs returns ab's arguments for n requests, c at a time, each socket
+// wait bounded by timeout, with keep-alive or a connection per request.
+// -r keeps ab going after a receive error (a reset, say) so that it
+// counts them all.
+func ABArgs(url string, c, n int, keepAlive bool, timeout time.Duration) []string {
+	args := []string{"-q", "-r", "-s", strconv.Itoa(int(timeout.Round(time.Second) / time.Second)),
+		"-c", strconv.Itoa(c), "-n", strconv.Itoa(max(n, c))}
+	if keepAlive {
+		args = append(args, "-k")
+	}
+	return append(args, url)
+}
+
+// RunAB runs ab with ABArgs and parses its output.
+func RunAB(ctx context.Context, url string, c, n int, keepAlive bool, timeout time.Duration) (ABResult, error) {
+	out, err := run(ctx, "ab", ABArgs(url, c, n, keepAlive, timeout)...)
+	if err != nil {
+		return ABResult{}, fmt.Errorf("ab: %v: %s", err, out)
+	}
+	if ctx.Err() != nil {
+		return ABResult{Aborted: "killed: ran past its time limit"}, nil
+	}
+	return ParseAB(out)
+}
+
+// Result returns ab's figures in the report's terms.
+func (r ABResult) Result() Result {
+	res := Result{Rate: r.RequestsPerSec, Unit: "req/s", P99: r.P99, Max: r.Longest, Aborted: r.Aborted,
+		Failed: r.Failed + r.WriteErrors + r.Non2xx}
+	var d []string
+	if r.Failed > 0 {
+		d = append(d, fmt.Sprintf("failed %d (connect %d, receive %d, length %d, exceptions %d)",
+			r.Failed, r.FailedConnect, r.FailedReceive, r.FailedLength, r.FailedExcept))
+	}
+	if r.WriteErrors > 0 {
+		d = append(d, fmt.Sprintf("write errors %d", r.WriteErrors))
+	}
+	if r.Non2xx > 0 {
+		d = append(d, fmt.Sprintf("non-2xx %d", r.Non2xx))
+	}
+	if r.Aborted != "" {
+		d = append(d, fmt.Sprintf("ab aborted after %d requests: %s", r.Complete, r.Aborted))
+	}
+	res.Detail = strings.Join(d, "; ")
+	return res
+}
+
+// WrkResult is what wrk(1) reported.
+type WrkResult struct {
+	Requests       int
+	Duration       time.Duration
+	RequestsPerSec float64
+	P50, P99, Max  time.Duration
+	ConnectErrors  int
+	ReadErrors     int
+	WriteErrors    int
+	Timeouts       int
+	Non2xx         int // "Non-2xx or 3xx responses"
+}
+
+var (
+	wrkRequests = regexp.MustCompile(`^\s*(\d+) requests in ([0-9.]+[a-z]+),`)
+	wrkSocket   = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
+	wrkLatency  = regexp.MustCompile(`^\s*(50|99)%\s+([0-9.]+[a-z]+)`)
+)
+
+// ParseWrk parses wrk's output with --latency.
+func ParseWrk(out string) (WrkResult, error) {
+	var r WrkResult
+	seen := false
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 4 && f[0] == "Latency":
+			r.Max = duration(f[3])
+		case wrkLatency.MatchString(line):
+			m := wrkLatency.FindStringSubmatch(line)
+			if m[1] == "50" {
+				r.P50 = duration(m[2])
+			} else {
+				r.P99 = duration(m[2])
+			}
+		case wrkRequests.MatchString(line):
+			m := wrkRequests.FindStringSubmatch(line)
+			r.Requests, r.Duration, seen = atoi(m[1]), duration(m[2]), true
+		case wrkSocket.MatchString(line):
+			m := wrkSocket.FindStringSubmatch(line)
+			r.ConnectErrors, r.ReadErrors, r.WriteErrors, r.Timeouts = atoi(m[1]), atoi(m[2]), atoi(m[3]), atoi(m[4])
+		case len(f) == 2 && f[0] == "Requests/sec:":
+			r.RequestsPerSec, _ = strconv.ParseFloat(f[1], 64)
+		case strings.HasPrefix(strings.TrimSpace(line), "Non-2xx or 3xx responses:"):
+			r.Non2xx = atoi(f[len(f)-1])
+		}
+	}
+	if !seen {
+		return r, fmt.Errorf("unrecognized wrk output: %q", out)
+	}
+	return r, nil
+}
+
+// RunWrk runs wrk with two threads, conns connections for d, counting a
+// request that takes longer than timeout as a timeout error.
+func RunWrk(ctx context.Context, url string, conns int, d, timeout time.Duration) (WrkResult, error) {
+	out, err := run(ctx, "wrk", "-t", "2", "-c", strconv.Itoa(conns), "-d", secs(d), "--timeout", secs(timeout), "--latency", url)
+	if err != nil {
+		return WrkResult{}, fmt.Errorf("wrk: %v: %s", err, out)
+	}
+	return ParseWrk(out)
+}
+
+// SocketErrors returns the sum of wrk's socket errors.
+func (r WrkResult) SocketErrors() int {
+	return r.ConnectErrors + r.ReadErrors + r.WriteErrors + r.Timeouts
+}
+
+// Result returns wrk's figures in the report's terms.
+func (r WrkResult) Result() Result {
+	res := Result{Rate: r.RequestsPerSec, Unit: "req/s", P99: r.P99, Max: r.Max, Failed: r.SocketErrors() + r.Non2xx}
+	if r.SocketErrors() > 0 {
+		res.Detail = fmt.Sprintf("socket errors: connect %d, read %d, write %d, timeout %d",
+			r.ConnectErrors, r.ReadErrors, r.WriteErrors, r.Timeouts)
+	}
+	if r.Non2xx > 0 {
+		res.Detail = strings.TrimPrefix(res.Detail+fmt.Sprintf("; non-2xx %d", r.Non2xx), "; ")
+	}
+	return res
+}
+
+// CurlResult is one download of "/bulk" with curl(1).
+type CurlResult struct {
+	Bytes int64
+	Took  time.Duration
+	// SumOK reports whether the bytes' SHA-256 was that of BulkReader.
+	SumOK bool
+	Err   error // curl's failure, if it failed
+}
+
+// RunCurl downloads n bytes from url (a "/bulk" URL) with curl, hashing
+// what it writes to stdout, and checks the digest.
+func RunCurl(ctx context.Context, url string, n int64) CurlResult {
+	want := sha256.New()
+	_, _ = io.Copy(want, BulkReader(n))
+	path, err := LookTool("curl")
+	if err != nil {
+		return CurlResult{Err: err}
+	}
+	cmd := exec.CommandContext(ctx, path, "-sS", "-o", "-", url)
+	cmd.WaitDelay = 2 * time.Second
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return CurlResult{Err: err}
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return CurlResult{Err: err}
+	}
+	got := sha256.New()
+	m, _ := io.Copy(got, stdout)
+	err = cmd.Wait()
+	r := CurlResult{Bytes: m, Took: time.Since(start), SumOK: m == n && bytes.Equal(got.Sum(nil), want.Sum(nil))}
+	if err != nil {
+		r.Err = fmt.Errorf("curl: %v: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return r
+}
+
+// Result returns the download in the report's terms: MiB/s, and one
+// failure if curl failed or the digest differs.
+func (r CurlResult) Result() Result {
+	res := Result{Unit: "MiB/s", Max: r.Took}
+	if r.Took > 0 {
+		res.Rate = float64(r.Bytes) / (1 << 20) / r.Took.Seconds()
+	}
+	switch {
+	case r.Err != nil:
+		res.Failed, res.Detail = 1, fmt.Sprintf("%v (after %d bytes)", r.Err, r.Bytes)
+	case !r.SumOK:
+		res.Failed, res.Detail = 1, fmt.Sprintf("sha256 mismatch (%d bytes)", r.Bytes)
+	}
+	return res
+}
+
+// Probe is one legitimate connection: connect, one HTTP request, the
+// whole response.
+type Probe struct {
+	Took time.Duration
+	Err  error
+}
+
+// ProbeHTTP connects to addr within timeout, then sends one GET / and
+// reads the response within timeout more, checking it is Body.
+func ProbeHTTP(addr netip.AddrPort, timeout time.Duration) Probe {
+	start := time.Now()
+	c, err := net.DialTimeout("tcp", addr.String(), timeout)
+	if err != nil {
+		return Probe{Took: time.Since(start), Err: err}
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	err = func() error {
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: "+addr.String()+"\r\nConnection: close\r\n\r\n"); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK || string(body) != Body {
+			return fmt.Errorf("status %d, body %q", resp.StatusCode, body)
+		}
+		return nil
+	}()
+	return Probe{Took: time.Since(start), Err: err}
+}
+
+// ProbeSeries starts n probes of addr, one every spacing, each in its
+// own goroutine so a slow one does not delay the next, and returns them
+// all once they are done.
+func ProbeSeries(addr netip.AddrPort, n int, spacing, timeout time.Duration) []Probe {
+	probes := make([]Probe, n)
+	var wg sync.WaitGroup
+	tick := time.NewTicker(spacing)
+	defer tick.Stop()
+	for i := range n {
+		if i > 0 {
+			<-tick.C
+		}
+		wg.Go(func() { probes[i] = ProbeHTTP(addr, timeout) })
+	}
+	wg.Wait()
+	return probes
+}
+
+// ProbeResult sums probes up in the report's terms: the percentage that
+// succeeded, their p99 and longest time, and the first error.
+func ProbeResult(probes []Probe) Result {
+	res := Result{Unit: "% ok"}
+	var took []time.Duration
+	for _, p := range probes {
+		took = append(took, p.Took)
+		if p.Err != nil {
+			if res.Failed == 0 {
+				res.Detail = "first failure: " + p.Err.Error()
+			}
+			res.Failed++
+		}
+	}
+	if len(probes) == 0 {
+		return res
+	}
+	res.Rate = 100 * float64(len(probes)-res.Failed) / float64(len(probes))
+	slices.Sort(took)
+	res.P99 = took[(len(took)*99+99)/100-1]
+	res.Max = took[len(took)-1]
+	return res
+}
+
+// FloodResult is what hping3 sent.
+type FloodResult struct {
+	Packets  int
+	Duration time.Duration
+}
+
+var hpingSent = regexp.MustCompile(`(\d+) packets transmitted`)
+
+// ParseHping returns the packet count of hping3's closing statistics.
+func ParseHping(out string) (int, error) {
+	m := hpingSent.FindStringSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("unrecognized hping3 output: %q", out)
+	}
+	return atoi(m[1]), nil
+}
+
+// Flood sends SYNs to target as fast as hping3 can for d, from the
+// address spoof (with a new source port each), and returns how many it
+// sent. timeout(1) interrupts hping3, which then prints its count.
+func Flood(ctx context.Context, target netip.AddrPort, spoof netip.Addr, d time.Duration) (FloodResult, error) {
+	hping, err := LookTool("hping3")
+	if err != nil {
+		return FloodResult{}, err
+	}
+	start := time.Now()
+	out, err := run(ctx, "timeout", "-k", "2", "-s", "INT", secs(d), hping,
+		"-S", "-p", strconv.Itoa(int(target.Port())), "--flood", "-a", spoof.String(), target.Addr().String())
+	took := time.Since(start)
+	if err != nil {
+		return FloodResult{}, fmt.Errorf("hping3: %v: %s", err, out)
+	}
+	n, err := ParseHping(out)
+	return FloodResult{Packets: n, Duration: took}, err
+}
+
+// PacketsPerSec returns the flood's rate.
+func (f FloodResult) PacketsPerSec() float64 {
+	if f.Duration <= 0 {
+		return 0
+	}
+	return float64(f.Packets) / f.Duration.Seconds()
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(strings.TrimSpace(s))
+	return n
+}
+
+// duration parses wrk's durations ("607.54us", "1.14ms", "2.10s", "1.00m").
+func duration(s string) time.Duration {
+	d, _ := time.ParseDuration(s)
+	return d
+}
+
+// secs formats d as whole seconds, at least 1, for the tools' flags.
+func secs(d time.Duration) string {
+	return strconv.Itoa(max(1, int(d.Round(time.Second)/time.Second))) + "s"
+}
