@@ -28,19 +28,23 @@ type Link interface {
 	Close() error
 }
 
-// BatchLink is a Link that can also read several segments at once: up to
-// len(bufs) of them, the i-th into bufs[i] with its length and addresses
-// in segs[i]. It blocks until at least one arrives and returns how many
-// it read, without waiting for more. A Host reads a batch under one lock,
-// so a burst of packets costs one wake-up and one flush.
+// BatchLink is a Link that can also read several segments at once, as
+// many as have arrived: up to len(segs) of them, one after another in
+// buf, the i-th at buf[segs[i].Off:segs[i].Off+segs[i].N] with its
+// addresses in segs[i]. It reads the next one only while buf has room
+// for the largest segment after the last. It blocks until at least one
+// arrives and returns how many it read, without waiting for more. A Host
+// reads a batch under one lock, so a burst of packets costs one wake-up
+// and one flush, and a backlog in the link drains in one go.
 type BatchLink interface {
 	Link
-	ReadSegments(bufs [][]byte, segs []SegmentInfo) (int, error)
+	ReadSegments(buf []byte, segs []SegmentInfo) (int, error)
 }
 
-// SegmentInfo is what BatchLink.ReadSegments says of one segment.
+// SegmentInfo is what BatchLink.ReadSegments says of one segment: where
+// it is in the buffer, and its IP addresses.
 type SegmentInfo struct {
-	N        int
+	Off, N   int
 	Src, Dst netip.Addr
 }
 
@@ -62,9 +66,9 @@ type Host struct {
 	timer     *time.Timer
 	out       []byte
 	evs       []tcpfsm.ReadyEvent
-	queued    []packet   // segments the stack produced, in order, not yet written
-	spare     [][]byte   // buffers of written segments, for reuse
-	wmu       sync.Mutex // held while writing to the link, so segments leave in order
+	queued    []packet      // segments the stack produced, in order, not yet written
+	spare     [][]byte      // buffers of written segments, for reuse
+	wake      chan struct{} // tells the writer goroutine that segments are queued
 	conns     map[*tcpfsm.Endpoint]*Conn
 	listeners map[*tcpfsm.Listener]*Listener
 	closed    bool
@@ -81,9 +85,10 @@ func New(link Link, cfg tcpfsm.StackConfig) (*Host, error) {
 	}
 	h := &Host{link: link, clock: tcpfsm.NewSystemClock(), stack: s, out: make([]byte, 65536),
 		conns: make(map[*tcpfsm.Endpoint]*Conn), listeners: make(map[*tcpfsm.Listener]*Listener),
-		closing: make(chan struct{}), done: make(chan struct{})}
+		closing: make(chan struct{}), done: make(chan struct{}), wake: make(chan struct{}, 1)}
 	h.timer = time.AfterFunc(time.Hour, h.onTimer)
 	go h.readLoop()
+	go h.writeLoop()
 	return h, nil
 }
 
@@ -110,28 +115,29 @@ func (h *Host) Stats() tcpfsm.StackStats {
 	return h.stack.Stats()
 }
 
-// readBatch is how many segments the host reads, and inputs under one
-// lock, at most, from a BatchLink.
-const readBatch = 32
+// From a BatchLink the host reads up to readBatch segments into a
+// readArena-byte buffer, and inputs them under one lock.
+const (
+	readBatch = 512
+	readArena = 1 << 20
+)
 
 func (h *Host) readLoop() {
 	defer close(h.done)
-	bufs := make([][]byte, 1, readBatch)
-	bufs[0] = make([]byte, 65536)
-	segs := make([]SegmentInfo, readBatch)
 	bl, batched := h.link.(BatchLink)
+	buf := make([]byte, 65536)
+	segs := make([]SegmentInfo, 1)
 	if batched {
-		for len(bufs) < readBatch {
-			bufs = append(bufs, make([]byte, 65536))
-		}
+		buf = make([]byte, readArena)
+		segs = make([]SegmentInfo, readBatch)
 	}
 	for {
 		var k int
 		var err error
 		if batched {
-			k, err = bl.ReadSegments(bufs, segs)
+			k, err = bl.ReadSegments(buf, segs)
 		} else {
-			segs[0].N, segs[0].Src, segs[0].Dst, err = h.link.ReadSegment(bufs[0])
+			segs[0].N, segs[0].Src, segs[0].Dst, err = h.link.ReadSegment(buf)
 			k = 1
 		}
 		if err != nil {
@@ -145,12 +151,12 @@ func (h *Host) readLoop() {
 		}
 		h.mu.Lock()
 		now := h.clock.Now()
-		for i := range k {
-			_ = h.stack.Input(bufs[i][:segs[i].N], segs[i].Src, segs[i].Dst, now)
+		for i := range segs[:k] {
+			sg := &segs[i]
+			_ = h.stack.Input(buf[sg.Off:sg.Off+sg.N], sg.Src, sg.Dst, now)
 		}
 		h.flushLocked()
 		h.mu.Unlock()
-		h.write()
 	}
 }
 
@@ -163,7 +169,6 @@ func (h *Host) onTimer() {
 	h.stack.Tick(h.clock.Now())
 	h.flushLocked()
 	h.mu.Unlock()
-	h.write()
 }
 
 // packet is a segment waiting to be written to the link.
@@ -172,49 +177,41 @@ type packet struct {
 	src, dst netip.Addr
 }
 
-// write sends the segments queued so far, in order, outside h.mu: a
-// goroutine that writes blocks neither the stack nor the other
-// connections, only other writers. Whoever writes takes every segment
-// queued by then, so none overtakes one queued before it.
-func (h *Host) write() {
-	h.wmu.Lock()
-	defer h.wmu.Unlock()
-	h.mu.Lock()
-	batch := h.queued
-	h.queued = nil
-	h.mu.Unlock()
-	if len(batch) == 0 {
-		return
-	}
-	for i := range batch {
-		_ = h.link.WriteSegment(batch[i].b, batch[i].src, batch[i].dst)
-	}
-	h.mu.Lock()
-	for i := range batch {
-		if len(h.spare) < maxSpare {
-			h.spare = append(h.spare, batch[i].b[:0])
+// writeLoop writes the segments the stack produces, in order, in a
+// goroutine of its own: no connection's goroutine, nor the reader, waits
+// for the link's writes, and a burst of segments queued meanwhile goes
+// out in one pass.
+func (h *Host) writeLoop() {
+	var batch []packet
+	for {
+		select {
+		case <-h.wake:
+		case <-h.closing:
+			return
 		}
-		batch[i] = packet{}
+		h.mu.Lock()
+		batch, h.queued = h.queued, batch[:0]
+		h.mu.Unlock()
+		for i := range batch {
+			_ = h.link.WriteSegment(batch[i].b, batch[i].src, batch[i].dst)
+		}
+		h.mu.Lock()
+		for i := range batch {
+			if len(h.spare) < maxSpare {
+				h.spare = append(h.spare, batch[i].b[:0])
+			}
+			batch[i] = packet{}
+		}
+		h.mu.Unlock()
 	}
-	if h.queued == nil {
-		h.queued = batch[:0] // the slice too is reused
-	}
-	h.mu.Unlock()
-}
-
-// unlockAndWrite releases h.mu and writes what was queued under it.
-func (h *Host) unlockAndWrite() {
-	h.mu.Unlock()
-	h.write()
 }
 
 // maxSpare bounds the segment buffers a host keeps for reuse.
 const maxSpare = 256
 
-// flushLocked queues what the stack has to send (the caller writes it
-// with write once it has let go of h.mu), sets the timer for the next
-// deadline, and wakes the connections and listeners whose readiness
-// changed.
+// flushLocked queues what the stack has to send for the writer
+// goroutine, sets the timer for the next deadline, and wakes the
+// connections and listeners whose readiness changed.
 func (h *Host) flushLocked() {
 	now := h.clock.Now()
 	for {
@@ -227,6 +224,9 @@ func (h *Host) flushLocked() {
 			b, h.spare = h.spare[k-1], h.spare[:k-1]
 		}
 		h.queued = append(h.queued, packet{b: append(b, h.out[:n]...), src: src, dst: dst})
+	}
+	if len(h.queued) > 0 {
+		wake(h.wake)
 	}
 	if d, ok := h.stack.NextDeadline(); ok {
 		h.timer.Reset(max(d.Sub(now), time.Millisecond))
@@ -277,7 +277,6 @@ func (h *Host) waitLocked(ch chan struct{}, deadline time.Time) {
 		expired = t.C
 	}
 	h.mu.Unlock()
-	h.write() // what the caller queued goes out before it sleeps
 	select {
 	case <-ch:
 	case <-expired:
@@ -360,7 +359,7 @@ func tcpAddr(a netip.AddrPort) net.Addr { return net.TCPAddrFromAddrPort(a) }
 // handshake, the context, or a failure.
 func (h *Host) Dial(ctx context.Context, local netip.Addr, remote netip.AddrPort, remoteAddr net.Addr) (*Conn, error) {
 	h.mu.Lock()
-	defer h.unlockAndWrite()
+	defer h.mu.Unlock()
 	if h.closed {
 		return nil, ErrClosed
 	}
@@ -416,7 +415,7 @@ type Conn struct {
 func (c *Conn) Read(p []byte) (int, error) {
 	h := c.h
 	h.mu.Lock()
-	defer h.unlockAndWrite()
+	defer h.mu.Unlock()
 	for {
 		if c.closed {
 			return 0, net.ErrClosed
@@ -446,7 +445,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 func (c *Conn) Write(p []byte) (int, error) {
 	h := c.h
 	h.mu.Lock()
-	defer h.unlockAndWrite()
+	defer h.mu.Unlock()
 	sent := 0
 	for sent < len(p) {
 		if c.closed {
@@ -482,7 +481,7 @@ func mapErr(err error) error {
 // Close closes the connection (both halves).
 func (c *Conn) Close() error {
 	c.h.mu.Lock()
-	defer c.h.unlockAndWrite()
+	defer c.h.mu.Unlock()
 	if c.closed {
 		return net.ErrClosed
 	}
@@ -500,7 +499,7 @@ func (c *Conn) Close() error {
 // can still read.
 func (c *Conn) CloseWrite() error {
 	c.h.mu.Lock()
-	defer c.h.unlockAndWrite()
+	defer c.h.mu.Unlock()
 	err := c.e.CloseWrite(c.h.clock.Now())
 	c.h.flushLocked()
 	return mapErr(err)
@@ -509,7 +508,7 @@ func (c *Conn) CloseWrite() error {
 // Abort resets the connection.
 func (c *Conn) Abort() error {
 	c.h.mu.Lock()
-	defer c.h.unlockAndWrite()
+	defer c.h.mu.Unlock()
 	c.closed = true
 	err := c.e.Abort(c.h.clock.Now())
 	c.h.flushLocked()

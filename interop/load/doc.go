@@ -23,6 +23,7 @@
 //	                  taken from this package's directory)
 //	LOAD_IDLE=30s     the idle period before the last heap figure
 //	LOAD_ONLY=tcpfsm  measure only these servers (comma-separated kinds)
+//	LOAD_LOADS=wrk    run only the loads whose names contain this
 //	LOAD_CPUPROFILE=dir  write each server's CPU profile to dir/KIND.pprof
 //	CI=true           fail, rather than skip, when a client is missing
 //

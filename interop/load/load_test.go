@@ -218,6 +218,9 @@ func TestLoad(t *testing.T) {
 	}
 	notes := setupNamespace(t)
 	ls := loads(p)
+	if only := os.Getenv("LOAD_LOADS"); only != "" {
+		ls = slices.DeleteFunc(ls, func(l load) bool { return !strings.Contains(l.name, only) })
+	}
 	rep := &Report{Title: fmt.Sprintf("Load suite (%s): net/http on the kernel, gVisor and tcpfsm", size)}
 	for _, l := range ls {
 		rep.Loads = append(rep.Loads, l.name)

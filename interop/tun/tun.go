@@ -100,18 +100,22 @@ func (d *Device) ReadSegment(buf []byte) (int, netip.Addr, netip.Addr, error) {
 	}
 }
 
-// ReadSegments reads the segments that have arrived, up to len(bufs),
-// waiting only for the first (host.BatchLink): one wake-up for a burst.
-func (d *Device) ReadSegments(bufs [][]byte, segs []host.SegmentInfo) (int, error) {
+// maxPacket is the largest packet a read from the device can return.
+const maxPacket = 65535
+
+// ReadSegments reads the segments that have arrived into buf, one after
+// another, as many as segs and buf hold, waiting only for the first
+// (host.BatchLink): one wake-up for a burst.
+func (d *Device) ReadSegments(buf []byte, segs []host.SegmentInfo) (int, error) {
 	rc, err := d.f.SyscallConn()
 	if err != nil {
 		return 0, err
 	}
-	k := 0
+	k, off := 0, 0
 	var rerr error
 	err = rc.Read(func(fd uintptr) bool {
-		for k < len(bufs) && k < len(segs) {
-			n, err := syscall.Read(int(fd), bufs[k])
+		for k < len(segs) && len(buf)-off >= maxPacket {
+			n, err := syscall.Read(int(fd), buf[off:off+maxPacket])
 			if err == syscall.EAGAIN {
 				return k > 0 // nothing yet: wait for the device to be readable
 			}
@@ -119,9 +123,10 @@ func (d *Device) ReadSegments(bufs [][]byte, segs []host.SegmentInfo) (int, erro
 				rerr = err
 				return true
 			}
-			if m, src, dst, ok := d.segment(bufs[k][:n]); ok {
-				segs[k] = host.SegmentInfo{N: m, Src: src, Dst: dst}
+			if m, src, dst, ok := d.segment(buf[off : off+n]); ok {
+				segs[k] = host.SegmentInfo{Off: off, N: m, Src: src, Dst: dst}
 				k++
+				off += m
 			}
 		}
 		return true
