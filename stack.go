@@ -125,11 +125,10 @@ type Stack struct {
 	cfg       StackConfig
 	conns     connTable // established and half-open connections
 	listeners map[uint16]*Listener
-	tw        map[tuple]twRecord
+	tw        twTable         // TIME-WAIT records
 	orphans   map[uint16]int  // by port: half-open connections of closed listeners
 	timers    timerHeap       // deadlines of connections
 	armed     int             // connections with a deadline on the heap (the rest of it is stale)
-	twq       twQueue         // deadlines of TIME-WAIT records
 	active    fifo[*Endpoint] // connections with output waiting
 	replies   []reply         // segments the stack itself sends (RSTs, cookie SYN-ACKs)
 	ready     fifo[*Endpoint] // endpoints whose readiness changed (StackConfig.Readiness)
@@ -285,7 +284,6 @@ func NewStack(cfg StackConfig) (*Stack, error) {
 		cfg:       cfg,
 		conns:     newConnTable(),
 		listeners: make(map[uint16]*Listener),
-		tw:        make(map[tuple]twRecord),
 		orphans:   make(map[uint16]int),
 		isn:       cfg.Endpoint.ISN,
 		cookies:   newCookieJar(cfg.CookieKey),
@@ -293,6 +291,7 @@ func NewStack(cfg StackConfig) (*Stack, error) {
 		fresh:     fresh,
 		shared:    shared,
 	}
+	s.tw.hash = s.conns.hash
 	shared.stack = s
 	return s, nil
 }
@@ -318,7 +317,7 @@ func (s *Stack) HalfOpen() int {
 }
 
 // TimeWaits returns the number of compact TIME-WAIT records.
-func (s *Stack) TimeWaits() int { return len(s.tw) }
+func (s *Stack) TimeWaits() int { return s.tw.len() }
 
 // Listener accepts connections to one port.
 type Listener struct {
@@ -453,7 +452,7 @@ func (s *Stack) Dial(local netip.Addr, remote netip.AddrPort, now Time) (*Endpoi
 		if s.conns.get(&k) != nil {
 			continue
 		}
-		if _, used := s.tw[k]; used {
+		if _, used := s.tw.get(&k); used {
 			continue
 		}
 		if _, used := s.listeners[p]; used {
@@ -492,7 +491,7 @@ func (s *Stack) Input(tcp []byte, src, dst netip.Addr, now Time) error {
 		s.after(e, now)
 		return err
 	}
-	if r, ok := s.tw[k]; ok {
+	if r, ok := s.tw.get(&k); ok {
 		if !s.timeWaitInput(k, r, &seg, now) {
 			return nil
 		}
@@ -681,10 +680,9 @@ func (s *Stack) toTimeWait(e *Endpoint) {
 	k := e.key
 	s.disown(e)
 	s.recycle(e)
-	s.tw[k] = twRecord{sndNxt: t.SndNxt, rcvNxt: t.RcvNxt, iss: t.Iss, tsRecent: t.tsRecent,
-		deadline: d, ts: t.flags&flagTS != 0}
+	s.tw.put(k, twRecord{sndNxt: t.SndNxt, rcvNxt: t.RcvNxt, iss: t.Iss, tsRecent: t.tsRecent,
+		deadline: d, ts: t.flags&flagTS != 0})
 	s.stats.TimeWaitRecords++
-	s.twq.push(twEntry{at: d, key: k})
 }
 
 // timeWaitInput handles a segment for a TIME-WAIT record. It reports true
@@ -701,13 +699,12 @@ func (s *Stack) timeWaitInput(k tuple, r twRecord, seg *Segment, now Time) bool 
 			newer = int32(seg.Options.TSVal-r.tsRecent) > 0
 		}
 		if newer && s.cfg.Endpoint.Config.TimeWaitChallenge == false {
-			delete(s.tw, k)
+			s.tw.del(&k)
 			return true
 		}
 	case f&FlagFIN != 0 && seg.End() == r.rcvNxt:
 		r.deadline = now.Add(2 * s.cfg.Endpoint.Config.mslOrDefault())
-		s.tw[k] = r
-		s.twq.push(twEntry{at: r.deadline, key: k})
+		s.tw.put(k, r)
 	}
 	ack := Segment{SrcPort: k.lport, DstPort: k.rport, Seq: r.sndNxt, Ack: r.rcvNxt, Flags: FlagACK}
 	if r.ts {
@@ -730,33 +727,21 @@ func (s *Stack) NextDeadline() (Time, bool) {
 	for len(s.timers) > 0 && !s.timers[0].live() {
 		s.timers.pop()
 	}
-	for s.twq.len() > 0 && !s.twLive(s.twq.front()) {
-		s.twq.pop()
-	}
+	tw, twOK := s.tw.next()
 	switch {
-	case len(s.timers) > 0 && s.twq.len() > 0:
-		return min(s.timers[0].at, s.twq.front().at), true
+	case len(s.timers) > 0 && twOK:
+		return min(s.timers[0].at, tw), true
 	case len(s.timers) > 0:
 		return s.timers[0].at, true
-	case s.twq.len() > 0:
-		return s.twq.front().at, true
+	case twOK:
+		return tw, true
 	}
 	return 0, false
 }
 
-// twLive reports whether a TIME-WAIT queue entry is its record's deadline.
-func (s *Stack) twLive(t twEntry) bool {
-	r, ok := s.tw[t.key]
-	return ok && r.deadline == t.at
-}
-
 // Tick fires every timer due at now.
 func (s *Stack) Tick(now Time) {
-	for s.twq.len() > 0 && s.twq.front().at <= now {
-		if t := s.twq.pop(); s.twLive(t) {
-			delete(s.tw, t.key)
-		}
-	}
+	s.tw.expire(now)
 	for len(s.timers) > 0 && s.timers[0].at <= now {
 		t := s.timers.pop()
 		if !t.live() {
@@ -1013,24 +998,4 @@ func (f *fifo[T]) pop() T {
 		f.q, f.head = f.q[:0], 0
 	}
 	return x
-}
-
-// twQueue holds TIME-WAIT deadlines in the order they expire. Every
-// record waits the same 2*MSL from a clock that never goes back, so they
-// arrive almost in order and a FIFO does a heap's work; the rare one
-// that is earlier than the last (a connection that entered TIME-WAIT
-// while its output waited) is moved into place. A record whose deadline
-// moves (a retransmitted FIN) is queued again; its older entry goes stale.
-type twQueue struct{ fifo[twEntry] }
-
-type twEntry struct {
-	at  Time
-	key tuple
-}
-
-func (q *twQueue) push(t twEntry) {
-	q.fifo.push(t)
-	for i := len(q.q) - 1; i > q.head && q.q[i-1].at > q.q[i].at; i-- {
-		q.q[i-1], q.q[i] = q.q[i], q.q[i-1]
-	}
 }

@@ -369,8 +369,10 @@ func TestStackTimeWaitRecord(t *testing.T) {
 	require.Equal(t, 1, n.s[1].TimeWaits())
 	var k tuple
 	var r twRecord
-	for kk, rr := range n.s[1].tw {
-		k, r = kk, rr
+	for _, sl := range n.s[1].tw.slots {
+		if sl.used {
+			k, r = sl.key, sl.rec
+		}
 	}
 	fin := Segment{SrcPort: k.rport, DstPort: 80, Seq: r.rcvNxt.Add(^uint32(0)), Ack: r.sndNxt,
 		Flags: FlagFIN | FlagACK, Options: Options{Present: OptTimestamps, TSVal: r.tsRecent, TSEcr: 1}}
@@ -383,7 +385,8 @@ func TestStackTimeWaitRecord(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, FlagACK, ack.Flags)
 	require.Equal(t, r.rcvNxt, ack.Ack)
-	require.Equal(t, n.now.Add(4*time.Minute), n.s[1].tw[k].deadline, "2*MSL restarted")
+	r2, _ := n.s[1].tw.get(&k)
+	require.Equal(t, n.now.Add(4*time.Minute), r2.deadline, "2*MSL restarted")
 
 	syn := Segment{SrcPort: k.rport, DstPort: 80, Seq: r.rcvNxt.Add(100000), Flags: FlagSYN,
 		Options: Options{Present: OptTimestamps, TSVal: r.tsRecent + 1000}}
@@ -872,10 +875,8 @@ func stackInvariants(s *Stack) error {
 			return fmt.Errorf("port %d: orphans count %d, table holds %d", port, c, halfOpen[port])
 		}
 	}
-	for k, r := range s.tw {
-		if !slices.ContainsFunc(s.twq.q[s.twq.head:], func(x twEntry) bool { return x.key == k && x.at == r.deadline }) {
-			return fmt.Errorf("TIME-WAIT record %v has no live expiry", k.Remote())
-		}
+	if err := s.tw.check(); err != nil {
+		return err
 	}
 	return nil
 }
@@ -910,13 +911,13 @@ func TestFifoReusesSpace(t *testing.T) {
 func TestTimeWaitQueueKeepsDeadlineOrder(t *testing.T) {
 	// Deadlines arrive almost in order; one that is earlier than the last
 	// queued moves into place, so the front is always the earliest.
-	var q twQueue
+	var q twTable
 	for _, at := range []Time{10, 20, 30, 25, 40, 5, 50} {
-		q.push(twEntry{at: at})
+		q.enqueue(twEntry{at: at})
 	}
 	var got []Time
-	for q.len() > 0 {
-		got = append(got, q.pop().at)
+	for q.queue.len() > 0 {
+		got = append(got, q.queue.pop().at)
 	}
 	require.Equal(t, []Time{5, 10, 20, 25, 30, 40, 50}, got)
 }
