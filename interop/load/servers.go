@@ -294,6 +294,10 @@ func listenTcpfsm() (net.Listener, func() map[string]uint64, func(), error) {
 		d.Close()
 		return nil, nil, nil, err
 	}
+	if err := setQueueLen(tcpfsmDevice); err != nil {
+		d.Close()
+		return nil, nil, nil, err
+	}
 	h, err := host.New(d, tcpfsm.StackConfig{
 		Backlog:     ListenBacklog,
 		AcceptQueue: ListenBacklog,
@@ -311,7 +315,13 @@ func listenTcpfsm() (net.Listener, func() map[string]uint64, func(), error) {
 		h.Close()
 		return nil, nil, nil, err
 	}
-	counters := func() map[string]uint64 { return structCounters(h.Stats()) }
+	counters := func() map[string]uint64 {
+		m := structCounters(h.Stats())
+		m["device_write_errors"] = d.WriteErrors.Load()
+		deviceCounters(tcpfsmDevice, m)
+		clientCounters(m)
+		return m
+	}
 	return ln, counters, func() { h.Close() }, nil
 }
 
@@ -387,7 +397,7 @@ func listenGVisor() (net.Listener, func() map[string]uint64, func(), error) {
 	}
 	counters := func() map[string]uint64 {
 		st := s.Stats().TCP
-		return map[string]uint64{
+		m := map[string]uint64{
 			"ListenOverflowSynDrop":       st.ListenOverflowSynDrop.Value(),
 			"ListenOverflowAckDrop":       st.ListenOverflowAckDrop.Value(),
 			"ListenOverflowSynCookieSent": st.ListenOverflowSynCookieSent.Value(),
@@ -397,6 +407,9 @@ func listenGVisor() (net.Listener, func() map[string]uint64, func(), error) {
 			"EstablishedResets":           st.EstablishedResets.Value(),
 			"Timeouts":                    st.Timeouts.Value(),
 		}
+		deviceCounters(gvisorDevice, m)
+		clientCounters(m)
+		return m
 	}
 	stop := func() {
 		ln.Close()
@@ -408,9 +421,24 @@ func listenGVisor() (net.Listener, func() map[string]uint64, func(), error) {
 
 // configureTUN gives the kernel's side of a TUN device its address and
 // brings the device up, with ip(8).
+// TxQueueLen is both TUN devices' queue, in packets, from the kernel
+// to the userspace stack. The default, 500, is a few milliseconds of a
+// SYN flood: a stack that reads in batches absorbs the flood's bursts
+// with a longer one, as a host running a userspace stack would set it.
+const TxQueueLen = 10000
+
+// setQueueLen sets a device's queue to TxQueueLen packets.
+func setQueueLen(name string) error {
+	if out, err := exec.Command("ip", "link", "set", "dev", name, "txqueuelen", strconv.Itoa(TxQueueLen)).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip link set txqueuelen: %v: %s", err, out)
+	}
+	return nil
+}
+
 func configureTUN(name string, kernelSide netip.Prefix) error {
 	for _, args := range [][]string{
 		{"addr", "add", kernelSide.String(), "dev", name},
+		{"link", "set", "dev", name, "txqueuelen", strconv.Itoa(TxQueueLen)},
 		{"link", "set", name, "up"},
 	} {
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
@@ -423,12 +451,54 @@ func configureTUN(name string, kernelSide netip.Prefix) error {
 // kernelCounters reads the namespace's TCP counters about listen queues,
 // cookies and resets from /proc/net/netstat and /proc/net/snmp. They
 // count the clients' side too: both ends are the kernel's.
+// deviceCounters adds a TUN device's drop counts to m: packets the
+// kernel dropped because the userspace stack did not read them in time
+// (tx_dropped, the kernel's side sending) or could not take them.
+func deviceCounters(dev string, m map[string]uint64) {
+	// The queueing discipline in front of the device drops first, when
+	// the userspace stack reads too slowly: "Sent ... (dropped N, ...".
+	if out, err := exec.Command("tc", "-s", "qdisc", "show", "dev", dev).Output(); err == nil {
+		var drops uint64
+		for _, f := range strings.Split(string(out), "(dropped ")[1:] {
+			if v, err := strconv.ParseUint(strings.TrimRight(strings.Fields(f)[0], ","), 10, 64); err == nil {
+				drops += v
+			}
+		}
+		m["device_qdisc_dropped"] = drops
+	}
+	for _, name := range []string{"tx_dropped", "rx_dropped"} {
+		b, err := os.ReadFile("/sys/class/net/" + dev + "/statistics/" + name)
+		if err != nil {
+			continue
+		}
+		if v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil {
+			m["device_"+name] = v
+		}
+	}
+}
+
+// clientCounters adds to m, prefixed "clients_", the kernel's counts of
+// retransmissions and timeouts: with a userspace server they are the
+// clients' (every kernel socket in the namespace is a client's).
+func clientCounters(m map[string]uint64) {
+	for k, v := range netstat(map[string]bool{"RetransSegs": true, "TCPTimeouts": true,
+		"TCPLossProbes": true, "TCPFastRetrans": true, "TCPSynRetrans": true, "EstabResets": true,
+		"AttemptFails": true, "OutRsts": true, "TCPDSACKRecv": true, "PAWSEstab": true}) {
+		m["clients_"+k] = v
+	}
+}
+
 func kernelCounters() map[string]uint64 {
-	want := map[string]bool{
+	return netstat(map[string]bool{
 		"ListenOverflows": true, "ListenDrops": true, "SyncookiesSent": true, "SyncookiesRecv": true,
 		"TCPReqQFullDoCookies": true, "TCPReqQFullDrop": true, "OutRsts": true, "EstabResets": true,
 		"AttemptFails": true, "TCPTimeouts": true,
-	}
+	})
+}
+
+// netstat returns the kernel's TCP counters named in want, from
+// /proc/net/netstat and /proc/net/snmp.
+func netstat(want map[string]bool) map[string]uint64 {
 	m := map[string]uint64{}
 	for _, file := range []string{"/proc/net/netstat", "/proc/net/snmp"} {
 		b, err := os.ReadFile(file)

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -33,6 +34,9 @@ type Device struct {
 	f    *os.File
 	wbuf []byte
 	mu   sync.Mutex
+
+	// WriteErrors counts the packets the kernel refused.
+	WriteErrors atomic.Uint64
 
 	// Loss, if set, drops that fraction of packets in each direction
 	// (the kernel has no netem here, so the test host injects loss).
@@ -179,6 +183,9 @@ func (d *Device) WriteSegment(tcp []byte, src, dst netip.Addr) error {
 	binary.BigEndian.PutUint16(b[10:], ^uint16(sum))
 	b = append(b, tcp...)
 	_, err := d.f.Write(b)
+	if err != nil {
+		d.WriteErrors.Add(1)
+	}
 	return err
 }
 
