@@ -482,7 +482,15 @@ func (s *Stack) Input(tcp []byte, src, dst netip.Addr, now Time) error {
 	}
 	s.stats.SegmentsIn++
 	k := tuple{local: dst.As16(), remote: src.As16(), lport: seg.DstPort, rport: seg.SrcPort, v4: dst.Is4()}
-	if e := s.conns.get(&k); e != nil {
+	if e := s.conns.get(&k); e != nil && e.State() == TimeWait {
+		// A connection that entered TIME-WAIT with output still queued
+		// (the ACK of the peer's FIN) is in the table until that output
+		// goes. Segments for it meanwhile follow the TIME-WAIT record's
+		// rules, like every later one: a new incarnation's SYN must
+		// not close the endpoint, whose application may still be
+		// reading what arrived before the FIN.
+		s.toTimeWait(e)
+	} else if e != nil {
 		if e.is(epHalfOpen) && seg.Flags&(FlagACK|FlagRST|FlagSYN) == FlagACK && s.acceptQueueFull(k.lport) {
 			s.stats.AcceptOverflow++
 			return nil // the handshake completes once Accept makes room

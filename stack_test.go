@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"flag"
 	"fmt"
+	"io"
 	"net/netip"
 	"runtime"
 	"slices"
@@ -1185,6 +1186,44 @@ func TestStackReadinessReport(t *testing.T) {
 	quiet.connect(t)
 	require.Empty(t, quiet.s[0].Ready(nil))
 	require.Empty(t, quiet.s[1].Ready(nil))
+}
+
+func TestSYNInTimeWaitKeepsUnreadData(t *testing.T) {
+	// RFC9293 3.10.7.4, RFC 6191: a SYN that may open a new incarnation
+	// reaches a connection in TIME-WAIT while the ACK of the peer's FIN
+	// is still queued (the host inputs a batch before it outputs). It
+	// meets the TIME-WAIT record's rules, and the endpoint, whose
+	// application has not read the data before the FIN, keeps it.
+	n := newStackNet(t, StackConfig{}, StackConfig{})
+	c, srv := n.connect(t)
+	require.NoError(t, c.CloseWrite(n.now))
+	n.run(n.now.Add(time.Second), func() bool { return srv.State() == CloseWait && c.State() == FinWait2 })
+	require.Equal(t, FinWait2, c.State())
+	msg := []byte("the last words")
+	_, err := srv.Write(msg, n.now)
+	require.NoError(t, err)
+	require.NoError(t, srv.Close(n.now))
+	// Carry the server's data and FIN to the client, but hold the
+	// client's output.
+	for {
+		m, src, dst := n.s[1].Output(n.buf, n.now)
+		if m == 0 {
+			break
+		}
+		require.NoError(t, n.s[0].Input(n.buf[:m], src, dst, n.now))
+	}
+	require.Equal(t, TimeWait, c.State())
+	tcb := c.TCB()
+	syn := Segment{SrcPort: 80, DstPort: c.LocalAddr().Port(), Seq: tcb.RcvNxt.Add(1 << 20), Flags: FlagSYN, Window: 1000}
+	b := syn.AppendTo(nil)
+	require.NoError(t, SetChecksum(b, ipB, ipA))
+	require.NoError(t, n.s[0].Input(b, ipB, ipA, n.now))
+	got := make([]byte, 100)
+	k, err := c.Read(got, n.now)
+	require.NoError(t, err)
+	require.Equal(t, msg, got[:k], "the data before the FIN is still there")
+	_, err = c.Read(got, n.now)
+	require.ErrorIs(t, err, io.EOF)
 }
 
 func TestStackEndpointCounters(t *testing.T) {

@@ -69,7 +69,10 @@ loop:
 	}
 	t.Logf("blind attempts toward each side: %v; successes: none unless reported below", attempts)
 	if ours != nil {
-		t.Fatalf("an attack succeeded: %v (tcpfsm's error: %v)", ours, c.Endpoint().Err())
+		tcb := c.TCB()
+		st, _ := tcb.Status()
+		t.Fatalf("an attack succeeded: %v (tcpfsm's error: %v); tcpfsm sent %d bytes (SND.NXT-ISS), was acknowledged to %d, received to %d (RCV.NXT-IRS), %v",
+			ours, c.Endpoint().Err(), st.SndNxt.Diff(tcb.Iss), st.SndUna.Diff(tcb.Iss), st.RcvNxt.Diff(tcb.Irs), st.State)
 	}
 	if attempts["RST"] < 100 {
 		t.Fatalf("only %v attempts were made", attempts)
