@@ -204,19 +204,29 @@ func (t *TCB) enterEstablished(now Time, out []Action) []Action {
 	return out
 }
 
+// twView returns what TIME-WAIT judges segments by (judgeTimeWait).
+func (t *TCB) twView() *twView {
+	return &twView{sndNxt: t.SndNxt, rcvNxt: t.RcvNxt, rcvWnd: t.RcvWnd(), tsRecent: t.tsRecent,
+		ts: t.flags&flagTS != 0, opts: t.cfg.opts}
+}
+
 // acceptable is the segment acceptability test of RFC 9293 section
 // 3.10.7.4, table 6.
 func (t *TCB) acceptable(seq Seq, segLen uint32) bool {
-	wnd := t.RcvWnd()
+	return acceptable(t.RcvNxt, t.RcvWnd(), seq, segLen)
+}
+
+// acceptable is the test for a receive window of wnd from rcvNxt.
+func acceptable(rcvNxt Seq, wnd uint32, seq Seq, segLen uint32) bool {
 	switch {
 	case segLen == 0 && wnd == 0:
-		return seq == t.RcvNxt
+		return seq == rcvNxt
 	case segLen == 0:
-		return seq.InWindow(t.RcvNxt, wnd)
+		return seq.InWindow(rcvNxt, wnd)
 	case wnd == 0:
 		return false
 	}
-	return seq.InWindow(t.RcvNxt, wnd) || seq.Add(segLen-1).InWindow(t.RcvNxt, wnd)
+	return seq.InWindow(rcvNxt, wnd) || seq.Add(segLen-1).InWindow(rcvNxt, wnd)
 }
 
 // pawsIdle is how long a connection may be idle before TS.Recent is no
@@ -248,11 +258,7 @@ func (t *TCB) arriveOther(seg *Segment, idle time.Duration, now Time, out []Acti
 	// SHLD-4), else by sequence number (MAY-2). Otherwise a challenge ACK
 	// (RFC 5961 section 4).
 	if t.State == TimeWait && f&(FlagSYN|FlagACK|FlagRST) == FlagSYN {
-		newer := seq.GreaterThan(t.RcvNxt)
-		if t.flags&flagTS != 0 && hasTS {
-			newer = int32(seg.Options.TSVal-t.tsRecent) > 0
-		}
-		if t.cfg.opts&optTimeWaitChallenge == 0 && newer {
+		if judgeTimeWait(t.twView(), seg) == twReopen {
 			return t.toClosed(out, NoteReopen)
 		}
 		return t.challengeACK(now, drop(out, DropSYNSynchronized))

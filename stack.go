@@ -108,6 +108,7 @@ type twRecord struct {
 	sndNxt, rcvNxt Seq
 	iss            Seq // our timestamp clock offset
 	tsRecent       uint32
+	rcvWnd         uint32 // the window last advertised
 	deadline       Time
 	ts             bool
 }
@@ -689,29 +690,27 @@ func (s *Stack) toTimeWait(e *Endpoint) {
 	s.disown(e)
 	s.recycle(e)
 	s.tw.put(k, twRecord{sndNxt: t.SndNxt, rcvNxt: t.RcvNxt, iss: t.Iss, tsRecent: t.tsRecent,
-		deadline: d, ts: t.flags&flagTS != 0})
+		rcvWnd: t.RcvWnd(), deadline: d, ts: t.flags&flagTS != 0})
 	s.stats.TimeWaitRecords++
 }
 
-// timeWaitInput handles a segment for a TIME-WAIT record. It reports true
-// when the segment is a SYN that may open a new incarnation (the record is
-// then deleted).
+// timeWaitInput handles a segment for a TIME-WAIT record, by the rules a
+// TCB in TIME-WAIT follows (judgeTimeWait). It reports true when the segment
+// is a SYN that may open a new incarnation (the record is then deleted).
 func (s *Stack) timeWaitInput(k tuple, r twRecord, seg *Segment, now Time) bool {
-	f := seg.Flags
-	switch {
-	case f&FlagRST != 0:
-		return false // RFC 1337
-	case f&(FlagSYN|FlagACK) == FlagSYN:
-		newer := seg.Seq.GreaterThan(r.rcvNxt)
-		if r.ts && seg.Options.Has(OptTimestamps) {
-			newer = int32(seg.Options.TSVal-r.tsRecent) > 0
-		}
-		if newer && s.cfg.Endpoint.Config.TimeWaitChallenge == false {
-			s.tw.del(&k)
-			return true
-		}
-	case f&FlagFIN != 0 && seg.End() == r.rcvNxt:
-		r.deadline = now.Add(2 * s.cfg.Endpoint.Config.mslOrDefault())
+	w := twView{sndNxt: r.sndNxt, rcvNxt: r.rcvNxt, rcvWnd: r.rcvWnd, tsRecent: r.tsRecent, ts: r.ts,
+		opts: s.fresh.cfg.opts}
+	switch judgeTimeWait(&w, seg) {
+	case twDrop:
+		return false
+	case twReopen:
+		s.tw.del(&k)
+		return true
+	case twClose:
+		s.tw.del(&k)
+		return false
+	case twAckFIN:
+		r.deadline = now.Add(2 * s.fresh.cfg.msl.dur())
 		s.tw.put(k, r)
 	}
 	ack := Segment{SrcPort: k.lport, DstPort: k.rport, Seq: r.sndNxt, Ack: r.rcvNxt, Flags: FlagACK}
@@ -720,13 +719,6 @@ func (s *Stack) timeWaitInput(k tuple, r twRecord, seg *Segment, now Time) bool 
 	}
 	s.replies = append(s.replies, reply{seg: ack, src: k.addr(&k.local), dst: k.addr(&k.remote)})
 	return false
-}
-
-func (c *Config) mslOrDefault() time.Duration {
-	if c.MSL == 0 {
-		return 2 * time.Minute
-	}
-	return c.MSL
 }
 
 // NextDeadline returns the earliest deadline over every connection.

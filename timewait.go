@@ -2,6 +2,94 @@ package tcpfsm
 
 import "slices"
 
+// twVerdict is what TIME-WAIT does with an arriving segment.
+type twVerdict uint8
+
+const (
+	twDrop      twVerdict = iota // drop it, say nothing
+	twAck                        // drop it and send an ACK (it was not acceptable)
+	twAckFIN                     // the peer's FIN again: ACK it and restart 2*MSL
+	twReopen                     // a SYN that may open a new incarnation: delete this one
+	twChallenge                  // a SYN that may not: a challenge ACK (RFC 5961 section 4)
+	twClose                      // a RST, with Config.TimeWaitRST: delete this one
+)
+
+// twView is what TIME-WAIT judges a segment by. A TCB in TIME-WAIT and a
+// Stack's compact record both keep it, and both call judgeTimeWait, so a
+// connection answers alike before and after the Stack compacts it.
+type twView struct {
+	sndNxt, rcvNxt Seq
+	rcvWnd         uint32 // the window last advertised
+	tsRecent       uint32
+	ts             bool // timestamps in use
+	opts           settingOpts
+}
+
+// judgeTimeWait judges a segment arriving in TIME-WAIT (RFC 9293 section
+// 3.10.7.4): a SYN newer than the connection may open a new incarnation,
+// by timestamp when both have them (RFC 6191, SHLD-4), else by sequence
+// number (MAY-2), and gets a challenge ACK otherwise (RFC 5961 section
+// 4); a RST in the window but not at RCV.NXT gets a challenge ACK (RFC
+// 5961 section 3.2), and one at RCV.NXT is ignored (RFC 1337) unless
+// Config.TimeWaitRST; a segment
+// without the agreed timestamp is dropped (RFC 7323 section 3.2), one
+// with an old one ACKed (PAWS, section 5.3); the peer's FIN again is
+// ACKed and restarts 2*MSL; any other segment that is not acceptable,
+// or that acknowledges what was never sent, is ACKed; an acceptable one
+// is dropped without a word, so two ends in TIME-WAIT never trade ACKs.
+func judgeTimeWait(w *twView, seg *Segment) twVerdict {
+	f := seg.Flags
+	hasTS := seg.Options.Has(OptTimestamps)
+	if f&(FlagSYN|FlagACK|FlagRST) == FlagSYN {
+		newer := seg.Seq.GreaterThan(w.rcvNxt)
+		if w.ts && hasTS {
+			newer = int32(seg.Options.TSVal-w.tsRecent) > 0
+		}
+		if w.opts&optTimeWaitChallenge == 0 && newer {
+			return twReopen
+		}
+		return twChallenge
+	}
+	if f&FlagRST != 0 {
+		switch {
+		case seg.Seq != w.rcvNxt && w.rcvWnd > 0 && seg.Seq.InWindow(w.rcvNxt, w.rcvWnd):
+			return twChallenge // RFC 5961 section 3.2
+		case seg.Seq != w.rcvNxt, w.opts&optTimeWaitRST == 0:
+			return twDrop
+		}
+		return twClose
+	}
+	if w.ts {
+		if !hasTS {
+			return twDrop
+		}
+		if int32(seg.Options.TSVal-w.tsRecent) < 0 {
+			return twAck
+		}
+	}
+	if f&FlagSYN != 0 {
+		return twChallenge
+	}
+	n := uint32(len(seg.Payload))
+	segLen := n
+	if f&FlagFIN != 0 {
+		segLen++
+	}
+	if !acceptable(w.rcvNxt, w.rcvWnd, seg.Seq, segLen) && !(w.rcvWnd == 0 && seg.Seq == w.rcvNxt) {
+		if f&FlagFIN != 0 && seg.Seq.Add(segLen) == w.rcvNxt {
+			return twAckFIN
+		}
+		return twAck
+	}
+	if f&FlagACK == 0 {
+		return twDrop
+	}
+	if seg.Ack.GreaterThan(w.sndNxt) {
+		return twAck
+	}
+	return twDrop
+}
+
 // twTable holds a Stack's TIME-WAIT records (RFC 9293 section 3.10.7.4)
 // in flat slices with no pointers, so the garbage collector never scans
 // them and the memory goes back as they expire, which a Go map does not

@@ -120,3 +120,96 @@ func TestTimeWaitRecordsGiveMemoryBack(t *testing.T) {
 	require.Less(t, int64(after.HeapInuse)-int64(before.HeapInuse), int64(256<<10), "given back")
 	runtime.KeepAlive(&tbl)
 }
+
+func TestTimeWaitRecordAnswersAsTheTCB(t *testing.T) {
+	// RFC9293 3.10.7.4, RFC 6191, RFC 1337, RFC 5961: a segment gets the
+	// same answer (an ACK or nothing; a new incarnation or not) from a
+	// TCB in TIME-WAIT as from the Stack's compact record of it. Both
+	// call judgeTimeWait for what they share; this checks the rest.
+	rapid.Check(t, func(rt *rapid.T) {
+		cfg := Config{TimeWaitRST: rapid.Bool().Draw(rt, "rst"), TimeWaitChallenge: rapid.Bool().Draw(rt, "challenge")}
+		useTS := rapid.Bool().Draw(rt, "ts")
+		var c *conn
+		if useTS {
+			c = negotiated(rt, cfg, tsopt(5000, 100))
+			c.user(CloseEvent())
+			c.peer(pkt(".", 301, 102, tsopt(5001, 100)))
+			c.peer(pkt("F.", 301, 102, tsopt(5002, 100)))
+		} else {
+			c = timeWait(rt, cfg)
+		}
+		c.state(TimeWait)
+		c.clear()
+		tcb := c.tcb
+		rec := twRecord{sndNxt: tcb.SndNxt, rcvNxt: tcb.RcvNxt, iss: tcb.Iss, tsRecent: tcb.tsRecent,
+			rcvWnd: tcb.RcvWnd(), ts: tcb.flags&flagTS != 0}
+		var flags Flags
+		for _, f := range []Flags{FlagSYN, FlagACK, FlagRST, FlagFIN, FlagPSH} {
+			if rapid.Bool().Draw(rt, "flag "+f.String()) {
+				flags |= f
+			}
+		}
+		seg := Segment{SrcPort: peerPort, DstPort: ourPort, Flags: flags, Window: 1000,
+			Seq: tcb.RcvNxt.Add(uint32(rapid.IntRange(-3, 3).Draw(rt, "seq"))),
+			Ack: tcb.SndNxt.Add(uint32(rapid.IntRange(-3, 3).Draw(rt, "ack")))}
+		if rapid.Bool().Draw(rt, "far") {
+			seg.Seq = seg.Seq.Add(uint32(rapid.IntRange(-1<<20, 1<<20).Draw(rt, "far seq")))
+		}
+		if n := rapid.IntRange(0, 3).Draw(rt, "len"); n > 0 {
+			seg.Payload = make([]byte, n)
+		}
+		if rapid.Bool().Draw(rt, "with ts") {
+			seg.Options = Options{Present: OptTimestamps, TSVal: tcb.tsRecent + uint32(rapid.IntRange(-2, 2).Draw(rt, "tsval")), TSEcr: 1}
+		}
+
+		out, err := c.tcb.Step(Arrive(&seg, 0), c.now, nil)
+		require.NoError(rt, err)
+		tcbAck, tcbGone := false, c.tcb.State == Closed
+		for _, a := range out {
+			if a.Kind == ActSend && a.Seg.Flags == FlagACK {
+				tcbAck = true
+			}
+		}
+		w := twView{sndNxt: rec.sndNxt, rcvNxt: rec.rcvNxt, rcvWnd: rec.rcvWnd, tsRecent: rec.tsRecent, ts: rec.ts, opts: tcb.cfg.opts}
+		v := judgeTimeWait(&w, &seg)
+		recAck := v == twAck || v == twAckFIN || v == twChallenge
+		recGone := v == twReopen || v == twClose
+		require.Equal(rt, tcbGone, recGone, "gone: %v, verdict %d, actions %v", seg, v, out)
+		if !tcbGone {
+			require.Equal(rt, tcbAck, recAck, "ACK: %v, verdict %d, actions %v", seg, v, out)
+		}
+	})
+}
+
+func TestTwoTimeWaitRecordsTradeNoACKs(t *testing.T) {
+	// A simultaneous close leaves both Stacks with a TIME-WAIT record of
+	// the connection. Each record's last ACK reaches the other, which
+	// finds it acceptable and says nothing: the two do not trade ACKs
+	// for 2*MSL.
+	n := newStackNet(t, StackConfig{}, StackConfig{})
+	c, srv := n.connect(t)
+	require.NoError(t, c.Close(n.now))
+	require.NoError(t, srv.Close(n.now))
+	n.run(n.now.Add(time.Second), func() bool { return n.s[0].TimeWaits() == 1 && n.s[1].TimeWaits() == 1 })
+	require.Equal(t, 1, n.s[0].TimeWaits())
+	require.Equal(t, 1, n.s[1].TimeWaits())
+	sent := 0
+	n.drop = func(int, []byte) bool { sent++; return false }
+	// A duplicate of the client's last ACK reaches the server's record.
+	var r twRecord
+	var k tuple
+	for _, sl := range n.s[0].tw.slots {
+		if sl.used {
+			k, r = sl.key, sl.rec
+		}
+	}
+	dup := Segment{SrcPort: k.lport, DstPort: k.rport, Seq: r.sndNxt, Ack: r.rcvNxt, Flags: FlagACK,
+		Options: Options{Present: OptTimestamps, TSVal: msOf(n.now) + uint32(r.iss), TSEcr: r.tsRecent}}
+	b := dup.AppendTo(nil)
+	require.NoError(t, SetChecksum(b, ipA, ipB))
+	require.NoError(t, n.s[1].Input(b, ipA, ipB, n.now))
+	n.run(n.now.Add(10*time.Second), nil)
+	require.Zero(t, sent, "segments traded in the 10 s after both entered TIME-WAIT")
+	n.run(n.now.Add(5*time.Minute), nil)
+	require.Zero(t, n.s[0].TimeWaits()+n.s[1].TimeWaits())
+}
