@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/netip"
 	"runtime"
-	"slices"
 	"testing"
 	"time"
 	"unsafe"
@@ -813,6 +812,12 @@ func stackInvariants(s *Stack) error {
 	halfOpen := map[uint16]int{}
 	armed, n := 0, 0
 	seen := map[*connSeg]bool{}
+	onHeap := map[*Endpoint]bool{}
+	for _, x := range s.timers {
+		if x.live() {
+			onHeap[x.ep] = true
+		}
+	}
 	for _, sg := range s.conns.dir {
 		if seen[sg] {
 			continue
@@ -845,7 +850,7 @@ func stackInvariants(s *Stack) error {
 				return fmt.Errorf("%v: deadline %v not on the heap", e.key.Remote(), d)
 			case e.timerAt != 0:
 				armed++
-				if !slices.ContainsFunc(s.timers, func(x timerEntry) bool { return x.ep == e && x.live() }) {
+				if !onHeap[e] {
 					return fmt.Errorf("%v: no live heap entry", e.key.Remote())
 				}
 			}

@@ -16,6 +16,10 @@ import (
 // the counts right, and every record's deadline live in the queue.
 func (t *twTable) check() error {
 	used := 0
+	queued := map[twEntry]bool{}
+	for i := t.queue.head; i < len(t.queue.q); i++ {
+		queued[t.queue.q[i]] = true
+	}
 	for s := range t.slots {
 		sl := &t.slots[s]
 		if !sl.used {
@@ -26,13 +30,7 @@ func (t *twTable) check() error {
 		if !ok || got != uint32(s) {
 			return fmt.Errorf("TIME-WAIT record %v not found at its slot", sl.key.Remote())
 		}
-		live := false
-		for i := t.queue.head; i < len(t.queue.q); i++ {
-			if e := t.queue.q[i]; e.slot == uint32(s) && e.at == sl.rec.deadline {
-				live = true
-			}
-		}
-		if !live {
+		if !queued[twEntry{at: sl.rec.deadline, slot: uint32(s)}] {
 			return fmt.Errorf("TIME-WAIT record %v has no live expiry", sl.key.Remote())
 		}
 	}
