@@ -1,10 +1,13 @@
 # One command runs every test: make test.
 GO ?= go
+STATICCHECK ?= v0.8.2
 
 .PHONY: test vet fuzz-smoke bench load
 
 test: vet
 	$(GO) test -count=1 ./...
+	@# The packages with goroutines, under the race detector.
+	$(GO) test -count=1 -race ./host ./overudp ./examples/...
 	@if [ -f interop/go.mod ]; then cd interop && $(GO) test -count=1 $$($(GO) list ./... | grep -v '/load$$'); fi
 	@# The short load suite alone, so no other test shares its two cores.
 	@if [ -f interop/go.mod ]; then cd interop && $(GO) test -count=1 ./load; fi
@@ -14,6 +17,13 @@ vet:
 		if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags icount .
+	@# staticcheck, pinned, installed from the module proxy if missing.
+	@command -v staticcheck >/dev/null || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK)
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck ./...
+	@if [ -f interop/go.mod ]; then cd interop && PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck ./...; fi
+	@# 32-bit builds of everything outside interop/.
+	GOARCH=386 $(GO) build ./...
+	GOARCH=arm $(GO) build ./...
 	@if [ -f interop/go.mod ]; then cd interop && $(GO) vet ./...; fi
 
 # Runs every fuzz target for FUZZTIME (default 20,000 executions). A count,

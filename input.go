@@ -154,7 +154,7 @@ func (t *TCB) arriveSynSent(seg *Segment, now Time, out []Action) []Action {
 		out = t.sendSYN(now, out)
 		return t.queueText(seg, seg.Seq.Add(1), out)
 	}
-	if seg.Options.Has(OptWindowScale) == false {
+	if !seg.Options.Has(OptWindowScale) {
 		t.shifts = 0 // scaling needs both SYNs (RFC 7323 section 2.2)
 	}
 	t.SndWl2 = seg.Ack
@@ -726,7 +726,7 @@ func (t *TCB) processText(seg *Segment, f Flags, start Seq, now Time, out []Acti
 				// Some or all of it was held already: the ACK reports
 				// that part in a D-SACK block, then the block holding it
 				// (RFC 2883 section 4).
-				dsack = SACKBlock{held.Left, held.Right}
+				dsack = SACKBlock(held)
 			}
 		}
 	}

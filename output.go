@@ -141,11 +141,11 @@ func (t *TCB) segment(s *Segment, seq Seq, f Flags, now Time) {
 		last := int(t.oooLast)
 		if last < n {
 			r := t.ooo[last]
-			s.Options.AddSACK(SACKBlock{r.Left, r.Right})
+			s.Options.AddSACK(SACKBlock(r))
 		}
 		for i, r := range t.ooo[:n] {
 			if i != last {
-				s.Options.AddSACK(SACKBlock{r.Left, r.Right})
+				s.Options.AddSACK(SACKBlock(r))
 			}
 		}
 	}

@@ -156,8 +156,8 @@ func (s *Stack) newEndpoint() *Endpoint {
 // the Go heap once they are idle: together they keep at most
 // maxPoolBytes, and at most maxFreeIO buffer sets.
 const (
-	maxPoolBytes = 1 << 20
-	maxFreeIO    = 256
+	maxPoolBytes = 512 << 10
+	maxFreeIO    = 64
 	// maxPooledQueue bounds the capacity, in actions, of an output
 	// queue kept for reuse.
 	maxPooledQueue = 64

@@ -201,9 +201,6 @@ func (t *TCB) finBit() uint32 {
 	return 0
 }
 
-// synAcked reports whether our SYN has been acknowledged.
-func (t *TCB) synAcked() bool { return t.SndUna != t.Iss }
-
 // finAcked reports whether our FIN has been sent and acknowledged.
 func (t *TCB) finAcked() bool {
 	return t.flags&flagFinSent != 0 && t.SndUna == t.sndEnd.Add(1)

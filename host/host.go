@@ -207,7 +207,7 @@ func (h *Host) writeLoop() {
 }
 
 // maxSpare bounds the segment buffers a host keeps for reuse.
-const maxSpare = 256
+const maxSpare = 64
 
 // flushLocked queues what the stack has to send for the writer
 // goroutine, sets the timer for the next deadline, and wakes the

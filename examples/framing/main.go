@@ -84,7 +84,6 @@ func run(w io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	type result struct {
-		raw       []int
 		prefixed  []string
 		delimited []string
 		err       error

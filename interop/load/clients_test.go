@@ -121,7 +121,7 @@ func TestBulkReaderRepeats(t *testing.T) {
 		}
 		return [32]byte(h.Sum(nil))
 	}
-	if sum() != sum() {
+	if a, b := sum(), sum(); a != b {
 		t.Error("BulkReader differs between calls")
 	}
 }

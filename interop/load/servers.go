@@ -58,8 +58,9 @@ const (
 	// Port is the HTTP port of every server.
 	Port = 80
 	// ListenBacklog bounds the connections waiting to be accepted on every
-	// server, and tcpfsm's and the kernel's half-open ones: tcpfsm's
-	// StackConfig.Backlog and AcceptQueue, the kernel's net.core.somaxconn
+	// server, and the kernel's half-open ones: tcpfsm's
+	// StackConfig.AcceptQueue (its half-open backlog keeps its default,
+	// 128, beyond which it answers with SYN cookies), the kernel's net.core.somaxconn
 	// and net.ipv4.tcp_max_syn_backlog (set by the test inside its
 	// namespace), and the backlog gonet.ListenTCP passes to netstack.
 	// 4096 is Linux's default somaxconn since 5.4.
@@ -298,8 +299,10 @@ func listenTcpfsm() (net.Listener, func() map[string]uint64, func(), error) {
 		d.Close()
 		return nil, nil, nil, err
 	}
+	// The half-open backlog stays at tcpfsm's default (128): past it SYN
+	// cookies keep no state, so a larger one only holds more memory
+	// during a flood.
 	h, err := host.New(d, tcpfsm.StackConfig{
-		Backlog:     ListenBacklog,
 		AcceptQueue: ListenBacklog,
 		Endpoint: tcpfsm.EndpointConfig{
 			SendBuffer: BufferSize,
