@@ -203,6 +203,7 @@ func serveChild(kind Kind) error {
 	if err := RaiseFileLimit(); err != nil {
 		return err
 	}
+	clientBase = netstat(clientNames)
 	ln, counters, stop, err := listen(kind)
 	if err != nil {
 		return err
@@ -480,14 +481,21 @@ func deviceCounters(dev string, m map[string]uint64) {
 	}
 }
 
+// clientNames are the kernel's counters that clientCounters reports.
+var clientNames = map[string]bool{"RetransSegs": true, "TCPTimeouts": true,
+	"TCPLossProbes": true, "TCPFastRetrans": true, "TCPSynRetrans": true, "EstabResets": true,
+	"AttemptFails": true, "OutRsts": true, "TCPDSACKRecv": true, "PAWSEstab": true}
+
+// clientBase is the kernel's counters when this server started.
+var clientBase map[string]uint64
+
 // clientCounters adds to m, prefixed "clients_", the kernel's counts of
-// retransmissions and timeouts: with a userspace server they are the
-// clients' (every kernel socket in the namespace is a client's).
+// retransmissions and timeouts since this server started: with a
+// userspace server they are the clients' (every kernel socket in the
+// namespace is a client's).
 func clientCounters(m map[string]uint64) {
-	for k, v := range netstat(map[string]bool{"RetransSegs": true, "TCPTimeouts": true,
-		"TCPLossProbes": true, "TCPFastRetrans": true, "TCPSynRetrans": true, "EstabResets": true,
-		"AttemptFails": true, "OutRsts": true, "TCPDSACKRecv": true, "PAWSEstab": true}) {
-		m["clients_"+k] = v
+	for k, v := range netstat(clientNames) {
+		m["clients_"+k] = v - clientBase[k]
 	}
 }
 
