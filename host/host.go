@@ -197,17 +197,25 @@ func (h *Host) writeLoop() {
 		}
 		h.mu.Lock()
 		for i := range batch {
-			if len(h.spare) < maxSpare {
+			if len(h.spare) < maxSpare && cap(batch[i].b) <= maxSpareSize {
 				h.spare = append(h.spare, batch[i].b[:0])
 			}
 			batch[i] = packet{}
 		}
 		h.mu.Unlock()
+		if cap(batch) > maxBatchKeep {
+			batch = nil // a burst's long queue is not kept
+		}
 	}
 }
 
-// maxSpare bounds the segment buffers a host keeps for reuse.
-const maxSpare = 64
+// The host keeps for reuse at most maxSpare segment buffers of at most
+// maxSpareSize bytes, and a write queue of at most maxBatchKeep entries.
+const (
+	maxSpare     = 64
+	maxSpareSize = 2048
+	maxBatchKeep = 1024
+)
 
 // flushLocked queues what the stack has to send for the writer
 // goroutine, sets the timer for the next deadline, and wakes the
