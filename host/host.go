@@ -41,6 +41,22 @@ type BatchLink interface {
 	ReadSegments(buf []byte, segs []SegmentInfo) (int, error)
 }
 
+// LargeLink is a Link that can also write a large segment whole, for
+// something below it (a TSO NIC, the kernel behind a TUN device with a
+// virtio-net header) to cut into parts of segSize payload bytes, each
+// with a copy of the header (see tcpfsm.Endpoint.OutputLarge). A Host
+// writes large segments to a LargeLink: one write for up to 64 KiB.
+type LargeLink interface {
+	Link
+	// LargeSegments reports whether the link takes large segments.
+	LargeSegments() bool
+	WriteLargeSegment(tcp []byte, segSize int, src, dst netip.Addr) error
+}
+
+// largeMax is the largest segment a Host writes to a LargeLink, so that
+// an IPv4 or IPv6 packet carrying it stays within 64 KiB.
+const largeMax = 65535 - 60
+
 // SegmentInfo is what BatchLink.ReadSegments says of one segment: where
 // it is in the buffer, and its IP addresses.
 type SegmentInfo struct {
@@ -59,6 +75,7 @@ var ErrClosed = errors.New("host: closed")
 // packet for one connection wakes no other.
 type Host struct {
 	link  Link
+	large LargeLink // link, if it takes large segments
 	clock *tcpfsm.SystemClock
 
 	mu        sync.Mutex
@@ -86,6 +103,9 @@ func New(link Link, cfg tcpfsm.StackConfig) (*Host, error) {
 	h := &Host{link: link, clock: tcpfsm.NewSystemClock(), stack: s, out: make([]byte, 65536),
 		conns: make(map[*tcpfsm.Endpoint]*Conn), listeners: make(map[*tcpfsm.Listener]*Listener),
 		closing: make(chan struct{}), done: make(chan struct{}), wake: make(chan struct{}, 1)}
+	if ll, ok := link.(LargeLink); ok && ll.LargeSegments() {
+		h.large = ll
+	}
 	h.timer = time.AfterFunc(time.Hour, h.onTimer)
 	go h.readLoop()
 	go h.writeLoop()
@@ -175,6 +195,7 @@ func (h *Host) onTimer() {
 type packet struct {
 	b        []byte
 	src, dst netip.Addr
+	segSize  int // for a large segment, its parts' payload size
 }
 
 // writeLoop writes the segments the stack produces, in order, in a
@@ -193,7 +214,12 @@ func (h *Host) writeLoop() {
 		batch, h.queued = h.queued, batch[:0]
 		h.mu.Unlock()
 		for i := range batch {
-			_ = h.link.WriteSegment(batch[i].b, batch[i].src, batch[i].dst)
+			p := &batch[i]
+			if p.segSize > 0 {
+				_ = h.large.WriteLargeSegment(p.b, p.segSize, p.src, p.dst)
+			} else {
+				_ = h.link.WriteSegment(p.b, p.src, p.dst)
+			}
 		}
 		h.mu.Lock()
 		for i := range batch {
@@ -223,15 +249,21 @@ const (
 func (h *Host) flushLocked() {
 	now := h.clock.Now()
 	for {
-		n, src, dst := h.stack.Output(h.out, now)
+		var n, segSize int
+		var src, dst netip.Addr
+		if h.large != nil {
+			n, segSize, src, dst = h.stack.OutputLarge(h.out[:largeMax], now)
+		} else {
+			n, src, dst = h.stack.Output(h.out, now)
+		}
 		if n == 0 {
 			break
 		}
 		var b []byte
-		if k := len(h.spare); k > 0 {
+		if k := len(h.spare); k > 0 && n <= maxSpareSize {
 			b, h.spare = h.spare[k-1], h.spare[:k-1]
 		}
-		h.queued = append(h.queued, packet{b: append(b, h.out[:n]...), src: src, dst: dst})
+		h.queued = append(h.queued, packet{b: append(b, h.out[:n]...), src: src, dst: dst, segSize: segSize})
 	}
 	if len(h.queued) > 0 {
 		wake(h.wake)

@@ -288,7 +288,7 @@ func listen(kind Kind) (ln net.Listener, counters func() map[string]uint64, stop
 
 // listenTcpfsm serves on tcpfsm's host package over a TUN device.
 func listenTcpfsm() (net.Listener, func() map[string]uint64, func(), error) {
-	d, err := tun.Open(tcpfsmDevice)
+	d, err := tun.OpenLarge(tcpfsmDevice)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("TUN device: %w", err)
 	}
@@ -322,6 +322,7 @@ func listenTcpfsm() (net.Listener, func() map[string]uint64, func(), error) {
 	counters := func() map[string]uint64 {
 		m := structCounters(h.Stats())
 		m["device_write_errors"] = d.WriteErrors.Load()
+		m["device_large_writes"] = d.LargeWrites.Load()
 		deviceCounters(tcpfsmDevice, m)
 		clientCounters(m)
 		return m

@@ -83,6 +83,37 @@ func setupDevice(t *testing.T, loss float64, cfg tcpfsm.Config) (*host.Host, *De
 	return h, d
 }
 
+func TestLargeSegmentsToTheKernel(t *testing.T) {
+	// Over a TUN device with a virtio-net header, the host writes large
+	// segments whole and the kernel cuts them into MSS-sized parts:
+	// 10 MiB echoed each way arrive intact, and most of ours went large.
+	if !inNetns(t) {
+		return
+	}
+	d, err := OpenLarge("tcpfsm0")
+	if err != nil {
+		t.Log("SKIP-NETNS", err)
+		t.FailNow()
+	}
+	if err := d.Configure(kernelPrefix); err != nil {
+		t.Fatal(err)
+	}
+	h, err := host.New(d, tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{SendBuffer: 1 << 20,
+		Config: tcpfsm.Config{RecvBuffer: 1 << 20}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	c, _ := dialKernelEcho(t, h)
+	defer c.Close()
+	peertest.SendAndHalfClose(t, c, c, peertest.Payload(10<<20))
+	st := c.Endpoint().Stats()
+	t.Logf("%d large writes for %d segments out", d.LargeWrites.Load(), st.SegmentsOut)
+	if d.LargeWrites.Load() == 0 || d.LargeWrites.Load()*4 > uint64(st.SegmentsOut) {
+		t.Fatalf("%d large writes for %d segments: few went large", d.LargeWrites.Load(), st.SegmentsOut)
+	}
+}
+
 func TestKernelClientOurServer(t *testing.T) {
 	if !inNetns(t) {
 		return

@@ -1,0 +1,116 @@
+package tcpfsm
+
+import "net/netip"
+
+// Large segments, for links that split them (TCP segmentation offload,
+// or generic segmentation offload on a Linux TUN device with a virtio-net
+// header). The state machine still sends MSS-sized segments; when several
+// queued ones continue each other, OutputLarge writes them as one segment
+// whose payload the link cuts into parts of segSize bytes, each part
+// carrying a copy of the header with its own sequence number and
+// checksum, and PSH or FIN on the last part only, as a TSO NIC does. The
+// segments that merge are exactly the ones Output would have written one
+// by one, so the peer sees the same stream.
+
+// OutputLarge is Output for a link that splits large segments: it writes
+// into buf the next queued segment merged with the data segments queued
+// after it that continue it in the stream, are as long as it (the last
+// may be shorter), and have its header length and flags (only the last
+// may add PSH or FIN), as many as buf holds. segSize is the payload size
+// of each part, or 0 when buf holds a single ordinary segment. The
+// checksum is that of the whole large segment; a link that splits it
+// computes each part's.
+func (e *Endpoint) OutputLarge(buf []byte, now Time) (n, segSize int) {
+	io := e.io
+	if io == nil {
+		return 0, 0
+	}
+	for io.head < len(io.queue) {
+		a := &io.queue[io.head]
+		io.head++
+		n, ok := e.encode(buf, a)
+		if !ok {
+			continue
+		}
+		segSize = int(a.DataLen)
+		if k := e.merge(buf, n, a); k > 0 {
+			n += k
+		} else {
+			segSize = 0
+		}
+		e.release()
+		return n, segSize
+	}
+	io.queue = io.queue[:0]
+	io.head = 0
+	e.release()
+	return 0, 0
+}
+
+// merge appends to the segment first, encoded in buf[:n], the payload of
+// the queued segments that continue it (see OutputLarge), takes them off
+// the queue, and returns how many bytes it appended.
+func (e *Endpoint) merge(buf []byte, n int, first *Action) int {
+	if first.DataLen == 0 || first.Seg.Flags != FlagACK {
+		return 0
+	}
+	io := e.io
+	size := first.DataLen
+	hl := first.Seg.HeaderLen()
+	end := first.DataSeq.Add(size)
+	added := 0
+	var last Flags
+	for io.head < len(io.queue) {
+		a := &io.queue[io.head]
+		if a.Kind != ActSend || a.DataLen == 0 || a.DataLen > size || a.DataSeq != end ||
+			a.Seg.Flags&^(FlagPSH|FlagFIN) != FlagACK ||
+			a.Seg.HeaderLen() != hl || n+added+int(a.DataLen) > len(buf) ||
+			int(a.DataSeq.Diff(io.sndSeq))+int(a.DataLen) > io.snd.len() {
+			break
+		}
+		io.snd.readAt(int(a.DataSeq.Diff(io.sndSeq)), buf[n+added:n+added+int(a.DataLen)])
+		added += int(a.DataLen)
+		e.stats.bytesOut += uint64(a.DataLen)
+		e.stats.segmentsOut++
+		if end := a.DataSeq.Add(a.DataLen); end.LessThanEq(io.sentHigh) {
+			e.stats.retransmits++
+		} else {
+			io.sentHigh = end
+		}
+		end = a.DataSeq.Add(a.DataLen)
+		last = a.Seg.Flags
+		io.head++
+		if a.DataLen < size || last&(FlagPSH|FlagFIN) != 0 {
+			break // only the last part may be short, or push, or close
+		}
+	}
+	if added == 0 {
+		return 0
+	}
+	buf[13] |= byte(last & (FlagPSH | FlagFIN))
+	if e.is(knownBoth) {
+		_ = SetChecksum(buf[:n+added], e.key.addr(&e.key.local), e.key.addr(&e.key.remote))
+	}
+	return added
+}
+
+// OutputLarge is Output for a link that splits large segments (see
+// Endpoint.OutputLarge): segSize is the payload size of each part of the
+// segment written, or 0 for an ordinary segment. buf should hold 64 KiB.
+func (s *Stack) OutputLarge(buf []byte, now Time) (n, segSize int, src, dst netip.Addr) {
+	if len(s.replies) > 0 {
+		n, src, dst = s.Output(buf, now)
+		return n, 0, src, dst
+	}
+	for s.active.len() > 0 {
+		e := s.active.front()
+		if n, segSize := e.OutputLarge(buf, now); n > 0 {
+			s.stats.SegmentsOut++
+			return n, segSize, e.key.addr(&e.key.local), e.key.addr(&e.key.remote)
+		}
+		e.bits &^= epInActive
+		s.active.pop()
+		s.after(e, now)
+	}
+	return 0, 0, netip.Addr{}, netip.Addr{}
+}
