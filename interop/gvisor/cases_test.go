@@ -66,10 +66,11 @@ func connect(t *testing.T, p *Peer, h *host.Host, ourClient bool) (ours peertest
 	return withDeadline((<-accepted).(peertest.HalfCloser), c)
 }
 
-// withDeadline gives both ends two minutes, so a stalled case fails
-// rather than waiting for the test binary's timeout.
+// withDeadline gives both ends two minutes (or $GVISOR_DEADLINE, a
+// duration), so a stalled case fails rather than waiting for the test
+// binary's timeout.
 func withDeadline(ours, theirs peertest.HalfCloser) (peertest.HalfCloser, peertest.HalfCloser) {
-	d := time.Now().Add(2 * time.Minute)
+	d := time.Now().Add(deadline())
 	_ = ours.SetDeadline(d)
 	_ = theirs.SetDeadline(d)
 	return ours, theirs

@@ -64,18 +64,22 @@ func TestGVisorClientOurServer(t *testing.T) {
 // side runs with a 200 ms RTO floor, as Linux and gVisor do; at RFC 6298's
 // 1 s floor the same transfer takes minutes, because with windows this
 // small most losses are repaired by timeout (see the issue 7 note).
+//
+// A transfer from gVisor that stalls in the known gVisor state
+// TestGVisorLosesItsRetransmissionTimer replays (gVisorLostItsTimer)
+// skips the case instead of failing it; any other failure fails.
 func TestLossAndReordering(t *testing.T) {
 	roles(t, func(t *testing.T, ourClient bool) {
-		p, h := setupWith(t, tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{SendBuffer: 1 << 20,
+		p, h, c := setupCapturing(t, tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{SendBuffer: 1 << 20,
 			Config: tcpfsm.Config{RecvBuffer: 1 << 20, MinRTO: 200 * time.Millisecond, EarlyRetransmit: true, TailLossProbe: true}}})
 		ours, theirs := connect(t, p, h, ourClient)
 		defer ours.Close()
 		defer theirs.Close()
 		defer func() {
-			if t.Failed() {
+			if t.Failed() || t.Skipped() {
 				tcb := ours.(*host.Conn).TCB()
 				st, err := tcb.Status()
-				t.Logf("our end when it failed: %+v (%v)", st, err)
+				t.Logf("our end: %+v (%v)", st, err)
 				es := ours.(*host.Conn).Endpoint().Stats()
 				for r := tcpfsm.DropReason(1); int(r) < len(es.Drops); r++ {
 					if n := es.Dropped(r); n > 0 {
@@ -99,7 +103,36 @@ func TestLossAndReordering(t *testing.T) {
 		start := time.Now()
 		peertest.SendAndHalfClose(t, ours, theirs, peertest.Payload(512<<10))
 		mid := time.Now()
-		peertest.SendAndHalfClose(t, theirs, ours, peertest.Payload(512<<10))
+		// Nothing but the deadline ends a stall on the known gVisor
+		// issue: once it shows, the read is cut short.
+		done, stalled := make(chan struct{}), make(chan string, 1)
+		go func() {
+			tick := time.NewTicker(250 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-tick.C:
+				}
+				if why, ok := gVisorLostItsTimer(p, c, ours.(*host.Conn)); ok {
+					stalled <- why
+					_ = ours.SetReadDeadline(time.Now())
+					return
+				}
+			}
+		}()
+		err := peertest.Transfer(theirs, ours, peertest.Payload(512<<10))
+		close(done)
+		if err != nil {
+			select {
+			case why := <-stalled:
+				t.Skipf("gVisor to tcpfsm stalled (%v) on a known gVisor issue, not tcpfsm's "+
+					"(TestGVisorLosesItsRetransmissionTimer): %s", err, why)
+			default:
+			}
+			t.Fatal(err)
+		}
 		st := ours.(*host.Conn).Endpoint().Stats()
 		t.Logf("512 KiB tcpfsm to gVisor in %v, gVisor to tcpfsm in %v; tcpfsm retransmitted %d segments",
 			mid.Sub(start), time.Since(mid), st.Retransmits)

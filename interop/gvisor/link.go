@@ -48,11 +48,14 @@ type Peer struct {
 
 	injected chan forged   // segments an off-path attacker sends toward tcpfsm
 	written  chan struct{} // netstack queued a packet (capacity 1: a doorbell)
+
+	capture *Capture // nil unless the Peer was made by NewPeerWith with one
 }
 
 // WriteNotify implements channel.Notification: it rings the doorbell, so
 // ReadSegment waits for netstack's packets and injected ones at once.
 func (p *Peer) WriteNotify() {
+	p.capture.stampQueued()
 	select {
 	case p.written <- struct{}{}:
 	default:
@@ -79,33 +82,61 @@ func (p *Peer) InjectToTcpfsm(seg []byte, src, dst netip.Addr) {
 // clock stays the real one: netstack processes segments on its own
 // goroutines, so a manual clock could not make the interleaving repeat,
 // and its timers must run while those goroutines work.
-func NewPeer(addr netip.Addr) (*Peer, error) {
+func NewPeer(addr netip.Addr) (*Peer, error) { return NewPeerWith(addr, nil) }
+
+// NewPeerWith is NewPeer recording into c, when c is not nil, every
+// segment that crosses the link and netstack's sender state after each
+// segment it processes (through its TCP probe, on the same Reno
+// congestion control tcp.NewProtocol uses).
+func NewPeerWith(addr netip.Addr, c *Capture) (*Peer, error) {
+	var probe tcp.TCPProbeFunc
+	if c != nil {
+		probe = c.probe
+	}
+	s, ch, err := newNetstack(addr, nil, probe)
+	if err != nil {
+		return nil, err
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	p := &Peer{Stack: s, Addr: addr, ch: ch, ctx: ctx, stop: stop, rng: rand.New(rand.NewPCG(7, 8)),
+		buf: make([]byte, 0, 65536), injected: make(chan forged, 64), written: make(chan struct{}, 1),
+		capture: c}
+	ch.AddNotify(p)
+	return p, nil
+}
+
+// newNetstack makes the netstack of NewPeer: one NIC at addr (a channel
+// link endpoint), SACK on, random sources seeded from addr. A nil clock
+// is the real one; a non-nil probe is netstack's TCP probe, with the
+// Reno congestion control tcp.NewProtocol uses.
+func newNetstack(addr netip.Addr, clock tcpip.Clock, probe tcp.TCPProbeFunc) (*stack.Stack, *channel.Endpoint, error) {
 	seed := uint64(binary.BigEndian.Uint32(addr.AsSlice()))
+	tcpProto := tcp.NewProtocol
+	if probe != nil {
+		tcpProto = tcp.NewProtocolProbe(probe)
+	}
 	s := stack.New(stack.Options{
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol},
-		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcpProto},
 		RandSource:         &lockedSource{src: rand.NewPCG(seed, 1)},
 		SecureRNG:          &lockedReader{r: rand.NewChaCha8([32]byte{0: byte(seed), 1: byte(seed >> 8), 31: 7})},
+		Clock:              clock,
 	})
 	ch := channel.New(4096, 1500, "")
 	if err := s.CreateNIC(1, ch); err != nil {
-		return nil, errors.New(err.String())
+		return nil, nil, errors.New(err.String())
 	}
 	pa := tcpip.ProtocolAddress{Protocol: ipv4.ProtocolNumber,
 		AddressWithPrefix: tcpip.AddrFrom4(addr.As4()).WithPrefix()}
 	if err := s.AddProtocolAddress(1, pa, stack.AddressProperties{}); err != nil {
-		return nil, errors.New(err.String())
+		return nil, nil, errors.New(err.String())
 	}
 	s.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: 1}})
 	sack := tcpip.TCPSACKEnabled(true)
 	if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, &sack); err != nil {
-		return nil, errors.New(err.String())
+		return nil, nil, errors.New(err.String())
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	p := &Peer{Stack: s, Addr: addr, ch: ch, ctx: ctx, stop: stop, rng: rand.New(rand.NewPCG(7, 8)),
-		buf: make([]byte, 0, 65536), injected: make(chan forged, 64), written: make(chan struct{}, 1)}
-	ch.AddNotify(p)
-	return p, nil
+	return s, ch, nil
 }
 
 // lockedSource is a seeded math/rand Source safe for netstack's
@@ -150,6 +181,14 @@ func (p *Peer) chanceLocked(f float64) bool { return f > 0 && p.rng.Float64() < 
 
 // ReadSegment returns the next TCP segment netstack sends.
 func (p *Peer) ReadSegment(b []byte) (int, netip.Addr, netip.Addr, error) {
+	n, src, dst, err := p.readSegment(b)
+	if err == nil {
+		p.capture.add(ToTcpfsm, Delivered, b[:n])
+	}
+	return n, src, dst, err
+}
+
+func (p *Peer) readSegment(b []byte) (int, netip.Addr, netip.Addr, error) {
 	for {
 		if f := p.nextOut; f != nil {
 			p.nextOut = nil
@@ -186,16 +225,27 @@ func (p *Peer) ReadSegment(b []byte) (int, netip.Addr, netip.Addr, error) {
 				return 0, netip.Addr{}, netip.Addr{}, net.ErrClosed
 			}
 		}
+		var queuedAt time.Duration
+		if p.capture != nil {
+			queuedAt = p.capture.takeQueued()
+		}
 		v := pkt.ToView()
 		raw := v.AsSlice()
 		n := copy(b, raw)
 		v.Release()
 		pkt.DecRef()
-		if n < 20 || b[0]>>4 != 4 || b[9] != tcpfsm.ProtocolTCP || p.lose() {
+		if n < 20 || b[0]>>4 != 4 || b[9] != tcpfsm.ProtocolTCP {
 			continue
 		}
 		ihl, total := int(b[0]&0xf)*4, int(binary.BigEndian.Uint16(b[2:]))
 		if total > n || total < ihl {
+			continue
+		}
+		if p.capture != nil {
+			p.capture.addAt(queuedAt, ToTcpfsm, Sent, b[ihl:total])
+		}
+		if p.lose() {
+			p.capture.add(ToTcpfsm, Lost, b[ihl:total])
 			continue
 		}
 		src, dst := netip.AddrFrom4([4]byte(b[12:16])), netip.AddrFrom4([4]byte(b[16:20]))
@@ -217,7 +267,9 @@ func (p *Peer) ReadSegment(b []byte) (int, netip.Addr, netip.Addr, error) {
 
 // WriteSegment hands netstack a TCP segment in an IPv4 packet.
 func (p *Peer) WriteSegment(seg []byte, src, dst netip.Addr) error {
+	p.capture.add(ToGVisor, Sent, seg)
 	if p.lose() {
+		p.capture.add(ToGVisor, Lost, seg)
 		return nil
 	}
 	total := 20 + len(seg)
@@ -267,6 +319,7 @@ func (p *Peer) releaseIn(ip []byte) {
 
 // inject hands netstack one IPv4 packet.
 func (p *Peer) inject(ip []byte) {
+	p.capture.add(ToGVisor, Delivered, ip[20:])
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(ip)})
 	p.ch.InjectInbound(ipv4.ProtocolNumber, pkt)
 	pkt.DecRef()
