@@ -11,7 +11,7 @@ import (
 // carries its own key, so an entry costs 11 to 22 bytes where a Go
 // map[tuple]*Endpoint costs about 117 at a million entries (48-byte slots,
 // control bytes, growth headroom); this is most of what brings an idle
-// connection under 512 bytes (issue 5).
+// connection under 512 bytes.
 //
 // It is extendible hashing over fixed segments: the top bits of an
 // entry's hash pick a segment through a directory, and within the segment

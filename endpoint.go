@@ -108,7 +108,7 @@ type Endpoint struct {
 
 // epBits are an endpoint's conditions, packed: an idle connection in a
 // stack is an Endpoint and little else, so every byte of it counts
-// (issue 5 wants at most 512 bytes a connection).
+// (the goal is at most 512 bytes a connection).
 type epBits uint8
 
 const (

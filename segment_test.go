@@ -84,7 +84,7 @@ func TestAppendDropsSACKBlocksThatDoNotFit(t *testing.T) {
 }
 
 func TestSegmentStringMatchesTcpdump(t *testing.T) {
-	// The worked exercise's SYN-ACK, the form the foundation issue names.
+	// The worked exercise's SYN-ACK, in the form the seed article gives.
 	s := Segment{Seq: 200, Ack: 101, Flags: FlagSYN | FlagACK, Window: 100,
 		Options: Options{Present: OptMSS, MSS: 100}}
 	require.Equal(t, "Flags [S.], seq 200, ack 101, win 100, options [mss 100], length 0", s.String())

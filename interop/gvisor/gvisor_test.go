@@ -63,7 +63,7 @@ func TestGVisorClientOurServer(t *testing.T) {
 // each way, while 512 KiB go each way in both roles, byte-exact. Our
 // side runs with a 200 ms RTO floor, as Linux and gVisor do; at RFC 6298's
 // 1 s floor the same transfer takes minutes, because with windows this
-// small most losses are repaired by timeout (see the issue 7 note).
+// small most losses are repaired by timeout (see BENCHMARKS.md, "Loss recovery").
 //
 // A transfer from gVisor that stalls in the known gVisor state
 // TestGVisorLosesItsRetransmissionTimer replays (gVisorLostItsTimer)

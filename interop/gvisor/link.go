@@ -1,7 +1,7 @@
 // Package gvisor joins tcpfsm to gVisor's netstack in one process: a
 // host.Link whose other end is a netstack NIC (a channel link endpoint),
 // so tcpfsm and a TCP implementation nobody here wrote exchange raw IPv4
-// packets. It is the in-process interop peer of issue 7.
+// packets. It is the in-process interop peer.
 package gvisor
 
 import (

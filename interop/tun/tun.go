@@ -2,8 +2,8 @@
 
 // Package tun carries tcpfsm over a Linux TUN device, so the kernel's own
 // TCP can talk to it: a host.Link that reads and writes raw IPv4 packets.
-// It is the interop host of issue 7, and an example of running tcpfsm as a
-// userspace stack.
+// It is the interop host against the kernel, and an example of running
+// tcpfsm as a userspace stack.
 package tun
 
 import (
