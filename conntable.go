@@ -54,10 +54,11 @@ type connSeg struct {
 // newConnTable returns an empty table with a fresh random seed.
 func newConnTable() connTable {
 	t := connTable{dir: []*connSeg{{}}}
-	s := maphash.MakeSeed()
+	var h maphash.Hash // randomly seeded
 	for i := range t.seed {
 		// Odd, so no seed word can zero a product.
-		t.seed[i] = maphash.Comparable(s, i) | 1
+		h.WriteByte(byte(i))
+		t.seed[i] = h.Sum64() | 1
 	}
 	return t
 }

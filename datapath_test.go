@@ -77,7 +77,8 @@ func BenchmarkDataSegment(b *testing.B) {
 			tcb, seg := dataPath(b, bc.options)
 			out := make([]Action, 0, 16)
 			b.ReportAllocs()
-			for b.Loop() {
+			b.ResetTimer()
+			for range b.N {
 				out = stepData(&tcb, &seg, out)
 			}
 		})

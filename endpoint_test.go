@@ -307,7 +307,8 @@ func BenchmarkEndpointBulk(b *testing.B) {
 	pkt := make([]byte, 2048)
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
-	for b.Loop() {
+	b.ResetTimer()
+	for range b.N {
 		for off := 0; off < len(data); {
 			n, _ := a.Write(data[off:], w.now)
 			off += n

@@ -1,6 +1,6 @@
 module github.com/tcpfsm/tcpfsm
 
-go 1.26
+go 1.23
 
 require (
 	github.com/stretchr/testify v1.12.1

@@ -314,7 +314,8 @@ func BenchmarkLifecycle(b *testing.B) {
 		b.Fatalf("replay ended in %v and %v", tcb[0].State, tcb[1].State)
 	}
 	b.ReportAllocs()
-	for b.Loop() {
+	b.ResetTimer()
+	for range b.N {
 		run()
 	}
 	b.ReportMetric(float64(len(script)), "steps/op")

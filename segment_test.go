@@ -197,7 +197,8 @@ func BenchmarkParse(b *testing.B) {
 		Options: Options{Present: OptTimestamps, TSVal: 1, TSEcr: 2}, Payload: make([]byte, 1460)}
 	wire := s.AppendTo(nil)
 	b.ReportAllocs()
-	for b.Loop() {
+	b.ResetTimer()
+	for range b.N {
 		if _, err := ParseSegment(wire); err != nil {
 			b.Fatal(err)
 		}
@@ -209,7 +210,8 @@ func BenchmarkAppend(b *testing.B) {
 		Options: Options{Present: OptTimestamps, TSVal: 1, TSEcr: 2}}
 	buf := make([]byte, 0, 128)
 	b.ReportAllocs()
-	for b.Loop() {
+	b.ResetTimer()
+	for range b.N {
 		buf = s.AppendTo(buf[:0])
 	}
 }

@@ -462,7 +462,8 @@ func BenchmarkStackConnections(b *testing.B) {
 	n.delay = 0
 	l, _ := n.s[1].Listen(80)
 	b.ReportAllocs()
-	for b.Loop() {
+	b.ResetTimer()
+	for range b.N {
 		stackConnection(b, n, l)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "conns/s")

@@ -54,7 +54,8 @@ func BenchmarkLossyTransfer(b *testing.B) {
 			var total time.Duration
 			var rtx uint64
 			seed := uint64(0)
-			for b.Loop() {
+			b.ResetTimer()
+			for range b.N {
 				seed++
 				d, r := lossyTransfer(b, seed, bc.tlp)
 				total += d
