@@ -1,0 +1,57 @@
+// Package tcpfsm is TCP (RFC 9293 and its companions) as plain values and
+// pure functions, with no I/O of its own: the host program owns the
+// sockets, TUN devices, clocks and goroutines, and hands this package
+// every input, the time included, as a value.
+//
+// # Layers
+//
+// From the inside out, each usable alone:
+//
+//   - Sequence space (seq.go): Seq, with comparisons modulo 2^32
+//     (RFC 9293 section 3.4).
+//   - Wire format (segment.go, options.go, checksum.go): Segment,
+//     ParseSegment, Segment.AppendTo, Options, the Internet checksum over
+//     the IPv4 or IPv6 pseudo-header.
+//   - The state machine (tcb.go, fsm.go, input.go, output.go, predict.go,
+//     cc.go, tlp.go, timers.go): a TCB is one connection as a copyable
+//     value; TCB.Step applies one Event at a time now and appends Actions;
+//     Step is the same in pure form.
+//   - Endpoint (endpoint.go, large.go): one connection with its send and
+//     receive buffers and the wire format, still without I/O.
+//   - Stack (stack.go, conntable.go, timewait.go): many endpoints keyed by
+//     their addresses and ports, listeners with a SYN backlog and SYN
+//     cookies, compact TIME-WAIT records, one next deadline, and a
+//     readiness report.
+//
+// Package host runs a Stack over any packet link as net.Conn and
+// net.Listener, overudp carries it over UDP, sim is a deterministic
+// network for tests, and trace writes pcap files and sequence diagrams.
+//
+// # Host call order
+//
+// For the state machine: Step every user call (Open, ListenOn, Send,
+// Receive, CloseEvent, CloseFull, AbortEvent) and every arriving segment
+// (Arrive) as it happens; perform the actions in order (transmit ActSend
+// segments, keep ActAccept bytes, report ActNotify notes); and Step a Tick
+// whenever the clock reaches TCB.NextDeadline.
+//
+// For an Endpoint or a Stack: call Input for every segment that arrives,
+// Write, Read, CloseWrite and Close as the application does, and Tick when
+// the clock reaches NextDeadline; after each, call Output until it
+// returns 0 and send what it wrote.
+//
+// # Finding the rule for a state and an event
+//
+// Transitions (table.go) lists every change of state Step can make, each
+// with the RFC section behind it; the tests check Step against it in both
+// directions. To find the code for, say, a FIN arriving in FIN-WAIT-1:
+// Classify names the event class (OnFIN), the table row gives the states
+// it may lead to, Step (fsm.go) sends a segment to segmentArrives
+// (input.go), whose arriveOther takes the checks in the RFC's order
+// (sequence number, RST, SYN, ACK, URG, text), and processText and
+// processFIN carry out the FIN and the move to CLOSING or TIME-WAIT.
+// TIME-WAIT's judgement of a segment is judgeTimeWait (timewait.go),
+// shared by the TCB and the Stack's compact record.
+//
+// CONFORMANCE.md maps every requirement to the test that proves it.
+package tcpfsm
