@@ -31,12 +31,16 @@ vet:
 # exceeded" failure from Go's fuzzing coordinator on a loaded machine
 # (golang/go#75804).
 FUZZTIME ?= 20000x
+# How long the fuzzer may spend shrinking each new interesting input: a
+# smoke run wants coverage, and minimising a long Stack schedule runs it
+# thousands of times.
+FUZZMINIMIZE ?= 100x
 fuzz-smoke:
 	@for pkg in $$($(GO) list ./...); do \
 		dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
 		for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
 			echo "fuzz $$pkg $$f for $(FUZZTIME)"; \
-			$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+			$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZE) $$pkg || exit 1; \
 		done; \
 	done
 
