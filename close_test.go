@@ -184,6 +184,27 @@ func TestTimeWaitSYN(t *testing.T) {
 	c.state(TimeWait)
 }
 
+func TestTimeWaitSYNWaitsForTheUserToRead(t *testing.T) {
+	// RFC9293 MAY-2: a SYN that could open a new incarnation does not
+	// delete a connection whose user has yet to read what arrived before
+	// the FIN (the data would be lost); it gets a challenge ACK, and once
+	// everything is read the next one reopens.
+	c := established(t, Config{QuickACK: true})
+	c.peer(pkt("P.", 301, 101, data(10)))
+	c.user(CloseEvent())
+	c.peer(pkt("F.", 311, 102))
+	c.state(TimeWait)
+	c.clear()
+	c.peer(pkt("S", 5000, 0))
+	c.state(TimeWait)
+	c.sent(". seq=102 ack=312")
+	c.user(Receive(10))
+	c.clear()
+	c.peer(pkt("S", 5000, 0))
+	c.state(Closed)
+	c.notes(NoteReopen)
+}
+
 func TestLastAckRST(t *testing.T) {
 	// RFC9293 3.10.7.4 RST (CLOSING/LAST-ACK).
 	c := lastAck(t, Config{})

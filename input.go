@@ -205,9 +205,9 @@ func (t *TCB) enterEstablished(now Time, out []Action) []Action {
 }
 
 // twView returns what TIME-WAIT judges segments by (judgeTimeWait).
-func (t *TCB) twView() *twView {
-	return &twView{sndNxt: t.SndNxt, rcvNxt: t.RcvNxt, rcvWnd: t.RcvWnd(), tsRecent: t.tsRecent,
-		ts: t.flags&flagTS != 0, opts: t.cfg.opts}
+func (t *TCB) twView() twView {
+	return twView{sndNxt: t.SndNxt, rcvNxt: t.RcvNxt, rcvWnd: t.RcvWnd(), tsRecent: t.tsRecent,
+		ts: t.flags&flagTS != 0, unread: t.RcvNxt.Diff(t.rcvUser)-t.finBit() > 0, opts: t.cfg.opts}
 }
 
 // acceptable is the segment acceptability test of RFC 9293 section
@@ -258,7 +258,7 @@ func (t *TCB) arriveOther(seg *Segment, idle time.Duration, now Time, out []Acti
 	// SHLD-4), else by sequence number (MAY-2). Otherwise a challenge ACK
 	// (RFC 5961 section 4).
 	if t.State == TimeWait && f&(FlagSYN|FlagACK|FlagRST) == FlagSYN {
-		if judgeTimeWait(t.twView(), seg) == twReopen {
+		if w := t.twView(); judgeTimeWait(&w, seg) == twReopen {
 			return t.toClosed(out, NoteReopen)
 		}
 		return t.challengeACK(now, drop(out, DropSYNSynchronized))

@@ -22,14 +22,16 @@ type twView struct {
 	rcvWnd         uint32 // the window last advertised
 	tsRecent       uint32
 	ts             bool // timestamps in use
+	unread         bool // the user has not read everything received yet
 	opts           settingOpts
 }
 
 // judgeTimeWait judges a segment arriving in TIME-WAIT (RFC 9293 section
 // 3.10.7.4): a SYN newer than the connection may open a new incarnation,
 // by timestamp when both have them (RFC 6191, SHLD-4), else by sequence
-// number (MAY-2), and gets a challenge ACK otherwise (RFC 5961 section
-// 4); a RST in the window but not at RCV.NXT gets a challenge ACK (RFC
+// number (MAY-2), unless the user has yet to read what arrived before
+// the FIN (deleting the connection would lose it), and gets a challenge
+// ACK otherwise (RFC 5961 section 4); a RST in the window but not at RCV.NXT gets a challenge ACK (RFC
 // 5961 section 3.2), and one at RCV.NXT is ignored (RFC 1337) unless
 // Config.TimeWaitRST; a segment
 // without the agreed timestamp is dropped (RFC 7323 section 3.2), one
@@ -45,7 +47,7 @@ func judgeTimeWait(w *twView, seg *Segment) twVerdict {
 		if w.ts && hasTS {
 			newer = int32(seg.Options.TSVal-w.tsRecent) > 0
 		}
-		if w.opts&optTimeWaitChallenge == 0 && newer {
+		if w.opts&optTimeWaitChallenge == 0 && newer && !w.unread {
 			return twReopen
 		}
 		return twChallenge
