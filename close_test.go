@@ -13,7 +13,7 @@ import (
 func finWait1(t testingT, cfg Config) *conn {
 	t.Helper()
 	c := established(t, cfg)
-	c.user(CloseEvent())
+	c.user(Close())
 	c.sent("F. seq=101 ack=301")
 	c.state(FinWait1)
 	c.clear()
@@ -42,7 +42,7 @@ func closeWait(t testingT, cfg Config) *conn {
 func lastAck(t testingT, cfg Config) *conn {
 	t.Helper()
 	c := closeWait(t, cfg)
-	c.user(CloseEvent())
+	c.user(Close())
 	c.sent("F. seq=101 ack=302")
 	c.state(LastAck)
 	c.clear()
@@ -100,7 +100,7 @@ func TestFourWayTeardownPassiveSide(t *testing.T) {
 	c.notes()
 	c.user(Send(10))
 	c.sent("P. seq=101 ack=302 len=10")
-	c.user(CloseEvent())
+	c.user(Close())
 	c.sent("F. seq=111 ack=302")
 	c.state(LastAck)
 	c.peer(pkt(".", 302, 112))
@@ -117,7 +117,7 @@ func TestCloseWaitLastsUntilTheApplicationCloses(t *testing.T) {
 	c.nothing()
 	_, running := c.tcb.NextDeadline()
 	require.False(t, running)
-	c.user(CloseEvent())
+	c.user(Close())
 	c.state(LastAck)
 }
 
@@ -191,7 +191,7 @@ func TestTimeWaitSYNWaitsForTheUserToRead(t *testing.T) {
 	// everything is read the next one reopens.
 	c := established(t, Config{QuickACK: true})
 	c.peer(pkt("P.", 301, 101, data(10)))
-	c.user(CloseEvent())
+	c.user(Close())
 	c.peer(pkt("F.", 311, 102))
 	c.state(TimeWait)
 	c.clear()
@@ -226,7 +226,7 @@ func TestFINAfterQueuedData(t *testing.T) {
 	c.tcb.SndWnd = 1000
 	c.user(Send(3000))
 	c.sent(". seq=101 len=1000") // PSH only on the segment that empties the queue
-	c.user(CloseEvent())
+	c.user(Close())
 	c.state(FinWait1)
 	c.nothing()
 	c.peer(pkt(".", 301, 1101, win(5000)))
@@ -239,9 +239,9 @@ func TestNoSendAfterClose(t *testing.T) {
 	// RFC9293 3.10.4 (no send after close), 3.10.2.
 	c := finWait1(t, Config{})
 	c.userErr(Send(1), ErrConnectionClosing)
-	c.userErr(CloseEvent(), ErrConnectionClosing)
+	c.userErr(Close(), ErrConnectionClosing)
 	c = closeWait(t, Config{})
-	c.user(CloseEvent())
+	c.user(Close())
 	c.userErr(Send(1), ErrConnectionClosing)
 }
 
@@ -250,20 +250,20 @@ func TestEarlyClose(t *testing.T) {
 	c := newConn(t, Config{})
 	c.user(Open(ourPort, peerPort, 100))
 	c.clear()
-	c.user(CloseEvent())
+	c.user(Close())
 	c.state(Closed)
 	c.nothing()
 	c.notes(NoteClosed)
 
 	c = newConn(t, Config{})
 	c.user(ListenOn(ourPort))
-	c.user(CloseEvent())
+	c.user(Close())
 	c.state(Closed)
 	c.nothing()
 
 	// SYN-RECEIVED: the FIN follows the handshake.
 	c = synRcvdFrom(t, Config{}, 100, 1000)
-	c.user(CloseEvent())
+	c.user(Close())
 	c.nothing()
 	c.peer(pkt(".", 101, 1001))
 	c.state(FinWait1)
@@ -343,7 +343,7 @@ func TestAbort(t *testing.T) {
 	c := established(t, Config{})
 	c.user(Send(100))
 	c.clear()
-	c.user(AbortEvent())
+	c.user(Abort())
 	c.sent("R seq=201")
 	c.state(Closed)
 	c.notes(NoteAborted)
@@ -351,17 +351,17 @@ func TestAbort(t *testing.T) {
 	c = newConn(t, Config{})
 	c.user(Open(ourPort, peerPort, 1))
 	c.clear()
-	c.user(AbortEvent())
+	c.user(Abort())
 	c.nothing()
 	c.state(Closed)
 
 	c = timeWait(t, Config{})
-	c.user(AbortEvent())
+	c.user(Abort())
 	c.nothing()
 	c.state(Closed)
 
 	c = newConn(t, Config{})
-	c.userErr(AbortEvent(), ErrConnectionDoesNotExist)
+	c.userErr(Abort(), ErrConnectionDoesNotExist)
 }
 
 func itoa(s Seq) string { return Seq.String(s) }
@@ -376,7 +376,7 @@ func TestFiveCausesOfRST(t *testing.T) {
 	})
 	t.Run("2 one side fails and aborts", func(t *testing.T) {
 		c := established(t, Config{})
-		c.user(AbortEvent())
+		c.user(Abort())
 		c.sent("R seq=101")
 	})
 	t.Run("3 a segment for a connection that does not exist", func(t *testing.T) {
@@ -395,7 +395,7 @@ func TestFiveCausesOfRST(t *testing.T) {
 	})
 	t.Run("5 an application releases a finished connection at once", func(t *testing.T) {
 		c := closeWait(t, Config{})
-		c.user(AbortEvent()) // instead of CLOSE, LAST-ACK and the wait for the ACK
+		c.user(Abort()) // instead of CLOSE, LAST-ACK and the wait for the ACK
 		c.sent("R seq=101")
 		c.state(Closed)
 	})
@@ -505,7 +505,7 @@ func TestCloseFullResetsWhenDataIsLost(t *testing.T) {
 	t.Run("CLOSING, data unread", func(t *testing.T) {
 		c := established(t, Config{QuickACK: true})
 		c.peer(pkt("P.", 301, 101, data(10)))
-		c.user(CloseEvent())
+		c.user(Close())
 		c.peer(pkt("F.", 311, 101))
 		c.state(Closing)
 		c.clear()
@@ -515,7 +515,7 @@ func TestCloseFullResetsWhenDataIsLost(t *testing.T) {
 	t.Run("LAST-ACK, data unread", func(t *testing.T) {
 		c := established(t, Config{})
 		c.peer(pkt("FP.", 301, 101, data(10)))
-		c.user(CloseEvent())
+		c.user(Close())
 		c.state(LastAck)
 		c.clear()
 		c.user(CloseFull())
@@ -524,7 +524,7 @@ func TestCloseFullResetsWhenDataIsLost(t *testing.T) {
 	t.Run("TIME-WAIT, data unread", func(t *testing.T) {
 		c := established(t, Config{QuickACK: true})
 		c.peer(pkt("P.", 301, 101, data(10)))
-		c.user(CloseEvent())
+		c.user(Close())
 		c.peer(pkt("F.", 311, 102))
 		c.state(TimeWait)
 		c.clear()

@@ -30,7 +30,7 @@
 // # Host call order
 //
 // For the state machine: Step every user call (Open, ListenOn, Send,
-// Receive, CloseEvent, CloseFull, AbortEvent) and every arriving segment
+// Receive, Close, CloseFull, Abort) and every arriving segment
 // (Arrive) as it happens; perform the actions in order (transmit ActSend
 // segments, keep ActAccept bytes, report ActNotify notes); and Step a Tick
 // whenever the clock reaches TCB.NextDeadline.

@@ -777,7 +777,7 @@ func (e *Endpoint) Buffered() int {
 // the endpoint goes on receiving (RFC 9293 section 3.10.4, MAY-1).
 func (e *Endpoint) CloseWrite(now Time) error {
 	defer e.changed(now)
-	return e.step(CloseEvent(), now)
+	return e.step(Close(), now)
 }
 
 // Close closes both halves. Unread data, or data that arrives later,
@@ -790,7 +790,7 @@ func (e *Endpoint) Close(now Time) error {
 // Abort resets the connection (RFC 9293 section 3.10.5).
 func (e *Endpoint) Abort(now Time) error {
 	defer e.changed(now)
-	return e.step(AbortEvent(), now)
+	return e.step(Abort(), now)
 }
 
 // ring is a fixed-size byte ring.

@@ -88,16 +88,18 @@ func PathMTU(mss uint32) Event { return Event{Kind: EvPathMTU, N: mss} }
 // Receive returns an event that says the user consumed n received bytes.
 func Receive(n uint32) Event { return Event{Kind: EvReceive, N: n} }
 
-// CloseEvent returns a close event.
-func CloseEvent() Event { return Event{Kind: EvClose} }
+// Close returns a CLOSE event: a FIN follows the queued data, and the
+// user may go on receiving (RFC 9293 section 3.10.4).
+func Close() Event { return Event{Kind: EvClose} }
 
 // CloseFull returns a close event after which the user reads no more:
 // unread data resets the connection at once, and so does new data that
-// arrives later (RFC 9293 SHLD-3). It may follow a CloseEvent.
+// arrives later (RFC 9293 SHLD-3). It may follow a Close.
 func CloseFull() Event { return Event{Kind: EvClose, Full: true} }
 
-// AbortEvent returns an abort event.
-func AbortEvent() Event { return Event{Kind: EvAbort} }
+// Abort returns an ABORT event: the connection is reset (RFC 9293
+// section 3.10.5).
+func Abort() Event { return Event{Kind: EvAbort} }
 
 // Arrive returns a segment-arrival event. iss is used only if the TCB is
 // in LISTEN and s is a SYN.

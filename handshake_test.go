@@ -252,7 +252,7 @@ func TestQueuedCloseAndFinOnTheSYNGoToClosing(t *testing.T) {
 	require.NoError(t, c.step(Arrive(&s, 1000)))
 	c.state(SynReceived)
 	c.clear()
-	c.user(CloseEvent())
+	c.user(Close())
 	c.nothing()
 	c.peer(pkt(".", 107, 1001)) // the peer's next sequence number, after its FIN
 	c.state(Closing)

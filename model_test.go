@@ -54,9 +54,9 @@ func drawEvent(t *rapid.T, tcb *TCB, seg *Segment) Event {
 		if rapid.Bool().Draw(t, "full") {
 			return CloseFull()
 		}
-		return CloseEvent()
+		return Close()
 	case 5:
-		return AbortEvent()
+		return Abort()
 	case 6:
 		return Tick()
 	}
@@ -113,7 +113,7 @@ func TestStepAllocatesNothing(t *testing.T) {
 			pkt("R", c.tcb.RcvNxt, 0),
 			pkt(".", c.tcb.RcvNxt.Add(50), c.tcb.SndNxt, data(10)),
 		}
-		evs := []Event{Open(1, 2, 3), ListenOn(1), Send(100), Receive(0), CloseEvent(), CloseFull(), AbortEvent(), Tick()}
+		evs := []Event{Open(1, 2, 3), ListenOn(1), Send(100), Receive(0), Close(), CloseFull(), Abort(), Tick()}
 		for i := range segs {
 			evs = append(evs, Arrive(&segs[i], 9))
 		}
@@ -158,12 +158,12 @@ func FuzzStep(f *testing.F) {
 			case 3:
 				ev = Receive(uint32(binary.BigEndian.Uint16(arg(2))))
 			case 4:
-				ev = CloseEvent()
+				ev = Close()
 				if arg(1)[0]&1 != 0 {
 					ev = CloseFull()
 				}
 			case 5:
-				ev = AbortEvent()
+				ev = Abort()
 			case 6:
 				c.now = c.now.Add(time.Duration(binary.BigEndian.Uint16(arg(2))) * time.Millisecond * 10)
 				ev = Tick()
@@ -269,9 +269,9 @@ func TestStateMachineModel(t *testing.T) {
 			"listen":     func(rt *rapid.T) { step(ListenOn(ourPort)) },
 			"send":       func(rt *rapid.T) { step(Send(uint32(rapid.IntRange(0, 4000).Draw(rt, "n")))) },
 			"receive":    func(rt *rapid.T) { step(Receive(uint32(rapid.IntRange(0, 4000).Draw(rt, "n")))) },
-			"close":      func(rt *rapid.T) { step(CloseEvent()) },
+			"close":      func(rt *rapid.T) { step(Close()) },
 			"close full": func(rt *rapid.T) { step(CloseFull()) },
-			"abort":      func(rt *rapid.T) { step(AbortEvent()) },
+			"abort":      func(rt *rapid.T) { step(Abort()) },
 			"tick": func(rt *rapid.T) {
 				if d, ok := c.tcb.NextDeadline(); ok {
 					c.now = max(c.now, d)

@@ -124,13 +124,13 @@ func TestTimestampsOnEverySegment(t *testing.T) {
 	c.advanceTo(at(1))
 	c.user(Send(10))
 	c.peer(pkt("P.", 301, 111, data(5), tsopt(5100, 1100)))
-	c.user(CloseEvent())
+	c.user(Close())
 	for _, a := range c.take(ActSend) {
 		require.True(t, a.Seg.Options.Has(OptTimestamps), "%v", a)
 		require.Equal(t, uint32(1100), a.Seg.Options.TSVal)
 	}
 	require.Equal(t, uint32(5100), c.tcb.tsRecent)
-	c.user(AbortEvent())
+	c.user(Abort())
 	rst := c.take(ActSend)[0].Seg
 	require.Equal(t, FlagRST, rst.Flags)
 	require.True(t, rst.Options.Has(OptTimestamps), "RST carries TS")
@@ -269,7 +269,7 @@ func TestTimeWaitSYNWithTimestamps(t *testing.T) {
 	// a lower sequence number; a stale one gets a challenge ACK.
 	tw := func() *conn {
 		c := negotiated(t, Config{}, tsopt(5000, 100))
-		c.user(CloseEvent())
+		c.user(Close())
 		c.peer(pkt("F.", 301, 102, tsopt(5001, 100)))
 		c.state(TimeWait)
 		c.clear()

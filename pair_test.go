@@ -161,9 +161,9 @@ func (p *pair) lifecycle(n uint32) {
 	_ = p.step(0, Send(n))
 	_ = p.step(1, Send(n))
 	p.run(p.now.Add(time.Second))
-	_ = p.step(0, CloseEvent())
+	_ = p.step(0, Close())
 	p.run(p.now.Add(time.Second))
-	_ = p.step(1, CloseEvent())
+	_ = p.step(1, Close())
 	p.run(p.now.Add(10 * time.Minute))
 }
 
@@ -191,19 +191,19 @@ func TestTwoTCBsEveryCloseOrder(t *testing.T) {
 			require.Equal(t, Established, p.tcb[1].State)
 			switch order {
 			case "client first":
-				require.NoError(t, p.step(0, CloseEvent()))
+				require.NoError(t, p.step(0, Close()))
 				p.run(at(2))
 				require.Equal(t, FinWait2, p.tcb[0].State)
 				require.Equal(t, CloseWait, p.tcb[1].State)
 				require.NoError(t, p.step(1, Send(500))) // half-close: data still flows
-				require.NoError(t, p.step(1, CloseEvent()))
+				require.NoError(t, p.step(1, Close()))
 			case "server first":
-				require.NoError(t, p.step(1, CloseEvent()))
+				require.NoError(t, p.step(1, Close()))
 				p.run(at(2))
-				require.NoError(t, p.step(0, CloseEvent()))
+				require.NoError(t, p.step(0, Close()))
 			case "simultaneous":
-				require.NoError(t, p.step(0, CloseEvent()))
-				require.NoError(t, p.step(1, CloseEvent()))
+				require.NoError(t, p.step(0, Close()))
+				require.NoError(t, p.step(1, Close()))
 				p.run(p.now.Add(15 * time.Millisecond)) // the FINs have crossed, their ACKs not yet
 				require.Equal(t, Closing, p.tcb[0].State)
 				require.Equal(t, Closing, p.tcb[1].State)
@@ -256,7 +256,7 @@ func TestTwoTCBsBulkWithLoss(t *testing.T) {
 	p.run(at(5))
 	require.Equal(t, Established, p.tcb[0].State)
 	require.NoError(t, p.step(0, Send(200_000)))
-	require.NoError(t, p.step(0, CloseEvent()))
+	require.NoError(t, p.step(0, Close()))
 	p.run(at(600))
 	require.Equal(t, uint32(200_000), p.got[1])
 	require.Equal(t, uint32(200_000), p.acked[0])

@@ -93,7 +93,7 @@ func TestUserCallsInEveryState(t *testing.T) {
 		LastAck:     {E(ErrConnectionExists), E(ErrConnectionExists), E(ErrConnectionClosing), E(ErrConnectionClosing), ok},
 		TimeWait:    {E(ErrConnectionExists), E(ErrConnectionExists), E(ErrConnectionClosing), E(ErrConnectionClosing), ok},
 	}
-	calls := [5]Event{Open(ourPort, peerPort, 7), ListenOn(ourPort), Send(10), CloseEvent(), AbortEvent()}
+	calls := [5]Event{Open(ourPort, peerPort, 7), ListenOn(ourPort), Send(10), Close(), Abort()}
 	for _, f := range fixtures {
 		for i, ev := range calls {
 			c := f.make(t, Config{})
@@ -114,7 +114,7 @@ func TestAbortFromEveryState(t *testing.T) {
 	for _, f := range fixtures[1:] {
 		c := f.make(t, Config{})
 		sndNxt := c.tcb.SndNxt
-		c.user(AbortEvent())
+		c.user(Abort())
 		c.state(Closed)
 		if rst[f.state] {
 			c.sent("R seq=" + itoa(sndNxt))
@@ -252,7 +252,7 @@ func TestSynWithFINThenACK(t *testing.T) {
 
 func TestThirdACKWithFINAndCloseQueued(t *testing.T) {
 	c := synReceived(t, Config{})
-	c.user(CloseEvent())
+	c.user(Close())
 	c.peer(pkt("F.", 301, 101))
 	c.state(Closing) // ESTABLISHED, then FIN-WAIT-1 for the queued CLOSE, then the peer's FIN
 	c.sent("F. seq=101 ack=302")
@@ -266,7 +266,7 @@ func TestHeldFINOnThirdACK(t *testing.T) {
 	c.peer(pkt("F.", 311, 101)) // acks our SYN; FIN beyond a 10-byte hole
 	c.state(Established)
 	c = synReceived(t, Config{})
-	c.user(CloseEvent())
+	c.user(Close())
 	c.peer(pkt("F.", 311, 101))
 	c.state(FinWait1)
 	c.sent("F. seq=101 ack=301")
@@ -303,12 +303,12 @@ func TestSimultaneousOpenVariants(t *testing.T) {
 	c.peer(pkt("FS.", 300, 101))
 	c.state(CloseWait)
 	c = activeSynReceived(t, Config{})
-	c.user(CloseEvent())
+	c.user(Close())
 	c.peer(pkt("S.", 300, 101))
 	c.state(FinWait1)
 	c.sent("F. seq=101 ack=301")
 	c = activeSynReceived(t, Config{})
-	c.user(CloseEvent())
+	c.user(Close())
 	c.peer(pkt("FS.", 300, 101))
 	c.state(Closing)
 	// A SYN-ACK in a passive SYN-RECEIVED: back to LISTEN.

@@ -130,7 +130,7 @@ func TestTimeWaitRecordAnswersAsTheTCB(t *testing.T) {
 		var c *conn
 		if useTS {
 			c = negotiated(rt, cfg, tsopt(5000, 100))
-			c.user(CloseEvent())
+			c.user(Close())
 			c.peer(pkt(".", 301, 102, tsopt(5001, 100)))
 			c.peer(pkt("F.", 301, 102, tsopt(5002, 100)))
 		} else {

@@ -469,9 +469,9 @@ func (r *runner) call(l string) error {
 		}
 		err = r.step(tcpfsm.Receive(n))
 	case "close":
-		err = r.step(tcpfsm.CloseEvent())
+		err = r.step(tcpfsm.Close())
 	case "shutdown":
-		err = r.step(tcpfsm.CloseEvent())
+		err = r.step(tcpfsm.Close())
 	default:
 		return r.fail("a supported socket call", name)
 	}

@@ -99,13 +99,13 @@ func run(w io.Writer, o options) error {
 	h.call(0, tcpfsm.Send(uint32(o.bytes)))
 	if o.simultaneous {
 		h.runUntil(func() bool { return h.sides[1].read == o.bytes && h.idle() })
-		h.call(0, tcpfsm.CloseEvent())
-		h.call(1, tcpfsm.CloseEvent())
+		h.call(0, tcpfsm.Close())
+		h.call(1, tcpfsm.Close())
 	} else {
-		h.call(0, tcpfsm.CloseEvent()) // the FIN follows the data
+		h.call(0, tcpfsm.Close()) // the FIN follows the data
 		// The server closes once it has read everything and seen the FIN.
 		h.runUntil(func() bool { return h.sides[1].tcb.State == tcpfsm.CloseWait && h.idle() })
-		h.call(1, tcpfsm.CloseEvent())
+		h.call(1, tcpfsm.Close())
 	}
 	h.runUntil(func() bool {
 		return h.sides[0].tcb.State == tcpfsm.Closed && h.sides[1].tcb.State == tcpfsm.Closed

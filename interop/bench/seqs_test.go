@@ -172,9 +172,9 @@ func BenchmarkLifecycle(b *testing.B) {
 			p.step(0, tcpfsm.Send(1024))
 			p.step(1, tcpfsm.Send(1024))
 			p.pump()
-			p.step(0, tcpfsm.CloseEvent())
+			p.step(0, tcpfsm.Close())
 			p.pump()
-			p.step(1, tcpfsm.CloseEvent())
+			p.step(1, tcpfsm.Close())
 			p.pump()
 			if p.t[0].State != tcpfsm.TimeWait || p.t[1].State != tcpfsm.Closed {
 				b.Fatalf("ended in %v and %v", p.t[0].State, p.t[1].State)
