@@ -47,7 +47,7 @@ type EndpointStats struct {
 	// checks both before it knows the connection, so it counts them in
 	// StackStats and these stay zero for its endpoints.
 	BadChecksum, Malformed uint32
-	Drops                  [DropNoTimestamp + 1]uint32 // by DropReason
+	Drops                  [numDropReasons]uint32 // by DropReason
 }
 
 // endpointCounters is what an Endpoint keeps of EndpointStats: the
@@ -58,7 +58,7 @@ type endpointCounters struct {
 	bytesIn, bytesOut       uint64
 	segmentsIn, segmentsOut uint32
 	retransmits             uint32
-	drops                   [DropNoTimestamp]uint32
+	drops                   [numDropReasons - 1]uint32
 }
 
 // Dropped returns how many segments were dropped for reason r.

@@ -41,9 +41,11 @@ const (
 	// Later segments, retransmissions included, fit it (RFC 9293 SHLD-6).
 	// It never raises the MSS, and never below 64 bytes.
 	EvPathMTU
+
+	numEventKinds // one past the last kind: the size of tables by kind
 )
 
-var eventNames = [...]string{"", "open", "listen", "send", "receive", "close", "abort", "segment", "tick", "path-mtu"}
+var eventNames = [numEventKinds]string{"", "open", "listen", "send", "receive", "close", "abort", "segment", "tick", "path-mtu"}
 
 // String returns the event kind's name, such as "segment".
 func (k EventKind) String() string {
@@ -163,9 +165,11 @@ const (
 	NoteReopen                      // a SYN in TIME-WAIT may start a new incarnation (RFC 6191)
 	NoteAborted                     // our user aborted the connection
 	NoteUrgent                      // the peer sent urgent data; Status.Urgent says how far (MUST-32)
+
+	numNotes // one past the last note: the size of tables by note
 )
 
-var noteNames = [...]string{"", "connected", "send-acked", "readable", "peer-closed", "close-done",
+var noteNames = [numNotes]string{"", "connected", "send-acked", "readable", "peer-closed", "close-done",
 	"closed", "reset", "refused", "timed-out", "user-timeout", "stalled", "reopen", "aborted", "urgent"}
 
 // String returns the note's name, such as "peer-closed".
@@ -198,9 +202,11 @@ const (
 	DropNotOurs                               // ports do not match this connection
 	DropPAWS                                  // timestamp older than TS.Recent (RFC 7323 section 5)
 	DropNoTimestamp                           // timestamps agreed but the segment has none (RFC 7323 section 3.2)
+
+	numDropReasons // one past the last reason: the size of tables by reason
 )
 
-var dropNames = [...]string{"", "closed", "listen-not-syn", "syn-sent-bad-ack", "syn-sent-no-syn",
+var dropNames = [numDropReasons]string{"", "closed", "listen-not-syn", "syn-sent-bad-ack", "syn-sent-no-syn",
 	"unacceptable", "rst-not-exact", "syn-synchronized", "no-ack", "bad-ack", "rate-limited",
 	"time-wait-rst", "after-fin", "out-of-order-full", "not-ours", "paws", "no-timestamp"}
 

@@ -322,3 +322,23 @@ func TestTCBSize(t *testing.T) {
 	require.LessOrEqual(t, unsafe.Sizeof(TCB{}), uintptr(256))
 	t.Logf("unsafe.Sizeof(TCB{}) = %d bytes", unsafe.Sizeof(TCB{}))
 }
+
+func TestEveryValueHasAName(t *testing.T) {
+	// The name tables are sized by their num… constants; every value
+	// below it has a name of its own.
+	for k := EventKind(1); k < numEventKinds; k++ {
+		require.NotEmpty(t, eventNames[k], "event kind %d", k)
+	}
+	for n := Note(1); n < numNotes; n++ {
+		require.NotEmpty(t, noteNames[n], "note %d", n)
+	}
+	for r := DropReason(1); r < numDropReasons; r++ {
+		require.NotEmpty(t, dropNames[r], "drop reason %d", r)
+	}
+	for c := EventClass(1); c < numClasses; c++ {
+		require.NotEmpty(t, classNames[c], "event class %d", c)
+	}
+	for s := range numStates {
+		require.NotEmpty(t, stateNames[s], "state %d", s)
+	}
+}

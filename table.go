@@ -22,9 +22,11 @@ const (
 	OnFIN                           // a segment with FIN (and no SYN or RST)
 	OnACK                           // any other segment: an ACK, with or without data
 	OnTimeout                       // a timer fired
+
+	numClasses // one past the last class: the size of tables by class
 )
 
-var classNames = [...]string{"", "OPEN", "LISTEN", "SEND", "RECEIVE", "CLOSE", "ABORT",
+var classNames = [numClasses]string{"", "OPEN", "LISTEN", "SEND", "RECEIVE", "CLOSE", "ABORT",
 	"rcv RST", "rcv SYN", "rcv SYN,ACK", "rcv FIN", "rcv ACK", "timeout"}
 
 // String returns the class as the table and the diagram label it, such as
