@@ -7,68 +7,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Each state as a fixture, reached by a real run from CLOSED.
-
-// finWait1 is ESTABLISHED (ISS 100, peer 300) after Close: FIN seq 101 out.
-func finWait1(t testingT, cfg Config) *conn {
-	t.Helper()
-	c := established(t, cfg)
-	c.user(Close())
-	c.sent("F. seq=101 ack=301")
-	c.state(FinWait1)
-	c.clear()
-	return c
-}
-
-func finWait2(t testingT, cfg Config) *conn {
-	t.Helper()
-	c := finWait1(t, cfg)
-	c.peer(pkt(".", 301, 102))
-	c.state(FinWait2)
-	c.clear()
-	return c
-}
-
-func closeWait(t testingT, cfg Config) *conn {
-	t.Helper()
-	c := established(t, cfg)
-	c.peer(pkt("F.", 301, 101))
-	c.sent(". seq=101 ack=302")
-	c.state(CloseWait)
-	c.clear()
-	return c
-}
-
-func lastAck(t testingT, cfg Config) *conn {
-	t.Helper()
-	c := closeWait(t, cfg)
-	c.user(Close())
-	c.sent("F. seq=101 ack=302")
-	c.state(LastAck)
-	c.clear()
-	return c
-}
-
-func closing(t testingT, cfg Config) *conn {
-	t.Helper()
-	c := finWait1(t, cfg)
-	c.peer(pkt("F.", 301, 101))
-	c.sent(". seq=102 ack=302")
-	c.state(Closing)
-	c.clear()
-	return c
-}
-
-func timeWait(t testingT, cfg Config) *conn {
-	t.Helper()
-	c := finWait2(t, cfg)
-	c.peer(pkt("F.", 301, 102))
-	c.sent(". seq=102 ack=302")
-	c.state(TimeWait)
-	c.clear()
-	return c
-}
-
 func TestFourWayTeardownActiveSide(t *testing.T) {
 	// RFC9293 3.10.4 (ESTAB close), (FW1 ACK), (FW2), MUST-13, 3.10.8 (TW timeout).
 	c := finWait1(t, Config{})

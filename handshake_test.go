@@ -7,18 +7,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// established returns a connection that opened actively with ISS 100 to a
-// peer with ISS 300, in ESTABLISHED, all actions consumed.
-func established(t testingT, cfg Config) *conn {
-	t.Helper()
-	c := newConn(t, cfg)
-	c.user(Open(ourPort, peerPort, 100))
-	c.peer(pkt("S.", 300, 101, mss(1460)))
-	c.state(Established)
-	c.clear()
-	return c
-}
-
 func TestActiveOpen(t *testing.T) {
 	// RFC9293 3.10.1 (OPEN), 3.10.7.3 (SYN-ACK), 3.4 (SEG.LEN), RFC6298 2.1.
 	c := newConn(t, Config{})

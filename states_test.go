@@ -8,53 +8,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// fixtures reaches each state by a real run (the smoltcp habit: one
-// fixture per state, built by driving the machine, never by hand).
-var fixtures = []struct {
-	state State
-	make  func(testingT, Config) *conn
-}{
-	{Closed, func(t testingT, cfg Config) *conn { return newConn(t, cfg) }},
-	{Listen, func(t testingT, cfg Config) *conn {
-		c := newConn(t, cfg)
-		c.user(ListenOn(ourPort))
-		return c
-	}},
-	{SynSent, func(t testingT, cfg Config) *conn {
-		c := newConn(t, cfg)
-		c.user(Open(ourPort, peerPort, 100))
-		c.clear()
-		return c
-	}},
-	{SynReceived, synReceived},
-	{Established, established},
-	{FinWait1, finWait1},
-	{FinWait2, finWait2},
-	{CloseWait, closeWait},
-	{Closing, closing},
-	{LastAck, lastAck},
-	{TimeWait, timeWait},
-}
-
-// synReceived is a passive open (ISS 100) that got SYN seq 300.
-func synReceived(t testingT, cfg Config) *conn {
-	t.Helper()
-	return synRcvdFrom(t, cfg, 300, 100)
-}
-
-// synRcvdFrom is a passive open that got a SYN with sequence number peer
-// and answered it with ISS iss.
-func synRcvdFrom(t testingT, cfg Config, peer, iss Seq) *conn {
-	t.Helper()
-	c := newConn(t, cfg)
-	c.user(ListenOn(ourPort))
-	s := pkt("S", peer, 0)
-	require.NoError(t, c.step(Arrive(&s, iss)))
-	c.sent("S. seq=" + itoa(iss) + " ack=" + itoa(peer.Add(1)))
-	c.clear()
-	return c
-}
-
 func TestFixturesReachTheirStates(t *testing.T) {
 	for _, f := range fixtures {
 		c := f.make(t, Config{})
