@@ -148,7 +148,7 @@ func TestConnTableLookupAllocatesNothing(t *testing.T) {
 }
 
 func TestEndpointSize(t *testing.T) {
-	// Issue 5: an idle connection in a Stack is its Endpoint plus about
+	// An idle connection in a Stack is its Endpoint plus about
 	// 17 bytes of table; at 416 bytes (a Go size class) the Endpoint
 	// leaves room under the 512-byte goal. The TCB takes 256 of them.
 	require.LessOrEqual(t, unsafe.Sizeof(Endpoint{}), uintptr(416))

@@ -624,7 +624,7 @@ func TestStackGivesMemoryBack(t *testing.T) {
 }
 
 func TestTimeWaitRecordSize(t *testing.T) {
-	// Issue 5: a TIME-WAIT connection is kept as a record of at most 64
+	// A TIME-WAIT connection is kept as a record of at most 64
 	// bytes instead of a full Endpoint; its key and deadline queue entry
 	// come on top.
 	require.LessOrEqual(t, unsafe.Sizeof(twRecord{}), uintptr(64))
