@@ -55,6 +55,16 @@ func TestOutputLargeMakesTheSameStream(t *testing.T) {
 		if sent == len(data) && c.State() == Established {
 			require.NoError(t, c.CloseWrite(n.now))
 		}
+		if step == 50 {
+			// The same drain, once, counting allocations: writing large
+			// segments allocates nothing (the segments are dropped; the
+			// sender resends them).
+			allocs := testing.AllocsPerRun(1, func() {
+				for m, _, _, _ := n.s[0].OutputLarge(big, n.now); m > 0; m, _, _, _ = n.s[0].OutputLarge(big, n.now) {
+				}
+			})
+			require.Zero(t, allocs, "OutputLarge allocates")
+		}
 		// The client's stack writes large segments; the link splits them.
 		for {
 			m, segSize, src, dst := n.s[0].OutputLarge(big, n.now)
