@@ -292,7 +292,7 @@ func NewStack(cfg StackConfig) (*Stack, error) {
 		fresh:     fresh,
 		shared:    shared,
 	}
-	s.tw.hash = s.conns.hash
+	s.tw.keys = &s.conns
 	shared.stack = s
 	return s, nil
 }

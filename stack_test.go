@@ -454,6 +454,22 @@ func TestStackManyConnections(t *testing.T) {
 
 // BenchmarkStackConnections is whole connections through two stacks with
 // wire encoding: handshake, 1 KiB each way, close; one op per connection.
+func TestStackConnectionAllocates(t *testing.T) {
+	// A whole connection through two Stacks (handshake, data both ways,
+	// close, TIME-WAIT run out) allocates its two Endpoints and nothing
+	// else once the Stacks are warm: no key escapes, and the TIME-WAIT
+	// table keeps its small slices when it empties.
+	short := StackConfig{Endpoint: EndpointConfig{Config: Config{MSL: time.Millisecond}}}
+	n := newStackNet(t, short, short)
+	n.delay = 0
+	l, _ := n.s[1].Listen(80)
+	for range 10 {
+		stackConnection(t, n, l)
+	}
+	allocs := testing.AllocsPerRun(100, func() { stackConnection(t, n, l) })
+	require.LessOrEqual(t, allocs, 2.0)
+}
+
 func BenchmarkStackConnections(b *testing.B) {
 	// A 1 ms MSL lets TIME-WAIT records expire as virtual time moves, so
 	// ephemeral ports come free again.

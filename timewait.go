@@ -115,7 +115,7 @@ type twTable struct {
 	index []uint32
 	queue fifo[twEntry]
 	n     int
-	hash  func(*tuple) uint64
+	keys  *connTable // hashes the 4-tuples (a concrete call, so keys looked up stay on the stack)
 }
 
 // twSlot is one record with its key.
@@ -143,7 +143,7 @@ func (t *twTable) find(k *tuple) (slot uint32, pos int, ok bool) {
 		return 0, 0, false
 	}
 	mask := len(t.index) - 1
-	for i := int(t.hash(k)) & mask; ; i = (i + 1) & mask {
+	for i := int(t.keys.hash(k)) & mask; ; i = (i + 1) & mask {
 		v := t.index[i]
 		if v == 0 {
 			return 0, i, false
@@ -218,7 +218,7 @@ func (t *twTable) removeAt(s uint32, pos int) {
 	mask := len(t.index) - 1
 	hole := pos
 	for i := (pos + 1) & mask; t.index[i] != 0; i = (i + 1) & mask {
-		home := int(t.hash(&t.slots[t.index[i]-1].key)) & mask
+		home := int(t.keys.hash(&t.slots[t.index[i]-1].key)) & mask
 		// Move the entry into the hole if its home is not between the
 		// hole and it (cyclically).
 		if (i-home)&mask >= (i-hole)&mask {
@@ -227,8 +227,13 @@ func (t *twTable) removeAt(s uint32, pos int) {
 		}
 	}
 	t.index[hole] = 0
-	if t.n == 0 {
-		*t = twTable{hash: t.hash} // all gone: give everything back
+	if t.n == 0 && len(t.index) > minTWIndex {
+		*t = twTable{keys: t.keys} // all gone: give everything back
+	} else if t.n == 0 {
+		// All gone from a small table: keep its slices for the next ones.
+		clear(t.index)
+		t.slots, t.free = t.slots[:0], t.free[:0]
+		t.queue.q, t.queue.head = t.queue.q[:0], 0
 	} else if len(t.index) > minTWIndex && 8*t.n < len(t.slots) {
 		t.compact()
 	}
@@ -268,7 +273,7 @@ func (t *twTable) resize(size int) {
 		if !t.slots[s].used {
 			continue
 		}
-		i := int(t.hash(&t.slots[s].key)) & mask
+		i := int(t.keys.hash(&t.slots[s].key)) & mask
 		for t.index[i] != 0 {
 			i = (i + 1) & mask
 		}

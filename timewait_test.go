@@ -48,7 +48,7 @@ func TestTimeWaitTableMatchesAMap(t *testing.T) {
 	// the table stays consistent after each.
 	rapid.Check(t, func(rt *rapid.T) {
 		ct := newConnTable()
-		tbl := twTable{hash: ct.hash}
+		tbl := twTable{keys: &ct}
 		model := map[tuple]twRecord{}
 		key := func(i int) tuple {
 			return tupleOf(netip.AddrPortFrom(ipB, 80), netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 1000))
@@ -97,7 +97,7 @@ func TestTimeWaitRecordsGiveMemoryBack(t *testing.T) {
 	// 60,000 records hold a few MiB, and once they expire the table
 	// holds nothing.
 	ct := newConnTable()
-	tbl := twTable{hash: ct.hash}
+	tbl := twTable{keys: &ct}
 	var before, held, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
