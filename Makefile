@@ -16,7 +16,7 @@ vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 		if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	$(GO) vet -tags icount .
+	$(GO) vet -tags icount . ./tcpstack
 	@# staticcheck, pinned, installed from the module proxy if missing.
 	@command -v staticcheck >/dev/null || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK)
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck ./...
@@ -47,7 +47,7 @@ fuzz-smoke:
 # Writes bench.txt (this module) and bench-interop.txt (side by side with
 # gVisor, soypat/seqs and the kernel); summarise each with benchstat.
 bench:
-	$(GO) test -run='^$$' -bench=. -benchmem -count=6 . | tee bench.txt
+	$(GO) test -run='^$$' -bench=. -benchmem -count=6 . ./tcpstack | tee bench.txt
 	cd interop && $(GO) test -run='^$$' -bench=. -benchmem -count=6 ./bench | tee ../bench-interop.txt
 
 # The full load suite: net/http on tcpfsm, gVisor and the kernel side by

@@ -13,15 +13,23 @@
 //     ParseSegment, Segment.AppendTo, Options, the Internet checksum over
 //     the IPv4 or IPv6 pseudo-header.
 //   - The state machine (tcb.go, fsm.go, input.go, output.go, predict.go,
-//     cc.go, tlp.go, timers.go): a TCB is one connection as a copyable
+//     cc.go, tlp.go, timers.go, timewait.go): a TCB is one connection as a copyable
 //     value; TCB.Step applies one Event at a time now and appends Actions;
 //     Step is the same in pure form.
-//   - Endpoint (endpoint.go, large.go): one connection with its send and
-//     receive buffers and the wire format, still without I/O.
-//   - Stack (stack.go, conntable.go, timewait.go): many endpoints keyed by
-//     their addresses and ports, listeners with a SYN backlog and SYN
-//     cookies, compact TIME-WAIT records, one next deadline, and a
-//     readiness report.
+//
+// Layers 1 to 3 are this package. Above them, each a package that uses
+// this one only through its exported API, as any host does:
+//
+//   - tcpstack.Endpoint: one connection with its send and receive buffers
+//     and the wire format, still without I/O.
+//   - tcpstack.Stack: many endpoints keyed by their addresses and ports,
+//     listeners with a SYN backlog and SYN cookies, compact TIME-WAIT
+//     records (TimeWaitRecord), one next deadline, and a readiness report.
+//
+// What a host that keeps the connection's bytes needs from a TCB it reads
+// with accessors (SndEnd, RcvUser, Unread, HoldsOutOfOrder, RecvBuffer,
+// TSRecent, WindowScale, TimeWaitRecord) or tells it with events (Reoffer
+// offers again out-of-order data the host kept after DropOutOfOrderFull).
 //
 // Package host runs a Stack over any packet link as net.Conn and
 // net.Listener, overudp carries it over UDP, sim is a deterministic
@@ -31,7 +39,8 @@
 //
 // For the state machine: Step every user call (Open, ListenOn, Send,
 // Receive, Close, CloseFull, Abort) and every arriving segment
-// (Arrive) as it happens; perform the actions in order (transmit ActSend
+// (Arrive) as it happens, and Reoffer data it kept after a
+// DropOutOfOrderFull once RCV.NXT has moved; perform the actions in order (transmit ActSend
 // segments, keep ActAccept bytes, report ActNotify notes); and Step a Tick
 // whenever the clock reaches TCB.NextDeadline.
 //
@@ -51,7 +60,7 @@
 // (sequence number, RST, SYN, ACK, URG, text), and processText and
 // processFIN carry out the FIN and the move to CLOSING or TIME-WAIT.
 // TIME-WAIT's judgement of a segment is judgeTimeWait (timewait.go),
-// shared by the TCB and the Stack's compact record.
+// shared by the TCB and its compact TimeWaitRecord.
 //
 // CONFORMANCE.md maps every requirement to the test that proves it.
 package tcpfsm

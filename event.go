@@ -41,11 +41,22 @@ const (
 	// Later segments, retransmissions included, fit it (RFC 9293 SHLD-6).
 	// It never raises the MSS, and never below 64 bytes.
 	EvPathMTU
+	// EvReoffer offers again Event.N bytes of the peer's stream from
+	// sequence number Event.Seq, which the host kept after an arriving
+	// segment carrying them was dropped with DropOutOfOrderFull (the TCB
+	// tracks a few out-of-order ranges; a host may keep more segments than
+	// that, RFC 9293 SHLD-31). The bytes stay where the host put them, at
+	// Seq less RcvUser in its receive buffer. If the TCB takes any, it
+	// appends an ActAccept for them; if it still has no room, an ActDrop
+	// with DropOutOfOrderFull, and nothing is sent, so the host may offer
+	// them again later. Otherwise (the bytes arrived again meanwhile, or
+	// the connection takes no more data) nothing: the host forgets them.
+	EvReoffer
 
 	numEventKinds // one past the last kind: the size of tables by kind
 )
 
-var eventNames = [numEventKinds]string{"", "open", "listen", "send", "receive", "close", "abort", "segment", "tick", "path-mtu"}
+var eventNames = [numEventKinds]string{"", "open", "listen", "send", "receive", "close", "abort", "segment", "tick", "path-mtu", "reoffer"}
 
 // String returns the event kind's name, such as "segment".
 func (k EventKind) String() string {
@@ -65,7 +76,8 @@ type Event struct {
 	LocalPort  uint16   // EvOpen, EvListen
 	RemotePort uint16   // EvOpen
 	ISS        Seq      // EvOpen; EvSegment carrying a SYN to a TCB in LISTEN
-	N          uint32   // EvSend, EvReceive: a byte count
+	N          uint32   // EvSend, EvReceive, EvPathMTU, EvReoffer: a byte count
+	Seq        Seq      // EvReoffer: the sequence number of the first byte offered
 	Seg        *Segment // EvSegment: the arriving segment, read but not kept
 }
 
@@ -106,6 +118,10 @@ func Abort() Event { return Event{Kind: EvAbort} }
 // Arrive returns a segment-arrival event. iss is used only if the TCB is
 // in LISTEN and s is a SYN.
 func Arrive(s *Segment, iss Seq) Event { return Event{Kind: EvSegment, Seg: s, ISS: iss} }
+
+// Reoffer returns an event that offers again n bytes of the peer's stream
+// from seq, kept by the host after a DropOutOfOrderFull (EvReoffer).
+func Reoffer(seq Seq, n uint32) Event { return Event{Kind: EvReoffer, Seq: seq, N: n} }
 
 // Tick returns a time-passing event.
 func Tick() Event { return Event{Kind: EvTick} }
@@ -203,10 +219,10 @@ const (
 	DropPAWS                                  // timestamp older than TS.Recent (RFC 7323 section 5)
 	DropNoTimestamp                           // timestamps agreed but the segment has none (RFC 7323 section 3.2)
 
-	numDropReasons // one past the last reason: the size of tables by reason
+	NumDropReasons // one past the last reason: the size of tables by reason
 )
 
-var dropNames = [numDropReasons]string{"", "closed", "listen-not-syn", "syn-sent-bad-ack", "syn-sent-no-syn",
+var dropNames = [NumDropReasons]string{"", "closed", "listen-not-syn", "syn-sent-bad-ack", "syn-sent-no-syn",
 	"unacceptable", "rst-not-exact", "syn-synchronized", "no-ack", "bad-ack", "rate-limited",
 	"time-wait-rst", "after-fin", "out-of-order-full", "not-ours", "paws", "no-timestamp"}
 

@@ -59,6 +59,8 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 		return out, nil
 	case EvTick:
 		return t.tick(now, out), nil
+	case EvReoffer:
+		return t.output(now, t.reoffer(ev.Seq, ev.N, now, out)), nil
 	case EvPathMTU:
 		if t.State == Closed || t.State == Listen {
 			return out, ErrConnectionDoesNotExist

@@ -6,7 +6,6 @@ import (
 	"os"
 	"strconv"
 	"testing"
-	"time"
 )
 
 // TestInstructionCountLoop runs BenchmarkDataSegment's step (ICOUNT_WHAT
@@ -20,19 +19,6 @@ func TestInstructionCountLoop(t *testing.T) {
 		t.Skip("ICOUNT_N not set")
 	}
 	which := os.Getenv("ICOUNT_WHAT")
-	if which == "stack" {
-		short := StackConfig{Endpoint: EndpointConfig{Config: Config{MSL: time.Millisecond}}}
-		sn := newStackNet(t, short, short)
-		sn.delay = 0
-		l, _ := sn.s[1].Listen(80)
-		for range n {
-			stackConnection(t, sn, l)
-		}
-		if got := sn.s[1].Stats().SegmentsIn; got < uint64(n)*5 {
-			t.Fatalf("the server took %d segments for %d connections", got, n)
-		}
-		return
-	}
 	if which == "lifecycle" {
 		script := lifecycleScript()
 		var tcb [2]TCB

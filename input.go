@@ -207,7 +207,7 @@ func (t *TCB) enterEstablished(now Time, out []Action) []Action {
 // twView returns what TIME-WAIT judges segments by (judgeTimeWait).
 func (t *TCB) twView() twView {
 	return twView{sndNxt: t.SndNxt, rcvNxt: t.RcvNxt, rcvWnd: t.RcvWnd(), tsRecent: t.tsRecent,
-		ts: t.flags&flagTS != 0, unread: t.RcvNxt.Diff(t.rcvUser)-t.finBit() > 0, opts: t.cfg.opts}
+		ts: t.flags&flagTS != 0, unread: t.Unread() > 0, opts: t.cfg.opts}
 }
 
 // acceptable is the segment acceptability test of RFC 9293 section
@@ -743,6 +743,56 @@ func (t *TCB) processText(seg *Segment, f Flags, start Seq, now Time, out []Acti
 		return t.sendDSACK(out, dsack, now)
 	}
 	return out
+}
+
+// reoffer takes n bytes from seq again, which the host kept after a
+// DropOutOfOrderFull (EvReoffer), as processText would take them, but
+// with no duplicate ACK or D-SACK: nothing arrived. Bytes the connection
+// has already, or that no longer fit the window, are forgotten; so are
+// bytes for a user who reads no more (a retransmission of them resets the
+// connection, RFC 9293 SHLD-3).
+func (t *TCB) reoffer(seq Seq, n uint32, now Time, out []Action) []Action {
+	switch t.State {
+	case Established, FinWait1, FinWait2:
+	default:
+		return out
+	}
+	lo, end := seq, seq.Add(n)
+	if lo.LessThan(t.RcvNxt) {
+		lo = t.RcvNxt
+	}
+	if right := t.RcvNxt.Add(t.RcvWnd()); right.LessThan(end) {
+		end = right
+	}
+	if !lo.LessThan(end) || t.flags&flagReadShut != 0 {
+		return out
+	}
+	if lo != t.RcvNxt {
+		if contains(t.ooo[:], t.RcvNxt, lo, end) {
+			return out // held already
+		}
+		i, ok := addRange(t.ooo[:], t.RcvNxt, lo, end)
+		if !ok {
+			return drop(out, DropOutOfOrderFull)
+		}
+		t.oooLast = uint8(i)
+		t.flags |= flagAckNow // its SACK block goes out at once
+	}
+	var a *Action
+	out, a = push(out, ActAccept)
+	a.DataSeq, a.DataLen, a.Offset = lo, end.Diff(lo), lo.Diff(seq)
+	if lo != t.RcvNxt {
+		return out
+	}
+	from := t.RcvNxt
+	t.RcvNxt = end
+	if count(t.ooo[:]) > 0 {
+		t.flags |= flagAckNow // a hole filled (RFC 5681 section 4.2)
+		t.quickAcks = maxQuickAcks
+	} else {
+		t.ackOwed()
+	}
+	return t.advanceRcv(from, now, out)
 }
 
 // advanceRcv moves RCV.NXT over out-of-order data that now joins it,

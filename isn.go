@@ -3,8 +3,9 @@ package tcpfsm
 import (
 	"crypto/rand"
 	"encoding/binary"
-	"math/bits"
 	"net/netip"
+
+	"github.com/tcpfsm/tcpfsm/internal/siphash"
 )
 
 // ISNGenerator chooses initial sequence numbers as RFC 6528 section 3 and
@@ -50,54 +51,7 @@ func (g *ISNGenerator) ISN(local, remote netip.AddrPort, now Time) Seq {
 	copy(buf[16:32], r16[:])
 	binary.BigEndian.PutUint16(buf[32:], local.Port())
 	binary.BigEndian.PutUint16(buf[34:], remote.Port())
-	f := uint32(sipHash24(g.k0, g.k1, buf[:]))
+	f := uint32(siphash.Sum64(g.k0, g.k1, buf[:]))
 	m := uint32(int64(now) / 4000) // 4 µs ticks
 	return Seq(m + f)
-}
-
-// sipHash24 is SipHash-2-4 (Aumasson and Bernstein, 2012).
-func sipHash24(k0, k1 uint64, p []byte) uint64 {
-	v0 := k0 ^ 0x736f6d6570736575
-	v1 := k1 ^ 0x646f72616e646f6d
-	v2 := k0 ^ 0x6c7967656e657261
-	v3 := k1 ^ 0x7465646279746573
-	round := func() {
-		v0 += v1
-		v1 = bits.RotateLeft64(v1, 13)
-		v1 ^= v0
-		v0 = bits.RotateLeft64(v0, 32)
-		v2 += v3
-		v3 = bits.RotateLeft64(v3, 16)
-		v3 ^= v2
-		v0 += v3
-		v3 = bits.RotateLeft64(v3, 21)
-		v3 ^= v0
-		v2 += v1
-		v1 = bits.RotateLeft64(v1, 17)
-		v1 ^= v2
-		v2 = bits.RotateLeft64(v2, 32)
-	}
-	n := len(p)
-	for len(p) >= 8 {
-		m := binary.LittleEndian.Uint64(p)
-		v3 ^= m
-		round()
-		round()
-		v0 ^= m
-		p = p[8:]
-	}
-	var last [8]byte
-	copy(last[:], p)
-	last[7] = byte(n)
-	m := binary.LittleEndian.Uint64(last[:])
-	v3 ^= m
-	round()
-	round()
-	v0 ^= m
-	v2 ^= 0xff
-	round()
-	round()
-	round()
-	round()
-	return v0 ^ v1 ^ v2 ^ v3
 }

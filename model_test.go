@@ -41,7 +41,7 @@ func drawSegment(t *rapid.T, tcb *TCB) Segment {
 }
 
 func drawEvent(t *rapid.T, tcb *TCB, seg *Segment) Event {
-	switch rapid.IntRange(0, 12).Draw(t, "kind") {
+	switch rapid.IntRange(0, 13).Draw(t, "kind") {
 	case 0:
 		return Open(ourPort, peerPort, Seq(rapid.Uint32().Draw(t, "iss")))
 	case 1:
@@ -59,6 +59,9 @@ func drawEvent(t *rapid.T, tcb *TCB, seg *Segment) Event {
 		return Abort()
 	case 6:
 		return Tick()
+	case 7:
+		return Reoffer(tcb.RcvNxt.Add(uint32(rapid.IntRange(-200, 5000).Draw(t, "d"))),
+			uint32(rapid.SampledFrom([]int{0, 1, 100, 1460}).Draw(t, "n")))
 	}
 	*seg = drawSegment(t, tcb)
 	ev := Arrive(seg, Seq(rapid.Uint32().Draw(t, "iss")))
@@ -164,6 +167,10 @@ func FuzzStep(f *testing.F) {
 				}
 			case 5:
 				ev = Abort()
+				if b := arg(4); b[0]&1 != 0 {
+					// Held bytes offered again: near RCV.NXT, up to 4 KiB.
+					ev = Reoffer(c.tcb.RcvNxt.Add(uint32(int32(int8(b[1]))*16)), uint32(binary.BigEndian.Uint16(b[2:]))&0xfff)
+				}
 			case 6:
 				c.now = c.now.Add(time.Duration(binary.BigEndian.Uint16(arg(2))) * time.Millisecond * 10)
 				ev = Tick()

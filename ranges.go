@@ -42,11 +42,10 @@ func overlap(r []seqRange, base, l, h Seq) (seqRange, bool) {
 	return seqRange{}, false
 }
 
-// touches reports whether [l, h) overlaps or adjoins one of the ranges of
-// r, so that addRange would merge it rather than need a free range.
-func touches(r []seqRange, base, l, h Seq) bool {
+// contains reports whether one range of r holds all of [l, h).
+func contains(r []seqRange, base, l, h Seq) bool {
 	for _, x := range r[:count(r)] {
-		if x.Left.Diff(base) <= h.Diff(base) && l.Diff(base) <= x.Right.Diff(base) {
+		if x.Left.Diff(base) <= l.Diff(base) && h.Diff(base) <= x.Right.Diff(base) {
 			return true
 		}
 	}

@@ -285,7 +285,7 @@ func TestEveryValueHasAName(t *testing.T) {
 	for n := Note(1); n < numNotes; n++ {
 		require.NotEmpty(t, noteNames[n], "note %d", n)
 	}
-	for r := DropReason(1); r < numDropReasons; r++ {
+	for r := DropReason(1); r < NumDropReasons; r++ {
 		require.NotEmpty(t, dropNames[r], "drop reason %d", r)
 	}
 	for c := EventClass(1); c < numClasses; c++ {

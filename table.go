@@ -22,12 +22,13 @@ const (
 	OnFIN                           // a segment with FIN (and no SYN or RST)
 	OnACK                           // any other segment: an ACK, with or without data
 	OnTimeout                       // a timer fired
+	OnReoffer                       // held out-of-order data offered again (EvReoffer)
 
 	numClasses // one past the last class: the size of tables by class
 )
 
 var classNames = [numClasses]string{"", "OPEN", "LISTEN", "SEND", "RECEIVE", "CLOSE", "ABORT",
-	"rcv RST", "rcv SYN", "rcv SYN,ACK", "rcv FIN", "rcv ACK", "timeout"}
+	"rcv RST", "rcv SYN", "rcv SYN,ACK", "rcv FIN", "rcv ACK", "timeout", "reoffer"}
 
 // String returns the class as the table and the diagram label it, such as
 // "rcv SYN,ACK".
@@ -55,6 +56,8 @@ func Classify(ev *Event) EventClass {
 		return OnAbort
 	case EvTick:
 		return OnTimeout
+	case EvReoffer:
+		return OnReoffer
 	case EvSegment:
 		if ev.Seg == nil {
 			return 0
@@ -131,6 +134,7 @@ var Transitions = []Transition{
 
 	{Established, OnClose, FinWait1, "FIN", "CLOSE: FIN after the queued data (3.10.4)"},
 	{Established, OnFIN, CloseWait, "ACK", "the peer closes (3.10.7.4)"},
+	{Established, OnReoffer, CloseWait, "ACK", "held data fills the hole before the peer's FIN"},
 	{Established, OnACK, CloseWait, "ACK", "data fills the hole before a held FIN"},
 	{Established, OnRST, Closed, "", "connection reset (3.10.7.4)"},
 	{Established, OnAbort, Closed, "RST", "ABORT (3.10.5)"},
@@ -139,6 +143,7 @@ var Transitions = []Transition{
 
 	{FinWait1, OnACK, FinWait2, "", "our FIN acknowledged (3.10.7.4)"},
 	{FinWait1, OnFIN, Closing, "ACK", "simultaneous close (3.6)"},
+	{FinWait1, OnReoffer, Closing, "ACK", "held data fills the hole before the peer's FIN"},
 	{FinWait1, OnFIN, TimeWait, "ACK", "FIN that also acknowledges ours (3.10.7.4)"},
 	{FinWait1, OnFIN, FinWait2, "ACK", "acknowledges our FIN, its own FIN held beyond a hole"},
 	{FinWait1, OnACK, Closing, "ACK", "data fills the hole before a held FIN"},
@@ -151,6 +156,7 @@ var Transitions = []Transition{
 	{FinWait1, OnTimeout, Closed, "RST", "FIN retransmissions exhausted"},
 
 	{FinWait2, OnFIN, TimeWait, "ACK", "the peer closes (3.10.7.4)"},
+	{FinWait2, OnReoffer, TimeWait, "ACK", "held data fills the hole before the peer's FIN"},
 	{FinWait2, OnACK, TimeWait, "ACK", "data fills the hole before a held FIN"},
 	{FinWait2, OnRST, Closed, "", "connection reset (3.10.7.4)"},
 	{FinWait2, OnAbort, Closed, "RST", "ABORT (3.10.5)"},

@@ -107,6 +107,12 @@ const (
 	flagReadShut                      // the user closed with CloseFull: new data resets the connection (RFC 9293 SHLD-3)
 )
 
+// MaxSendBuffer is the largest send buffer a host may keep: the most
+// data a connection holds in sequence space (sent but unacknowledged
+// plus queued), so every window stays below 2^30 and sequence
+// comparisons stay exact (RFC 7323 section 2.3).
+const MaxSendBuffer = maxQueued
+
 // maxQueued bounds the data a connection holds in sequence space (sent but
 // unacknowledged plus queued), so every window stays below 2^30 and
 // sequence comparisons stay exact (RFC 7323 section 2.3).
@@ -130,6 +136,47 @@ func (t *TCB) RcvWnd() uint32 {
 	}
 	return t.rcvAdv.Diff(t.RcvNxt)
 }
+
+// The accessors below are what a host that keeps the connection's bytes
+// (its send and receive buffers) reads from the TCB. They change nothing.
+
+// SndEnd returns the sequence number after the last byte the user queued
+// with Send: the host's send buffer holds the bytes from SND.UNA (or the
+// first byte it has not released) up to here (RFC 9293 section 3.3.1,
+// figure 3, and section 3.10.2).
+func (t *TCB) SndEnd() Seq { return t.sndEnd }
+
+// RcvUser returns the sequence number of the next received byte the user
+// will consume (the bytes from here to RCV.NXT were accepted and wait in
+// the host's receive buffer; RFC 9293 section 3.3.1, figure 4, and
+// section 3.10.3). An ActAccept's data goes at its DataSeq less RcvUser
+// in that buffer.
+func (t *TCB) RcvUser() Seq { return t.rcvUser }
+
+// Unread returns how many bytes were received in order and not yet
+// consumed with Receive (RFC 9293 section 3.10.3): RCV.NXT less RcvUser,
+// not counting the peer's FIN.
+func (t *TCB) Unread() uint32 { return t.RcvNxt.Diff(t.rcvUser) - t.finBit() }
+
+// HoldsOutOfOrder reports whether the TCB tracks out-of-order data beyond
+// RCV.NXT, whose bytes the host keeps in its receive buffer (RFC 9293
+// SHLD-31).
+func (t *TCB) HoldsOutOfOrder() bool { return count(t.ooo[:]) > 0 }
+
+// TSRecent returns TS.Recent, the timestamp the peer sent last in a
+// segment that advanced the left edge of the window (RFC 7323 section
+// 4.3); 0 without timestamps.
+func (t *TCB) TSRecent() uint32 { return t.tsRecent }
+
+// RecvBuffer returns the size of receive buffer the TCB's windows assume
+// (Config.RecvBuffer, or its default): the host's receive buffer must
+// hold this many bytes from RcvUser on (RFC 9293 section 3.8.6).
+func (t *TCB) RecvBuffer() int { return int(t.cfg.rcvBuf) }
+
+// WindowScale returns the window scale the TCB offers in its SYN or
+// SYN-ACK (Rcv.Wind.Shift, RFC 7323 section 2.2): the smallest that lets
+// RecvBuffer be advertised.
+func (t *TCB) WindowScale() uint8 { return t.cfg.wscale }
 
 // Status is what the STATUS call returns (RFC 9293 section 3.10.6).
 type Status struct {
@@ -171,7 +218,7 @@ func (t *TCB) Status() (Status, error) {
 		RcvNxt: t.RcvNxt, RcvWnd: t.RcvWnd(),
 		Unsent:   t.unsent(),
 		InFlight: t.SndNxt.Diff(t.SndUna),
-		Unread:   t.RcvNxt.Diff(t.rcvUser) - t.finBit(),
+		Unread:   t.Unread(),
 		SendMSS:  t.sndMSS,
 		SRTT:     time.Duration(t.srtt) * time.Microsecond,
 		RTTVar:   time.Duration(t.rttvar) * time.Microsecond,

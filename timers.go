@@ -23,48 +23,6 @@ func (t Time) Before(u Time) bool { return t < u }
 // String prints the time as a duration since the epoch, such as "1.5s".
 func (t Time) String() string { return time.Duration(t).String() }
 
-// Clock gives the host's current time. The state machine does not call it;
-// hosts do, and pass the result to Step. Tests use a ManualClock.
-type Clock interface {
-	Now() Time
-}
-
-// ManualClock is a Clock that moves only when told to: the clock of tests
-// and simulations. The zero value reads 0.
-type ManualClock struct {
-	now Time
-}
-
-// Now returns the clock's time.
-func (c *ManualClock) Now() Time { return c.now }
-
-// Advance moves the clock forward by d; a negative d is ignored, so the
-// clock never goes back.
-func (c *ManualClock) Advance(d time.Duration) {
-	if d > 0 {
-		c.now += Time(d)
-	}
-}
-
-// Set moves the clock to t if t is later than its time.
-func (c *ManualClock) Set(t Time) {
-	if t > c.now {
-		c.now = t
-	}
-}
-
-// SystemClock is a Clock backed by the Go runtime's monotonic clock, with
-// its epoch at the moment it was made.
-type SystemClock struct {
-	start time.Time
-}
-
-// NewSystemClock returns a SystemClock whose epoch is now.
-func NewSystemClock() *SystemClock { return &SystemClock{start: time.Now()} }
-
-// Now returns the time since the clock was made.
-func (c *SystemClock) Now() Time { return Time(time.Since(c.start)) }
-
 // TimerKind names one of the timers a TCB keeps (RFC 9293 section 3.8,
 // RFC 1122 section 4.2.3).
 type TimerKind uint8
@@ -112,6 +70,11 @@ var timerSlots = [8]uint8{
 const slotDelayedACK = 1
 
 var timerNames = [numTimers]string{"retransmit", "close", "keepalive", "user", "delayed-ack", "persist", "probe"}
+
+// Millis returns t in milliseconds, modulo 2^32: the clock TCP
+// timestamps count (RFC 7323 section 5.4); a TSval is this plus the
+// connection's offset.
+func (t Time) Millis() uint32 { return msOf(t) }
 
 // String returns the timer's name, such as "retransmit".
 func (k TimerKind) String() string {

@@ -1,7 +1,5 @@
 package tcpfsm
 
-import "slices"
-
 // twVerdict is what TIME-WAIT does with an arriving segment.
 type twVerdict uint8
 
@@ -92,221 +90,78 @@ func judgeTimeWait(w *twView, seg *Segment) twVerdict {
 	return twDrop
 }
 
-// twTable holds a Stack's TIME-WAIT records (RFC 9293 section 3.10.7.4)
-// in flat slices with no pointers, so the garbage collector never scans
-// them and the memory goes back as they expire, which a Go map does not
-// do:
-//
-//   - slots holds the records; a record keeps its slot while it lives, so
-//     the expiry queue can name it by index. Freed slots are reused.
-//   - index is an open-addressing table (linear probing, at most half
-//     full) from the 4-tuple's hash to slot+1, 0 for empty.
-//   - queue lists (deadline, slot) in the order the records expire. A
-//     record whose deadline moves is queued again, and its older entry
-//     goes stale: an entry is live while its slot holds a record with
-//     that deadline.
-//
-// A record costs about 90 bytes: its slot (64), its share of the index
-// (at most 8) and its queue entry (16). When the records fall to an
-// eighth of the slots, the table is rebuilt at its new size.
-type twTable struct {
-	slots []twSlot
-	free  []uint32
-	index []uint32
-	queue fifo[twEntry]
-	n     int
-	keys  *connTable // hashes the 4-tuples (a concrete call, so keys looked up stay on the stack)
+// TimeWaitRecord is a connection in TIME-WAIT reduced to what TIME-WAIT
+// still does (RFC 9293 section 3.10.7.4): ACK a retransmitted FIN, judge a
+// new SYN, answer other segments, and expire after 2*MSL. A host that
+// keeps many connections (a Stack) can replace a TIME-WAIT TCB by this
+// 40-byte value; it answers every segment as the TCB would, by the same
+// rules (the TCB and the record share them).
+type TimeWaitRecord struct {
+	deadline       Time
+	sndNxt, rcvNxt Seq
+	iss            Seq // the timestamp clock's offset
+	tsRecent       uint32
+	rcvWnd         uint32 // the window last advertised
+	ts             bool   // timestamps in use
+	opts           settingOpts
+	msl            dur16
 }
 
-// twSlot is one record with its key.
-type twSlot struct {
-	key  tuple
-	used bool
-	rec  twRecord
+// TimeWaitVerdict is what a TimeWaitRecord does with an arriving segment.
+type TimeWaitVerdict uint8
+
+// The verdicts of TimeWaitRecord.Input.
+const (
+	// TimeWaitDrop: drop the segment; nothing is sent.
+	TimeWaitDrop TimeWaitVerdict = iota
+	// TimeWaitReply: send the ACK Input wrote (for a retransmitted FIN,
+	// the record's 2*MSL started again).
+	TimeWaitReply
+	// TimeWaitReopen: the segment is a SYN that may open a new incarnation
+	// (RFC 6191, RFC 9293 MAY-2): forget the record and give the SYN to a
+	// listener as new.
+	TimeWaitReopen
+	// TimeWaitClose: a RST ended the record (Config.TimeWaitRST): forget
+	// it.
+	TimeWaitClose
+)
+
+// TimeWaitRecord returns the connection as a TimeWaitRecord, and false if
+// it is not in TIME-WAIT. Data the user has yet to read stays the host's:
+// the record judges segments by sequence numbers alone.
+func (t *TCB) TimeWaitRecord() (TimeWaitRecord, bool) {
+	if t.State != TimeWait {
+		return TimeWaitRecord{}, false
+	}
+	d, _ := t.Deadline(TimerClose)
+	return TimeWaitRecord{deadline: d, sndNxt: t.SndNxt, rcvNxt: t.RcvNxt, iss: t.Iss,
+		tsRecent: t.tsRecent, rcvWnd: t.RcvWnd(), ts: t.flags&flagTS != 0,
+		opts: t.cfg.opts, msl: t.cfg.msl}, true
 }
 
-// twEntry is a deadline in the expiry queue.
-type twEntry struct {
-	at   Time
-	slot uint32
-}
+// Deadline returns when the record expires: 2*MSL after the last FIN
+// (RFC 9293 section 3.10.7.4).
+func (r *TimeWaitRecord) Deadline() Time { return r.deadline }
 
-// minTWIndex is the smallest index a table with records keeps.
-const minTWIndex = 64
-
-func (t *twTable) len() int { return t.n }
-
-// find returns the slot of k's record and its place in the index, or
-// ok false with the place where it would go.
-func (t *twTable) find(k *tuple) (slot uint32, pos int, ok bool) {
-	if len(t.index) == 0 {
-		return 0, 0, false
+// Input judges a segment that arrived for the record at now, as a TCB in
+// TIME-WAIT would (RFC 9293 section 3.10.7.4, RFC 6191, RFC 5961, RFC
+// 7323, RFC 1337). With TimeWaitReply it has written the ACK to send into
+// reply; the record may have changed (its 2*MSL restarted), so keep it.
+func (r *TimeWaitRecord) Input(seg *Segment, now Time, reply *Segment) TimeWaitVerdict {
+	w := twView{sndNxt: r.sndNxt, rcvNxt: r.rcvNxt, rcvWnd: r.rcvWnd, tsRecent: r.tsRecent, ts: r.ts, opts: r.opts}
+	switch judgeTimeWait(&w, seg) {
+	case twDrop:
+		return TimeWaitDrop
+	case twReopen:
+		return TimeWaitReopen
+	case twClose:
+		return TimeWaitClose
+	case twAckFIN:
+		r.deadline = now.Add(2 * r.msl.dur())
 	}
-	mask := len(t.index) - 1
-	for i := int(t.keys.hash(k)) & mask; ; i = (i + 1) & mask {
-		v := t.index[i]
-		if v == 0 {
-			return 0, i, false
-		}
-		if t.slots[v-1].key == *k {
-			return v - 1, i, true
-		}
+	*reply = Segment{SrcPort: seg.DstPort, DstPort: seg.SrcPort, Seq: r.sndNxt, Ack: r.rcvNxt, Flags: FlagACK}
+	if r.ts {
+		reply.Options = Options{Present: OptTimestamps, TSVal: msOf(now) + uint32(r.iss), TSEcr: r.tsRecent}
 	}
-}
-
-// get returns k's record.
-func (t *twTable) get(k *tuple) (twRecord, bool) {
-	s, _, ok := t.find(k)
-	if !ok {
-		return twRecord{}, false
-	}
-	return t.slots[s].rec, true
-}
-
-// put adds or replaces k's record and queues its deadline.
-func (t *twTable) put(k tuple, r twRecord) {
-	if s, _, ok := t.find(&k); ok {
-		t.slots[s].rec = r
-		t.enqueue(twEntry{at: r.deadline, slot: s})
-		return
-	}
-	if 2*(t.n+1) > len(t.index) {
-		t.resize(max(minTWIndex, 2*len(t.index)))
-	}
-	var s uint32
-	if k := len(t.free); k > 0 {
-		s, t.free = t.free[k-1], t.free[:k-1]
-	} else {
-		s = uint32(len(t.slots))
-		t.slots = append(t.slots, twSlot{})
-	}
-	t.slots[s] = twSlot{key: k, used: true, rec: r}
-	_, pos, _ := t.find(&k)
-	t.index[pos] = s + 1
-	t.n++
-	t.enqueue(twEntry{at: r.deadline, slot: s})
-}
-
-// enqueue adds e to the queue in deadline order. Records wait the same
-// 2*MSL from a clock that never goes back, so they come almost in order
-// and a FIFO does a heap's work; the rare one earlier than the last (a
-// connection that entered TIME-WAIT while its output waited) is moved
-// into place.
-func (t *twTable) enqueue(e twEntry) {
-	q := &t.queue
-	q.push(e)
-	for i := len(q.q) - 1; i > q.head && q.q[i-1].at > q.q[i].at; i-- {
-		q.q[i-1], q.q[i] = q.q[i], q.q[i-1]
-	}
-}
-
-// del removes k's record.
-func (t *twTable) del(k *tuple) {
-	s, pos, ok := t.find(k)
-	if !ok {
-		return
-	}
-	t.removeAt(s, pos)
-}
-
-// removeAt frees slot s, found at pos in the index, closing the gap in
-// its probe run (backward-shift deletion) so lookups need no tombstones.
-func (t *twTable) removeAt(s uint32, pos int) {
-	t.slots[s] = twSlot{}
-	t.free = append(t.free, s)
-	t.n--
-	mask := len(t.index) - 1
-	hole := pos
-	for i := (pos + 1) & mask; t.index[i] != 0; i = (i + 1) & mask {
-		home := int(t.keys.hash(&t.slots[t.index[i]-1].key)) & mask
-		// Move the entry into the hole if its home is not between the
-		// hole and it (cyclically).
-		if (i-home)&mask >= (i-hole)&mask {
-			t.index[hole] = t.index[i]
-			hole = i
-		}
-	}
-	t.index[hole] = 0
-	if t.n == 0 && len(t.index) > minTWIndex {
-		*t = twTable{keys: t.keys} // all gone: give everything back
-	} else if t.n == 0 {
-		// All gone from a small table: keep its slices for the next ones.
-		clear(t.index)
-		t.slots, t.free = t.slots[:0], t.free[:0]
-		t.queue.q, t.queue.head = t.queue.q[:0], 0
-	} else if len(t.index) > minTWIndex && 8*t.n < len(t.slots) {
-		t.compact()
-	}
-}
-
-// live reports whether e is its record's current deadline.
-func (t *twTable) live(e twEntry) bool {
-	return int(e.slot) < len(t.slots) && t.slots[e.slot].used && t.slots[e.slot].rec.deadline == e.at
-}
-
-// next returns the earliest deadline, dropping stale entries first.
-func (t *twTable) next() (Time, bool) {
-	for t.queue.len() > 0 && !t.live(t.queue.front()) {
-		t.queue.pop()
-	}
-	if t.queue.len() == 0 {
-		return 0, false
-	}
-	return t.queue.front().at, true
-}
-
-// expire deletes every record whose deadline is at or before now.
-func (t *twTable) expire(now Time) {
-	for t.queue.len() > 0 && t.queue.front().at <= now {
-		e := t.queue.pop()
-		if t.live(e) {
-			t.del(&t.slots[e.slot].key)
-		}
-	}
-}
-
-// resize rebuilds the index with size places (a power of two).
-func (t *twTable) resize(size int) {
-	t.index = make([]uint32, size)
-	mask := size - 1
-	for s := range t.slots {
-		if !t.slots[s].used {
-			continue
-		}
-		i := int(t.keys.hash(&t.slots[s].key)) & mask
-		for t.index[i] != 0 {
-			i = (i + 1) & mask
-		}
-		t.index[i] = uint32(s) + 1
-	}
-}
-
-// compact moves the records to the front of new, smaller slices in
-// deadline order, and rebuilds the index and the queue for them.
-func (t *twTable) compact() {
-	slots := make([]twSlot, 0, t.n)
-	for _, s := range t.slots {
-		if s.used {
-			slots = append(slots, s)
-		}
-	}
-	slices.SortFunc(slots, func(a, b twSlot) int {
-		switch {
-		case a.rec.deadline < b.rec.deadline:
-			return -1
-		case a.rec.deadline > b.rec.deadline:
-			return 1
-		}
-		return 0
-	})
-	t.slots, t.free = slots, nil
-	t.queue = fifo[twEntry]{q: make([]twEntry, len(slots))}
-	for i := range slots {
-		t.queue.q[i] = twEntry{at: slots[i].rec.deadline, slot: uint32(i)}
-	}
-	size := minTWIndex
-	for size < 2*t.n {
-		size *= 2
-	}
-	t.resize(size)
+	return TimeWaitReply
 }

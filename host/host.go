@@ -1,4 +1,4 @@
-// Package host runs a tcpfsm.Stack over any packet link and gives the
+// Package host runs a tcpstack.Stack over any packet link and gives the
 // application net.Conn and net.Listener: the goroutines, the real clock
 // and the blocking calls that tcpfsm itself leaves out. A Link moves TCP
 // segments with their IP addresses; package overudp carries them in UDP
@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tcpfsm/tcpfsm"
+	"github.com/tcpfsm/tcpfsm/tcpstack"
 )
 
 // Link moves TCP segments. ReadSegment blocks until one arrives and
@@ -44,7 +45,7 @@ type BatchLink interface {
 // LargeLink is a Link that can also write a large segment whole, for
 // something below it (a TSO NIC, the kernel behind a TUN device with a
 // virtio-net header) to cut into parts of segSize payload bytes, each
-// with a copy of the header (see tcpfsm.Endpoint.OutputLarge). A Host
+// with a copy of the header (see tcpstack.Endpoint.OutputLarge). A Host
 // writes large segments to a LargeLink: one write for up to 64 KiB.
 type LargeLink interface {
 	Link
@@ -79,29 +80,29 @@ type Host struct {
 	clock *tcpfsm.SystemClock
 
 	mu        sync.Mutex
-	stack     *tcpfsm.Stack
+	stack     *tcpstack.Stack
 	timer     *time.Timer
 	out       []byte
-	evs       []tcpfsm.ReadyEvent
+	evs       []tcpstack.ReadyEvent
 	queued    []packet      // segments the stack produced, in order, not yet written
 	spare     [][]byte      // buffers of written segments, for reuse
 	wake      chan struct{} // tells the writer goroutine that segments are queued
-	conns     map[*tcpfsm.Endpoint]*Conn
-	listeners map[*tcpfsm.Listener]*Listener
+	conns     map[*tcpstack.Endpoint]*Conn
+	listeners map[*tcpstack.Listener]*Listener
 	closed    bool
 	closing   chan struct{} // closed by Close: every waiter returns
 	done      chan struct{}
 }
 
 // New starts a host on link. It reads the link until Close.
-func New(link Link, cfg tcpfsm.StackConfig) (*Host, error) {
+func New(link Link, cfg tcpstack.Config) (*Host, error) {
 	cfg.Readiness = true
-	s, err := tcpfsm.NewStack(cfg)
+	s, err := tcpstack.New(cfg)
 	if err != nil {
 		return nil, err
 	}
 	h := &Host{link: link, clock: tcpfsm.NewSystemClock(), stack: s, out: make([]byte, 65536),
-		conns: make(map[*tcpfsm.Endpoint]*Conn), listeners: make(map[*tcpfsm.Listener]*Listener),
+		conns: make(map[*tcpstack.Endpoint]*Conn), listeners: make(map[*tcpstack.Listener]*Listener),
 		closing: make(chan struct{}), done: make(chan struct{}), wake: make(chan struct{}, 1)}
 	if ll, ok := link.(LargeLink); ok && ll.LargeSegments() {
 		h.large = ll
@@ -129,7 +130,7 @@ func (h *Host) Close() error {
 }
 
 // Stats returns the stack's counters.
-func (h *Host) Stats() tcpfsm.StackStats {
+func (h *Host) Stats() tcpstack.Stats {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.stack.Stats()
@@ -284,13 +285,13 @@ func (h *Host) flushLocked() {
 		if c == nil {
 			continue // not accepted yet: Accept finds its state as it is
 		}
-		if ev.Changed&(tcpfsm.ReadyRead|tcpfsm.ReadyClosed) != 0 {
+		if ev.Changed&(tcpstack.ReadyRead|tcpstack.ReadyClosed) != 0 {
 			wake(c.rwake)
 		}
-		if ev.Changed&(tcpfsm.ReadyWrite|tcpfsm.ReadyClosed) != 0 {
+		if ev.Changed&(tcpstack.ReadyWrite|tcpstack.ReadyClosed) != 0 {
 			wake(c.wwake)
 		}
-		if ev.Changed&tcpfsm.ReadyClosed != 0 && c.closed {
+		if ev.Changed&tcpstack.ReadyClosed != 0 && c.closed {
 			delete(h.conns, c.e) // closed by the application and let go of by the stack
 		}
 	}
@@ -331,10 +332,10 @@ func passed(deadline time.Time) bool { return !deadline.IsZero() && !time.Now().
 // Listener is a net.Listener for one TCP port of the host.
 type Listener struct {
 	h      *Host
-	ln     *tcpfsm.Listener
+	ln     *tcpstack.Listener
 	addr   net.Addr
 	closed bool
-	wrap   func(*tcpfsm.Endpoint) net.Addr
+	wrap   func(*tcpstack.Endpoint) net.Addr
 	wake   chan struct{}
 }
 
@@ -352,7 +353,7 @@ func (h *Host) Listen(port uint16, addr net.Addr) (*Listener, error) {
 }
 
 // SetRemoteAddr sets how accepted connections report their peer.
-func (l *Listener) SetRemoteAddr(f func(*tcpfsm.Endpoint) net.Addr) { l.wrap = f }
+func (l *Listener) SetRemoteAddr(f func(*tcpstack.Endpoint) net.Addr) { l.wrap = f }
 
 // Accept waits for the next connection.
 func (l *Listener) Accept() (net.Conn, error) {
@@ -434,7 +435,7 @@ func (h *Host) Dial(ctx context.Context, local netip.Addr, remote netip.AddrPort
 }
 
 // newConn makes the Conn of e and registers it for wake-ups.
-func (h *Host) newConn(e *tcpfsm.Endpoint, local, remote net.Addr) *Conn {
+func (h *Host) newConn(e *tcpstack.Endpoint, local, remote net.Addr) *Conn {
 	c := &Conn{h: h, e: e, local: local, remote: remote,
 		rwake: make(chan struct{}, 1), wwake: make(chan struct{}, 1)}
 	h.conns[e] = c
@@ -444,7 +445,7 @@ func (h *Host) newConn(e *tcpfsm.Endpoint, local, remote net.Addr) *Conn {
 // Conn is a TCP connection of a Host. It implements net.Conn and CloseWrite.
 type Conn struct {
 	h             *Host
-	e             *tcpfsm.Endpoint
+	e             *tcpstack.Endpoint
 	rdl, wdl      time.Time
 	local, remote net.Addr
 	closed        bool
@@ -461,7 +462,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 			return 0, net.ErrClosed
 		}
 		n, err := c.e.Read(p, h.clock.Now())
-		if n > 0 || (err != nil && !errors.Is(err, tcpfsm.ErrWouldBlock)) {
+		if n > 0 || (err != nil && !errors.Is(err, tcpstack.ErrWouldBlock)) {
 			h.flushLocked()
 			if errors.Is(err, io.EOF) && n > 0 {
 				err = nil
@@ -497,7 +498,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 			h.flushLocked()
 			continue
 		}
-		if err != nil && !errors.Is(err, tcpfsm.ErrWouldBlock) {
+		if err != nil && !errors.Is(err, tcpstack.ErrWouldBlock) {
 			return sent, mapErr(err)
 		}
 		if h.closed {
@@ -578,7 +579,7 @@ func (c *Conn) TCB() tcpfsm.TCB {
 
 // Endpoint returns the connection's Endpoint, for its state and counters.
 // Use it only while holding no other call on the connection.
-func (c *Conn) Endpoint() *tcpfsm.Endpoint { return c.e }
+func (c *Conn) Endpoint() *tcpstack.Endpoint { return c.e }
 
 // LocalAddr returns the local address.
 func (c *Conn) LocalAddr() net.Addr { return c.local }

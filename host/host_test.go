@@ -12,12 +12,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/tcpfsm/tcpfsm"
+	"github.com/tcpfsm/tcpfsm/tcpstack"
 )
 
 func TestEchoBetweenTwoHosts(t *testing.T) {
 	a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
 	la, lb := Pipe(a, b)
-	big := tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{SendBuffer: 1 << 20, Config: tcpfsm.Config{RecvBuffer: 1 << 20}}}
+	big := tcpstack.Config{Endpoint: tcpstack.EndpointConfig{SendBuffer: 1 << 20, Config: tcpfsm.Config{RecvBuffer: 1 << 20}}}
 	ha, err := New(la, big)
 	require.NoError(t, err)
 	hb, err := New(lb, big)
@@ -74,9 +75,9 @@ func TestTrafficWakesOnlyItsConnection(t *testing.T) {
 	// no other's: the readiness report names it.
 	a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
 	la, lb := Pipe(a, b)
-	ha, err := New(la, tcpfsm.StackConfig{})
+	ha, err := New(la, tcpstack.Config{})
 	require.NoError(t, err)
-	hb, err := New(lb, tcpfsm.StackConfig{})
+	hb, err := New(lb, tcpstack.Config{})
 	require.NoError(t, err)
 	defer ha.Close()
 	defer hb.Close()
@@ -131,7 +132,7 @@ func TestManyConcurrentConnections(t *testing.T) {
 	// closes.
 	a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
 	la, lb := Pipe(a, b)
-	cfg := tcpfsm.StackConfig{Backlog: 512, AcceptQueue: 512}
+	cfg := tcpstack.Config{Backlog: 512, AcceptQueue: 512}
 	ha, err := New(la, cfg)
 	require.NoError(t, err)
 	hb, err := New(lb, cfg)

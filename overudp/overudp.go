@@ -1,10 +1,10 @@
-// Package overudp carries TCP over UDP: a tcpfsm.Stack whose segments
+// Package overudp carries TCP over UDP: a tcpstack.Stack whose segments
 // travel in the datagrams of a net.PacketConn, exposed as net.Conn and
 // net.Listener (by package host). Anything that speaks net.Conn, net/http
 // included, runs over it.
 //
 //	pc, _ := net.ListenPacket("udp", "127.0.0.1:9000")
-//	tr, _ := overudp.New(pc, tcpfsm.StackConfig{})
+//	tr, _ := overudp.New(pc, tcpstack.Config{})
 //	ln, _ := tr.Listen(80)           // a net.Listener
 //	http.Serve(ln, handler)
 //
@@ -25,6 +25,7 @@ import (
 
 	"github.com/tcpfsm/tcpfsm"
 	"github.com/tcpfsm/tcpfsm/host"
+	"github.com/tcpfsm/tcpfsm/tcpstack"
 )
 
 var (
@@ -42,7 +43,7 @@ type Conn = host.Conn
 // Listener is a net.Listener for one TCP port of a Transport.
 type Listener = host.Listener
 
-// Transport runs a tcpfsm.Stack over one net.PacketConn.
+// Transport runs a tcpstack.Stack over one net.PacketConn.
 type Transport struct {
 	*host.Host
 	link *udpLink
@@ -57,7 +58,7 @@ type udpLink struct {
 }
 
 // New starts a transport on pc. It reads pc until Close.
-func New(pc net.PacketConn, cfg tcpfsm.StackConfig) (*Transport, error) {
+func New(pc net.PacketConn, cfg tcpstack.Config) (*Transport, error) {
 	l := &udpLink{pc: pc, peers: map[netip.AddrPort]uint32{}, byID: []netip.AddrPort{{}}}
 	h, err := host.New(l, cfg)
 	if err != nil {
@@ -111,7 +112,7 @@ func (l *udpLink) udpOf(a netip.Addr) (netip.AddrPort, bool) {
 	return l.byID[id], true
 }
 
-func (l *udpLink) addrOf(e *tcpfsm.Endpoint) net.Addr {
+func (l *udpLink) addrOf(e *tcpstack.Endpoint) net.Addr {
 	u, _ := l.udpOf(e.RemoteAddr().Addr())
 	return &Addr{UDP: net.UDPAddrFromAddrPort(u), Port: e.RemoteAddr().Port()}
 }

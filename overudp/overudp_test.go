@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/tcpfsm/tcpfsm"
+	"github.com/tcpfsm/tcpfsm/tcpstack"
 )
 
 func pair(t *testing.T) (*Transport, *Transport, *net.UDPAddr) {
@@ -22,9 +22,9 @@ func pair(t *testing.T) (*Transport, *Transport, *net.UDPAddr) {
 	require.NoError(t, err)
 	pb, err := net.ListenPacket("udp", "127.0.0.1:0")
 	require.NoError(t, err)
-	a, err := New(pa, tcpfsm.StackConfig{})
+	a, err := New(pa, tcpstack.Config{})
 	require.NoError(t, err)
-	b, err := New(pb, tcpfsm.StackConfig{})
+	b, err := New(pb, tcpstack.Config{})
 	require.NoError(t, err)
 	t.Cleanup(func() { a.Close(); b.Close() })
 	return a, b, pb.LocalAddr().(*net.UDPAddr)
@@ -107,7 +107,7 @@ func TestDeadlineAndRefused(t *testing.T) {
 
 	_, err = client.DialContext(ctx, saddr, 10) // nobody listens on 10
 	require.Error(t, err)
-	require.ErrorIs(t, err, tcpfsm.ErrRefused)
+	require.ErrorIs(t, err, tcpstack.ErrRefused)
 
 	// A dial to a UDP address where nothing runs ends with the context.
 	dead, _ := net.ResolveUDPAddr("udp", "127.0.0.1:9")

@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/tcpfsm/tcpfsm"
+	"github.com/tcpfsm/tcpfsm/tcpstack"
 )
 
 // lossyTransfer sends 512 KiB one way over a 1 ms round trip that loses
@@ -13,7 +14,7 @@ import (
 // took and the sender's retransmissions. Linux-like timers (200 ms RTO
 // floor) and early retransmit; tlp turns the tail loss probe on.
 func lossyTransfer(t testing.TB, seed uint64, tlp bool) (time.Duration, uint32) {
-	cfg := tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{SendBuffer: 1 << 20,
+	cfg := tcpstack.Config{Endpoint: tcpstack.EndpointConfig{SendBuffer: 1 << 20,
 		Config: tcpfsm.Config{RecvBuffer: 1 << 20, MinRTO: 200 * time.Millisecond, MSL: time.Millisecond,
 			EarlyRetransmit: true, TailLossProbe: tlp}}}
 	link := Link{Delay: 500 * time.Microsecond, Loss: 0.05, Reorder: 0.05}

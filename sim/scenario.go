@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tcpfsm/tcpfsm"
+	"github.com/tcpfsm/tcpfsm/tcpstack"
 )
 
 // Exchange describes one connection a scenario runs: the client sends
@@ -28,8 +29,8 @@ type Result struct {
 	Took           time.Duration
 	ClientErr      error
 	ServerErr      error
-	ClientStats    tcpfsm.EndpointStats
-	ServerStats    tcpfsm.EndpointStats
+	ClientStats    tcpstack.EndpointStats
+	ServerStats    tcpstack.EndpointStats
 	Network        Stats
 	FinalStates    [2]tcpfsm.State
 	ReadUp, ReadDn int
@@ -66,13 +67,13 @@ func (x Exchange) Run(n *Network, client, server *Node) (Result, error) {
 	if err != nil {
 		return r, err
 	}
-	var s *tcpfsm.Endpoint
+	var s *tcpstack.Endpoint
 	var gotUp, gotDown bytes.Buffer
 	sentUp, sentDown := 0, 0
 	upEOF, downEOF := false, false
 	cClosedW, sClosed, cClosed := false, false, false
 	buf := make([]byte, 16384)
-	pump := func(e *tcpfsm.Endpoint, data []byte, sent *int) {
+	pump := func(e *tcpstack.Endpoint, data []byte, sent *int) {
 		for *sent < len(data) {
 			m, err := e.Write(data[*sent:], n.Now())
 			if err != nil || m == 0 {
@@ -81,7 +82,7 @@ func (x Exchange) Run(n *Network, client, server *Node) (Result, error) {
 			*sent += m
 		}
 	}
-	drain := func(e *tcpfsm.Endpoint, into *bytes.Buffer, eof *bool) {
+	drain := func(e *tcpstack.Endpoint, into *bytes.Buffer, eof *bool) {
 		for {
 			m, err := e.Read(buf, n.Now())
 			into.Write(buf[:m])
@@ -142,13 +143,13 @@ func (x Exchange) Run(n *Network, client, server *Node) (Result, error) {
 	// A server whose last FIN outlives the client's TIME-WAIT (its ACKs
 	// lost for longer than 2*MSL) is reset by the client's stack: TCP's own
 	// limit, harmless once every byte arrived both ways.
-	lateReset := errors.Is(r.ServerErr, tcpfsm.ErrReset) && r.ClientErr == nil && upEOF && downEOF
+	lateReset := errors.Is(r.ServerErr, tcpstack.ErrReset) && r.ClientErr == nil && upEOF && downEOF
 	if lateReset {
 		r.ServerErr = nil
 	}
 	// A handshake the network never let through (every SYN or SYN-ACK
 	// lost for SynR2) ends in a timeout: TCP's answer to a dead path.
-	if errors.Is(r.ClientErr, tcpfsm.ErrTimeout) && s == nil {
+	if errors.Is(r.ClientErr, tcpstack.ErrTimeout) && s == nil {
 		r.GaveUp = true
 		return r, nil
 	}

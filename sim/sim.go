@@ -5,8 +5,8 @@
 // scale replays exactly, with a trace.
 //
 //	net := sim.New(seed)
-//	a, _ := net.AddNode(addrA, tcpfsm.StackConfig{}, sim.Link{Delay: 10 * time.Millisecond, Loss: 0.05})
-//	b, _ := net.AddNode(addrB, tcpfsm.StackConfig{}, sim.Link{Delay: 10 * time.Millisecond})
+//	a, _ := net.AddNode(addrA, tcpstack.Config{}, sim.Link{Delay: 10 * time.Millisecond, Loss: 0.05})
+//	b, _ := net.AddNode(addrB, tcpstack.Config{}, sim.Link{Delay: 10 * time.Millisecond})
 //	ln, _ := b.Stack.Listen(80)
 //	c, _ := a.Stack.Dial(addrA, netip.AddrPortFrom(addrB, 80), net.Now())
 //	net.RunUntil(net.Now().Add(time.Minute), func() bool { return c.Connected() })
@@ -22,6 +22,7 @@ import (
 
 	"github.com/tcpfsm/tcpfsm"
 	"github.com/tcpfsm/tcpfsm/internal/minheap"
+	"github.com/tcpfsm/tcpfsm/tcpstack"
 )
 
 // Link describes what happens to packets a node sends.
@@ -61,7 +62,7 @@ type Network struct {
 // Node is one host: a Stack with an address and the link it sends on.
 type Node struct {
 	Addr  netip.Addr
-	Stack *tcpfsm.Stack
+	Stack *tcpstack.Stack
 	Link  Link
 	busy  tcpfsm.Time // when the link is free again (bandwidth)
 }
@@ -87,7 +88,7 @@ func (n *Network) Rand() *rand.Rand { return n.rng }
 
 // AddNode adds a host at addr with a Stack made from cfg. Its ISNs come
 // from the network's seed, so runs repeat.
-func (n *Network) AddNode(addr netip.Addr, cfg tcpfsm.StackConfig, link Link) (*Node, error) {
+func (n *Network) AddNode(addr netip.Addr, cfg tcpstack.Config, link Link) (*Node, error) {
 	if cfg.Endpoint.ISN == nil {
 		var key [16]byte
 		for i := range key {
@@ -100,7 +101,7 @@ func (n *Network) AddNode(addr netip.Addr, cfg tcpfsm.StackConfig, link Link) (*
 			cfg.CookieKey[i] = byte(n.rng.Uint32())
 		}
 	}
-	s, err := tcpfsm.NewStack(cfg)
+	s, err := tcpstack.New(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/tcpfsm/tcpfsm"
+	"github.com/tcpfsm/tcpfsm/tcpstack"
 	"github.com/tcpfsm/tcpfsm/trace"
 )
 
@@ -38,7 +39,7 @@ func scenario(seed uint64) (*Network, *Node, *Node, Exchange) {
 	if r.IntN(3) == 0 {
 		link.Duplicate, link.Reorder, link.Corrupt = 0.02, 0.05, 0.02
 	}
-	cfg := tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{Config: tcpfsm.Config{
+	cfg := tcpstack.Config{Endpoint: tcpstack.EndpointConfig{Config: tcpfsm.Config{
 		NoTimestamps: r.IntN(4) == 0, NoSACK: r.IntN(4) == 0, QuickACK: r.IntN(4) == 0,
 		NoDelay: r.IntN(2) == 0, MSL: 30 * time.Second, R2: 10 * time.Minute,
 	}}}
@@ -158,8 +159,8 @@ func TestSameSeedSameRun(t *testing.T) {
 func TestCorruptionIsCaught(t *testing.T) {
 	n := New(7)
 	link := Link{Delay: 5 * time.Millisecond, Corrupt: 0.2}
-	a, _ := n.AddNode(addrA, tcpfsm.StackConfig{}, link)
-	b, _ := n.AddNode(addrB, tcpfsm.StackConfig{}, link)
+	a, _ := n.AddNode(addrA, tcpstack.Config{}, link)
+	b, _ := n.AddNode(addrB, tcpstack.Config{}, link)
 	r, err := Exchange{Up: 50_000, Down: 1000, Limit: 10 * time.Minute}.Run(n, a, b)
 	require.NoError(t, err)
 	require.Positive(t, r.Network.Corrupted)
@@ -169,15 +170,15 @@ func TestCorruptionIsCaught(t *testing.T) {
 func TestBandwidthAndMTU(t *testing.T) {
 	n := New(9)
 	slow := Link{Delay: time.Millisecond, Bandwidth: 100_000} // 100 kB/s
-	a, _ := n.AddNode(addrA, tcpfsm.StackConfig{}, slow)
-	b, _ := n.AddNode(addrB, tcpfsm.StackConfig{}, slow)
+	a, _ := n.AddNode(addrA, tcpstack.Config{}, slow)
+	b, _ := n.AddNode(addrB, tcpstack.Config{}, slow)
 	r, err := Exchange{Up: 200_000, Limit: time.Hour}.Run(n, a, b)
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, r.Took, 2*time.Second, "200 kB at 100 kB/s takes at least 2 s")
 
 	n = New(10)
 	small := Link{Delay: time.Millisecond, MTU: 600}
-	cfg := tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{Config: tcpfsm.Config{MSS: 536}}}
+	cfg := tcpstack.Config{Endpoint: tcpstack.EndpointConfig{Config: tcpfsm.Config{MSS: 536}}}
 	a, _ = n.AddNode(addrA, cfg, small)
 	b, _ = n.AddNode(addrB, cfg, small)
 	_, err = Exchange{Up: 20_000, Limit: time.Hour}.Run(n, a, b)
@@ -187,8 +188,8 @@ func TestBandwidthAndMTU(t *testing.T) {
 
 func ExampleNetwork() {
 	n := New(1)
-	a, _ := n.AddNode(addrA, tcpfsm.StackConfig{}, Link{Delay: 10 * time.Millisecond, Loss: 0.1})
-	b, _ := n.AddNode(addrB, tcpfsm.StackConfig{}, Link{Delay: 10 * time.Millisecond, Loss: 0.1})
+	a, _ := n.AddNode(addrA, tcpstack.Config{}, Link{Delay: 10 * time.Millisecond, Loss: 0.1})
+	b, _ := n.AddNode(addrB, tcpstack.Config{}, Link{Delay: 10 * time.Millisecond, Loss: 0.1})
 	r, err := Exchange{Up: 100_000, Down: 100, Limit: time.Hour}.Run(n, a, b)
 	fmt.Println(err, r.UpOK, r.DownOK, r.Closed, r.ClientStats.Retransmits > 0)
 	// Output: <nil> true true true true

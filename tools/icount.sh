@@ -11,7 +11,9 @@ what=${1:-plain}
 cd "$(dirname "$0")/.."
 bin=$(mktemp)
 trap 'rm -f "$bin"' EXIT
-go test -c -tags icount -o "$bin" .
+pkg=.
+[ "$what" = stack ] && pkg=./tcpstack
+go test -c -tags icount -o "$bin" "$pkg"
 n1=50000 n2=100000
 case $what in lifecycle) n1=5000 n2=10000 ;; stack) n1=500 n2=1000 ;; esac
 count() {

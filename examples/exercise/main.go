@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/tcpfsm/tcpfsm"
+	"github.com/tcpfsm/tcpfsm/tcpstack"
 	"github.com/tcpfsm/tcpfsm/trace"
 )
 
@@ -86,7 +87,7 @@ type packet struct {
 type host struct {
 	o     options
 	now   tcpfsm.Time
-	ep    [2]*tcpfsm.Endpoint
+	ep    [2]*tcpstack.Endpoint
 	wire  []packet
 	count int
 	diag  *trace.Diagram
@@ -106,12 +107,12 @@ func run(w io.Writer, o options) error {
 	for i, iss := range []tcpfsm.Seq{100, 200} {
 		// Window 100 (the receive buffer) and MSS 100; no timestamps, SACK
 		// or window scaling, as in the textbook.
-		cfg := tcpfsm.EndpointConfig{
+		cfg := tcpstack.EndpointConfig{
 			Config: tcpfsm.Config{RecvBuffer: 100, MSS: 100, MSL: 30 * time.Second,
 				NoTimestamps: true, NoSACK: !o.tlp, NoWindowScale: true, TailLossProbe: o.tlp},
 			ISN: fixedISN(iss),
 		}
-		ep, err := tcpfsm.NewEndpoint(cfg)
+		ep, err := tcpstack.NewEndpoint(cfg)
 		if err != nil {
 			return err
 		}

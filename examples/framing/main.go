@@ -19,6 +19,7 @@ import (
 
 	"github.com/tcpfsm/tcpfsm"
 	"github.com/tcpfsm/tcpfsm/overudp"
+	"github.com/tcpfsm/tcpfsm/tcpstack"
 )
 
 var messages = []string{"hello", "a message long enough to cross segment boundaries", "", "x", "bye"}
@@ -66,7 +67,7 @@ func run(w io.Writer) error {
 		return err
 	}
 	// A 64-byte MSS: longer messages are cut into several segments.
-	cfg := tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{Config: tcpfsm.Config{MSS: 64, NoTimestamps: true}}}
+	cfg := tcpstack.Config{Endpoint: tcpstack.EndpointConfig{Config: tcpfsm.Config{MSS: 64, NoTimestamps: true}}}
 	a, err := overudp.New(pa, cfg)
 	if err != nil {
 		return err

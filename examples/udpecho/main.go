@@ -20,8 +20,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tcpfsm/tcpfsm"
 	"github.com/tcpfsm/tcpfsm/overudp"
+	"github.com/tcpfsm/tcpfsm/tcpstack"
 )
 
 const port = 7 // the TCP port inside the UDP transport
@@ -60,7 +60,7 @@ func serve(addr string, ready chan<- net.Addr) error {
 	if err != nil {
 		return err
 	}
-	tr, err := overudp.New(pc, tcpfsm.StackConfig{})
+	tr, err := overudp.New(pc, tcpstack.Config{})
 	if err != nil {
 		return err
 	}
@@ -95,7 +95,7 @@ func client(addr, msg string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	tr, err := overudp.New(pc, tcpfsm.StackConfig{})
+	tr, err := overudp.New(pc, tcpstack.Config{})
 	if err != nil {
 		return "", err
 	}

@@ -22,6 +22,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
 	"github.com/tcpfsm/tcpfsm"
+	"github.com/tcpfsm/tcpfsm/tcpstack"
 )
 
 const chunk = 64 << 10 // bytes per op in the bulk benchmarks
@@ -34,16 +35,16 @@ var (
 // tcpfsmPair is two Endpoints joined in memory: the host loop moves each
 // packet from Output to Input at once.
 type tcpfsmPair struct {
-	a, b *tcpfsm.Endpoint
+	a, b *tcpstack.Endpoint
 	now  tcpfsm.Time
 	pkt  []byte
 }
 
 func newTcpfsmPair(b *testing.B) *tcpfsmPair {
-	cfg := tcpfsm.EndpointConfig{SendBuffer: 1 << 20, Config: tcpfsm.Config{RecvBuffer: 1 << 20}}
+	cfg := tcpstack.EndpointConfig{SendBuffer: 1 << 20, Config: tcpfsm.Config{RecvBuffer: 1 << 20}}
 	p := &tcpfsmPair{pkt: make([]byte, 2048)}
-	p.a, _ = tcpfsm.NewEndpoint(cfg)
-	p.b, _ = tcpfsm.NewEndpoint(cfg)
+	p.a, _ = tcpstack.NewEndpoint(cfg)
+	p.b, _ = tcpstack.NewEndpoint(cfg)
 	_ = p.b.Listen(addrB, 0)
 	_ = p.a.Dial(addrA, addrB, 0)
 	p.pump()
@@ -89,7 +90,7 @@ func BenchmarkBulk(b *testing.B) {
 		}
 	})
 	b.Run("tcpfsm-host", func(b *testing.B) {
-		big := tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{SendBuffer: 1 << 20, Config: tcpfsm.Config{RecvBuffer: 1 << 20}}}
+		big := tcpstack.Config{Endpoint: tcpstack.EndpointConfig{SendBuffer: 1 << 20, Config: tcpfsm.Config{RecvBuffer: 1 << 20}}}
 		bulk(b, hostPair(b, big))
 	})
 	b.Run("seqs-stacks", func(b *testing.B) {
@@ -213,9 +214,9 @@ func connPair(b testing.TB, p peers) (net.Conn, net.Conn) {
 // each way, close.
 func BenchmarkConnection(b *testing.B) {
 	b.Run("tcpfsm", func(b *testing.B) {
-		short := tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{Config: tcpfsm.Config{MSL: time.Millisecond}}}
-		s1, _ := tcpfsm.NewStack(short)
-		s2, _ := tcpfsm.NewStack(short)
+		short := tcpstack.Config{Endpoint: tcpstack.EndpointConfig{Config: tcpfsm.Config{MSL: time.Millisecond}}}
+		s1, _ := tcpstack.New(short)
+		s2, _ := tcpstack.New(short)
 		ln, _ := s2.Listen(80)
 		buf := make([]byte, 2048)
 		data := make([]byte, 1024)
@@ -260,7 +261,7 @@ func BenchmarkConnection(b *testing.B) {
 		}
 	})
 	b.Run("tcpfsm-host", func(b *testing.B) {
-		short := tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{Config: tcpfsm.Config{MSL: time.Millisecond}}}
+		short := tcpstack.Config{Endpoint: tcpstack.EndpointConfig{Config: tcpfsm.Config{MSL: time.Millisecond}}}
 		connection(b, hostPair(b, short))
 	})
 	b.Run("gvisor", func(b *testing.B) {

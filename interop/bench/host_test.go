@@ -5,8 +5,8 @@ import (
 	"net"
 	"testing"
 
-	"github.com/tcpfsm/tcpfsm"
 	"github.com/tcpfsm/tcpfsm/host"
+	"github.com/tcpfsm/tcpfsm/tcpstack"
 )
 
 // hostPair starts two Hosts joined by host.Pipe (one goroutine per
@@ -14,7 +14,7 @@ import (
 // tcpfsm when it wants a net.Conn, so the "tcpfsm-host" figures pay for
 // goroutines, locks and copies as gonet does. It returns a listener on
 // the second and a dial function from the first.
-func hostPair(b testing.TB, cfg tcpfsm.StackConfig) peers {
+func hostPair(b testing.TB, cfg tcpstack.Config) peers {
 	la, lb := host.Pipe(addrA.Addr(), addrB.Addr())
 	ha, err := host.New(la, cfg)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/soypat/seqs/stacks"
 
 	"github.com/tcpfsm/tcpfsm"
+	"github.com/tcpfsm/tcpfsm/tcpstack"
 )
 
 // heapInUse returns the live heap after a full collection.
@@ -23,7 +24,7 @@ func heapInUse() uint64 {
 
 // stackPair is two tcpfsm Stacks joined in memory.
 type stackPair struct {
-	s   [2]*tcpfsm.Stack
+	s   [2]*tcpstack.Stack
 	ip  [2]netip.Addr
 	buf []byte
 	now tcpfsm.Time
@@ -48,16 +49,16 @@ func (p *stackPair) pump() {
 // tcpfsmBytesPerConn opens n idle established connections between two
 // Stacks and returns the heap each one costs (both ends counted).
 func tcpfsmBytesPerConn(t *testing.T, n int) float64 {
-	big := tcpfsm.StackConfig{AcceptQueue: 1 << 20, Backlog: 1 << 20, EphemeralLow: 1024, EphemeralHigh: 65535}
+	big := tcpstack.Config{AcceptQueue: 1 << 20, Backlog: 1 << 20, EphemeralLow: 1024, EphemeralHigh: 65535}
 	p := &stackPair{ip: [2]netip.Addr{addrA.Addr(), addrB.Addr()}, buf: make([]byte, 2048)}
 	var err error
 	for i := range p.s {
-		if p.s[i], err = tcpfsm.NewStack(big); err != nil {
+		if p.s[i], err = tcpstack.New(big); err != nil {
 			t.Fatal(err)
 		}
 	}
 	l, _ := p.s[1].Listen(80)
-	ends := make([]*tcpfsm.Endpoint, 0, 2*n)
+	ends := make([]*tcpstack.Endpoint, 0, 2*n)
 	before := heapInUse()
 	for i := range n {
 		c, err := p.s[0].Dial(netip.AddrFrom4([4]byte{10, 8, byte(i >> 8), byte(i)}), addrB, p.now)

@@ -10,8 +10,8 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
-	"github.com/tcpfsm/tcpfsm"
 	"github.com/tcpfsm/tcpfsm/host"
+	"github.com/tcpfsm/tcpfsm/tcpstack"
 )
 
 // deadline is how long a connection's reads and writes may take in all:
@@ -34,7 +34,7 @@ const slowTransfer = 5 * time.Second
 // processed), NAME.tcpfsm.pcap and NAME.gvisor.pcap (what each side sent
 // and received), and NAME.replay.pcap and NAME.replay.state (a replay's
 // input, Capture.WriteReplay); without it, the last records are logged.
-func setupCapturing(t *testing.T, cfg tcpfsm.StackConfig) (*Peer, *host.Host, *Capture) {
+func setupCapturing(t *testing.T, cfg tcpstack.Config) (*Peer, *host.Host, *Capture) {
 	c := NewCapture()
 	p, err := NewPeerWith(peerAddr, c)
 	if err != nil {

@@ -19,10 +19,11 @@ import (
 	"github.com/tcpfsm/tcpfsm"
 	"github.com/tcpfsm/tcpfsm/host"
 	"github.com/tcpfsm/tcpfsm/interop/internal/peertest"
+	"github.com/tcpfsm/tcpfsm/tcpstack"
 )
 
 // setupWith is setup with the host's stack configured by cfg.
-func setupWith(t *testing.T, cfg tcpfsm.StackConfig) (*Peer, *host.Host) {
+func setupWith(t *testing.T, cfg tcpstack.Config) (*Peer, *host.Host) {
 	p, err := NewPeer(peerAddr)
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +110,7 @@ func TestHalfCloseBothOrders(t *testing.T) {
 // its window is zero, the sender stalls (probing, RFC 9293 3.8.6.1), and
 // everything arrives once the reader resumes. Both directions.
 func TestZeroWindowStall(t *testing.T) {
-	small := tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{SendBuffer: 64 << 10,
+	small := tcpstack.Config{Endpoint: tcpstack.EndpointConfig{SendBuffer: 64 << 10,
 		Config: tcpfsm.Config{RecvBuffer: 16 << 10}}}
 	for _, dir := range []string{"gvisor-sends", "tcpfsm-sends"} {
 		t.Run(dir, func(t *testing.T) {
@@ -201,7 +202,7 @@ func TestSimultaneousClose(t *testing.T) {
 // the overflow gets SYN cookies, and the real client connects and echoes
 // (RFC 4987).
 func TestSynFloodWhileConnecting(t *testing.T) {
-	p, h := setupWith(t, tcpfsm.StackConfig{Backlog: 16})
+	p, h := setupWith(t, tcpstack.Config{Backlog: 16})
 	ln, err := h.Listen(80, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -267,7 +268,7 @@ func TestOptionsRefused(t *testing.T) {
 			roles(t, func(t *testing.T, ourClient bool) {
 				cfg := c.cfg
 				cfg.RecvBuffer = 1 << 20
-				p, h := setupWith(t, tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{SendBuffer: 1 << 20, Config: cfg}})
+				p, h := setupWith(t, tcpstack.Config{Endpoint: tcpstack.EndpointConfig{SendBuffer: 1 << 20, Config: cfg}})
 				if c.noSACK {
 					off := tcpip.TCPSACKEnabled(false)
 					if err := p.Stack.SetTransportProtocolOption(tcp.ProtocolNumber, &off); err != nil {

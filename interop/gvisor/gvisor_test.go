@@ -15,6 +15,7 @@ import (
 	"github.com/tcpfsm/tcpfsm"
 	"github.com/tcpfsm/tcpfsm/host"
 	"github.com/tcpfsm/tcpfsm/interop/internal/peertest"
+	"github.com/tcpfsm/tcpfsm/tcpstack"
 )
 
 var (
@@ -28,7 +29,7 @@ func setup(t *testing.T, loss float64) (*Peer, *host.Host) {
 		t.Fatal(err)
 	}
 	p.Loss = loss
-	h, err := host.New(p, tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{SendBuffer: 1 << 20,
+	h, err := host.New(p, tcpstack.Config{Endpoint: tcpstack.EndpointConfig{SendBuffer: 1 << 20,
 		Config: tcpfsm.Config{RecvBuffer: 1 << 20}}})
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +71,7 @@ func TestGVisorClientOurServer(t *testing.T) {
 // skips the case instead of failing it; any other failure fails.
 func TestLossAndReordering(t *testing.T) {
 	roles(t, func(t *testing.T, ourClient bool) {
-		p, h, c := setupCapturing(t, tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{SendBuffer: 1 << 20,
+		p, h, c := setupCapturing(t, tcpstack.Config{Endpoint: tcpstack.EndpointConfig{SendBuffer: 1 << 20,
 			Config: tcpfsm.Config{RecvBuffer: 1 << 20, MinRTO: 200 * time.Millisecond, EarlyRetransmit: true, TailLossProbe: true}}})
 		ours, theirs := connect(t, p, h, ourClient)
 		defer ours.Close()
@@ -151,7 +152,7 @@ func TestResets(t *testing.T) {
 		t.Fatal("gVisor's dial to a closed tcpfsm port succeeded")
 	}
 	// We connect to a gVisor port nobody listens on: refused by its RST.
-	if _, err := h.Dial(ctx, ourAddr, netip.AddrPortFrom(peerAddr, 9), nil); !errors.Is(err, tcpfsm.ErrRefused) {
+	if _, err := h.Dial(ctx, ourAddr, netip.AddrPortFrom(peerAddr, 9), nil); !errors.Is(err, tcpstack.ErrRefused) {
 		t.Fatalf("tcpfsm dial to a closed gVisor port: %v, want ErrRefused", err)
 	}
 }

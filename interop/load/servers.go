@@ -38,6 +38,7 @@ import (
 	"github.com/tcpfsm/tcpfsm"
 	"github.com/tcpfsm/tcpfsm/host"
 	"github.com/tcpfsm/tcpfsm/interop/tun"
+	"github.com/tcpfsm/tcpfsm/tcpstack"
 )
 
 // Kind names one of the three servers.
@@ -59,7 +60,7 @@ const (
 	Port = 80
 	// ListenBacklog bounds the connections waiting to be accepted on every
 	// server, and the kernel's half-open ones: tcpfsm's
-	// StackConfig.AcceptQueue (its half-open backlog keeps its default,
+	// tcpstack.Config.AcceptQueue (its half-open backlog keeps its default,
 	// 128, beyond which it answers with SYN cookies), the kernel's net.core.somaxconn
 	// and net.ipv4.tcp_max_syn_backlog (set by the test inside its
 	// namespace), and the backlog gonet.ListenTCP passes to netstack.
@@ -303,9 +304,9 @@ func listenTcpfsm() (net.Listener, func() map[string]uint64, func(), error) {
 	// The half-open backlog stays at tcpfsm's default (128): past it SYN
 	// cookies keep no state, so a larger one only holds more memory
 	// during a flood.
-	h, err := host.New(d, tcpfsm.StackConfig{
+	h, err := host.New(d, tcpstack.Config{
 		AcceptQueue: ListenBacklog,
-		Endpoint: tcpfsm.EndpointConfig{
+		Endpoint: tcpstack.EndpointConfig{
 			SendBuffer: BufferSize,
 			Config:     tcpfsm.Config{RecvBuffer: BufferSize},
 		},

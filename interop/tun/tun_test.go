@@ -19,6 +19,7 @@ import (
 	"github.com/tcpfsm/tcpfsm"
 	"github.com/tcpfsm/tcpfsm/host"
 	"github.com/tcpfsm/tcpfsm/interop/internal/peertest"
+	"github.com/tcpfsm/tcpfsm/tcpstack"
 )
 
 var (
@@ -75,7 +76,7 @@ func setupDevice(t *testing.T, loss float64, cfg tcpfsm.Config) (*host.Host, *De
 	}
 	d.Loss = loss
 	cfg.RecvBuffer = 1 << 20
-	h, err := host.New(d, tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{SendBuffer: 1 << 20, Config: cfg}})
+	h, err := host.New(d, tcpstack.Config{Endpoint: tcpstack.EndpointConfig{SendBuffer: 1 << 20, Config: cfg}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +99,7 @@ func TestLargeSegmentsToTheKernel(t *testing.T) {
 	if err := d.Configure(kernelPrefix); err != nil {
 		t.Fatal(err)
 	}
-	h, err := host.New(d, tcpfsm.StackConfig{Endpoint: tcpfsm.EndpointConfig{SendBuffer: 1 << 20,
+	h, err := host.New(d, tcpstack.Config{Endpoint: tcpstack.EndpointConfig{SendBuffer: 1 << 20,
 		Config: tcpfsm.Config{RecvBuffer: 1 << 20}}})
 	if err != nil {
 		t.Fatal(err)
@@ -202,7 +203,7 @@ func TestResetsBothWays(t *testing.T) {
 	// We connect to a kernel port nobody listens on: refused by its RST.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := h.Dial(ctx, ourAddr, netip.AddrPortFrom(kernelAddr, 9), nil); !errors.Is(err, tcpfsm.ErrRefused) {
+	if _, err := h.Dial(ctx, ourAddr, netip.AddrPortFrom(kernelAddr, 9), nil); !errors.Is(err, tcpstack.ErrRefused) {
 		t.Fatalf("tcpfsm dial to a closed kernel port: %v, want ErrRefused", err)
 	}
 	// Abort: the kernel's read ends with ECONNRESET.

@@ -1,6 +1,10 @@
-package tcpfsm
+package tcpstack
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"github.com/tcpfsm/tcpfsm"
+)
 
 // Large segments, for links that split them (TCP segmentation offload,
 // or generic segmentation offload on a Linux TUN device with a virtio-net
@@ -20,7 +24,7 @@ import "net/netip"
 // of each part, or 0 when buf holds a single ordinary segment. The
 // checksum is that of the whole large segment; a link that splits it
 // computes each part's.
-func (e *Endpoint) OutputLarge(buf []byte, now Time) (n, segSize int) {
+func (e *Endpoint) OutputLarge(buf []byte, now tcpfsm.Time) (n, segSize int) {
 	io := e.io
 	if io == nil {
 		return 0, 0
@@ -50,8 +54,8 @@ func (e *Endpoint) OutputLarge(buf []byte, now Time) (n, segSize int) {
 // merge appends to the segment first, encoded in buf[:n], the payload of
 // the queued segments that continue it (see OutputLarge), takes them off
 // the queue, and returns how many bytes it appended.
-func (e *Endpoint) merge(buf []byte, n int, first *Action) int {
-	if first.DataLen == 0 || first.Seg.Flags != FlagACK {
+func (e *Endpoint) merge(buf []byte, n int, first *tcpfsm.Action) int {
+	if first.DataLen == 0 || first.Seg.Flags != tcpfsm.FlagACK {
 		return 0
 	}
 	io := e.io
@@ -59,11 +63,11 @@ func (e *Endpoint) merge(buf []byte, n int, first *Action) int {
 	hl := first.Seg.HeaderLen()
 	end := first.DataSeq.Add(size)
 	added := 0
-	var last Flags
+	var last tcpfsm.Flags
 	for io.head < len(io.queue) {
 		a := &io.queue[io.head]
-		if a.Kind != ActSend || a.DataLen == 0 || a.DataLen > size || a.DataSeq != end ||
-			a.Seg.Flags&^(FlagPSH|FlagFIN) != FlagACK ||
+		if a.Kind != tcpfsm.ActSend || a.DataLen == 0 || a.DataLen > size || a.DataSeq != end ||
+			a.Seg.Flags&^(tcpfsm.FlagPSH|tcpfsm.FlagFIN) != tcpfsm.FlagACK ||
 			a.Seg.HeaderLen() != hl || n+added+int(a.DataLen) > len(buf) ||
 			int(a.DataSeq.Diff(io.sndSeq))+int(a.DataLen) > io.snd.len() {
 			break
@@ -80,16 +84,16 @@ func (e *Endpoint) merge(buf []byte, n int, first *Action) int {
 		end = a.DataSeq.Add(a.DataLen)
 		last = a.Seg.Flags
 		io.head++
-		if a.DataLen < size || last&(FlagPSH|FlagFIN) != 0 {
+		if a.DataLen < size || last&(tcpfsm.FlagPSH|tcpfsm.FlagFIN) != 0 {
 			break // only the last part may be short, or push, or close
 		}
 	}
 	if added == 0 {
 		return 0
 	}
-	buf[13] |= byte(last & (FlagPSH | FlagFIN))
+	buf[13] |= byte(last & (tcpfsm.FlagPSH | tcpfsm.FlagFIN))
 	if e.is(knownBoth) {
-		_ = SetChecksum(buf[:n+added], e.key.addr(&e.key.local), e.key.addr(&e.key.remote))
+		_ = tcpfsm.SetChecksum(buf[:n+added], e.key.addr(&e.key.local), e.key.addr(&e.key.remote))
 	}
 	return added
 }
@@ -97,7 +101,7 @@ func (e *Endpoint) merge(buf []byte, n int, first *Action) int {
 // OutputLarge is Output for a link that splits large segments (see
 // Endpoint.OutputLarge): segSize is the payload size of each part of the
 // segment written, or 0 for an ordinary segment. buf should hold 64 KiB.
-func (s *Stack) OutputLarge(buf []byte, now Time) (n, segSize int, src, dst netip.Addr) {
+func (s *Stack) OutputLarge(buf []byte, now tcpfsm.Time) (n, segSize int, src, dst netip.Addr) {
 	if len(s.replies) > 0 {
 		n, src, dst = s.Output(buf, now)
 		return n, 0, src, dst

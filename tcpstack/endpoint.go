@@ -1,9 +1,11 @@
-package tcpfsm
+package tcpstack
 
 import (
 	"errors"
 	"io"
 	"net/netip"
+
+	"github.com/tcpfsm/tcpfsm"
 )
 
 // Errors an Endpoint reports for the end of a connection (RFC 9293 MUST-12)
@@ -20,7 +22,7 @@ var (
 
 // EndpointConfig sizes an Endpoint.
 type EndpointConfig struct {
-	Config // the connection's TCP settings; Config.RecvBuffer sizes the receive buffer
+	tcpfsm.Config // the connection's TCP settings; Config.RecvBuffer sizes the receive buffer
 
 	// SendBuffer is the most bytes written but not yet acknowledged.
 	// Default 64 KiB.
@@ -34,7 +36,7 @@ type EndpointConfig struct {
 // ISNSource chooses the initial sequence number of a connection.
 // *ISNGenerator is the RFC 6528 one.
 type ISNSource interface {
-	ISN(local, remote netip.AddrPort, now Time) Seq
+	ISN(local, remote netip.AddrPort, now tcpfsm.Time) tcpfsm.Seq
 }
 
 // EndpointStats counts what an Endpoint saw and did.
@@ -45,9 +47,9 @@ type EndpointStats struct {
 	// Packets given to Endpoint.Input and dropped because the checksum
 	// failed (RFC 9293 MUST-3) or ParseSegment refused them. A Stack
 	// checks both before it knows the connection, so it counts them in
-	// StackStats and these stay zero for its endpoints.
+	// Stats and these stay zero for its endpoints.
 	BadChecksum, Malformed uint32
-	Drops                  [numDropReasons]uint32 // by DropReason
+	Drops                  [tcpfsm.NumDropReasons]uint32 // by DropReason
 }
 
 // endpointCounters is what an Endpoint keeps of EndpointStats: the
@@ -58,11 +60,11 @@ type endpointCounters struct {
 	bytesIn, bytesOut       uint64
 	segmentsIn, segmentsOut uint32
 	retransmits             uint32
-	drops                   [numDropReasons - 1]uint32
+	drops                   [tcpfsm.NumDropReasons - 1]uint32
 }
 
 // Dropped returns how many segments were dropped for reason r.
-func (s *EndpointStats) Dropped(r DropReason) uint32 {
+func (s *EndpointStats) Dropped(r tcpfsm.DropReason) uint32 {
 	if int(r) < len(s.Drops) {
 		return s.Drops[r]
 	}
@@ -88,7 +90,7 @@ func (s *EndpointStats) Dropped(r DropReason) uint32 {
 // the TCB again when it can take them, so a sender does not have to
 // resend them after heavy loss.
 type Endpoint struct {
-	tcb TCB
+	tcb tcpfsm.TCB
 	// key holds both ends' addresses and ports (without IPv6 zones): it is
 	// also the endpoint's key in a stack's connection table.
 	key  tuple
@@ -101,7 +103,7 @@ type Endpoint struct {
 
 	sh      *endpointShared // settings shared by a stack's endpoints
 	io      *endpointIO     // buffers and output queue; a stack's idle endpoint has none
-	timerAt Time            // the deadline last pushed on the owning stack's timer heap; 0 if none
+	timerAt tcpfsm.Time     // the deadline last pushed on the owning stack's timer heap; 0 if none
 
 	stats endpointCounters
 }
@@ -152,19 +154,27 @@ type endpointIO struct {
 
 	// queue holds the segments to send, in order, from head on. Step
 	// appends its actions here directly; apply keeps only the sends.
-	queue []Action
+	queue []tcpfsm.Action
 	head  int
 
-	sndSeq   Seq // sequence number of snd's first byte
-	sentHigh Seq // end of the highest data encoded so far (for Stats.Retransmits)
+	sndSeq   tcpfsm.Seq // sequence number of snd's first byte
+	sentHigh tcpfsm.Seq // end of the highest data encoded so far (for Stats.Retransmits)
 
 	// held is out-of-order data the TCB had no room for (its three ranges
 	// were taken: DropOutOfOrderFull), kept in rcv at its place in the
 	// stream and offered to the TCB again once it has moved on (replay).
 	held      [maxHeld]heldRange
 	nheld     uint8
-	replaying bool // a replay is under way: drops are not held again
-	refused   bool // the segment just replayed was dropped again
+	replaying bool       // a replay is under way: drops are not held again
+	refused   bool       // the segment just replayed was dropped again
+	mark      replayMark // what the TCB's answers depended on at the last replay
+}
+
+// replayMark is what the TCB's answer to a Reoffer depends on: RCV.NXT
+// and whether out-of-order ranges are taken.
+type replayMark struct {
+	rcvNxt tcpfsm.Seq
+	ooo    bool
 }
 
 // maxHeld bounds the out-of-order segments an endpoint keeps beyond the
@@ -173,7 +183,7 @@ const maxHeld = 128
 
 // heldRange is one held segment's place in the stream.
 type heldRange struct {
-	seq Seq
+	seq tcpfsm.Seq
 	n   uint32
 }
 
@@ -197,7 +207,7 @@ type endpointShared struct {
 	stack   *Stack // the owning stack, if any: it lends buffers only while they hold data
 
 	// A standalone endpoint's EndpointStats.BadChecksum and Malformed
-	// (a stack's endpoints share this, and count them in StackStats).
+	// (a stack's endpoints share this, and count them in Stats).
 	badChecksum, malformed uint32
 }
 
@@ -250,7 +260,7 @@ func (e *Endpoint) grow(r *ring, need, limit int) {
 
 // changed tells the owning stack that the application acted on the
 // endpoint (output may wait, the deadline may have moved).
-func (e *Endpoint) changed(now Time) {
+func (e *Endpoint) changed(now tcpfsm.Time) {
 	if s := e.sh.stack; s != nil {
 		s.after(e, now)
 	}
@@ -268,42 +278,42 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 		io: &endpointIO{
 			snd:   ring{buf: make([]byte, sh.sndSize)},
 			rcv:   ring{buf: make([]byte, sh.rcvCap)},
-			queue: make([]Action, 0, 8),
+			queue: make([]tcpfsm.Action, 0, 8),
 		},
 	}, nil
 }
 
 // compileEndpoint checks cfg and returns a fresh TCB and the shared
 // settings for endpoints made from it.
-func compileEndpoint(cfg EndpointConfig) (TCB, *endpointShared, error) {
-	tcb, err := NewTCB(cfg.Config)
+func compileEndpoint(cfg EndpointConfig) (tcpfsm.TCB, *endpointShared, error) {
+	tcb, err := tcpfsm.NewTCB(cfg.Config)
 	if err != nil {
-		return TCB{}, nil, err
+		return tcpfsm.TCB{}, nil, err
 	}
 	if cfg.SendBuffer <= 0 {
 		cfg.SendBuffer = 64 << 10
 	}
-	if cfg.SendBuffer > maxQueued {
-		return TCB{}, nil, ErrConfigRange
+	if cfg.SendBuffer > tcpfsm.MaxSendBuffer {
+		return tcpfsm.TCB{}, nil, tcpfsm.ErrConfigRange
 	}
 	if cfg.ISN == nil {
-		cfg.ISN = NewISNGenerator()
+		cfg.ISN = tcpfsm.NewISNGenerator()
 	}
-	return tcb, &endpointShared{isn: cfg.ISN, sndSize: cfg.SendBuffer, rcvCap: int(tcb.cfg.rcvBuf)}, nil
+	return tcb, &endpointShared{isn: cfg.ISN, sndSize: cfg.SendBuffer, rcvCap: tcb.RecvBuffer()}, nil
 }
 
 // Dial starts an active open from local to remote (RFC 9293 section
 // 3.10.1). It returns ErrAddress if an address is invalid or the two are
 // of different families.
-func (e *Endpoint) Dial(local, remote netip.AddrPort, now Time) error {
+func (e *Endpoint) Dial(local, remote netip.AddrPort, now tcpfsm.Time) error {
 	if !local.IsValid() || !remote.IsValid() || !sameFamily(local.Addr(), remote.Addr()) {
-		return ErrAddress
+		return tcpfsm.ErrAddress
 	}
 	if e.is(epOwned) {
-		return ErrConnectionExists // a stack's, until it lets go of it
+		return tcpfsm.ErrConnectionExists // a stack's, until it lets go of it
 	}
 	iss := e.sh.isn.ISN(local, remote, now)
-	if err := e.step(Open(local.Port(), remote.Port(), iss), now); err != nil {
+	if err := e.step(tcpfsm.Open(local.Port(), remote.Port(), iss), now); err != nil {
 		return err
 	}
 	e.setAddrs(local, remote)
@@ -312,21 +322,21 @@ func (e *Endpoint) Dial(local, remote netip.AddrPort, now Time) error {
 }
 
 // sendFrom says the send buffer starts at sequence number seq.
-func (e *Endpoint) sendFrom(seq Seq) {
+func (e *Endpoint) sendFrom(seq tcpfsm.Seq) {
 	io := e.buffers()
 	io.sndSeq, io.sentHigh = seq, seq
 }
 
 // Listen waits for a connection to local (a passive open). The first SYN
 // that arrives fills in the remote address.
-func (e *Endpoint) Listen(local netip.AddrPort, now Time) error {
+func (e *Endpoint) Listen(local netip.AddrPort, now tcpfsm.Time) error {
 	if !local.IsValid() {
-		return ErrAddress
+		return tcpfsm.ErrAddress
 	}
 	if e.is(epOwned) {
-		return ErrConnectionExists // a stack's, until it lets go of it
+		return tcpfsm.ErrConnectionExists // a stack's, until it lets go of it
 	}
-	if err := e.step(ListenOn(local.Port()), now); err != nil {
+	if err := e.step(tcpfsm.ListenOn(local.Port()), now); err != nil {
 		return err
 	}
 	e.key = tupleOf(local, netip.AddrPort{})
@@ -335,10 +345,10 @@ func (e *Endpoint) Listen(local netip.AddrPort, now Time) error {
 }
 
 // State returns the connection state.
-func (e *Endpoint) State() State { return e.tcb.State }
+func (e *Endpoint) State() tcpfsm.State { return e.tcb.State }
 
 // TCB returns a copy of the connection's state machine.
-func (e *Endpoint) TCB() TCB { return e.tcb }
+func (e *Endpoint) TCB() tcpfsm.TCB { return e.tcb }
 
 // LocalAddr returns the connection's local address (invalid until set).
 // An IPv6 zone given to Dial or Listen is not kept.
@@ -386,23 +396,23 @@ func (e *Endpoint) setPendingReady(r Readiness) { e.status = e.status&0x0f | uin
 func (e *Endpoint) Connected() bool { return e.is(epConnected) }
 
 // NextDeadline returns when the endpoint next needs a Tick.
-func (e *Endpoint) NextDeadline() (Time, bool) { return e.tcb.NextDeadline() }
+func (e *Endpoint) NextDeadline() (tcpfsm.Time, bool) { return e.tcb.NextDeadline() }
 
 // Tick fires the timers that are due at now.
-func (e *Endpoint) Tick(now Time) {
-	_ = e.step(Tick(), now)
+func (e *Endpoint) Tick(now tcpfsm.Time) {
+	_ = e.step(tcpfsm.Tick(), now)
 }
 
 // Input hands the endpoint one arriving TCP segment (from the TCP header
 // on) with the IP addresses it came with. A segment with a bad checksum
 // or malformed header is dropped and counted, and Input returns why; a
 // segment the state machine drops is counted in Stats().Drops.
-func (e *Endpoint) Input(tcp []byte, src, dst netip.Addr, now Time) error {
-	if !VerifyChecksum(tcp, src, dst) {
+func (e *Endpoint) Input(tcp []byte, src, dst netip.Addr, now tcpfsm.Time) error {
+	if !tcpfsm.VerifyChecksum(tcp, src, dst) {
 		e.countBad(true)
 		return errBadChecksum
 	}
-	seg, err := ParseSegment(tcp)
+	seg, err := tcpfsm.ParseSegment(tcp)
 	if err != nil {
 		e.countBad(false)
 		return err
@@ -427,15 +437,15 @@ func (e *Endpoint) countBad(checksum bool) {
 }
 
 // inputSegment is Input after the checksum and parse.
-func (e *Endpoint) inputSegment(seg *Segment, src, dst netip.Addr, now Time) error {
+func (e *Endpoint) inputSegment(seg *tcpfsm.Segment, src, dst netip.Addr, now tcpfsm.Time) error {
 	e.stats.segmentsIn++
-	if e.tcb.State == Closed && !e.is(epOwned) {
+	if e.tcb.State == tcpfsm.Closed && !e.is(epOwned) {
 		// No connection: the reset goes back where the segment came from
 		// (RFC 9293 section 3.10.7.1). (A stack's endpoint keeps its key
 		// while the stack holds it.)
 		e.setAddrs(netip.AddrPortFrom(dst, seg.DstPort), netip.AddrPortFrom(src, seg.SrcPort))
 	}
-	if e.tcb.State == Listen && seg.Flags&(FlagSYN|FlagACK|FlagRST) == FlagSYN {
+	if e.tcb.State == tcpfsm.Listen && seg.Flags&(tcpfsm.FlagSYN|tcpfsm.FlagACK|tcpfsm.FlagRST) == tcpfsm.FlagSYN {
 		local := netip.AddrPortFrom(dst, e.key.lport)
 		remote := netip.AddrPortFrom(src, seg.SrcPort)
 		return e.acceptSYN(seg, local, remote, e.sh.isn.ISN(local, remote, now), now)
@@ -444,7 +454,7 @@ func (e *Endpoint) inputSegment(seg *Segment, src, dst netip.Addr, now Time) err
 }
 
 // acceptSYN takes a SYN in LISTEN, answering it from iss.
-func (e *Endpoint) acceptSYN(seg *Segment, local, remote netip.AddrPort, iss Seq, now Time) error {
+func (e *Endpoint) acceptSYN(seg *tcpfsm.Segment, local, remote netip.AddrPort, iss tcpfsm.Seq, now tcpfsm.Time) error {
 	e.setAddrs(local, remote)
 	e.sendFrom(iss.Add(1))
 	return e.stepSegment(seg, iss, now)
@@ -460,24 +470,24 @@ func (e *Endpoint) buffers() *endpointIO {
 		// Only a stack's idle endpoints lack them, and an idle endpoint's
 		// send buffer is empty: it starts at the end of the data written.
 		e.io = e.sh.stack.takeIO()
-		e.io.sndSeq, e.io.sentHigh = e.tcb.sndEnd, e.tcb.sndEnd
+		e.io.sndSeq, e.io.sentHigh = e.tcb.SndEnd(), e.tcb.SndEnd()
 	}
 	return e.io
 }
 
 var errBadChecksum = errors.New("tcpfsm: bad checksum")
 
-func (e *Endpoint) stepSegment(seg *Segment, iss Seq, now Time) error {
-	return e.stepWith(Arrive(seg, iss), seg, now)
+func (e *Endpoint) stepSegment(seg *tcpfsm.Segment, iss tcpfsm.Seq, now tcpfsm.Time) error {
+	return e.stepWith(tcpfsm.Arrive(seg, iss), seg, now)
 }
 
 // step applies a non-segment event.
-func (e *Endpoint) step(ev Event, now Time) error { return e.stepWith(ev, nil, now) }
+func (e *Endpoint) step(ev tcpfsm.Event, now tcpfsm.Time) error { return e.stepWith(ev, nil, now) }
 
 // stepWith steps the TCB and carries out its actions. The actions are
 // appended to the output queue itself, so the segments to send need no
 // copy; apply removes the others once done with them.
-func (e *Endpoint) stepWith(ev Event, seg *Segment, now Time) error {
+func (e *Endpoint) stepWith(ev tcpfsm.Event, seg *tcpfsm.Segment, now tcpfsm.Time) error {
 	io := e.buffers()
 	base := len(io.queue)
 	q, err := e.tcb.Step(ev, now, io.queue)
@@ -493,17 +503,17 @@ func (e *Endpoint) stepWith(ev Event, seg *Segment, now Time) error {
 
 // hold keeps seg, which the TCB dropped for want of an out-of-order range,
 // in the receive buffer at its place in the stream, if it fits there.
-func (e *Endpoint) hold(seg *Segment) {
+func (e *Endpoint) hold(seg *tcpfsm.Segment) {
 	io := e.io
-	n := uint32(len(seg.Payload))
-	if io.replaying {
+	if io.replaying || seg == nil {
 		io.refused = true
 		return
 	}
+	n := uint32(len(seg.Payload))
 	if n == 0 || int(io.nheld) == len(io.held) || seg.Seq.LessThan(e.tcb.RcvNxt) {
 		return
 	}
-	off := seg.Seq.Diff(e.tcb.rcvUser)
+	off := seg.Seq.Diff(e.tcb.RcvUser())
 	if uint64(off)+uint64(n) > uint64(e.sh.rcvCap) {
 		return
 	}
@@ -513,50 +523,25 @@ func (e *Endpoint) hold(seg *Segment) {
 	io.nheld++
 }
 
-// replayBody stands in for the payload of a replayed segment: its bytes
-// are in the receive buffer already, so only its length matters.
-var replayBody [65535]byte
-
-// replay offers the held segments to the TCB again, as if the network
-// delivered them once more, while it takes any: each one RCV.NXT has
-// passed is forgotten, each one it accepts leaves the list. The
-// segments carry nothing but their data: the ACK field repeats SND.UNA,
-// the window the one in force, the timestamp TS.Recent.
-func (e *Endpoint) replay(now Time) {
+// replay offers the held segments to the TCB again (Reoffer) while it
+// takes any: each one it takes, or no longer wants, leaves the list; each
+// it refuses for want of room stays. It runs only when RCV.NXT or the
+// TCB's out-of-order data changed since the last pass, the only things
+// the TCB's answer depends on.
+func (e *Endpoint) replay(now tcpfsm.Time) {
 	io := e.io
-	t := &e.tcb
+	mark := replayMark{e.tcb.RcvNxt, e.tcb.HoldsOutOfOrder()}
+	if mark == io.mark {
+		return
+	}
 	io.replaying = true
 	defer func() { io.replaying = false }()
 	for progress := true; progress && io.nheld > 0; {
 		progress = false
 		w := 0
 		for _, h := range io.held[:io.nheld] {
-			if !t.RcvNxt.LessThan(h.seq.Add(h.n)) {
-				progress = true
-				continue // all of it has arrived again since
-			}
-			switch t.State {
-			case Established, FinWait1, FinWait2:
-			default:
-				io.nheld = 0 // no more data is taken
-				return
-			}
-			if t.RcvNxt.LessThan(h.seq) && count(t.ooo[:]) == len(t.ooo) &&
-				!touches(t.ooo[:], t.RcvNxt, h.seq, h.seq.Add(h.n)) {
-				// Still no room: offering it would only be refused
-				// again, and answered with a duplicate ACK.
-				io.held[w] = h
-				w++
-				continue
-			}
-			seg := Segment{SrcPort: t.RemotePort, DstPort: t.LocalPort, Seq: h.seq, Ack: t.SndUna,
-				Flags: FlagACK, Window: uint16(min(t.SndWnd>>t.sndShift(), 0xffff)),
-				Payload: replayBody[:h.n]}
-			if t.flags&flagTS != 0 {
-				seg.Options = Options{Present: OptTimestamps, TSVal: t.tsRecent}
-			}
 			io.refused = false
-			_ = e.stepWith(Arrive(&seg, 0), &seg, now)
+			_ = e.stepWith(tcpfsm.Reoffer(h.seq, h.n), nil, now)
 			if io.refused {
 				io.held[w] = h
 				w++
@@ -566,53 +551,54 @@ func (e *Endpoint) replay(now Time) {
 		}
 		io.nheld = uint8(w)
 	}
+	io.mark = replayMark{e.tcb.RcvNxt, e.tcb.HoldsOutOfOrder()}
 }
 
 // apply carries out the actions of one Step, q[base:]: data into the
 // receive buffer, notes into the endpoint's state, counts. Sends stay in
 // the queue, moved down over the others; it returns the queue.
-func (e *Endpoint) apply(q []Action, base int, seg *Segment) []Action {
+func (e *Endpoint) apply(q []tcpfsm.Action, base int, seg *tcpfsm.Segment) []tcpfsm.Action {
 	w := base
 	for i := base; i < len(q); i++ {
 		a := &q[i]
 		switch a.Kind {
-		case ActSend:
+		case tcpfsm.ActSend:
 			if w != i {
 				q[w] = *a
 			}
 			w++
-		case ActAccept:
+		case tcpfsm.ActAccept:
 			if !e.io.replaying { // a replayed segment's bytes are in place
-				off := int(a.DataSeq.Diff(e.tcb.rcvUser))
+				off := int(a.DataSeq.Diff(e.tcb.RcvUser()))
 				e.grow(&e.io.rcv, off+int(a.DataLen), e.sh.rcvCap)
 				e.io.rcv.writeAt(off, seg.Payload[a.Offset:a.Offset+a.DataLen])
 			}
 			e.stats.bytesIn += uint64(a.DataLen)
 			e.signal(ReadyRead)
-		case ActNotify:
+		case tcpfsm.ActNotify:
 			switch a.Note {
-			case NoteConnected:
+			case tcpfsm.NoteConnected:
 				e.bits |= epConnected
 				e.signal(ReadyWrite)
-			case NotePeerClosed:
+			case tcpfsm.NotePeerClosed:
 				e.bits |= epPeerFin
 				e.signal(ReadyRead)
-			case NoteSendAcked:
+			case tcpfsm.NoteSendAcked:
 				// Released in Output, once no queued segment needs them.
 				e.signal(ReadyWrite)
-			case NoteReset:
+			case tcpfsm.NoteReset:
 				e.fail(endReset)
-			case NoteRefused:
+			case tcpfsm.NoteRefused:
 				e.fail(endRefused)
-			case NoteTimedOut:
+			case tcpfsm.NoteTimedOut:
 				e.fail(endTimeout)
-			case NoteUserTimeout:
+			case tcpfsm.NoteUserTimeout:
 				e.fail(endUserTimeout)
-			case NoteAborted:
+			case tcpfsm.NoteAborted:
 				e.fail(endAborted)
 			}
-		case ActDrop:
-			if a.Drop == DropOutOfOrderFull && seg != nil {
+		case tcpfsm.ActDrop:
+			if a.Drop == tcpfsm.DropOutOfOrderFull {
 				e.hold(seg)
 				if e.io.replaying {
 					continue // counted when it first arrived
@@ -639,7 +625,7 @@ func (e *Endpoint) fail(code uint8) {
 // largest segment: MSS plus 60 header bytes. The returned bytes are the
 // TCP segment; the host adds the IP header (addresses from LocalAddr and
 // RemoteAddr).
-func (e *Endpoint) Output(buf []byte, now Time) int {
+func (e *Endpoint) Output(buf []byte, now tcpfsm.Time) int {
 	io := e.io
 	if io == nil {
 		return 0
@@ -661,7 +647,7 @@ func (e *Endpoint) Output(buf []byte, now Time) int {
 
 // encode writes one queued segment; it skips (false) one whose data the
 // buffer no longer holds because it was acknowledged meanwhile.
-func (e *Endpoint) encode(buf []byte, a *Action) (int, bool) {
+func (e *Endpoint) encode(buf []byte, a *tcpfsm.Action) (int, bool) {
 	s := &a.Seg
 	hl := s.HeaderLen()
 	if hl+int(a.DataLen) > len(buf) {
@@ -686,7 +672,7 @@ func (e *Endpoint) encode(buf []byte, a *Action) (int, bool) {
 		}
 	}
 	if e.is(knownBoth) {
-		_ = SetChecksum(b, e.key.addr(&e.key.local), e.key.addr(&e.key.remote))
+		_ = tcpfsm.SetChecksum(b, e.key.addr(&e.key.local), e.key.addr(&e.key.remote))
 	}
 	e.stats.segmentsOut++
 	return len(b), true
@@ -717,7 +703,7 @@ func (e *Endpoint) release() {
 // Write queues bytes of p for sending, as many as the send buffer has room
 // for, and returns how many. It returns ErrWouldBlock if none fit, and
 // the connection's error after it ended.
-func (e *Endpoint) Write(p []byte, now Time) (int, error) {
+func (e *Endpoint) Write(p []byte, now tcpfsm.Time) (int, error) {
 	if e.errCode() != 0 {
 		return 0, e.Err()
 	}
@@ -730,7 +716,7 @@ func (e *Endpoint) Write(p []byte, now Time) (int, error) {
 		}
 		return 0, ErrWouldBlock
 	}
-	if err := e.step(Send(uint32(n)), now); err != nil {
+	if err := e.step(tcpfsm.Send(uint32(n)), now); err != nil {
 		return 0, err
 	}
 	e.grow(&io.snd, io.snd.len()+n, e.sh.sndSize)
@@ -742,9 +728,9 @@ func (e *Endpoint) Write(p []byte, now Time) (int, error) {
 // Read copies received bytes into p and returns how many. It returns
 // io.EOF once the peer has closed and everything was read, ErrWouldBlock
 // when nothing is there yet, and the connection's error after a reset.
-func (e *Endpoint) Read(p []byte, now Time) (int, error) {
-	avail := int(e.tcb.RcvNxt.Diff(e.tcb.rcvUser) - e.tcb.finBit())
-	if avail == 0 || e.tcb.State == Closed {
+func (e *Endpoint) Read(p []byte, now tcpfsm.Time) (int, error) {
+	avail := int(e.tcb.Unread())
+	if avail == 0 || e.tcb.State == tcpfsm.Closed {
 		switch {
 		case e.errCode() != 0:
 			return 0, e.Err()
@@ -758,7 +744,7 @@ func (e *Endpoint) Read(p []byte, now Time) (int, error) {
 	n := min(len(p), avail)
 	e.io.rcv.readAt(0, p[:n]) // unread data means the buffers are lent
 	e.io.rcv.discard(n)
-	if err := e.step(Receive(uint32(n)), now); err != nil {
+	if err := e.step(tcpfsm.Receive(uint32(n)), now); err != nil {
 		return n, err
 	}
 	e.changed(now)
@@ -767,30 +753,30 @@ func (e *Endpoint) Read(p []byte, now Time) (int, error) {
 
 // Buffered returns how many received bytes wait to be read.
 func (e *Endpoint) Buffered() int {
-	if e.tcb.State == Closed || e.tcb.State == Listen || e.tcb.State == SynSent {
+	if e.tcb.State == tcpfsm.Closed || e.tcb.State == tcpfsm.Listen || e.tcb.State == tcpfsm.SynSent {
 		return 0
 	}
-	return int(e.tcb.RcvNxt.Diff(e.tcb.rcvUser) - e.tcb.finBit())
+	return int(e.tcb.Unread())
 }
 
 // CloseWrite closes the sending half: a FIN follows the queued data, and
 // the endpoint goes on receiving (RFC 9293 section 3.10.4, MAY-1).
-func (e *Endpoint) CloseWrite(now Time) error {
+func (e *Endpoint) CloseWrite(now tcpfsm.Time) error {
 	defer e.changed(now)
-	return e.step(Close(), now)
+	return e.step(tcpfsm.Close(), now)
 }
 
 // Close closes both halves. Unread data, or data that arrives later,
 // resets the connection instead (RFC 9293 SHLD-3).
-func (e *Endpoint) Close(now Time) error {
+func (e *Endpoint) Close(now tcpfsm.Time) error {
 	defer e.changed(now)
-	return e.step(CloseFull(), now)
+	return e.step(tcpfsm.CloseFull(), now)
 }
 
 // Abort resets the connection (RFC 9293 section 3.10.5).
-func (e *Endpoint) Abort(now Time) error {
+func (e *Endpoint) Abort(now tcpfsm.Time) error {
 	defer e.changed(now)
-	return e.step(Abort(), now)
+	return e.step(tcpfsm.Abort(), now)
 }
 
 // ring is a fixed-size byte ring.
@@ -849,4 +835,10 @@ func (r *ring) discard(n int) {
 		r.start -= len(r.buf)
 		r.end -= len(r.buf)
 	}
+}
+
+// sameFamily reports whether a and b are both valid and both IPv4 (or
+// IPv4-mapped) or both IPv6, as a pseudo-header needs.
+func sameFamily(a, b netip.Addr) bool {
+	return a.IsValid() && b.IsValid() && a.Unmap().Is4() == b.Unmap().Is4()
 }

@@ -1,4 +1,4 @@
-package tcpfsm
+package tcpstack
 
 import (
 	"crypto/rand"
@@ -7,11 +7,13 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/tcpfsm/tcpfsm"
 	"github.com/tcpfsm/tcpfsm/internal/minheap"
+	"github.com/tcpfsm/tcpfsm/internal/siphash"
 )
 
-// StackConfig configures a Stack.
-type StackConfig struct {
+// Config configures a Stack.
+type Config struct {
 	// Endpoint configures every connection (buffers and TCP settings).
 	Endpoint EndpointConfig
 	// Backlog bounds the half-open (SYN-RECEIVED) connections of each
@@ -28,7 +30,7 @@ type StackConfig struct {
 	CookieKey [16]byte
 	// AbortOnOverflow resets a connection whose handshake completes while
 	// its listener's accept queue is full. By default the completing ACK
-	// is dropped instead (counted in StackStats.AcceptOverflow) and the
+	// is dropped instead (counted in Stats.AcceptOverflow) and the
 	// connection stays in SYN-RECEIVED: the SYN-ACK's retransmission, or
 	// the peer's, completes it once Accept has made room, as Linux
 	// (tcp_abort_on_overflow=0) and FreeBSD do.
@@ -42,18 +44,18 @@ type StackConfig struct {
 	// QuietUntil is the end of the quiet time (RFC 9293 section 3.4.3):
 	// before it the Stack assigns no initial sequence numbers, so Dial
 	// fails with ErrQuietTime and SYNs for its listeners are dropped
-	// unanswered (counted in StackStats.QuietDrops); segments of
+	// unanswered (counted in Stats.QuietDrops); segments of
 	// connections it has go on as usual. A host restarting after a crash
 	// that lost its connections' sequence state sets it to the restart
 	// time plus MSL. Zero, the default, means none: the RFC 6528 ISNs
 	// this package draws already keep a new incarnation's sequence
 	// numbers away from an old one's, which section 3.4.3 accepts as a
 	// reason to skip the wait.
-	QuietUntil Time
+	QuietUntil tcpfsm.Time
 }
 
-// StackStats counts what a Stack saw and did.
-type StackStats struct {
+// Stats counts what a Stack saw and did.
+type Stats struct {
 	SegmentsIn, SegmentsOut uint64
 	BadChecksum, Malformed  uint64 // dropped before demultiplexing
 	ResetsSent              uint64 // RSTs for segments that matched nothing (RFC 9293 3.10.7.1)
@@ -62,7 +64,7 @@ type StackStats struct {
 	CookiesRejected         uint64 // ACKs whose cookie failed
 	AcceptOverflow          uint64 // handshakes not completed (or reset, with AbortOnOverflow): accept queue full
 	TimeWaitRecords         uint64 // connections moved to a compact TIME-WAIT record
-	QuietDrops              uint64 // SYNs dropped during the quiet time (StackConfig.QuietUntil)
+	QuietDrops              uint64 // SYNs dropped during the quiet time (Config.QuietUntil)
 }
 
 // Errors of the Stack.
@@ -70,7 +72,7 @@ var (
 	ErrPortInUse    = errors.New("tcpfsm: port in use")
 	ErrNoPorts      = errors.New("tcpfsm: no ephemeral port free")
 	ErrNotListening = errors.New("tcpfsm: listener closed")
-	// ErrQuietTime is Dial's error before StackConfig.QuietUntil.
+	// ErrQuietTime is Dial's error before Config.QuietUntil.
 	ErrQuietTime = errors.New("tcpfsm: quiet time after restart (RFC 9293 section 3.4.3)")
 )
 
@@ -102,17 +104,6 @@ func (k *tuple) addr(a *[16]byte) netip.Addr {
 func (k *tuple) Local() netip.AddrPort  { return netip.AddrPortFrom(k.addr(&k.local), k.lport) }
 func (k *tuple) Remote() netip.AddrPort { return netip.AddrPortFrom(k.addr(&k.remote), k.rport) }
 
-// twRecord is a connection in TIME-WAIT kept compactly: enough to ACK a
-// retransmitted FIN, judge a new SYN, and expire (RFC 9293 section 3.10.7.4).
-type twRecord struct {
-	sndNxt, rcvNxt Seq
-	iss            Seq // our timestamp clock offset
-	tsRecent       uint32
-	rcvWnd         uint32 // the window last advertised
-	deadline       Time
-	ts             bool
-}
-
 // Stack is many connections keyed by their addresses and ports: listeners
 // with a bounded SYN backlog and SYN cookies under pressure, RSTs for
 // segments that match nothing, compact TIME-WAIT records, ephemeral ports,
@@ -123,7 +114,7 @@ type twRecord struct {
 // arriving segment; Tick when the clock reaches NextDeadline; after each,
 // call Output until it returns 0 and send what it wrote.
 type Stack struct {
-	cfg       StackConfig
+	cfg       Config
 	conns     connTable // established and half-open connections
 	listeners map[uint16]*Listener
 	tw        twTable         // TIME-WAIT records
@@ -132,17 +123,17 @@ type Stack struct {
 	armed     int             // connections with a deadline on the heap (the rest of it is stale)
 	active    fifo[*Endpoint] // connections with output waiting
 	replies   []reply         // segments the stack itself sends (RSTs, cookie SYN-ACKs)
-	ready     fifo[*Endpoint] // endpoints whose readiness changed (StackConfig.Readiness)
+	ready     fifo[*Endpoint] // endpoints whose readiness changed (Config.Readiness)
 	readyL    fifo[*Listener] // listeners with connections newly queued for Accept
 	isn       ISNSource
 	cookies   cookieJar
 	nextPort  uint16
-	fresh     TCB             // a CLOSED TCB with the stack's settings
+	fresh     tcpfsm.TCB      // a CLOSED TCB with the stack's settings
 	shared    *endpointShared // settings every endpoint of the stack points to
 	free      []bufPool       // buffers of idle or ended connections, one pool per size
 	pooled    int             // bytes in free
 	freeIO    []*endpointIO   // buffer sets and output queues of idle connections
-	stats     StackStats
+	stats     Stats
 }
 
 // newEndpoint makes an endpoint that takes buffers from the stack only
@@ -212,7 +203,7 @@ func (s *Stack) takeIO() *endpointIO {
 		s.freeIO = s.freeIO[:n-1]
 		return io
 	}
-	return &endpointIO{queue: make([]Action, 0, 8)}
+	return &endpointIO{queue: make([]tcpfsm.Action, 0, 8)}
 }
 
 // recycle takes back what a connection does not need now: the send
@@ -226,7 +217,7 @@ func (s *Stack) recycle(e *Endpoint) {
 		return
 	}
 	e.release()
-	if st := e.tcb.State; st == Closed || st == TimeWait || st == Listen {
+	if st := e.tcb.State; st == tcpfsm.Closed || st == tcpfsm.TimeWait || st == tcpfsm.Listen {
 		io.snd.reset() // nothing left to retransmit
 		io.nheld = 0   // nor to receive
 	}
@@ -234,7 +225,7 @@ func (s *Stack) recycle(e *Endpoint) {
 		s.putBuf(io.snd.buf)
 		io.snd = ring{}
 	}
-	if len(io.rcv.buf) > 0 && e.Buffered() == 0 && count(e.tcb.ooo[:]) == 0 && io.nheld == 0 {
+	if len(io.rcv.buf) > 0 && e.Buffered() == 0 && !e.tcb.HoldsOutOfOrder() && io.nheld == 0 {
 		s.putBuf(io.rcv.buf)
 		io.rcv = ring{}
 	}
@@ -251,12 +242,12 @@ func (s *Stack) recycle(e *Endpoint) {
 }
 
 type reply struct {
-	seg      Segment
+	seg      tcpfsm.Segment
 	src, dst netip.Addr
 }
 
-// NewStack returns an empty stack.
-func NewStack(cfg StackConfig) (*Stack, error) {
+// New returns an empty stack.
+func New(cfg Config) (*Stack, error) {
 	if cfg.Backlog <= 0 {
 		cfg.Backlog = 128
 	}
@@ -275,7 +266,7 @@ func NewStack(cfg StackConfig) (*Stack, error) {
 		}
 	}
 	if cfg.Endpoint.ISN == nil {
-		cfg.Endpoint.ISN = NewISNGenerator()
+		cfg.Endpoint.ISN = tcpfsm.NewISNGenerator()
 	}
 	fresh, shared, err := compileEndpoint(cfg.Endpoint)
 	if err != nil {
@@ -298,7 +289,7 @@ func NewStack(cfg StackConfig) (*Stack, error) {
 }
 
 // Stats returns the stack's counters.
-func (s *Stack) Stats() StackStats { return s.stats }
+func (s *Stack) Stats() Stats { return s.stats }
 
 // Conns returns the number of connections with full state (TIME-WAIT
 // records not counted).
@@ -379,7 +370,7 @@ func (s *Stack) signal(e *Endpoint, r Readiness) {
 // changes, and each listener that queued connections for Accept. It is
 // produced as things happen, without a scan, so a host with many
 // connections wakes only those that can go on. It needs
-// StackConfig.Readiness; without it, it appends nothing.
+// Config.Readiness; without it, it appends nothing.
 func (s *Stack) Ready(dst []ReadyEvent) []ReadyEvent {
 	for s.ready.len() > 0 {
 		e := s.ready.pop()
@@ -435,9 +426,9 @@ func (l *Listener) Close() {
 }
 
 // Dial opens a connection from local (an ephemeral port is chosen) to
-// remote. It fails with ErrQuietTime before StackConfig.QuietUntil, and
+// remote. It fails with ErrQuietTime before Config.QuietUntil, and
 // with ErrNoPorts when every ephemeral port is taken for remote.
-func (s *Stack) Dial(local netip.Addr, remote netip.AddrPort, now Time) (*Endpoint, error) {
+func (s *Stack) Dial(local netip.Addr, remote netip.AddrPort, now tcpfsm.Time) (*Endpoint, error) {
 	if now < s.cfg.QuietUntil {
 		return nil, ErrQuietTime
 	}
@@ -471,19 +462,19 @@ func (s *Stack) Dial(local netip.Addr, remote netip.AddrPort, now Time) (*Endpoi
 }
 
 // Input hands the stack one arriving TCP segment with its IP addresses.
-func (s *Stack) Input(tcp []byte, src, dst netip.Addr, now Time) error {
-	if !VerifyChecksum(tcp, src, dst) {
+func (s *Stack) Input(tcp []byte, src, dst netip.Addr, now tcpfsm.Time) error {
+	if !tcpfsm.VerifyChecksum(tcp, src, dst) {
 		s.stats.BadChecksum++
 		return errBadChecksum
 	}
-	seg, err := ParseSegment(tcp)
+	seg, err := tcpfsm.ParseSegment(tcp)
 	if err != nil {
 		s.stats.Malformed++
 		return err
 	}
 	s.stats.SegmentsIn++
 	k := tuple{local: dst.As16(), remote: src.As16(), lport: seg.DstPort, rport: seg.SrcPort, v4: dst.Is4()}
-	if e := s.conns.get(&k); e != nil && e.State() == TimeWait {
+	if e := s.conns.get(&k); e != nil && e.State() == tcpfsm.TimeWait {
 		// A connection that entered TIME-WAIT with output still queued
 		// (the ACK of the peer's FIN) is in the table until that output
 		// goes. Segments for it meanwhile follow the TIME-WAIT record's
@@ -492,7 +483,7 @@ func (s *Stack) Input(tcp []byte, src, dst netip.Addr, now Time) error {
 		// reading what arrived before the FIN.
 		s.toTimeWait(e)
 	} else if e != nil {
-		if e.is(epHalfOpen) && seg.Flags&(FlagACK|FlagRST|FlagSYN) == FlagACK && s.acceptQueueFull(k.lport) {
+		if e.is(epHalfOpen) && seg.Flags&(tcpfsm.FlagACK|tcpfsm.FlagRST|tcpfsm.FlagSYN) == tcpfsm.FlagACK && s.acceptQueueFull(k.lport) {
 			s.stats.AcceptOverflow++
 			return nil // the handshake completes once Accept makes room
 		}
@@ -514,20 +505,20 @@ func (s *Stack) Input(tcp []byte, src, dst netip.Addr, now Time) error {
 }
 
 // reset answers a segment that matched nothing (RFC 9293 section 3.10.7.1).
-func (s *Stack) reset(seg *Segment, src, dst netip.Addr) {
-	if r, ok := ResetFor(seg); ok {
+func (s *Stack) reset(seg *tcpfsm.Segment, src, dst netip.Addr) {
+	if r, ok := tcpfsm.ResetFor(seg); ok {
 		s.replies = append(s.replies, reply{seg: r, src: dst, dst: src})
 		s.stats.ResetsSent++
 	}
 }
 
 // listenInput handles a segment for a listening port with no connection.
-func (s *Stack) listenInput(l *Listener, k tuple, seg *Segment, now Time) error {
+func (s *Stack) listenInput(l *Listener, k tuple, seg *tcpfsm.Segment, now tcpfsm.Time) error {
 	f := seg.Flags
 	switch {
-	case f&FlagRST != 0:
+	case f&tcpfsm.FlagRST != 0:
 		return nil
-	case f&(FlagSYN|FlagACK) == FlagSYN:
+	case f&(tcpfsm.FlagSYN|tcpfsm.FlagACK) == tcpfsm.FlagSYN:
 		if now < s.cfg.QuietUntil {
 			s.stats.QuietDrops++ // a SYN-ACK would assign an ISS
 			return nil
@@ -543,7 +534,7 @@ func (s *Stack) listenInput(l *Listener, k tuple, seg *Segment, now Time) error 
 		err := e.inputSegment(seg, k.addr(&k.remote), k.addr(&k.local), now)
 		s.after(e, now)
 		return err
-	case f&(FlagSYN|FlagACK) == FlagACK:
+	case f&(tcpfsm.FlagSYN|tcpfsm.FlagACK) == tcpfsm.FlagACK:
 		if s.cookieInput(l, k, seg, now) {
 			return nil
 		}
@@ -576,11 +567,11 @@ func (s *Stack) disown(e *Endpoint) {
 // after brings the stack's view of a connection up to date after any call
 // on it: output to send, its deadline on the heap, acceptance, TIME-WAIT,
 // removal.
-func (s *Stack) after(e *Endpoint, now Time) {
+func (s *Stack) after(e *Endpoint, now tcpfsm.Time) {
 	if !e.is(epOwned) {
 		return // already gone (TIME-WAIT record or deleted)
 	}
-	if e.is(epHalfOpen) && e.State() != SynReceived {
+	if e.is(epHalfOpen) && e.State() != tcpfsm.SynReceived {
 		e.bits &^= epHalfOpen
 		s.leaveBacklog(e, now)
 	}
@@ -591,10 +582,10 @@ func (s *Stack) after(e *Endpoint, now Time) {
 	if !e.is(epInActive) {
 		s.recycle(e)
 		switch e.State() {
-		case TimeWait:
+		case tcpfsm.TimeWait:
 			s.toTimeWait(e)
 			return
-		case Closed, Listen:
+		case tcpfsm.Closed, tcpfsm.Listen:
 			// A half-open connection that a RST or a SYN returned to
 			// LISTEN (RFC 9293 section 3.10.7.3) is gone: the listener
 			// is the Stack's, and nobody accepted this one.
@@ -620,7 +611,7 @@ func (s *Stack) after(e *Endpoint, now Time) {
 
 // acceptQueueFull reports whether a half-open connection to port must not
 // complete now: the listener's accept queue is full and the Stack drops
-// completing ACKs rather than resetting (StackConfig.AbortOnOverflow).
+// completing ACKs rather than resetting (Config.AbortOnOverflow).
 func (s *Stack) acceptQueueFull(port uint16) bool {
 	l := s.listeners[port]
 	return !s.cfg.AbortOnOverflow && l != nil && l.ready.len() >= s.cfg.AcceptQueue
@@ -632,7 +623,7 @@ func (s *Stack) acceptQueueFull(port uint16) bool {
 // took the SYN was closed and another opened since, the new one inherited
 // its backlog (Listen), and takes the connection; with none, the
 // connection is reset.
-func (s *Stack) leaveBacklog(e *Endpoint, now Time) {
+func (s *Stack) leaveBacklog(e *Endpoint, now tcpfsm.Time) {
 	port := e.key.lport
 	l := s.listeners[port]
 	if l != nil {
@@ -640,7 +631,7 @@ func (s *Stack) leaveBacklog(e *Endpoint, now Time) {
 	} else if s.orphans[port]--; s.orphans[port] <= 0 {
 		delete(s.orphans, port)
 	}
-	if e.State() != Established && e.State() != CloseWait {
+	if e.State() != tcpfsm.Established && e.State() != tcpfsm.CloseWait {
 		return
 	}
 	if l != nil && l.ready.len() < s.cfg.AcceptQueue {
@@ -684,45 +675,37 @@ func (s *Stack) sweepTimers() {
 // Endpoint the application holds keeps saying TIME-WAIT; TimeWaits
 // counts the records still running.
 func (s *Stack) toTimeWait(e *Endpoint) {
-	t := &e.tcb
-	d, _ := t.Deadline(TimerClose)
+	r, _ := e.tcb.TimeWaitRecord()
 	k := e.key
 	s.disown(e)
 	s.recycle(e)
-	s.tw.put(k, twRecord{sndNxt: t.SndNxt, rcvNxt: t.RcvNxt, iss: t.Iss, tsRecent: t.tsRecent,
-		rcvWnd: t.RcvWnd(), deadline: d, ts: t.flags&flagTS != 0})
+	s.tw.put(k, r)
 	s.stats.TimeWaitRecords++
 }
 
 // timeWaitInput handles a segment for a TIME-WAIT record, by the rules a
-// TCB in TIME-WAIT follows (judgeTimeWait). It reports true when the segment
-// is a SYN that may open a new incarnation (the record is then deleted).
-func (s *Stack) timeWaitInput(k tuple, r twRecord, seg *Segment, now Time) bool {
-	w := twView{sndNxt: r.sndNxt, rcvNxt: r.rcvNxt, rcvWnd: r.rcvWnd, tsRecent: r.tsRecent, ts: r.ts,
-		opts: s.fresh.cfg.opts}
-	switch judgeTimeWait(&w, seg) {
-	case twDrop:
+// TCB in TIME-WAIT follows (TimeWaitRecord.Input). It reports true when
+// the segment is a SYN that may open a new incarnation (the record is
+// then deleted).
+func (s *Stack) timeWaitInput(k tuple, r tcpfsm.TimeWaitRecord, seg *tcpfsm.Segment, now tcpfsm.Time) bool {
+	var ack tcpfsm.Segment
+	switch r.Input(seg, now, &ack) {
+	case tcpfsm.TimeWaitDrop:
 		return false
-	case twReopen:
+	case tcpfsm.TimeWaitReopen:
 		s.tw.del(&k)
 		return true
-	case twClose:
+	case tcpfsm.TimeWaitClose:
 		s.tw.del(&k)
 		return false
-	case twAckFIN:
-		r.deadline = now.Add(2 * s.fresh.cfg.msl.dur())
-		s.tw.put(k, r)
 	}
-	ack := Segment{SrcPort: k.lport, DstPort: k.rport, Seq: r.sndNxt, Ack: r.rcvNxt, Flags: FlagACK}
-	if r.ts {
-		ack.Options = Options{Present: OptTimestamps, TSVal: msOf(now) + uint32(r.iss), TSEcr: r.tsRecent}
-	}
+	s.tw.put(k, r) // its 2*MSL may have restarted
 	s.replies = append(s.replies, reply{seg: ack, src: k.addr(&k.local), dst: k.addr(&k.remote)})
 	return false
 }
 
 // NextDeadline returns the earliest deadline over every connection.
-func (s *Stack) NextDeadline() (Time, bool) {
+func (s *Stack) NextDeadline() (tcpfsm.Time, bool) {
 	s.sweepTimers()
 	for len(s.timers) > 0 && !s.timers[0].live() {
 		s.timers.pop()
@@ -740,7 +723,7 @@ func (s *Stack) NextDeadline() (Time, bool) {
 }
 
 // Tick fires every timer due at now.
-func (s *Stack) Tick(now Time) {
+func (s *Stack) Tick(now tcpfsm.Time) {
 	s.tw.expire(now)
 	for len(s.timers) > 0 && s.timers[0].at <= now {
 		t := s.timers.pop()
@@ -757,11 +740,11 @@ func (s *Stack) Tick(now Time) {
 
 // Output writes the next segment to send into buf and returns its length
 // and addresses; 0 when nothing waits. buf must hold MSS plus 60 bytes.
-func (s *Stack) Output(buf []byte, now Time) (n int, src, dst netip.Addr) {
+func (s *Stack) Output(buf []byte, now tcpfsm.Time) (n int, src, dst netip.Addr) {
 	if len(s.replies) > 0 {
 		r := &s.replies[0]
 		b := r.seg.AppendTo(buf[:0])
-		_ = SetChecksum(b, r.src, r.dst)
+		_ = tcpfsm.SetChecksum(b, r.src, r.dst)
 		src, dst = r.src, r.dst
 		s.replies = s.replies[1:]
 		if len(s.replies) == 0 {
@@ -802,7 +785,7 @@ func newCookieJar(key [16]byte) cookieJar {
 	return cookieJar{binary.LittleEndian.Uint64(key[:8]), binary.LittleEndian.Uint64(key[8:])}
 }
 
-func (j *cookieJar) mac(k tuple, irs Seq, count uint32) uint32 {
+func (j *cookieJar) mac(k tuple, irs tcpfsm.Seq, count uint32) uint32 {
 	var b [44]byte
 	copy(b[0:], k.local[:])
 	copy(b[16:], k.remote[:])
@@ -810,19 +793,19 @@ func (j *cookieJar) mac(k tuple, irs Seq, count uint32) uint32 {
 	binary.BigEndian.PutUint16(b[34:], k.rport)
 	binary.BigEndian.PutUint32(b[36:], uint32(irs))
 	binary.BigEndian.PutUint32(b[40:], count)
-	return uint32(sipHash24(j.k0, j.k1, b[:]))
+	return uint32(siphash.Sum64(j.k0, j.k1, b[:]))
 }
 
-func (j *cookieJar) make(k tuple, irs Seq, mssIdx int, now Time) Seq {
-	count := uint32(now / Time(cookiePeriod))
-	return Seq(count&0x1f<<27 | uint32(mssIdx)&7<<24 | j.mac(k, irs, count)&0xffffff)
+func (j *cookieJar) make(k tuple, irs tcpfsm.Seq, mssIdx int, now tcpfsm.Time) tcpfsm.Seq {
+	count := uint32(now / tcpfsm.Time(cookiePeriod))
+	return tcpfsm.Seq(count&0x1f<<27 | uint32(mssIdx)&7<<24 | j.mac(k, irs, count)&0xffffff)
 }
 
 // check returns the MSS index of a valid cookie made within the last two
 // periods.
-func (j *cookieJar) check(k tuple, irs, cookie Seq, now Time) (int, bool) {
+func (j *cookieJar) check(k tuple, irs, cookie tcpfsm.Seq, now tcpfsm.Time) (int, bool) {
 	c := uint32(cookie)
-	now32 := uint32(now / Time(cookiePeriod))
+	now32 := uint32(now / tcpfsm.Time(cookiePeriod))
 	for age := range uint32(2) {
 		count := now32 - age
 		if count&0x1f == c>>27 && j.mac(k, irs, count)&0xffffff == c&0xffffff {
@@ -846,10 +829,10 @@ func cookieTSVal(clock, bits uint32) uint32 {
 }
 
 // sendCookie answers a SYN statelessly.
-func (s *Stack) sendCookie(k tuple, syn *Segment, now Time) {
+func (s *Stack) sendCookie(k tuple, syn *tcpfsm.Segment, now tcpfsm.Time) {
 	cfg := &s.cfg.Endpoint.Config
 	peer := uint16(536)
-	if syn.Options.Has(OptMSS) {
+	if syn.Options.Has(tcpfsm.OptMSS) {
 		peer = syn.Options.MSS
 	}
 	idx := 0
@@ -867,26 +850,26 @@ func (s *Stack) sendCookie(k tuple, syn *Segment, now Time) {
 	if rb == 0 {
 		rb = 65535
 	}
-	sa := Segment{SrcPort: k.lport, DstPort: k.rport, Seq: iss, Ack: syn.Seq.Add(1),
-		Flags: FlagSYN | FlagACK, Window: uint16(min(rb, 0xffff)),
-		Options: Options{Present: OptMSS, MSS: our}}
-	if syn.Options.Has(OptTimestamps) && !cfg.NoTimestamps {
+	sa := tcpfsm.Segment{SrcPort: k.lport, DstPort: k.rport, Seq: iss, Ack: syn.Seq.Add(1),
+		Flags: tcpfsm.FlagSYN | tcpfsm.FlagACK, Window: uint16(min(rb, 0xffff)),
+		Options: tcpfsm.Options{Present: tcpfsm.OptMSS, MSS: our}}
+	if syn.Options.Has(tcpfsm.OptTimestamps) && !cfg.NoTimestamps {
 		var bits uint32
-		if syn.Options.Has(OptWindowScale) && !cfg.NoWindowScale {
+		if syn.Options.Has(tcpfsm.OptWindowScale) && !cfg.NoWindowScale {
 			bits |= uint32(min(syn.Options.WindowScale, 14)) + 1
 		}
-		if syn.Options.Has(OptSACKPermitted) && !cfg.NoSACK {
+		if syn.Options.Has(tcpfsm.OptSACKPermitted) && !cfg.NoSACK {
 			bits |= 0x10
 		}
-		sa.Options.Present |= OptTimestamps
-		sa.Options.TSVal = cookieTSVal(msOf(now)+uint32(iss), bits)
+		sa.Options.Present |= tcpfsm.OptTimestamps
+		sa.Options.TSVal = cookieTSVal(now.Millis()+uint32(iss), bits)
 		sa.Options.TSEcr = syn.Options.TSVal
 		if bits&0xf != 0 {
-			sa.Options.Present |= OptWindowScale
-			sa.Options.WindowScale = s.fresh.cfg.wscale
+			sa.Options.Present |= tcpfsm.OptWindowScale
+			sa.Options.WindowScale = s.fresh.WindowScale()
 		}
 		if bits&0x10 != 0 {
-			sa.Options.Present |= OptSACKPermitted
+			sa.Options.Present |= tcpfsm.OptSACKPermitted
 		}
 	}
 	s.replies = append(s.replies, reply{seg: sa, src: k.addr(&k.local), dst: k.addr(&k.remote)})
@@ -894,7 +877,7 @@ func (s *Stack) sendCookie(k tuple, syn *Segment, now Time) {
 }
 
 // cookieInput builds a connection from an ACK that carries a valid cookie.
-func (s *Stack) cookieInput(l *Listener, k tuple, ack *Segment, now Time) bool {
+func (s *Stack) cookieInput(l *Listener, k tuple, ack *tcpfsm.Segment, now tcpfsm.Time) bool {
 	iss := ack.Ack.Add(^uint32(0))
 	irs := ack.Seq.Add(^uint32(0))
 	idx, ok := s.cookies.check(k, irs, iss, now)
@@ -910,18 +893,18 @@ func (s *Stack) cookieInput(l *Listener, k tuple, ack *Segment, now Time) bool {
 	}
 	// Rebuild the SYN the peer sent, as far as the cookie remembers it,
 	// and replay the handshake through the state machine.
-	syn := Segment{SrcPort: k.rport, DstPort: k.lport, Seq: irs, Flags: FlagSYN,
-		Window: ack.Window, Options: Options{Present: OptMSS, MSS: cookieMSS[idx]}}
-	if ack.Options.Has(OptTimestamps) {
+	syn := tcpfsm.Segment{SrcPort: k.rport, DstPort: k.lport, Seq: irs, Flags: tcpfsm.FlagSYN,
+		Window: ack.Window, Options: tcpfsm.Options{Present: tcpfsm.OptMSS, MSS: cookieMSS[idx]}}
+	if ack.Options.Has(tcpfsm.OptTimestamps) {
 		bits := ack.Options.TSEcr & 0x1f
-		syn.Options.Present |= OptTimestamps
+		syn.Options.Present |= tcpfsm.OptTimestamps
 		syn.Options.TSVal = ack.Options.TSVal
 		if bits&0xf != 0 {
-			syn.Options.Present |= OptWindowScale
+			syn.Options.Present |= tcpfsm.OptWindowScale
 			syn.Options.WindowScale = uint8(bits&0xf - 1)
 		}
 		if bits&0x10 != 0 {
-			syn.Options.Present |= OptSACKPermitted
+			syn.Options.Present |= tcpfsm.OptSACKPermitted
 		}
 	}
 	e := s.newEndpoint()
@@ -931,7 +914,7 @@ func (s *Stack) cookieInput(l *Listener, k tuple, ack *Segment, now Time) bool {
 		return false
 	}
 	e.io.queue = e.io.queue[:0] // the SYN-ACK was sent already, by the cookie
-	if err := e.inputSegment(ack, remote.Addr(), local.Addr(), now); err != nil || e.State() != Established {
+	if err := e.inputSegment(ack, remote.Addr(), local.Addr(), now); err != nil || e.State() != tcpfsm.Established {
 		return false
 	}
 	s.adopt(e, k, false)
@@ -947,7 +930,7 @@ func (s *Stack) cookieInput(l *Listener, k tuple, ack *Segment, now Time) bool {
 type timerHeap []timerEntry
 
 type timerEntry struct {
-	at Time
+	at tcpfsm.Time
 	ep *Endpoint
 }
 

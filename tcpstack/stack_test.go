@@ -1,4 +1,4 @@
-package tcpfsm
+package tcpstack
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"unsafe"
 
 	"github.com/stretchr/testify/require"
+	"github.com/tcpfsm/tcpfsm"
 	"pgregory.net/rapid"
 )
 
@@ -26,7 +27,7 @@ type stackNet struct {
 	t     testing.TB
 	s     [2]*Stack
 	ip    [2]netip.Addr
-	now   Time
+	now   tcpfsm.Time
 	q     []stackPkt
 	spare [][]byte // packet buffers to reuse, so the harness allocates nothing per packet
 	buf   []byte
@@ -35,18 +36,18 @@ type stackNet struct {
 }
 
 type stackPkt struct {
-	at       Time
+	at       tcpfsm.Time
 	to       int
 	src, dst netip.Addr
 	data     []byte
 }
 
-func newStackNet(t testing.TB, a, b StackConfig) *stackNet {
+func newStackNet(t testing.TB, a, b Config) *stackNet {
 	n := &stackNet{t: t, ip: [2]netip.Addr{ipA, ipB}, buf: make([]byte, 65536), delay: time.Millisecond}
 	var err error
-	n.s[0], err = NewStack(a)
+	n.s[0], err = New(a)
 	require.NoError(t, err)
-	n.s[1], err = NewStack(b)
+	n.s[1], err = New(b)
 	require.NoError(t, err)
 	return n
 }
@@ -71,13 +72,13 @@ func (n *stackNet) flush() {
 	}
 }
 
-func (n *stackNet) run(limit Time, done func() bool) {
+func (n *stackNet) run(limit tcpfsm.Time, done func() bool) {
 	for {
 		n.flush()
 		if done != nil && done() {
 			return
 		}
-		next := Time(-1)
+		next := tcpfsm.Time(-1)
 		if len(n.q) > 0 {
 			next = n.q[0].at
 		}
@@ -122,7 +123,7 @@ func (n *stackNet) connect(t *testing.T) (c, srv *Endpoint) {
 }
 
 func TestStackConnectTransferClose(t *testing.T) {
-	n := newStackNet(t, StackConfig{}, StackConfig{})
+	n := newStackNet(t, Config{}, Config{})
 	c, srv := n.connect(t)
 	var err error
 	require.Equal(t, ipA, srv.RemoteAddr().Addr())
@@ -135,7 +136,7 @@ func TestStackConnectTransferClose(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, msg, got[:k])
 	require.NoError(t, c.Close(n.now))
-	n.run(at(7), func() bool { return srv.State() == CloseWait })
+	n.run(at(7), func() bool { return srv.State() == tcpfsm.CloseWait })
 	require.NoError(t, srv.Close(n.now))
 	n.run(at(8), func() bool { return n.s[0].TimeWaits() == 1 && n.s[1].Conns() == 0 })
 	require.Equal(t, 0, n.s[0].Conns(), "the TIME-WAIT connection became a compact record")
@@ -146,20 +147,20 @@ func TestStackConnectTransferClose(t *testing.T) {
 }
 
 func TestStackResetsSegmentsThatMatchNothing(t *testing.T) {
-	s, err := NewStack(StackConfig{})
+	s, err := New(Config{})
 	require.NoError(t, err)
-	syn := Segment{SrcPort: 1234, DstPort: 9, Seq: 1000, Flags: FlagSYN}
+	syn := tcpfsm.Segment{SrcPort: 1234, DstPort: 9, Seq: 1000, Flags: tcpfsm.FlagSYN}
 	b := syn.AppendTo(nil)
-	require.NoError(t, SetChecksum(b, ipA, ipB))
+	require.NoError(t, tcpfsm.SetChecksum(b, ipA, ipB))
 	require.NoError(t, s.Input(b, ipA, ipB, 0))
 	buf := make([]byte, 100)
 	m, src, dst := s.Output(buf, 0)
 	require.Equal(t, ipB, src)
 	require.Equal(t, ipA, dst)
-	r, err := ParseSegment(buf[:m])
+	r, err := tcpfsm.ParseSegment(buf[:m])
 	require.NoError(t, err)
 	require.Equal(t, "Flags [R.], seq 0, ack 1001, win 0, length 0", r.String())
-	require.True(t, VerifyChecksum(buf[:m], src, dst))
+	require.True(t, tcpfsm.VerifyChecksum(buf[:m], src, dst))
 	require.Equal(t, uint64(1), s.Stats().ResetsSent)
 	// Garbage and bad checksums are counted, not answered.
 	require.Error(t, s.Input([]byte{1, 2}, ipA, ipB, 0))
@@ -171,13 +172,13 @@ func TestStackResetsSegmentsThatMatchNothing(t *testing.T) {
 }
 
 // spoofedSYN returns a SYN from a distinct address and port for i.
-func spoofedSYN(i int, opts Options) ([]byte, netip.Addr) {
+func spoofedSYN(i int, opts tcpfsm.Options) ([]byte, netip.Addr) {
 	var a [4]byte
 	binary.BigEndian.PutUint32(a[:], 0x0b000000|uint32(i>>14))
 	src := netip.AddrFrom4(a)
-	syn := Segment{SrcPort: uint16(1024 + i&0x3fff), DstPort: 80, Seq: Seq(i * 7919), Flags: FlagSYN, Window: 1000, Options: opts}
+	syn := tcpfsm.Segment{SrcPort: uint16(1024 + i&0x3fff), DstPort: 80, Seq: tcpfsm.Seq(i * 7919), Flags: tcpfsm.FlagSYN, Window: 1000, Options: opts}
 	b := syn.AppendTo(nil)
-	_ = SetChecksum(b, src, ipB)
+	_ = tcpfsm.SetChecksum(b, src, ipB)
 	return b, src
 }
 
@@ -190,11 +191,11 @@ func TestSynCookiesUnderPressure(t *testing.T) {
 		ts   bool
 	}{{"with timestamps", true}, {"without", false}} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfgA := StackConfig{Endpoint: EndpointConfig{Config: Config{NoTimestamps: !tc.ts}}}
-			n := newStackNet(t, cfgA, StackConfig{Backlog: 4})
+			cfgA := Config{Endpoint: EndpointConfig{Config: tcpfsm.Config{NoTimestamps: !tc.ts}}}
+			n := newStackNet(t, cfgA, Config{Backlog: 4})
 			l, _ := n.s[1].Listen(80)
 			for i := range 10 {
-				b, src := spoofedSYN(i, Options{})
+				b, src := spoofedSYN(i, tcpfsm.Options{})
 				require.NoError(t, n.s[1].Input(b, src, ipB, n.now))
 			}
 			require.Equal(t, 4, l.HalfOpen(), "the backlog is bounded")
@@ -246,11 +247,11 @@ func TestSynCookieConnectionKeepsItsRTO(t *testing.T) {
 	// millisecond clock: its echo gives a real RTT sample, and the peer's
 	// PAWS check takes the data that follows the SYN-ACK.
 	for start := range 40 {
-		client := StackConfig{Endpoint: EndpointConfig{Config: Config{RecvBuffer: 1 << 25}}}
-		n := newStackNet(t, client, StackConfig{Backlog: 1, CookieKey: [16]byte{1}})
-		n.now = Time(start) * Time(time.Millisecond)
+		client := Config{Endpoint: EndpointConfig{Config: tcpfsm.Config{RecvBuffer: 1 << 25}}}
+		n := newStackNet(t, client, Config{Backlog: 1, CookieKey: [16]byte{1}})
+		n.now = tcpfsm.Time(start) * tcpfsm.Time(time.Millisecond)
 		l, _ := n.s[1].Listen(80)
-		b, src := spoofedSYN(1, Options{})
+		b, src := spoofedSYN(1, tcpfsm.Options{})
 		require.NoError(t, n.s[1].Input(b, src, ipB, n.now)) // the backlog is full
 		for m, _, _ := n.s[1].Output(n.buf, n.now); m > 0; m, _, _ = n.s[1].Output(n.buf, n.now) {
 		}
@@ -281,13 +282,13 @@ func TestSynCookieConnectionKeepsItsRTO(t *testing.T) {
 func TestSynCookieValidation(t *testing.T) {
 	// RFC4987 3.6 (cookie validation): a wrong MAC or an expired counter
 	// gets a RST and no connection.
-	s, _ := NewStack(StackConfig{Backlog: 1})
+	s, _ := New(Config{Backlog: 1})
 	l, _ := s.Listen(80)
 	k := tupleOf(netip.AddrPortFrom(ipB, 80), netip.AddrPortFrom(ipA, 5555))
 	cookie := s.cookies.make(k, 1000, 3, 0)
-	_, ok := s.cookies.check(k, 1000, cookie, Time(70*time.Second))
+	_, ok := s.cookies.check(k, 1000, cookie, tcpfsm.Time(70*time.Second))
 	require.True(t, ok, "valid in the next period")
-	_, ok = s.cookies.check(k, 1000, cookie, Time(200*time.Second))
+	_, ok = s.cookies.check(k, 1000, cookie, tcpfsm.Time(200*time.Second))
 	require.False(t, ok, "expired")
 	_, ok = s.cookies.check(k, 1001, cookie, 0)
 	require.False(t, ok, "another ISN")
@@ -295,30 +296,32 @@ func TestSynCookieValidation(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, 3, idx)
 
-	ack := Segment{SrcPort: 5555, DstPort: 80, Seq: 1001, Ack: cookie.Add(2), Flags: FlagACK} // wrong
+	ack := tcpfsm.Segment{SrcPort: 5555, DstPort: 80, Seq: 1001, Ack: cookie.Add(2), Flags: tcpfsm.FlagACK} // wrong
 	b := ack.AppendTo(nil)
-	require.NoError(t, SetChecksum(b, ipA, ipB))
+	require.NoError(t, tcpfsm.SetChecksum(b, ipA, ipB))
 	require.NoError(t, s.Input(b, ipA, ipB, 0))
 	require.Equal(t, 0, s.Conns())
 	require.Equal(t, uint64(1), s.Stats().CookiesRejected)
 	require.Equal(t, uint64(1), s.Stats().ResetsSent)
 	ack.Ack = cookie.Add(1)
 	b = ack.AppendTo(nil)
-	require.NoError(t, SetChecksum(b, ipA, ipB))
-	require.NoError(t, s.Input(b, ipA, ipB, Time(200*time.Second)))
+	require.NoError(t, tcpfsm.SetChecksum(b, ipA, ipB))
+	require.NoError(t, s.Input(b, ipA, ipB, tcpfsm.Time(200*time.Second)))
 	require.Equal(t, 0, s.Conns(), "expired")
 	require.NoError(t, s.Input(b, ipA, ipB, 0))
 	require.Equal(t, 1, s.Conns(), "valid: a connection from no state")
 	e, ok := l.Accept()
 	require.True(t, ok)
 	tcb := e.TCB()
-	require.Equal(t, cookieMSS[3], tcb.sndMSS)
+	st, err := tcb.Status()
+	require.NoError(t, err)
+	require.Equal(t, cookieMSS[3], st.SendMSS)
 }
 
 func TestSynFlood(t *testing.T) {
 	// A million SYNs from distinct spoofed tuples: state stays within the
 	// backlog, and a legitimate client still connects.
-	n := newStackNet(t, StackConfig{}, StackConfig{Backlog: 128})
+	n := newStackNet(t, Config{}, Config{Backlog: 128})
 	l, _ := n.s[1].Listen(80)
 	count := 1_000_000
 	if testing.Short() {
@@ -329,7 +332,7 @@ func TestSynFlood(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	buf := make([]byte, 256)
 	for i := range count {
-		b, src := spoofedSYN(i, Options{Present: OptMSS | OptTimestamps, MSS: 1460, TSVal: uint32(i)})
+		b, src := spoofedSYN(i, tcpfsm.Options{Present: tcpfsm.OptMSS | tcpfsm.OptTimestamps, MSS: 1460, TSVal: uint32(i)})
 		_ = n.s[1].Input(b, src, ipB, n.now)
 		for m, _, _ := n.s[1].Output(buf, n.now); m > 0; m, _, _ = n.s[1].Output(buf, n.now) {
 		}
@@ -356,49 +359,49 @@ func TestSynFlood(t *testing.T) {
 func TestStackTimeWaitRecord(t *testing.T) {
 	// The compact record ACKs a retransmitted FIN and restarts 2*MSL,
 	// ignores a RST, and lets a newer SYN open a new connection.
-	n := newStackNet(t, StackConfig{}, StackConfig{})
+	n := newStackNet(t, Config{}, Config{})
 	l, _ := n.s[1].Listen(80)
 	c, _ := n.s[0].Dial(ipA, netip.AddrPortFrom(ipB, 80), n.now)
 	n.run(at(1), func() bool { return c.Connected() && l.Pending() == 1 })
 	srv, _ := l.Accept()
 	// The server closes first so the server side gets TIME-WAIT.
 	require.NoError(t, srv.Close(n.now))
-	n.run(at(2), func() bool { return c.State() == CloseWait })
+	n.run(at(2), func() bool { return c.State() == tcpfsm.CloseWait })
 	require.NoError(t, c.Close(n.now))
 	n.run(at(3), func() bool { return n.s[1].TimeWaits() == 1 })
 	require.Equal(t, 1, n.s[1].TimeWaits())
 	var k tuple
-	var r twRecord
 	for _, sl := range n.s[1].tw.slots {
 		if sl.used {
-			k, r = sl.key, sl.rec
+			k = sl.key
 		}
 	}
-	fin := Segment{SrcPort: k.rport, DstPort: 80, Seq: r.rcvNxt.Add(^uint32(0)), Ack: r.sndNxt,
-		Flags: FlagFIN | FlagACK, Options: Options{Present: OptTimestamps, TSVal: r.tsRecent, TSEcr: 1}}
+	r := srv.TCB() // as it was when the Stack made the record
+	fin := tcpfsm.Segment{SrcPort: k.rport, DstPort: 80, Seq: r.RcvNxt.Add(^uint32(0)), Ack: r.SndNxt,
+		Flags: tcpfsm.FlagFIN | tcpfsm.FlagACK, Options: tcpfsm.Options{Present: tcpfsm.OptTimestamps, TSVal: r.TSRecent(), TSEcr: 1}}
 	b := fin.AppendTo(nil)
-	require.NoError(t, SetChecksum(b, ipA, ipB))
+	require.NoError(t, tcpfsm.SetChecksum(b, ipA, ipB))
 	n.now = n.now.Add(10 * time.Second)
 	require.NoError(t, n.s[1].Input(b, ipA, ipB, n.now))
 	m, _, _ := n.s[1].Output(n.buf, n.now)
-	ack, err := ParseSegment(n.buf[:m])
+	ack, err := tcpfsm.ParseSegment(n.buf[:m])
 	require.NoError(t, err)
-	require.Equal(t, FlagACK, ack.Flags)
-	require.Equal(t, r.rcvNxt, ack.Ack)
+	require.Equal(t, tcpfsm.FlagACK, ack.Flags)
+	require.Equal(t, r.RcvNxt, ack.Ack)
 	r2, _ := n.s[1].tw.get(&k)
-	require.Equal(t, n.now.Add(4*time.Minute), r2.deadline, "2*MSL restarted")
+	require.Equal(t, n.now.Add(4*time.Minute), r2.Deadline(), "2*MSL restarted")
 
-	syn := Segment{SrcPort: k.rport, DstPort: 80, Seq: r.rcvNxt.Add(100000), Flags: FlagSYN,
-		Options: Options{Present: OptTimestamps, TSVal: r.tsRecent + 1000}}
+	syn := tcpfsm.Segment{SrcPort: k.rport, DstPort: 80, Seq: r.RcvNxt.Add(100000), Flags: tcpfsm.FlagSYN,
+		Options: tcpfsm.Options{Present: tcpfsm.OptTimestamps, TSVal: r.TSRecent() + 1000}}
 	b = syn.AppendTo(nil)
-	require.NoError(t, SetChecksum(b, ipA, ipB))
+	require.NoError(t, tcpfsm.SetChecksum(b, ipA, ipB))
 	require.NoError(t, n.s[1].Input(b, ipA, ipB, n.now))
 	require.Equal(t, 0, n.s[1].TimeWaits())
 	require.Equal(t, 1, l.HalfOpen(), "a new incarnation")
 }
 
 func TestStackEphemeralPorts(t *testing.T) {
-	s, _ := NewStack(StackConfig{EphemeralLow: 50000, EphemeralHigh: 50003})
+	s, _ := New(Config{EphemeralLow: 50000, EphemeralHigh: 50003})
 	seen := map[uint16]bool{}
 	for range 4 {
 		e, err := s.Dial(ipA, netip.AddrPortFrom(ipB, 80), 0)
@@ -418,7 +421,7 @@ func TestStackEphemeralPorts(t *testing.T) {
 }
 
 func TestStackManyConnections(t *testing.T) {
-	n := newStackNet(t, StackConfig{}, StackConfig{AcceptQueue: 1000})
+	n := newStackNet(t, Config{}, Config{AcceptQueue: 1000})
 	l, _ := n.s[1].Listen(80)
 	const N = 200
 	var clients []*Endpoint
@@ -441,7 +444,7 @@ func TestStackManyConnections(t *testing.T) {
 	n.run(at(6), nil)
 	one := make([]byte, 1)
 	for _, e := range srvs {
-		require.Equal(t, CloseWait, e.State())
+		require.Equal(t, tcpfsm.CloseWait, e.State())
 		k, err := e.Read(one, n.now)
 		require.NoError(t, err)
 		require.Equal(t, 1, k)
@@ -459,7 +462,7 @@ func TestStackConnectionAllocates(t *testing.T) {
 	// close, TIME-WAIT run out) allocates its two Endpoints and nothing
 	// else once the Stacks are warm: no key escapes, and the TIME-WAIT
 	// table keeps its small slices when it empties.
-	short := StackConfig{Endpoint: EndpointConfig{Config: Config{MSL: time.Millisecond}}}
+	short := Config{Endpoint: EndpointConfig{Config: tcpfsm.Config{MSL: time.Millisecond}}}
 	n := newStackNet(t, short, short)
 	n.delay = 0
 	l, _ := n.s[1].Listen(80)
@@ -473,7 +476,7 @@ func TestStackConnectionAllocates(t *testing.T) {
 func BenchmarkStackConnections(b *testing.B) {
 	// A 1 ms MSL lets TIME-WAIT records expire as virtual time moves, so
 	// ephemeral ports come free again.
-	short := StackConfig{Endpoint: EndpointConfig{Config: Config{MSL: time.Millisecond}}}
+	short := Config{Endpoint: EndpointConfig{Config: tcpfsm.Config{MSL: time.Millisecond}}}
 	n := newStackNet(b, short, short)
 	n.delay = 0
 	l, _ := n.s[1].Listen(80)
@@ -514,8 +517,8 @@ var idleConns = flag.Int("idle-conns", 20_000, "connections for TestIdleConnecti
 // connection costs in a Stack, its buffers returned to the pool: state,
 // map entry and timer entry.
 func TestIdleConnectionMemory(t *testing.T) {
-	n := newStackNet(t, StackConfig{AcceptQueue: 1 << 30, Backlog: 1 << 30, EphemeralLow: 1, EphemeralHigh: 65535},
-		StackConfig{AcceptQueue: 1 << 30, Backlog: 1 << 30})
+	n := newStackNet(t, Config{AcceptQueue: 1 << 30, Backlog: 1 << 30, EphemeralLow: 1, EphemeralHigh: 65535},
+		Config{AcceptQueue: 1 << 30, Backlog: 1 << 30})
 	l, _ := n.s[1].Listen(80)
 	N := *idleConns
 	var before, after runtime.MemStats
@@ -559,7 +562,7 @@ func TestBufferPoolsBoundedInBytes(t *testing.T) {
 	// A burst of busy connections returns its buffers to the pools; the
 	// pools keep a bounded number of bytes and the rest goes back to the
 	// Go heap.
-	s, err := NewStack(StackConfig{})
+	s, err := New(Config{})
 	require.NoError(t, err)
 	for _, size := range []int{4 << 10, 256 << 10, 8 << 20} {
 		for range max(20, 8<<20/size) {
@@ -585,8 +588,8 @@ func TestStackGivesMemoryBack(t *testing.T) {
 	// 200 connections with 256 KiB buffers each hold 100 KiB unread and
 	// unacknowledged at once; once everything is read and closed, the
 	// heap is back within a few MiB of where it started.
-	big := StackConfig{AcceptQueue: 1024, Backlog: 1024,
-		Endpoint: EndpointConfig{SendBuffer: 256 << 10, Config: Config{RecvBuffer: 256 << 10}}}
+	big := Config{AcceptQueue: 1024, Backlog: 1024,
+		Endpoint: EndpointConfig{SendBuffer: 256 << 10, Config: tcpfsm.Config{RecvBuffer: 256 << 10}}}
 	n := newStackNet(t, big, big)
 	l, _ := n.s[1].Listen(80)
 	const N = 200
@@ -643,7 +646,7 @@ func TestTimeWaitRecordSize(t *testing.T) {
 	// A TIME-WAIT connection is kept as a record of at most 64
 	// bytes instead of a full Endpoint; its key and deadline queue entry
 	// come on top.
-	require.LessOrEqual(t, unsafe.Sizeof(twRecord{}), uintptr(64))
+	require.LessOrEqual(t, unsafe.Sizeof(tcpfsm.TimeWaitRecord{}), uintptr(64))
 	require.LessOrEqual(t, unsafe.Sizeof(tuple{}), uintptr(40), "a pointer-free key")
 }
 
@@ -691,8 +694,8 @@ func runStackProgram(t *testing.T, prog []byte) (int, int) {
 	if len(prog) == 0 {
 		return 0, 0
 	}
-	cfg := StackConfig{Backlog: 4, AcceptQueue: 4, Endpoint: EndpointConfig{SendBuffer: 8192,
-		Config: Config{RecvBuffer: 4096, TailLossProbe: len(prog)%2 == 0, MinRTO: 200 * time.Millisecond}}}
+	cfg := Config{Backlog: 4, AcceptQueue: 4, Endpoint: EndpointConfig{SendBuffer: 8192,
+		Config: tcpfsm.Config{RecvBuffer: 4096, TailLossProbe: len(prog)%2 == 0, MinRTO: 200 * time.Millisecond}}}
 	n := newStackNet(t, cfg, cfg)
 	l, _ := n.s[1].Listen(80)
 	data := make([]byte, 30000)
@@ -734,22 +737,22 @@ func runStackProgram(t *testing.T, prog []byte) (int, int) {
 			}
 		case 3: // forge toward the server
 			tcb := c.TCB()
-			forgeable := FlagACK | FlagRST | FlagFIN | FlagURG | FlagPSH
+			forgeable := tcpfsm.FlagACK | tcpfsm.FlagRST | tcpfsm.FlagFIN | tcpfsm.FlagURG | tcpfsm.FlagPSH
 			if srv != nil {
-				forgeable |= FlagSYN // only into a synchronized connection (see above)
+				forgeable |= tcpfsm.FlagSYN // only into a synchronized connection (see above)
 			}
-			s := Segment{SrcPort: c.LocalAddr().Port(), DstPort: 80,
-				Flags: Flags(arg(&i)) & forgeable,
+			s := tcpfsm.Segment{SrcPort: c.LocalAddr().Port(), DstPort: 80,
+				Flags: tcpfsm.Flags(arg(&i)) & forgeable,
 				Seq:   tcb.SndNxt.Add(uint32(int8(arg(&i))) * 100), Ack: tcb.RcvNxt.Add(uint32(int8(arg(&i))) * 100),
 				Window: uint16(arg(&i)) << 8, Urgent: uint16(arg(&i))}
 			if arg(&i)%4 == 0 {
 				s.SrcPort = 1000 + uint16(arg(&i))
 			}
 			if arg(&i)%2 == 0 {
-				s.Options = Options{Present: OptTimestamps, TSVal: uint32(arg(&i)) << 24, TSEcr: uint32(arg(&i))}
+				s.Options = tcpfsm.Options{Present: tcpfsm.OptTimestamps, TSVal: uint32(arg(&i)) << 24, TSEcr: uint32(arg(&i))}
 			}
 			b := s.AppendTo(nil)
-			_ = SetChecksum(b, ipA, ipB)
+			_ = tcpfsm.SetChecksum(b, ipA, ipB)
 			_ = n.s[1].Input(b, ipA, ipB, n.now)
 		case 4: // the applications
 			if k, err := c.Write(data[sent:min(len(data), sent+int(arg(&i))*64)], n.now); err == nil {
@@ -851,9 +854,9 @@ func stackInvariants(s *Stack) error {
 				return fmt.Errorf("%v in the table, not owned", e.key.Remote())
 			case s.conns.get(&e.key) != e:
 				return fmt.Errorf("%v not found by its key", e.key.Remote())
-			case st == Listen, (st == Closed || st == TimeWait) && !e.is(epInActive):
+			case st == tcpfsm.Listen, (st == tcpfsm.Closed || st == tcpfsm.TimeWait) && !e.is(epInActive):
 				return fmt.Errorf("%v left in the table in %v", e.key.Remote(), st)
-			case e.is(epHalfOpen) && st != SynReceived:
+			case e.is(epHalfOpen) && st != tcpfsm.SynReceived:
 				return fmt.Errorf("%v counted half-open in %v", e.key.Remote(), st)
 			}
 			if e.is(epHalfOpen) {
@@ -935,21 +938,21 @@ func TestTimeWaitQueueKeepsDeadlineOrder(t *testing.T) {
 	// Deadlines arrive almost in order; one that is earlier than the last
 	// queued moves into place, so the front is always the earliest.
 	var q twTable
-	for _, at := range []Time{10, 20, 30, 25, 40, 5, 50} {
+	for _, at := range []tcpfsm.Time{10, 20, 30, 25, 40, 5, 50} {
 		q.enqueue(twEntry{at: at})
 	}
-	var got []Time
+	var got []tcpfsm.Time
 	for q.queue.len() > 0 {
 		got = append(got, q.queue.pop().at)
 	}
-	require.Equal(t, []Time{5, 10, 20, 25, 30, 40, 50}, got)
+	require.Equal(t, []tcpfsm.Time{5, 10, 20, 25, 30, 40, 50}, got)
 }
 
 func TestTimerHeapSweepsStaleEntries(t *testing.T) {
 	// Connections whose deadlines moved leave stale heap entries; once
 	// they outnumber the live ones they are swept, and a mostly empty
 	// heap gives its memory back.
-	s, err := NewStack(StackConfig{})
+	s, err := New(Config{})
 	require.NoError(t, err)
 	eps := make([]*Endpoint, 200)
 	for i := range eps {
@@ -957,7 +960,7 @@ func TestTimerHeapSweepsStaleEntries(t *testing.T) {
 	}
 	for round := range 20 {
 		for i, e := range eps {
-			at := Time(1000 + round*1000 + i)
+			at := tcpfsm.Time(1000 + round*1000 + i)
 			if e.timerAt == 0 {
 				s.armed++
 			}
@@ -983,13 +986,13 @@ func TestListenerClosedWithHalfOpenConnections(t *testing.T) {
 	// from the start; with none, it is reset (AcceptOverflow).
 	for _, reopen := range []bool{true, false} {
 		t.Run(map[bool]string{true: "reopened", false: "closed"}[reopen], func(t *testing.T) {
-			n := newStackNet(t, StackConfig{}, StackConfig{})
+			n := newStackNet(t, Config{}, Config{})
 			l1, err := n.s[1].Listen(80)
 			require.NoError(t, err)
 			holdACK := true
 			n.drop = func(from int, seg []byte) bool {
 				// The client's final ACK of the handshake is lost while held.
-				return holdACK && from == 0 && seg[13] == byte(FlagACK)
+				return holdACK && from == 0 && seg[13] == byte(tcpfsm.FlagACK)
 			}
 			c, err := n.s[0].Dial(ipA, netip.AddrPortFrom(ipB, 80), n.now)
 			require.NoError(t, err)
@@ -1010,12 +1013,12 @@ func TestListenerClosedWithHalfOpenConnections(t *testing.T) {
 				require.Zero(t, l2.HalfOpen())
 				srv, ok := l2.Accept()
 				require.True(t, ok)
-				require.Equal(t, Established, srv.State())
-				require.Equal(t, Established, c.State())
+				require.Equal(t, tcpfsm.Established, srv.State())
+				require.Equal(t, tcpfsm.Established, c.State())
 				require.Zero(t, n.s[1].Stats().AcceptOverflow)
 			} else {
 				require.Equal(t, uint64(1), n.s[1].Stats().AcceptOverflow)
-				require.Equal(t, Closed, c.State(), "the client was reset")
+				require.Equal(t, tcpfsm.Closed, c.State(), "the client was reset")
 				require.ErrorIs(t, c.Err(), ErrReset)
 				require.Zero(t, n.s[1].Conns())
 			}
@@ -1030,7 +1033,7 @@ func TestAcceptQueueFullDropsTheCompletingACK(t *testing.T) {
 	// AbortOnOverflow the client is reset instead.
 	for _, abort := range []bool{false, true} {
 		t.Run(map[bool]string{false: "drop", true: "abort"}[abort], func(t *testing.T) {
-			n := newStackNet(t, StackConfig{}, StackConfig{AcceptQueue: 1, AbortOnOverflow: abort})
+			n := newStackNet(t, Config{}, Config{AcceptQueue: 1, AbortOnOverflow: abort})
 			l, err := n.s[1].Listen(80)
 			require.NoError(t, err)
 			c1, err := n.s[0].Dial(ipA, netip.AddrPortFrom(ipB, 80), n.now)
@@ -1042,11 +1045,11 @@ func TestAcceptQueueFullDropsTheCompletingACK(t *testing.T) {
 			n.run(at(0.2), nil)
 			require.Equal(t, uint64(1), n.s[1].Stats().AcceptOverflow)
 			if abort {
-				require.Equal(t, Closed, c2.State())
+				require.Equal(t, tcpfsm.Closed, c2.State())
 				require.ErrorIs(t, c2.Err(), ErrReset)
 				return
 			}
-			require.Equal(t, Established, c2.State(), "the client is not reset")
+			require.Equal(t, tcpfsm.Established, c2.State(), "the client is not reset")
 			require.NoError(t, c2.Err())
 			require.Equal(t, 1, l.HalfOpen(), "the server side waits in SYN-RECEIVED")
 			require.Equal(t, 2, n.s[1].Conns())
@@ -1068,7 +1071,7 @@ func TestAcceptQueueFullDropsTheCompletingACK(t *testing.T) {
 			require.Equal(t, c2.LocalAddr(), srv2.RemoteAddr())
 			require.Equal(t, len("request"), srv2.Buffered())
 			require.Zero(t, l.HalfOpen())
-			require.Equal(t, Established, c2.State())
+			require.Equal(t, tcpfsm.Established, c2.State())
 		})
 	}
 }
@@ -1077,13 +1080,13 @@ func TestAcceptQueueFullDropsTheCookieACK(t *testing.T) {
 	// The same through a SYN cookie (the backlog is full too): the ACK
 	// is dropped, not reset, and the client's retransmission of its data
 	// completes the handshake once Accept makes room.
-	n := newStackNet(t, StackConfig{}, StackConfig{Backlog: 1, AcceptQueue: 1})
+	n := newStackNet(t, Config{}, Config{Backlog: 1, AcceptQueue: 1})
 	l, err := n.s[1].Listen(80)
 	require.NoError(t, err)
 	_, err = n.s[0].Dial(ipA, netip.AddrPortFrom(ipB, 80), n.now)
 	require.NoError(t, err)
 	n.run(at(0.1), func() bool { return l.Pending() == 1 })
-	b, src := spoofedSYN(1, Options{})
+	b, src := spoofedSYN(1, tcpfsm.Options{})
 	require.NoError(t, n.s[1].Input(b, src, ipB, n.now)) // the backlog is full
 	for m, _, _ := n.s[1].Output(n.buf, n.now); m > 0; m, _, _ = n.s[1].Output(n.buf, n.now) {
 	}
@@ -1092,7 +1095,7 @@ func TestAcceptQueueFullDropsTheCookieACK(t *testing.T) {
 	n.run(at(0.2), nil)
 	require.Equal(t, uint64(1), n.s[1].Stats().CookiesSent)
 	require.Equal(t, uint64(1), n.s[1].Stats().AcceptOverflow)
-	require.Equal(t, Established, c2.State(), "the client is not reset")
+	require.Equal(t, tcpfsm.Established, c2.State(), "the client is not reset")
 	_, err = c2.Write([]byte("request"), n.now)
 	require.NoError(t, err)
 	n.run(at(0.3), nil)
@@ -1117,27 +1120,27 @@ func TestHalfOpenBackToListenIsFreed(t *testing.T) {
 	// SYN and RST pairs cannot fill it for good.
 	for _, second := range []string{"RST", "SYN"} {
 		t.Run(second, func(t *testing.T) {
-			s, err := NewStack(StackConfig{Backlog: 4})
+			s, err := New(Config{Backlog: 4})
 			require.NoError(t, err)
 			l, err := s.Listen(80)
 			require.NoError(t, err)
 			buf := make([]byte, 1500)
-			send := func(seg Segment, src netip.Addr) {
+			send := func(seg tcpfsm.Segment, src netip.Addr) {
 				b := seg.AppendTo(nil)
-				require.NoError(t, SetChecksum(b, src, ipB))
+				require.NoError(t, tcpfsm.SetChecksum(b, src, ipB))
 				require.NoError(t, s.Input(b, src, ipB, 0))
 			}
 			for i := range 8 {
 				src := netip.AddrFrom4([4]byte{192, 0, 2, byte(1 + i)})
-				send(Segment{SrcPort: 40000, DstPort: 80, Seq: 90, Flags: FlagSYN, Window: 1000}, src)
+				send(tcpfsm.Segment{SrcPort: 40000, DstPort: 80, Seq: 90, Flags: tcpfsm.FlagSYN, Window: 1000}, src)
 				m, _, _ := s.Output(buf, 0)
-				sa, err := ParseSegment(buf[:m])
+				sa, err := tcpfsm.ParseSegment(buf[:m])
 				require.NoError(t, err)
-				require.Equal(t, FlagSYN|FlagACK, sa.Flags, "a SYN-ACK from state, not a cookie")
+				require.Equal(t, tcpfsm.FlagSYN|tcpfsm.FlagACK, sa.Flags, "a SYN-ACK from state, not a cookie")
 				if second == "RST" {
-					send(Segment{SrcPort: 40000, DstPort: 80, Seq: 91, Flags: FlagRST}, src)
+					send(tcpfsm.Segment{SrcPort: 40000, DstPort: 80, Seq: 91, Flags: tcpfsm.FlagRST}, src)
 				} else {
-					send(Segment{SrcPort: 40000, DstPort: 80, Seq: 95, Flags: FlagSYN, Window: 1000}, src)
+					send(tcpfsm.Segment{SrcPort: 40000, DstPort: 80, Seq: 95, Flags: tcpfsm.FlagSYN, Window: 1000}, src)
 				}
 				for m, _, _ := s.Output(buf, 0); m > 0; m, _, _ = s.Output(buf, 0) {
 				}
@@ -1145,7 +1148,7 @@ func TestHalfOpenBackToListenIsFreed(t *testing.T) {
 				require.Zero(t, s.Conns(), "pair %d", i)
 			}
 			require.Zero(t, s.Stats().CookiesSent, "the backlog never filled")
-			s.Tick(Time(time.Hour))
+			s.Tick(tcpfsm.Time(time.Hour))
 			_, ok := s.NextDeadline()
 			require.False(t, ok, "nothing left to time")
 		})
@@ -1155,8 +1158,8 @@ func TestHalfOpenBackToListenIsFreed(t *testing.T) {
 func TestStackReadinessReport(t *testing.T) {
 	// Ready reports each connection whose readiness changed once, with
 	// what changed, and each listener with connections to accept; then
-	// forgets them. Without StackConfig.Readiness it reports nothing.
-	cfg := StackConfig{Readiness: true}
+	// forgets them. Without Config.Readiness it reports nothing.
+	cfg := Config{Readiness: true}
 	n := newStackNet(t, cfg, cfg)
 	var evs []ReadyEvent
 	report := func(i int) map[*Endpoint]Readiness {
@@ -1197,14 +1200,14 @@ func TestStackReadinessReport(t *testing.T) {
 	require.Equal(t, map[*Endpoint]Readiness{c: ReadyWrite}, report(0), "acknowledged: room to write")
 
 	require.NoError(t, c.CloseWrite(n.now))
-	n.run(at(5), func() bool { return srv.State() == CloseWait })
+	n.run(at(5), func() bool { return srv.State() == tcpfsm.CloseWait })
 	require.Equal(t, ReadyRead, report(1)[srv], "the peer's FIN")
 	require.NoError(t, srv.Abort(n.now))
-	n.run(at(6), func() bool { return c.State() == Closed })
+	n.run(at(6), func() bool { return c.State() == tcpfsm.Closed })
 	require.Equal(t, ReadyRead|ReadyWrite|ReadyClosed, report(0)[c], "reset")
 	require.Equal(t, ReadyRead|ReadyWrite|ReadyClosed, report(1)[srv], "aborted")
 
-	quiet := newStackNet(t, StackConfig{}, StackConfig{})
+	quiet := newStackNet(t, Config{}, Config{})
 	quiet.connect(t)
 	require.Empty(t, quiet.s[0].Ready(nil))
 	require.Empty(t, quiet.s[1].Ready(nil))
@@ -1216,11 +1219,11 @@ func TestSYNInTimeWaitKeepsUnreadData(t *testing.T) {
 	// is still queued (the host inputs a batch before it outputs). It
 	// meets the TIME-WAIT record's rules, and the endpoint, whose
 	// application has not read the data before the FIN, keeps it.
-	n := newStackNet(t, StackConfig{}, StackConfig{})
+	n := newStackNet(t, Config{}, Config{})
 	c, srv := n.connect(t)
 	require.NoError(t, c.CloseWrite(n.now))
-	n.run(n.now.Add(time.Second), func() bool { return srv.State() == CloseWait && c.State() == FinWait2 })
-	require.Equal(t, FinWait2, c.State())
+	n.run(n.now.Add(time.Second), func() bool { return srv.State() == tcpfsm.CloseWait && c.State() == tcpfsm.FinWait2 })
+	require.Equal(t, tcpfsm.FinWait2, c.State())
 	msg := []byte("the last words")
 	_, err := srv.Write(msg, n.now)
 	require.NoError(t, err)
@@ -1234,11 +1237,11 @@ func TestSYNInTimeWaitKeepsUnreadData(t *testing.T) {
 		}
 		require.NoError(t, n.s[0].Input(n.buf[:m], src, dst, n.now))
 	}
-	require.Equal(t, TimeWait, c.State())
+	require.Equal(t, tcpfsm.TimeWait, c.State())
 	tcb := c.TCB()
-	syn := Segment{SrcPort: 80, DstPort: c.LocalAddr().Port(), Seq: tcb.RcvNxt.Add(1 << 20), Flags: FlagSYN, Window: 1000}
+	syn := tcpfsm.Segment{SrcPort: 80, DstPort: c.LocalAddr().Port(), Seq: tcb.RcvNxt.Add(1 << 20), Flags: tcpfsm.FlagSYN, Window: 1000}
 	b := syn.AppendTo(nil)
-	require.NoError(t, SetChecksum(b, ipB, ipA))
+	require.NoError(t, tcpfsm.SetChecksum(b, ipB, ipA))
 	require.NoError(t, n.s[0].Input(b, ipB, ipA, n.now))
 	got := make([]byte, 100)
 	k, err := c.Read(got, n.now)
@@ -1252,7 +1255,7 @@ func TestStackEndpointCounters(t *testing.T) {
 	// Bytes both ways are counted per connection; a packet that fails the
 	// checksum or the parse counts in the stack's counters, even when the
 	// host hands it to one of the stack's endpoints.
-	n := newStackNet(t, StackConfig{}, StackConfig{})
+	n := newStackNet(t, Config{}, Config{})
 	c, srv := n.connect(t)
 	_, err := c.Write(make([]byte, 3000), n.now)
 	require.NoError(t, err)
@@ -1261,13 +1264,13 @@ func TestStackEndpointCounters(t *testing.T) {
 	require.Equal(t, uint64(3000), srv.Stats().BytesIn)
 	require.Zero(t, c.Stats().BytesIn)
 
-	seg := Segment{SrcPort: c.LocalAddr().Port(), DstPort: 80, Seq: c.TCB().SndNxt, Ack: c.TCB().RcvNxt,
-		Flags: FlagACK, Window: 1000}
+	seg := tcpfsm.Segment{SrcPort: c.LocalAddr().Port(), DstPort: 80, Seq: c.TCB().SndNxt, Ack: c.TCB().RcvNxt,
+		Flags: tcpfsm.FlagACK, Window: 1000}
 	b := seg.AppendTo(nil)
 	b[16] ^= 0xff // checksum field never set: wrong
 	bad := seg.AppendTo(nil)
 	bad[12] = 4 << 4 // data offset below 5 words: malformed
-	require.NoError(t, SetChecksum(bad, ipA, ipB))
+	require.NoError(t, tcpfsm.SetChecksum(bad, ipA, ipB))
 	require.Error(t, srv.Input(b, ipA, ipB, n.now))
 	require.Error(t, srv.Input(bad, ipA, ipB, n.now))
 	require.Equal(t, uint64(1), n.s[1].Stats().BadChecksum)
@@ -1289,14 +1292,14 @@ func TestStackEndpointKeepsItsKey(t *testing.T) {
 	// the connection table: Dial and Listen on it are refused.
 	// An aborted connection is CLOSED but stays in the table until its
 	// RST has gone out.
-	n := newStackNet(t, StackConfig{}, StackConfig{})
+	n := newStackNet(t, Config{}, Config{})
 	c, _ := n.connect(t)
 	require.NoError(t, c.Abort(n.now))
-	require.Equal(t, Closed, c.State())
+	require.Equal(t, tcpfsm.Closed, c.State())
 	require.Equal(t, 1, n.s[0].Conns())
 	other := netip.AddrPortFrom(ipB, 81)
-	require.ErrorIs(t, c.Dial(netip.AddrPortFrom(ipA, 1), other, n.now), ErrConnectionExists)
-	require.ErrorIs(t, c.Listen(netip.AddrPortFrom(ipA, 1), n.now), ErrConnectionExists)
+	require.ErrorIs(t, c.Dial(netip.AddrPortFrom(ipA, 1), other, n.now), tcpfsm.ErrConnectionExists)
+	require.ErrorIs(t, c.Listen(netip.AddrPortFrom(ipA, 1), n.now), tcpfsm.ErrConnectionExists)
 	require.Equal(t, 80, int(c.RemoteAddr().Port()))
 	n.run(n.now.Add(time.Second), nil)
 	require.Zero(t, n.s[0].Conns(), "the RST went out and the stack let go")
@@ -1309,23 +1312,23 @@ func TestStackQuietTime(t *testing.T) {
 	// a segment for a port nobody listens on still draws its RST, which
 	// takes its sequence number from the segment. Afterwards both work.
 	quiet := at(60)
-	n := newStackNet(t, StackConfig{}, StackConfig{QuietUntil: quiet})
+	n := newStackNet(t, Config{}, Config{QuietUntil: quiet})
 	l, err := n.s[1].Listen(80)
 	require.NoError(t, err)
 	_, err = n.s[1].Dial(ipB, netip.AddrPortFrom(ipA, 80), at(1))
 	require.ErrorIs(t, err, ErrQuietTime)
 
 	buf := make([]byte, 256)
-	syn, src := spoofedSYN(1, Options{})
+	syn, src := spoofedSYN(1, tcpfsm.Options{})
 	require.NoError(t, n.s[1].Input(syn, src, ipB, at(1)))
 	m, _, _ := n.s[1].Output(buf, at(1))
 	require.Zero(t, m, "no SYN-ACK in the quiet time")
 	require.Equal(t, uint64(1), n.s[1].Stats().QuietDrops)
 	require.Zero(t, l.HalfOpen())
 
-	other := Segment{SrcPort: 4000, DstPort: 81, Seq: 5, Ack: 77, Flags: FlagACK, Window: 100}
+	other := tcpfsm.Segment{SrcPort: 4000, DstPort: 81, Seq: 5, Ack: 77, Flags: tcpfsm.FlagACK, Window: 100}
 	b := other.AppendTo(nil)
-	_ = SetChecksum(b, src, ipB)
+	_ = tcpfsm.SetChecksum(b, src, ipB)
 	require.NoError(t, n.s[1].Input(b, src, ipB, at(1)))
 	m, _, _ = n.s[1].Output(buf, at(1))
 	require.NotZero(t, m, "a RST for a port nobody listens on")
@@ -1337,3 +1340,6 @@ func TestStackQuietTime(t *testing.T) {
 	_, err = n.s[1].Dial(ipB, netip.AddrPortFrom(ipA, 80), quiet)
 	require.NoError(t, err)
 }
+
+// at returns a time in seconds since the start of the test.
+func at(sec float64) tcpfsm.Time { return tcpfsm.Time(sec * float64(time.Second)) }

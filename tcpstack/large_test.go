@@ -1,4 +1,4 @@
-package tcpfsm
+package tcpstack
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/tcpfsm/tcpfsm"
 )
 
 // splitLarge cuts a large segment as a TSO link does: parts of segSize
@@ -23,9 +24,9 @@ func splitLarge(t *testing.T, seg []byte, segSize int, src, dst netip.Addr) [][]
 		p := append(append([]byte(nil), seg[:hl]...), payload[off:end]...)
 		binary.BigEndian.PutUint32(p[4:], seq+uint32(off))
 		if end < len(payload) {
-			p[13] &^= byte(FlagPSH | FlagFIN)
+			p[13] &^= byte(tcpfsm.FlagPSH | tcpfsm.FlagFIN)
 		}
-		require.NoError(t, SetChecksum(p, src, dst))
+		require.NoError(t, tcpfsm.SetChecksum(p, src, dst))
 		parts = append(parts, p)
 	}
 	return parts
@@ -35,7 +36,7 @@ func TestOutputLargeMakesTheSameStream(t *testing.T) {
 	// A bulk transfer whose sender writes large segments through a link
 	// that splits them: the receiver reads every byte once and in order,
 	// and large segments were written.
-	cfg := StackConfig{Endpoint: EndpointConfig{SendBuffer: 1 << 20, Config: Config{RecvBuffer: 1 << 20}}}
+	cfg := Config{Endpoint: EndpointConfig{SendBuffer: 1 << 20, Config: tcpfsm.Config{RecvBuffer: 1 << 20}}}
 	n := newStackNet(t, cfg, cfg)
 	c, srv := n.connect(t)
 	data := make([]byte, 4<<20)
@@ -52,7 +53,7 @@ func TestOutputLargeMakesTheSameStream(t *testing.T) {
 			k, _ := c.Write(data[sent:], n.now)
 			sent += k
 		}
-		if sent == len(data) && c.State() == Established {
+		if sent == len(data) && c.State() == tcpfsm.Established {
 			require.NoError(t, c.CloseWrite(n.now))
 		}
 		if step == 50 {

@@ -1,4 +1,4 @@
-package tcpfsm
+package tcpstack
 
 import (
 	"testing"

@@ -1,4 +1,4 @@
-package tcpfsm
+package tcpstack
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/tcpfsm/tcpfsm"
 	"pgregory.net/rapid"
 )
 
@@ -18,7 +19,7 @@ import (
 type wire struct {
 	t       testing.TB
 	ep      [2]*Endpoint
-	now     Time
+	now     tcpfsm.Time
 	delay   time.Duration
 	q       []packet
 	buf     []byte
@@ -29,7 +30,7 @@ type wire struct {
 }
 
 type packet struct {
-	at   Time
+	at   tcpfsm.Time
 	to   int
 	data []byte
 }
@@ -72,11 +73,11 @@ func (w *wire) flush(i int) {
 
 // run moves time forward, delivering packets and firing timers, until
 // done says stop or the clock passes limit.
-func (w *wire) run(limit Time, done func() bool) {
+func (w *wire) run(limit tcpfsm.Time, done func() bool) {
 	w.flush(0)
 	w.flush(1)
 	for !done() {
-		next := Time(-1)
+		next := tcpfsm.Time(-1)
 		for _, p := range w.q {
 			if next < 0 || p.at < next {
 				next = p.at
@@ -121,13 +122,13 @@ func connect(t testing.TB, w *wire) {
 	require.NoError(t, w.ep[1].Listen(addrB, w.now))
 	require.NoError(t, w.ep[0].Dial(addrA, addrB, w.now))
 	w.run(at(10), func() bool { return w.ep[0].Connected() && w.ep[1].Connected() })
-	require.Equal(t, Established, w.ep[0].State())
-	require.Equal(t, Established, w.ep[1].State())
+	require.Equal(t, tcpfsm.Established, w.ep[0].State())
+	require.Equal(t, tcpfsm.Established, w.ep[1].State())
 }
 
 // transfer sends data from side 0 to side 1 (and back if echo), reading
 // as it arrives, then half-closes, and returns what side 1 read.
-func transfer(t testing.TB, w *wire, data []byte, limit Time) []byte {
+func transfer(t testing.TB, w *wire, data []byte, limit tcpfsm.Time) []byte {
 	var got []byte
 	rbuf := make([]byte, 8192)
 	sent := 0
@@ -191,10 +192,10 @@ func TestEndpointTransfer(t *testing.T) {
 			// The other half closes too, and both ends finish.
 			require.NoError(t, w.ep[1].Close(w.now))
 			w.run(w.now.Add(10*time.Minute), func() bool {
-				return w.ep[0].State() == Closed && w.ep[1].State() == Closed
+				return w.ep[0].State() == tcpfsm.Closed && w.ep[1].State() == tcpfsm.Closed
 			})
-			require.Equal(t, Closed, w.ep[0].State())
-			require.Equal(t, Closed, w.ep[1].State())
+			require.Equal(t, tcpfsm.Closed, w.ep[0].State())
+			require.Equal(t, tcpfsm.Closed, w.ep[1].State())
 			require.NoError(t, w.ep[0].Err())
 		})
 	}
@@ -205,20 +206,20 @@ func TestEndpointBadInputCounted(t *testing.T) {
 	connect(t, w)
 	e := w.ep[1]
 	require.ErrorIs(t, e.Input([]byte{1, 2, 3}, addrA.Addr(), addrB.Addr(), w.now), errBadChecksum)
-	seg := Segment{SrcPort: 40000, DstPort: 80, Flags: FlagACK}
+	seg := tcpfsm.Segment{SrcPort: 40000, DstPort: 80, Flags: tcpfsm.FlagACK}
 	b := seg.AppendTo(nil)
 	b[12] = 4 << 4 // data offset 4
-	require.NoError(t, SetChecksum(b, addrA.Addr(), addrB.Addr()))
-	require.ErrorIs(t, e.Input(b, addrA.Addr(), addrB.Addr(), w.now), ErrDataOffset)
-	other := Segment{SrcPort: 1, DstPort: 80, Flags: FlagACK}
+	require.NoError(t, tcpfsm.SetChecksum(b, addrA.Addr(), addrB.Addr()))
+	require.ErrorIs(t, e.Input(b, addrA.Addr(), addrB.Addr(), w.now), tcpfsm.ErrDataOffset)
+	other := tcpfsm.Segment{SrcPort: 1, DstPort: 80, Flags: tcpfsm.FlagACK}
 	b = other.AppendTo(nil)
-	require.NoError(t, SetChecksum(b, addrA.Addr(), addrB.Addr()))
+	require.NoError(t, tcpfsm.SetChecksum(b, addrA.Addr(), addrB.Addr()))
 	require.NoError(t, e.Input(b, addrA.Addr(), addrB.Addr(), w.now))
 	st := e.Stats()
 	require.Equal(t, uint32(1), st.BadChecksum)
 	require.Equal(t, uint32(1), st.Malformed)
-	require.Equal(t, uint32(1), st.Dropped(DropNotOurs))
-	require.Equal(t, Established, e.State(), "bad input changes nothing")
+	require.Equal(t, uint32(1), st.Dropped(tcpfsm.DropNotOurs))
+	require.Equal(t, tcpfsm.Established, e.State(), "bad input changes nothing")
 }
 
 func TestEndpointCloseWithUnreadDataResets(t *testing.T) {
@@ -229,8 +230,8 @@ func TestEndpointCloseWithUnreadDataResets(t *testing.T) {
 	require.NoError(t, err)
 	w.run(w.now.Add(time.Second), func() bool { return w.ep[1].Buffered() == 50 })
 	require.NoError(t, w.ep[1].Close(w.now))
-	require.Equal(t, Closed, w.ep[1].State())
-	w.run(w.now.Add(time.Second), func() bool { return w.ep[0].State() == Closed })
+	require.Equal(t, tcpfsm.Closed, w.ep[1].State())
+	w.run(w.now.Add(time.Second), func() bool { return w.ep[0].State() == tcpfsm.Closed })
 	require.ErrorIs(t, w.ep[0].Err(), ErrReset)
 	_, err = w.ep[0].Write([]byte{1}, w.now)
 	require.ErrorIs(t, err, ErrReset)
@@ -243,12 +244,12 @@ func TestEndpointDataAfterFullCloseResets(t *testing.T) {
 	w := newWire(t, EndpointConfig{}, EndpointConfig{}, 1)
 	connect(t, w)
 	require.NoError(t, w.ep[1].Close(w.now))
-	w.run(w.now.Add(time.Second), func() bool { return w.ep[1].State() == FinWait2 })
+	w.run(w.now.Add(time.Second), func() bool { return w.ep[1].State() == tcpfsm.FinWait2 })
 	_, err := w.ep[0].Write([]byte("late"), w.now)
 	require.NoError(t, err)
-	w.run(w.now.Add(time.Second), func() bool { return w.ep[0].State() == Closed })
+	w.run(w.now.Add(time.Second), func() bool { return w.ep[0].State() == tcpfsm.Closed })
 	require.ErrorIs(t, w.ep[0].Err(), ErrReset)
-	require.Equal(t, Closed, w.ep[1].State())
+	require.Equal(t, tcpfsm.Closed, w.ep[1].State())
 }
 
 func TestEndpointWriteBlocksWhenFull(t *testing.T) {
@@ -266,7 +267,7 @@ func TestEndpointWriteBlocksWhenFull(t *testing.T) {
 func TestEndpointRefused(t *testing.T) {
 	w := newWire(t, EndpointConfig{}, EndpointConfig{}, 1)
 	require.NoError(t, w.ep[0].Dial(addrA, addrB, w.now)) // nobody listens: side 1 is CLOSED
-	w.run(at(5), func() bool { return w.ep[0].State() == Closed })
+	w.run(at(5), func() bool { return w.ep[0].State() == tcpfsm.Closed })
 	require.ErrorIs(t, w.ep[0].Err(), ErrRefused)
 }
 
@@ -292,14 +293,14 @@ func TestEndpointSteadyStateAllocatesNothing(t *testing.T) {
 		round()
 	}
 	require.Zero(t, testing.AllocsPerRun(200, round))
-	require.Equal(t, Established, a.State())
+	require.Equal(t, tcpfsm.Established, a.State())
 }
 
 // BenchmarkEndpointBulk moves data between two endpoints in memory in
 // 1460-byte segments, with checksums, encode and decode: MB/s of payload.
 func BenchmarkEndpointBulk(b *testing.B) {
-	w := newWire(b, EndpointConfig{Config: Config{RecvBuffer: 1 << 20}, SendBuffer: 1 << 20},
-		EndpointConfig{Config: Config{RecvBuffer: 1 << 20}}, 1)
+	w := newWire(b, EndpointConfig{Config: tcpfsm.Config{RecvBuffer: 1 << 20}, SendBuffer: 1 << 20},
+		EndpointConfig{Config: tcpfsm.Config{RecvBuffer: 1 << 20}}, 1)
 	connect(b, w)
 	a, r := w.ep[0], w.ep[1]
 	data := make([]byte, 64<<10)
@@ -339,8 +340,8 @@ func FuzzEndpointPair(f *testing.F) {
 	f.Fuzz(func(t *testing.T, prog []byte) {
 		var a, b *Endpoint
 		a, _ = NewEndpoint(EndpointConfig{SendBuffer: 8192, ISN: fixedISS(1000)})
-		b, _ = NewEndpoint(EndpointConfig{Config: Config{RecvBuffer: 4096}, ISN: fixedISS(5000)})
-		now := Time(0)
+		b, _ = NewEndpoint(EndpointConfig{Config: tcpfsm.Config{RecvBuffer: 4096}, ISN: fixedISS(5000)})
+		now := tcpfsm.Time(0)
 		_ = b.Listen(addrB, now)
 		_ = a.Dial(addrA, addrB, now)
 		data := make([]byte, 20000)
@@ -415,9 +416,9 @@ func FuzzEndpointPair(f *testing.F) {
 }
 
 // fixedISS is an ISNSource that always answers the same number.
-type fixedISS Seq
+type fixedISS tcpfsm.Seq
 
-func (f fixedISS) ISN(_, _ netip.AddrPort, _ Time) Seq { return Seq(f) }
+func (f fixedISS) ISN(_, _ netip.AddrPort, _ tcpfsm.Time) tcpfsm.Seq { return tcpfsm.Seq(f) }
 
 func TestEndpointHoldsOutOfOrderDataBeyondTheTCBsRanges(t *testing.T) {
 	// Ten 1000-byte segments, every other one of the first eight lost:
@@ -437,11 +438,11 @@ func TestEndpointHoldsOutOfOrderDataBeyondTheTCBsRanges(t *testing.T) {
 	var packets [10][]byte
 	tcb := rcv.TCB()
 	for i := range packets {
-		seg := Segment{SrcPort: addrA.Port(), DstPort: addrB.Port(), Seq: start.Add(uint32(1000 * i)),
-			Ack: tcb.SndNxt, Flags: FlagACK, Window: 0xffff, Payload: data[1000*i : 1000*(i+1)],
-			Options: Options{Present: OptTimestamps, TSVal: tcb.tsRecent + 1}}
+		seg := tcpfsm.Segment{SrcPort: addrA.Port(), DstPort: addrB.Port(), Seq: start.Add(uint32(1000 * i)),
+			Ack: tcb.SndNxt, Flags: tcpfsm.FlagACK, Window: 0xffff, Payload: data[1000*i : 1000*(i+1)],
+			Options: tcpfsm.Options{Present: tcpfsm.OptTimestamps, TSVal: tcb.TSRecent() + 1}}
 		packets[i] = seg.AppendTo(nil)
-		require.NoError(t, SetChecksum(packets[i], addrA.Addr(), addrB.Addr()))
+		require.NoError(t, tcpfsm.SetChecksum(packets[i], addrA.Addr(), addrB.Addr()))
 	}
 	send := func(i int) { // the host's call order: Input, then Output until nothing is left
 		if err := rcv.Input(packets[i], addrA.Addr(), addrB.Addr(), w.now); err != nil {
@@ -456,7 +457,7 @@ func TestEndpointHoldsOutOfOrderDataBeyondTheTCBsRanges(t *testing.T) {
 		send(i)
 	}
 	st := rcv.Stats()
-	require.Equal(t, uint32(2), st.Dropped(DropOutOfOrderFull), "8 and 9 found no range in the TCB")
+	require.Equal(t, uint32(2), st.Dropped(tcpfsm.DropOutOfOrderFull), "8 and 9 found no range in the TCB")
 	for _, i := range []int{1, 3, 5, 7} {
 		send(i)
 	}
@@ -469,7 +470,7 @@ func TestEndpointHoldsOutOfOrderDataBeyondTheTCBsRanges(t *testing.T) {
 	require.Equal(t, data, got[:n])
 	require.Equal(t, uint64(10_000), rcv.Stats().BytesIn, "each byte counted once")
 	st = rcv.Stats()
-	require.Equal(t, uint32(2), st.Dropped(DropOutOfOrderFull), "the replays are not counted as drops")
+	require.Equal(t, uint32(2), st.Dropped(tcpfsm.DropOutOfOrderFull), "the replays are not counted as drops")
 }
 
 func TestEndpointDialRefusesBadAddresses(t *testing.T) {
@@ -482,8 +483,8 @@ func TestEndpointDialRefusesBadAddresses(t *testing.T) {
 	} {
 		e, err := NewEndpoint(EndpointConfig{})
 		require.NoError(t, err)
-		require.ErrorIs(t, e.Dial(c.local, c.remote, 0), ErrAddress, "%v -> %v", c.local, c.remote)
-		require.Equal(t, Closed, e.State())
+		require.ErrorIs(t, e.Dial(c.local, c.remote, 0), tcpfsm.ErrAddress, "%v -> %v", c.local, c.remote)
+		require.Equal(t, tcpfsm.Closed, e.State())
 	}
 }
 
@@ -493,7 +494,7 @@ func TestBufferGrowsKeepingItsBytes(t *testing.T) {
 	// around the ring's end and out of order beyond it, keep their places
 	// in the stream.
 	rapid.Check(t, func(rt *rapid.T) {
-		s, err := NewStack(StackConfig{})
+		s, err := New(Config{})
 		require.NoError(rt, err)
 		e := s.newEndpoint()
 		limit := rapid.IntRange(minBuf, 1<<20).Draw(rt, "limit")

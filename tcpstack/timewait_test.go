@@ -1,0 +1,181 @@
+package tcpstack
+
+import (
+	"fmt"
+	"net/netip"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/tcpfsm/tcpfsm"
+	"pgregory.net/rapid"
+)
+
+// check reports the first way in which the table disagrees with itself:
+// every record found by its key at its own slot, every free slot unused,
+// the counts right, and every record's deadline live in the queue.
+func (t *twTable) check() error {
+	used := 0
+	queued := map[twEntry]bool{}
+	for i := t.queue.head; i < len(t.queue.q); i++ {
+		queued[t.queue.q[i]] = true
+	}
+	for s := range t.slots {
+		sl := &t.slots[s]
+		if !sl.used {
+			continue
+		}
+		used++
+		got, _, ok := t.find(&sl.key)
+		if !ok || got != uint32(s) {
+			return fmt.Errorf("TIME-WAIT record %v not found at its slot", sl.key.Remote())
+		}
+		if !queued[twEntry{at: sl.rec.Deadline(), slot: uint32(s)}] {
+			return fmt.Errorf("TIME-WAIT record %v has no live expiry", sl.key.Remote())
+		}
+	}
+	if used != t.n || used+len(t.free) != len(t.slots) {
+		return fmt.Errorf("TIME-WAIT table counts %d records, holds %d, %d free of %d", t.n, used, len(t.free), len(t.slots))
+	}
+	if t.n > 0 && 2*t.n > len(t.index) {
+		return fmt.Errorf("TIME-WAIT index %d places for %d records", len(t.index), t.n)
+	}
+	return nil
+}
+
+// recordUntil returns the TIME-WAIT record of a connection that closed
+// (the peer's FIN last) 2*MSL (2 ms here) before deadline.
+func recordUntil(t require.TestingT, deadline tcpfsm.Time) tcpfsm.TimeWaitRecord {
+	const msl = time.Millisecond
+	now := deadline.Add(-2 * msl)
+	tcb, err := tcpfsm.NewTCB(tcpfsm.Config{MSL: msl})
+	require.NoError(t, err)
+	peer := func(f tcpfsm.Flags, seq, ack tcpfsm.Seq) {
+		seg := tcpfsm.Segment{SrcPort: 80, DstPort: 1000, Seq: seq, Ack: ack, Flags: f, Window: 65535}
+		_, err := tcb.Step(tcpfsm.Arrive(&seg, 0), now, nil)
+		require.NoError(t, err)
+	}
+	for _, ev := range []tcpfsm.Event{tcpfsm.Open(1000, 80, 100)} {
+		_, err := tcb.Step(ev, now, nil)
+		require.NoError(t, err)
+	}
+	peer(tcpfsm.FlagSYN|tcpfsm.FlagACK, 300, 101)
+	_, err = tcb.Step(tcpfsm.Close(), now, nil)
+	require.NoError(t, err)
+	peer(tcpfsm.FlagACK, 301, 102)
+	peer(tcpfsm.FlagFIN|tcpfsm.FlagACK, 301, 102)
+	r, ok := tcb.TimeWaitRecord()
+	require.True(t, ok, "in %v", tcb.State)
+	require.Equal(t, deadline, r.Deadline())
+	return r
+}
+
+func TestTimeWaitTableMatchesAMap(t *testing.T) {
+	// Random puts, deletes and expiries agree with a map and a scan, and
+	// the table stays consistent after each.
+	rapid.Check(t, func(rt *rapid.T) {
+		ct := newConnTable()
+		tbl := twTable{keys: &ct}
+		model := map[tuple]tcpfsm.TimeWaitRecord{}
+		key := func(i int) tuple {
+			return tupleOf(netip.AddrPortFrom(ipB, 80), netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 1000))
+		}
+		now := tcpfsm.Time(0)
+		for range rapid.IntRange(1, 300).Draw(rt, "ops") {
+			i := rapid.IntRange(0, 400).Draw(rt, "key")
+			k := key(i)
+			switch rapid.IntRange(0, 3).Draw(rt, "op") {
+			case 0, 1:
+				r := recordUntil(rt, now+tcpfsm.Time(rapid.IntRange(1, 1000).Draw(rt, "wait")))
+				tbl.put(k, r)
+				model[k] = r
+			case 2:
+				tbl.del(&k)
+				delete(model, k)
+			case 3:
+				now += tcpfsm.Time(rapid.IntRange(0, 300).Draw(rt, "time"))
+				tbl.expire(now)
+				for mk, mr := range model {
+					if mr.Deadline() <= now {
+						delete(model, mk)
+					}
+				}
+			}
+			require.NoError(rt, tbl.check())
+			require.Equal(rt, len(model), tbl.len())
+			for mk, mr := range model {
+				got, ok := tbl.get(&mk)
+				require.True(rt, ok)
+				require.Equal(rt, mr, got)
+			}
+			_, ok := tbl.get(&k)
+			_, want := model[k]
+			require.Equal(rt, want, ok)
+			next, ok := tbl.next()
+			require.Equal(rt, len(model) > 0, ok)
+			for _, mr := range model {
+				require.LessOrEqual(rt, next, mr.Deadline())
+			}
+		}
+	})
+}
+
+func TestTimeWaitRecordsGiveMemoryBack(t *testing.T) {
+	// 60,000 records hold a few MiB, and once they expire the table
+	// holds nothing.
+	ct := newConnTable()
+	tbl := twTable{keys: &ct}
+	var before, held, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	const n = 60000
+	for i := range n {
+		k := tupleOf(netip.AddrPortFrom(ipB, 80), netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), uint16(i)))
+		tbl.put(k, recordUntil(t, tcpfsm.Time(time.Minute)+tcpfsm.Time(i)))
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&held)
+	per := float64(held.HeapInuse-before.HeapInuse) / n
+	t.Logf("%d TIME-WAIT records: %.0f bytes each", n, per)
+	require.Less(t, per, 160.0)
+	tbl.expire(tcpfsm.Time(time.Hour))
+	require.Zero(t, tbl.len())
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	require.Less(t, int64(after.HeapInuse)-int64(before.HeapInuse), int64(256<<10), "given back")
+	runtime.KeepAlive(&tbl)
+}
+
+func TestTwoTimeWaitRecordsTradeNoACKs(t *testing.T) {
+	// A simultaneous close leaves both Stacks with a TIME-WAIT record of
+	// the connection. Each record's last ACK reaches the other, which
+	// finds it acceptable and says nothing: the two do not trade ACKs
+	// for 2*MSL.
+	n := newStackNet(t, Config{}, Config{})
+	c, srv := n.connect(t)
+	require.NoError(t, c.Close(n.now))
+	require.NoError(t, srv.Close(n.now))
+	n.run(n.now.Add(time.Second), func() bool { return n.s[0].TimeWaits() == 1 && n.s[1].TimeWaits() == 1 })
+	require.Equal(t, 1, n.s[0].TimeWaits())
+	require.Equal(t, 1, n.s[1].TimeWaits())
+	sent := 0
+	n.drop = func(int, []byte) bool { sent++; return false }
+	// A duplicate of the client's last ACK reaches the server's record.
+	var k tuple
+	for _, sl := range n.s[0].tw.slots {
+		if sl.used {
+			k = sl.key
+		}
+	}
+	r := c.TCB() // as it was when the Stack made the record
+	dup := tcpfsm.Segment{SrcPort: k.lport, DstPort: k.rport, Seq: r.SndNxt, Ack: r.RcvNxt, Flags: tcpfsm.FlagACK,
+		Options: tcpfsm.Options{Present: tcpfsm.OptTimestamps, TSVal: n.now.Millis() + uint32(r.Iss), TSEcr: r.TSRecent()}}
+	b := dup.AppendTo(nil)
+	require.NoError(t, tcpfsm.SetChecksum(b, ipA, ipB))
+	require.NoError(t, n.s[1].Input(b, ipA, ipB, n.now))
+	n.run(n.now.Add(10*time.Second), nil)
+	require.Zero(t, sent, "segments traded in the 10 s after both entered TIME-WAIT")
+	n.run(n.now.Add(5*time.Minute), nil)
+	require.Zero(t, n.s[0].TimeWaits()+n.s[1].TimeWaits())
+}
