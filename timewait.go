@@ -105,6 +105,7 @@ type TimeWaitRecord struct {
 	ts             bool   // timestamps in use
 	opts           settingOpts
 	msl            dur16
+	wnd            uint16 // the window field of its ACKs
 }
 
 // TimeWaitVerdict is what a TimeWaitRecord does with an arriving segment.
@@ -134,9 +135,10 @@ func (t *TCB) TimeWaitRecord() (TimeWaitRecord, bool) {
 		return TimeWaitRecord{}, false
 	}
 	d, _ := t.Deadline(TimerClose)
+	c := *t // advertise moves the window's edge; t stays as it is
 	return TimeWaitRecord{deadline: d, sndNxt: t.SndNxt, rcvNxt: t.RcvNxt, iss: t.Iss,
 		tsRecent: t.tsRecent, rcvWnd: t.RcvWnd(), ts: t.flags&flagTS != 0,
-		opts: t.cfg.opts, msl: t.cfg.msl}, true
+		opts: t.cfg.opts, msl: t.cfg.msl, wnd: c.advertise()}, true
 }
 
 // Deadline returns when the record expires: 2*MSL after the last FIN
@@ -159,7 +161,7 @@ func (r *TimeWaitRecord) Input(seg *Segment, now Time, reply *Segment) TimeWaitV
 	case twAckFIN:
 		r.deadline = now.Add(2 * r.msl.dur())
 	}
-	*reply = Segment{SrcPort: seg.DstPort, DstPort: seg.SrcPort, Seq: r.sndNxt, Ack: r.rcvNxt, Flags: FlagACK}
+	*reply = Segment{SrcPort: seg.DstPort, DstPort: seg.SrcPort, Seq: r.sndNxt, Ack: r.rcvNxt, Flags: FlagACK, Window: r.wnd}
 	if r.ts {
 		reply.Options = Options{Present: OptTimestamps, TSVal: msOf(now) + uint32(r.iss), TSEcr: r.tsRecent}
 	}

@@ -2,6 +2,7 @@ package tcpfsm
 
 import (
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
@@ -67,6 +68,7 @@ func TestTimeWaitRecordAnswersAsTheTCB(t *testing.T) {
 			require.Equal(rt, tcbAck.Seq, reply.Seq)
 			require.Equal(rt, tcbAck.Ack, reply.Ack)
 			require.Equal(rt, tcbAck.Flags, reply.Flags)
+			require.Equal(rt, tcbAck.Window, reply.Window)
 			require.Equal(rt, tcbAck.Options.Has(OptTimestamps), reply.Options.Has(OptTimestamps))
 			require.Equal(rt, tcbAck.Options.TSVal, reply.Options.TSVal)
 			require.Equal(rt, tcbAck.Options.TSEcr, reply.Options.TSEcr)
@@ -79,3 +81,8 @@ func TestTimeWaitRecordAnswersAsTheTCB(t *testing.T) {
 	})
 }
 
+func TestTimeWaitRecordIsSmall(t *testing.T) {
+	// What a host keeps per connection in TIME-WAIT instead of a TCB.
+	require.LessOrEqual(t, unsafe.Sizeof(TimeWaitRecord{}), uintptr(40))
+	require.Less(t, unsafe.Sizeof(TimeWaitRecord{})*6, unsafe.Sizeof(TCB{}))
+}
