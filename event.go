@@ -1,6 +1,9 @@
 package tcpfsm
 
-import "strconv"
+import (
+	"strconv"
+	"time"
+)
 
 // EventKind says what happened: a user call, an arriving segment, or time
 // passing (RFC 9293 section 3.10 lists these three kinds of event).
@@ -52,11 +55,19 @@ const (
 	// them again later. Otherwise (the bytes arrived again meanwhile, or
 	// the connection takes no more data) nothing: the host forgets them.
 	EvReoffer
+	// EvNoDelay turns the Nagle algorithm off (Event.N 1) or on (0) for
+	// this connection, whatever Config said (RFC 9293 MUST-17: an
+	// application must be able to turn it off per connection).
+	EvNoDelay
+	// EvKeepAlive turns keep-alives on, probing after Event.N seconds of
+	// idleness (capped at 32767), or off (Event.N 0), whatever Config said
+	// (RFC 9293 section 3.8.4, MUST-24: per connection, off by default).
+	EvKeepAlive
 
 	numEventKinds // one past the last kind: the size of tables by kind
 )
 
-var eventNames = [numEventKinds]string{"", "open", "listen", "send", "receive", "close", "abort", "segment", "tick", "path-mtu", "reoffer"}
+var eventNames = [numEventKinds]string{"", "open", "listen", "send", "receive", "close", "abort", "segment", "tick", "path-mtu", "reoffer", "no-delay", "keep-alive"}
 
 // String returns the event kind's name, such as "segment".
 func (k EventKind) String() string {
@@ -122,6 +133,27 @@ func Arrive(s *Segment, iss Seq) Event { return Event{Kind: EvSegment, Seg: s, I
 // Reoffer returns an event that offers again n bytes of the peer's stream
 // from seq, kept by the host after a DropOutOfOrderFull (EvReoffer).
 func Reoffer(seq Seq, n uint32) Event { return Event{Kind: EvReoffer, Seq: seq, N: n} }
+
+// SetNoDelay returns an event that turns the Nagle algorithm off (on
+// true) or back on for this connection (RFC 9293 MUST-17).
+func SetNoDelay(on bool) Event {
+	ev := Event{Kind: EvNoDelay}
+	if on {
+		ev.N = 1
+	}
+	return ev
+}
+
+// SetKeepAlive returns an event that turns keep-alives on, probing after
+// idle (whole seconds, at least 1, at most 32767), or off if idle is 0
+// (RFC 9293 section 3.8.4).
+func SetKeepAlive(idle time.Duration) Event {
+	ev := Event{Kind: EvKeepAlive}
+	if idle > 0 {
+		ev.N = uint32(min(max((idle+time.Second-1)/time.Second, 1), 32767))
+	}
+	return ev
+}
 
 // Tick returns a time-passing event.
 func Tick() Event { return Event{Kind: EvTick} }

@@ -209,3 +209,24 @@ func TestShrunkWindowNoAbort(t *testing.T) {
 	}
 	c.state(Established)
 }
+
+func TestNoDelayPerConnection(t *testing.T) {
+	// MUST-17: the application turns Nagle off (and on) per connection.
+	c := established(t, Config{})
+	c.user(Send(1))
+	c.sent("P. seq=101 len=1")
+	c.user(Send(1))
+	c.nothing() // held: small data in flight
+	c.user(SetNoDelay(true))
+	c.sent("P. seq=102 len=1") // what Nagle held goes at once
+	c.user(Send(1))
+	c.sent("P. seq=103 len=1")
+	c.user(SetNoDelay(false))
+	c.user(Send(1))
+	c.nothing()
+	// Before the connection opens, the setting waits for it.
+	c = newConn(t, Config{})
+	c.user(SetNoDelay(true))
+	c.nothing()
+	require.NotZero(t, c.tcb.cfg.opts&optNoDelay)
+}

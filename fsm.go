@@ -59,6 +59,27 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 		return out, nil
 	case EvTick:
 		return t.tick(now, out), nil
+	case EvNoDelay:
+		t.cfg.opts &^= optNoDelay
+		if ev.N != 0 {
+			t.cfg.opts |= optNoDelay
+		}
+		if !t.State.IsSynchronized() {
+			return out, nil
+		}
+		return t.output(now, out), nil // data Nagle held may go now
+	case EvKeepAlive:
+		t.cfg.opts &^= optKeepalive
+		t.keepProbes = 0
+		if ev.N == 0 {
+			return t.stop(out, TimerKeepalive), nil
+		}
+		t.cfg.opts |= optKeepalive
+		t.cfg.keepIdle = toDur16(time.Duration(min(ev.N, 32767)) * time.Second)
+		if !t.State.IsSynchronized() || t.State == TimeWait || t.running(TimerUser) {
+			return out, nil // armed once the connection is open and idle
+		}
+		return t.arm(out, TimerKeepalive, t.lastRcv, t.cfg.keepIdle.dur()), nil
 	case EvReoffer:
 		return t.output(now, t.reoffer(ev.Seq, ev.N, now, out)), nil
 	case EvPathMTU:

@@ -226,3 +226,30 @@ func TestNextDeadline(t *testing.T) {
 	require.Equal(t, "delayed-ack", TimerDelayedACK.String())
 	require.Equal(t, "timer(9)", TimerKind(9).String())
 }
+
+func TestKeepAlivePerConnection(t *testing.T) {
+	// MUST-24: keep-alives turned on and off per connection, with the idle
+	// time counted from the last segment received.
+	c := established(t, Config{})
+	c.advanceTo(at(30))
+	c.user(SetKeepAlive(time.Minute))
+	c.timer(TimerKeepalive, at(60))
+	c.advanceTo(at(60))
+	c.sent(". seq=100 ack=301")
+	c.peer(pkt(".", 301, 101))
+	c.user(SetKeepAlive(0))
+	c.advance(10 * time.Hour)
+	c.nothing()
+	// While data is outstanding the user timeout keeps the slot; the
+	// keep-alive starts once everything is acknowledged (MUST-26).
+	c = established(t, Config{UserTimeout: time.Hour})
+	c.user(Send(10))
+	c.clear()
+	c.user(SetKeepAlive(time.Minute))
+	_, running := c.tcb.Deadline(TimerKeepalive)
+	require.False(t, running)
+	c.peer(pkt(".", 301, 111))
+	c.timer(TimerKeepalive, c.now.Add(time.Minute))
+	require.Equal(t, uint32(32767), SetKeepAlive(100*time.Hour).N)
+	require.Equal(t, uint32(1), SetKeepAlive(time.Millisecond).N)
+}

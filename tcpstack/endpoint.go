@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/netip"
+	"time"
 
 	"github.com/tcpfsm/tcpfsm"
 )
@@ -61,6 +62,11 @@ type endpointCounters struct {
 	segmentsIn, segmentsOut uint32
 	retransmits             uint32
 	drops                   [tcpfsm.NumDropReasons - 1]uint32
+	// sndLimit is not a counter: the send buffer's size for this
+	// connection, if the application set one below the configured size
+	// (SetSendBuffer), 0 if not. It sits here, where the counters leave
+	// four bytes of padding, so an idle endpoint stays 416 bytes.
+	sndLimit uint32
 }
 
 // Dropped returns how many segments were dropped for reason r.
@@ -709,7 +715,7 @@ func (e *Endpoint) Write(p []byte, now tcpfsm.Time) (int, error) {
 	}
 	e.release()
 	io := e.buffers()
-	n := min(len(p), max(e.sh.sndSize-io.snd.len(), 0))
+	n := min(len(p), max(e.sendBuffer()-io.snd.len(), 0))
 	if n == 0 {
 		if len(p) == 0 {
 			return 0, nil
@@ -771,6 +777,41 @@ func (e *Endpoint) CloseWrite(now tcpfsm.Time) error {
 func (e *Endpoint) Close(now tcpfsm.Time) error {
 	defer e.changed(now)
 	return e.step(tcpfsm.CloseFull(), now)
+}
+
+// sendBuffer returns the most bytes Write may hold unacknowledged.
+func (e *Endpoint) sendBuffer() int {
+	if e.stats.sndLimit != 0 {
+		return int(e.stats.sndLimit)
+	}
+	return e.sh.sndSize
+}
+
+// SetSendBuffer limits the bytes written but not yet acknowledged to n,
+// at most the configured EndpointConfig.SendBuffer (a larger n, or 0,
+// means that size), as SO_SNDBUF does for a socket. Data already
+// written stays.
+func (e *Endpoint) SetSendBuffer(n int) {
+	if n <= 0 || n >= e.sh.sndSize {
+		e.stats.sndLimit = 0
+		return
+	}
+	e.stats.sndLimit = uint32(n)
+}
+
+// SetNoDelay turns the Nagle algorithm off (on true) or back on for this
+// connection (RFC 9293 MUST-17); data it held may go at once.
+func (e *Endpoint) SetNoDelay(on bool, now tcpfsm.Time) error {
+	defer e.changed(now)
+	return e.step(tcpfsm.SetNoDelay(on), now)
+}
+
+// SetKeepAlive turns keep-alive probes on after idle without a segment
+// from the peer, or off if idle is 0 (RFC 9293 section 3.8.4); probes
+// then follow Config.KeepaliveInterval and KeepaliveCount.
+func (e *Endpoint) SetKeepAlive(idle time.Duration, now tcpfsm.Time) error {
+	defer e.changed(now)
+	return e.step(tcpfsm.SetKeepAlive(idle), now)
 }
 
 // Abort resets the connection (RFC 9293 section 3.10.5).

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 	"github.com/tcpfsm/tcpfsm"
@@ -534,4 +535,25 @@ func TestBufferGrowsKeepingItsBytes(t *testing.T) {
 			}
 		}
 	})
+}
+
+func TestEndpointSettingsPerConnection(t *testing.T) {
+	// SO_SNDBUF, TCP_NODELAY and SO_KEEPALIVE as a socket has them: the
+	// send buffer limit holds Write back, Nagle goes off, keep-alives run.
+	w := newWire(t, EndpointConfig{SendBuffer: 8192}, EndpointConfig{}, 1)
+	connect(t, w)
+	ep := w.ep[0]
+	ep.SetSendBuffer(1000)
+	n, err := ep.Write(make([]byte, 3000), w.now)
+	require.NoError(t, err)
+	require.Equal(t, 1000, n)
+	_, err = ep.Write([]byte{1}, w.now)
+	require.ErrorIs(t, err, ErrWouldBlock)
+	ep.SetSendBuffer(0) // back to the configured 8192
+	n, err = ep.Write(make([]byte, 9000), w.now)
+	require.NoError(t, err)
+	require.Equal(t, 7192, n)
+	require.NoError(t, ep.SetNoDelay(true, w.now))
+	require.NoError(t, ep.SetKeepAlive(time.Minute, w.now))
+	require.Equal(t, uintptr(416), unsafe.Sizeof(Endpoint{}), "the limit fits in padding")
 }
