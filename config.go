@@ -143,6 +143,11 @@ type Config struct {
 	// Congestion selects the congestion control algorithm (RFC 9293
 	// MAY-18). Default NewReno (RFC 5681 with RFC 6582).
 	Congestion CongestionAlgorithm
+	// TimerActions reports every change of a timer as an ActTimer action,
+	// for hosts that keep a timer per connection. Default off: a host
+	// reads NextDeadline after each Step, which says the same for less
+	// (RFC 9293 section 3.8 leaves timer management to the implementation).
+	TimerActions bool
 }
 
 // CongestionAlgorithm names a congestion control algorithm.
@@ -252,6 +257,7 @@ type settings struct {
 	opts                               settingOpts
 	r1, synRetries, keepCount, chLimit uint8
 	wscale                             uint8 // the shift we offer
+	timerActions                       bool  // Config.TimerActions
 }
 
 type settingOpts uint16
@@ -341,6 +347,7 @@ func (c *Config) compile() (settings, error) {
 			s.opts |= o.bit
 		}
 	}
+	s.timerActions = c.TimerActions
 	return s, nil
 }
 

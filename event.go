@@ -177,8 +177,9 @@ const (
 	// ActNotify: tell the user Action.Note (with Action.N for byte counts).
 	ActNotify
 	// ActTimer: timer Action.Timer now fires at Action.Deadline, or is
-	// stopped if Action.Deadline is zero. The TCB also keeps the deadlines;
-	// see TCB.NextDeadline.
+	// stopped if Action.Deadline is zero. Only with Config.TimerActions:
+	// the TCB keeps the deadlines, and TCB.NextDeadline says when the next
+	// one falls.
 	ActTimer
 	// ActDrop: the segment was dropped for Action.Drop. Hosts count these.
 	ActDrop

@@ -124,6 +124,9 @@ func (t *TCB) arm(out []Action, k TimerKind, now Time, d time.Duration) []Action
 		out = t.stop(out, t.tkind[s])
 	}
 	t.timers[s], t.tkind[s] = at, k
+	if !t.cfg.timerActions {
+		return out
+	}
 	out, a := push(out, ActTimer)
 	a.Timer, a.Deadline = k, at
 	return out
@@ -149,6 +152,9 @@ func (t *TCB) stopDelayedACK(out []Action) []Action {
 // stopRunning stops timer k, which is running.
 func (t *TCB) stopRunning(out []Action, k TimerKind) []Action {
 	t.timers[slotOf(k)] = 0
+	if !t.cfg.timerActions {
+		return out
+	}
 	out, a := push(out, ActTimer)
 	a.Timer = k
 	return out

@@ -45,7 +45,7 @@ func TestDataRetransmissionBackoff(t *testing.T) {
 
 func TestTimerStartedOnceNotRestartedBySend(t *testing.T) {
 	// RFC6298 5.1 and 5.3.
-	c := established(t, Config{NoDelay: true})
+	c := established(t, Config{NoDelay: true, TimerActions: true})
 	c.user(Send(100))
 	c.advanceTo(at(0.05))
 	c.user(Send(100))
@@ -252,4 +252,21 @@ func TestKeepAlivePerConnection(t *testing.T) {
 	c.timer(TimerKeepalive, c.now.Add(time.Minute))
 	require.Equal(t, uint32(32767), SetKeepAlive(100*time.Hour).N)
 	require.Equal(t, uint32(1), SetKeepAlive(time.Millisecond).N)
+}
+
+func TestTimerActionsOnlyWhenAsked(t *testing.T) {
+	// Without Config.TimerActions, Step reports no timer changes; the
+	// deadlines are still kept, and NextDeadline says the next one.
+	c := established(t, Config{})
+	c.user(Send(100))
+	require.Empty(t, c.take(ActTimer))
+	d, ok := c.tcb.NextDeadline()
+	require.True(t, ok)
+	c.timer(TimerRetransmit, d)
+	c = established(t, Config{TimerActions: true})
+	c.user(Send(100))
+	a := c.take(ActTimer)
+	require.Len(t, a, 1)
+	require.Equal(t, TimerRetransmit, a[0].Timer)
+	require.Equal(t, d, a[0].Deadline)
 }
