@@ -470,3 +470,35 @@ func TestCloseFullResetsWhenDataIsLost(t *testing.T) {
 		gone(c)
 	})
 }
+
+func TestDelayedFINACKRidesOnOurFIN(t *testing.T) {
+	// SHLD-18 applied to the peer's FIN (Config.DelayFINACK): an
+	// application that closes within the delayed-ACK time sends FIN and
+	// ACK in one segment, a three-segment teardown as Linux makes.
+	c := established(t, Config{DelayFINACK: true})
+	c.peer(pkt("F.", 301, 101))
+	c.state(CloseWait)
+	c.nothing()
+	c.notes(NotePeerClosed)
+	c.advance(40 * time.Millisecond)
+	c.nothing()
+	c.user(Close())
+	c.sent("F. seq=101 ack=302")
+	c.state(LastAck)
+	c.advance(time.Second / 2)
+	require.Empty(t, c.take(ActSend), "no ACK follows: the FIN carried it")
+
+	// An application that closes later: the ACK goes when the timer fires.
+	c = established(t, Config{DelayFINACK: true})
+	c.peer(pkt("F.", 301, 101))
+	c.nothing()
+	c.advance(200 * time.Millisecond)
+	c.sent(". seq=101 ack=302")
+	c.user(Close())
+	c.sent("F. seq=101 ack=302")
+
+	// By default the ACK goes at once.
+	c = established(t, Config{})
+	c.peer(pkt("F.", 301, 101))
+	c.sent(". seq=101 ack=302")
+}

@@ -148,6 +148,13 @@ type Config struct {
 	// reads NextDeadline after each Step, which says the same for less
 	// (RFC 9293 section 3.8 leaves timer management to the implementation).
 	TimerActions bool
+	// DelayFINACK lets the ACK of the peer's FIN in ESTABLISHED wait for
+	// the delayed-ACK timer (SHLD-18), so that an application that closes
+	// within DelayedACK sends one segment, FIN and ACK together, as Linux
+	// does: a three-segment teardown. Default off: the ACK goes at once,
+	// so the peer learns without delay that its FIN arrived, whatever the
+	// application does (the RFCs allow both).
+	DelayFINACK bool
 }
 
 // CongestionAlgorithm names a congestion control algorithm.
@@ -256,9 +263,17 @@ type settings struct {
 	mss                                uint16
 	opts                               settingOpts
 	r1, synRetries, keepCount, chLimit uint8
-	wscale                             uint8 // the shift we offer
-	timerActions                       bool  // Config.TimerActions
+	wscale                             uint8    // the shift we offer
+	more                               moreOpts // settings beyond opts' 16 bits
 }
+
+// moreOpts are settings that did not fit settingOpts.
+type moreOpts uint8
+
+const (
+	optTimerActions moreOpts = 1 << iota // Config.TimerActions
+	optDelayFINACK                       // Config.DelayFINACK
+)
 
 type settingOpts uint16
 
@@ -347,7 +362,12 @@ func (c *Config) compile() (settings, error) {
 			s.opts |= o.bit
 		}
 	}
-	s.timerActions = c.TimerActions
+	if c.TimerActions {
+		s.more |= optTimerActions
+	}
+	if c.DelayFINACK {
+		s.more |= optDelayFINACK
+	}
 	return s, nil
 }
 

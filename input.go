@@ -321,6 +321,19 @@ func (t *TCB) arriveOther(seg *Segment, idle time.Duration, now Time, out []Acti
 		}
 	}
 
+	if t.State == TimeWait {
+		// No sequence space is left after the peer's FIN: data, a FIN or
+		// a segment past RCV.NXT gets an ACK echoing TS.Recent as it was (judgeTimeWait, shared with
+		// TimeWaitRecord), as in Linux and FreeBSD.
+		if w := t.twView(); judgeTimeWait(&w, seg) == twAck {
+			t.flags |= flagAckNow
+			if segLen > 0 {
+				return drop(out, DropAfterFIN)
+			}
+			return drop(out, DropUnacceptable)
+		}
+	}
+
 	// TS.Recent follows the segment that the next ACK acknowledges
 	// (RFC 7323 section 4.3).
 	if t.flags&flagTS != 0 && hasTS && int32(seg.Options.TSVal-t.tsRecent) >= 0 && seq.LessThanEq(t.lastAckSent) {
@@ -821,7 +834,12 @@ func (t *TCB) advanceRcv(from Seq, now Time, out []Action) []Action {
 // processFIN is the eighth step of RFC 9293 section 3.10.7.4.
 func (t *TCB) processFIN(now Time, out []Action) []Action {
 	t.flags &^= flagFinPending
-	t.flags |= flagFinRcvd | flagAckNow
+	t.flags |= flagFinRcvd
+	if t.State == Established && t.cfg.more&optDelayFINACK != 0 && t.flags&flagAckNow == 0 {
+		t.flags |= flagAckDelayed // our FIN may carry it (Config.DelayFINACK)
+	} else {
+		t.flags |= flagAckNow
+	}
 	t.RcvNxt = t.RcvNxt.Add(1)
 	if t.rcvAdv.LessThan(t.RcvNxt) {
 		t.rcvAdv = t.RcvNxt

@@ -133,7 +133,7 @@ var Transitions = []Transition{
 	{SynReceived, OnTimeout, Closed, "RST", "SYN-ACK retransmissions exhausted"},
 
 	{Established, OnClose, FinWait1, "FIN", "CLOSE: FIN after the queued data (3.10.4)"},
-	{Established, OnFIN, CloseWait, "ACK", "the peer closes (3.10.7.4)"},
+	{Established, OnFIN, CloseWait, "ACK", "the peer closes (3.10.7.4); with Config.DelayFINACK the ACK may wait to ride on our FIN, as Linux's does"},
 	{Established, OnReoffer, CloseWait, "ACK", "held data fills the hole before the peer's FIN"},
 	{Established, OnACK, CloseWait, "ACK", "data fills the hole before a held FIN"},
 	{Established, OnRST, Closed, "", "connection reset (3.10.7.4)"},

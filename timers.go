@@ -124,7 +124,7 @@ func (t *TCB) arm(out []Action, k TimerKind, now Time, d time.Duration) []Action
 		out = t.stop(out, t.tkind[s])
 	}
 	t.timers[s], t.tkind[s] = at, k
-	if !t.cfg.timerActions {
+	if t.cfg.more&optTimerActions == 0 {
 		return out
 	}
 	out, a := push(out, ActTimer)
@@ -152,7 +152,7 @@ func (t *TCB) stopDelayedACK(out []Action) []Action {
 // stopRunning stops timer k, which is running.
 func (t *TCB) stopRunning(out []Action, k TimerKind) []Action {
 	t.timers[slotOf(k)] = 0
-	if !t.cfg.timerActions {
+	if t.cfg.more&optTimerActions == 0 {
 		return out
 	}
 	out, a := push(out, ActTimer)

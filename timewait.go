@@ -34,9 +34,10 @@ type twView struct {
 // Config.TimeWaitRST; a segment
 // without the agreed timestamp is dropped (RFC 7323 section 3.2), one
 // with an old one ACKed (PAWS, section 5.3); the peer's FIN again is
-// ACKed and restarts 2*MSL; any other segment that is not acceptable,
-// or that acknowledges what was never sent, is ACKed; an acceptable one
-// is dropped without a word, so two ends in TIME-WAIT never trade ACKs.
+// ACKed and restarts 2*MSL; every other segment with ACK is ACKed (no
+// sequence space is left after the FIN, so none is acceptable), except a
+// bare ACK at RCV.NXT, a duplicate of the peer's last, which is dropped
+// without a word, so two ends in TIME-WAIT never trade ACKs.
 func judgeTimeWait(w *twView, seg *Segment) twVerdict {
 	f := seg.Flags
 	hasTS := seg.Options.Has(OptTimestamps)
@@ -84,10 +85,13 @@ func judgeTimeWait(w *twView, seg *Segment) twVerdict {
 	if f&FlagACK == 0 {
 		return twDrop
 	}
-	if seg.Ack.GreaterThan(w.sndNxt) {
+	if segLen > 0 || seg.Seq != w.rcvNxt || seg.Ack.GreaterThan(w.sndNxt) {
+		// After the peer's FIN no sequence space is left, so data, a
+		// FIN, or a segment past RCV.NXT is not acceptable: ACK it, as
+		// Linux and FreeBSD do.
 		return twAck
 	}
-	return twDrop
+	return twDrop // a duplicate of the last ACK: nothing, so two ends in TIME-WAIT never trade ACKs
 }
 
 // TimeWaitRecord is a connection in TIME-WAIT reduced to what TIME-WAIT

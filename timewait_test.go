@@ -86,3 +86,40 @@ func TestTimeWaitRecordIsSmall(t *testing.T) {
 	require.LessOrEqual(t, unsafe.Sizeof(TimeWaitRecord{}), uintptr(40))
 	require.Less(t, unsafe.Sizeof(TimeWaitRecord{})*6, unsafe.Sizeof(TCB{}))
 }
+
+func TestTimeWaitAnswersLikeLinux(t *testing.T) {
+	// RFC9293 3.10.7.4: after the peer's FIN no sequence space is left, so
+	// every segment with ACK is answered with an ACK, except a duplicate of
+	// the peer's last ACK, as Linux (tcp_timewait_state_process) and
+	// FreeBSD (tcp_twcheck) do. The TCB and its record answer alike.
+	for _, tc := range []struct {
+		name string
+		seg  Segment
+		ack  bool
+	}{
+		{"duplicate of the last ACK", pkt(".", 302, 102), false},
+		{"bare ACK past RCV.NXT", pkt(".", 310, 102), true},
+		{"data at RCV.NXT", pkt(".", 302, 102, data(10)), true},
+		{"data past RCV.NXT", pkt(".", 400, 102, data(10)), true},
+		{"a FIN after the FIN", pkt("F.", 302, 102), true},
+		{"the FIN again", pkt("F.", 301, 102), true},
+		{"an ACK of what was never sent", pkt(".", 302, 200), true},
+		{"an old ACK", pkt(".", 302, 101), false},
+	} {
+		c := timeWait(t, Config{})
+		rec, ok := c.tcb.TimeWaitRecord()
+		require.True(t, ok)
+		c.peer(tc.seg)
+		sent := c.take(ActSend)
+		if tc.ack {
+			require.Len(t, sent, 1, tc.name)
+			require.Equal(t, FlagACK, sent[0].Seg.Flags, tc.name)
+			require.Equal(t, Seq(302), sent[0].Seg.Ack, tc.name)
+		} else {
+			require.Empty(t, sent, tc.name)
+		}
+		c.state(TimeWait)
+		var reply Segment
+		require.Equal(t, tc.ack, rec.Input(&tc.seg, c.now, &reply) == TimeWaitReply, tc.name)
+	}
+}
