@@ -221,6 +221,39 @@ const (
 var noteNames = [numNotes]string{"", "connected", "send-acked", "readable", "peer-closed", "close-done",
 	"closed", "reset", "refused", "timed-out", "user-timeout", "stalled", "reopen", "aborted", "urgent"}
 
+// NoteSet is a set of Notes, a bit each: what a host that does not act on
+// every note as it comes keeps of them (RFC 9293 section 3.9.2 leaves
+// how the user is told to the implementation).
+type NoteSet uint16
+
+// A NoteSet holds every Note.
+var _ [16 - numNotes]struct{}
+
+// Has reports whether n is in the set.
+func (s NoteSet) Has(n Note) bool { return n < 16 && s&(1<<n) != 0 }
+
+// With returns the set with n added.
+func (s NoteSet) With(n Note) NoteSet {
+	if n >= 16 {
+		return s
+	}
+	return s | 1<<n
+}
+
+// String lists the notes, such as "connected|readable"; "" for none.
+func (s NoteSet) String() string {
+	var b []byte
+	for n := Note(1); n < numNotes; n++ {
+		if s.Has(n) {
+			if len(b) > 0 {
+				b = append(b, '|')
+			}
+			b = append(b, n.String()...)
+		}
+	}
+	return string(b)
+}
+
 // String returns the note's name, such as "peer-closed".
 func (n Note) String() string {
 	if int(n) < len(noteNames) && n != 0 {

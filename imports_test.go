@@ -21,7 +21,7 @@ var allowedImports = map[string][]string{
 	".": {"crypto/rand", "encoding/binary", "errors", "fmt", "math", "math/bits", "net/netip", "strconv",
 		"strings", "time", "github.com/tcpfsm/tcpfsm/internal/siphash"},
 	"tcpstack": {"crypto/rand", "encoding/binary", "errors", "hash/maphash", "io", "math/bits", "net/netip",
-		"slices", "time", "github.com/tcpfsm/tcpfsm", "github.com/tcpfsm/tcpfsm/internal/minheap",
+		"iter", "slices", "time", "github.com/tcpfsm/tcpfsm", "github.com/tcpfsm/tcpfsm/internal/minheap",
 		"github.com/tcpfsm/tcpfsm/internal/siphash"},
 }
 

@@ -295,3 +295,17 @@ func TestEveryValueHasAName(t *testing.T) {
 		require.NotEmpty(t, stateNames[s], "state %d", s)
 	}
 }
+
+func TestNoteSet(t *testing.T) {
+	var s NoteSet
+	require.Equal(t, "", s.String())
+	s = s.With(NoteConnected).With(NotePeerClosed).With(Note(200))
+	require.True(t, s.Has(NoteConnected))
+	require.True(t, s.Has(NotePeerClosed))
+	require.False(t, s.Has(NoteReset))
+	require.False(t, s.Has(Note(200)))
+	require.Equal(t, "connected|peer-closed", s.String())
+	for n := Note(1); n < numNotes; n++ {
+		require.True(t, NoteSet(0).With(n).Has(n), "%v", n)
+	}
+}

@@ -219,3 +219,16 @@ func (t *connTable) merge(s *connSeg, h uint64) {
 		s = m
 	}
 }
+
+// each calls yield for every endpoint held, until it returns false. The
+// table must not change meanwhile.
+func (t *connTable) each(yield func(*Endpoint) bool) bool {
+	for i := 0; i < len(t.dir); i += 1 << (t.depth - t.dir[i].depth) {
+		for _, e := range t.dir[i].slots {
+			if e != nil && !yield(e) {
+				return false
+			}
+		}
+	}
+	return true
+}

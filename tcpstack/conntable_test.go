@@ -84,6 +84,13 @@ func TestConnTableMatchesMap(t *testing.T) {
 		for k, e := range ref {
 			require.Same(rt, e, tb.get(&k))
 		}
+		seen := map[*Endpoint]bool{}
+		tb.each(func(e *Endpoint) bool {
+			require.False(rt, seen[e], "each visits an endpoint once")
+			seen[e] = true
+			return true
+		})
+		require.Len(rt, seen, len(ref), "each visits every endpoint")
 		for _, e := range ref {
 			tb.del(e)
 		}

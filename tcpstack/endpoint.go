@@ -40,6 +40,36 @@ type ISNSource interface {
 	ISN(local, remote netip.AddrPort, now tcpfsm.Time) tcpfsm.Seq
 }
 
+// FixedISN is an ISNSource that gives every connection the same initial
+// sequence number: for examples and tests that want fixed traces. Only
+// for a single connection at a time: RFC 9293 section 3.4.1 wants ISNs
+// that change, and two incarnations of a connection from one FixedISN can
+// mistake each other's segments. Tests of a Stack want SequentialISN.
+type FixedISN tcpfsm.Seq
+
+// ISN returns f.
+func (f FixedISN) ISN(_, _ netip.AddrPort, _ tcpfsm.Time) tcpfsm.Seq { return tcpfsm.Seq(f) }
+
+// SequentialISN is an ISNSource for tests: the first connection gets
+// Next, each later one Step more (RFC 9293 section 3.4.1's clock-driven
+// ISNs, with a test's clock). The zero value starts at 0 with steps of
+// 0x10000. Not safe for concurrent use, as a Stack is not.
+type SequentialISN struct {
+	Next tcpfsm.Seq
+	Step uint32
+}
+
+// ISN returns the next number of the sequence.
+func (q *SequentialISN) ISN(_, _ netip.AddrPort, _ tcpfsm.Time) tcpfsm.Seq {
+	n := q.Next
+	step := q.Step
+	if step == 0 {
+		step = 0x10000
+	}
+	q.Next = n.Add(step)
+	return n
+}
+
 // EndpointStats counts what an Endpoint saw and did.
 type EndpointStats struct {
 	BytesIn, BytesOut       uint64 // payload bytes accepted / sent (retransmissions included)
@@ -62,15 +92,18 @@ type endpointCounters struct {
 	segmentsIn, segmentsOut uint32
 	retransmits             uint32
 	drops                   [tcpfsm.NumDropReasons - 1]uint32
-	// sndLimit is not a counter: the send buffer's size for this
-	// connection, if the application set one below the configured size
-	// (SetSendBuffer), 0 if not. It sits here, where the counters leave
-	// four bytes of padding, so an idle endpoint stays 416 bytes.
-	sndLimit uint32
+	// Two fields that are not counters sit here, where the counters
+	// leave four bytes of padding, so an idle endpoint stays 416 bytes:
+	// sndLimitKiB is the send buffer's size for this connection in KiB,
+	// if the application set one below the configured size
+	// (SetSendBuffer), 0 if not; notes are the notes not yet taken
+	// (TakeNotes).
+	sndLimitKiB uint16
+	notes       tcpfsm.NoteSet
 }
 
 // Dropped returns how many segments were dropped for reason r.
-func (s *EndpointStats) Dropped(r tcpfsm.DropReason) uint32 {
+func (s EndpointStats) Dropped(r tcpfsm.DropReason) uint32 {
 	if int(r) < len(s.Drops) {
 		return s.Drops[r]
 	}
@@ -582,6 +615,7 @@ func (e *Endpoint) apply(q []tcpfsm.Action, base int, seg *tcpfsm.Segment) []tcp
 			e.stats.bytesIn += uint64(a.DataLen)
 			e.signal(ReadyRead)
 		case tcpfsm.ActNotify:
+			e.stats.notes = e.stats.notes.With(a.Note)
 			switch a.Note {
 			case tcpfsm.NoteConnected:
 				e.bits |= epConnected
@@ -627,11 +661,31 @@ func (e *Endpoint) fail(code uint8) {
 }
 
 // Output encodes the next segment to send into buf, with its checksum,
-// and returns its length; 0 means nothing is waiting. buf must hold the
+// and returns its length and the addresses for its IP header, as
+// Stack.Output does; 0 means nothing is waiting. buf must hold the
 // largest segment: MSS plus 60 header bytes. The returned bytes are the
-// TCP segment; the host adds the IP header (addresses from LocalAddr and
-// RemoteAddr).
-func (e *Endpoint) Output(buf []byte, now tcpfsm.Time) int {
+// TCP segment; the host adds the IP header.
+func (e *Endpoint) Output(buf []byte, now tcpfsm.Time) (n int, src, dst netip.Addr) {
+	if n = e.output(buf, now); n > 0 {
+		src, dst = e.addrs()
+	}
+	return n, src, dst
+}
+
+// addrs returns the connection's local and remote addresses (invalid
+// while unknown).
+func (e *Endpoint) addrs() (local, remote netip.Addr) {
+	if e.is(knownLocal) {
+		local = e.key.addr(&e.key.local)
+	}
+	if e.is(knownRemote) {
+		remote = e.key.addr(&e.key.remote)
+	}
+	return local, remote
+}
+
+// output is Output without the addresses.
+func (e *Endpoint) output(buf []byte, now tcpfsm.Time) int {
 	io := e.io
 	if io == nil {
 		return 0
@@ -781,22 +835,31 @@ func (e *Endpoint) Close(now tcpfsm.Time) error {
 
 // sendBuffer returns the most bytes Write may hold unacknowledged.
 func (e *Endpoint) sendBuffer() int {
-	if e.stats.sndLimit != 0 {
-		return int(e.stats.sndLimit)
+	if e.stats.sndLimitKiB != 0 {
+		return int(e.stats.sndLimitKiB) << 10
 	}
 	return e.sh.sndSize
 }
 
-// SetSendBuffer limits the bytes written but not yet acknowledged to n,
-// at most the configured EndpointConfig.SendBuffer (a larger n, or 0,
-// means that size), as SO_SNDBUF does for a socket. Data already
-// written stays.
+// SetSendBuffer limits the bytes written but not yet acknowledged to n
+// rounded up to a whole KiB, at most the configured
+// EndpointConfig.SendBuffer (a larger n, or 0, means that size), as
+// SO_SNDBUF does for a socket. Data already written stays.
 func (e *Endpoint) SetSendBuffer(n int) {
-	if n <= 0 || n >= e.sh.sndSize {
-		e.stats.sndLimit = 0
+	if n <= 0 || n >= e.sh.sndSize || n > 0xffff<<10 {
+		e.stats.sndLimitKiB = 0
 		return
 	}
-	e.stats.sndLimit = uint32(n)
+	e.stats.sndLimitKiB = uint16((n + 1023) >> 10)
+}
+
+// TakeNotes returns the notes the state machine gave since the last call
+// (connected, readable, peer-closed, close-done, stalled, reset, ...:
+// RFC 9293 section 3.9.2), and forgets them.
+func (e *Endpoint) TakeNotes() tcpfsm.NoteSet {
+	n := e.stats.notes
+	e.stats.notes = 0
+	return n
 }
 
 // SetNoDelay turns the Nagle algorithm off (on true) or back on for this

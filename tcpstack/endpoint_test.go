@@ -54,7 +54,7 @@ var (
 // flush takes every packet side i wants to send onto the wire.
 func (w *wire) flush(i int) {
 	for {
-		n := w.ep[i].Output(w.buf, w.now)
+		n, _, _ := w.ep[i].Output(w.buf, w.now)
 		if n == 0 {
 			return
 		}
@@ -281,11 +281,11 @@ func TestEndpointSteadyStateAllocatesNothing(t *testing.T) {
 	pkt := make([]byte, 2048)
 	round := func() {
 		_, _ = a.Write(data, w.now)
-		for n := a.Output(pkt, w.now); n > 0; n = a.Output(pkt, w.now) {
+		for n, _, _ := a.Output(pkt, w.now); n > 0; n, _, _ = a.Output(pkt, w.now) {
 			_ = b.Input(pkt[:n], addrA.Addr(), addrB.Addr(), w.now)
 		}
 		_, _ = b.Read(rbuf, w.now)
-		for n := b.Output(pkt, w.now); n > 0; n = b.Output(pkt, w.now) {
+		for n, _, _ := b.Output(pkt, w.now); n > 0; n, _, _ = b.Output(pkt, w.now) {
 			_ = a.Input(pkt[:n], addrB.Addr(), addrA.Addr(), w.now)
 		}
 		w.now = w.now.Add(time.Millisecond)
@@ -314,7 +314,7 @@ func BenchmarkEndpointBulk(b *testing.B) {
 		for off := 0; off < len(data); {
 			n, _ := a.Write(data[off:], w.now)
 			off += n
-			for m := a.Output(pkt, w.now); m > 0; m = a.Output(pkt, w.now) {
+			for m, _, _ := a.Output(pkt, w.now); m > 0; m, _, _ = a.Output(pkt, w.now) {
 				_ = r.Input(pkt[:m], addrA.Addr(), addrB.Addr(), w.now)
 			}
 			for {
@@ -323,7 +323,7 @@ func BenchmarkEndpointBulk(b *testing.B) {
 					break
 				}
 			}
-			for m := r.Output(pkt, w.now); m > 0; m = r.Output(pkt, w.now) {
+			for m, _, _ := r.Output(pkt, w.now); m > 0; m, _, _ = r.Output(pkt, w.now) {
 				_ = a.Input(pkt[:m], addrB.Addr(), addrA.Addr(), w.now)
 			}
 		}
@@ -340,8 +340,8 @@ func FuzzEndpointPair(f *testing.F) {
 	f.Add([]byte{5, 5, 5, 5, 0, 0, 2, 2, 0})
 	f.Fuzz(func(t *testing.T, prog []byte) {
 		var a, b *Endpoint
-		a, _ = NewEndpoint(EndpointConfig{SendBuffer: 8192, ISN: fixedISS(1000)})
-		b, _ = NewEndpoint(EndpointConfig{Config: tcpfsm.Config{RecvBuffer: 4096}, ISN: fixedISS(5000)})
+		a, _ = NewEndpoint(EndpointConfig{SendBuffer: 8192, ISN: FixedISN(1000)})
+		b, _ = NewEndpoint(EndpointConfig{Config: tcpfsm.Config{RecvBuffer: 4096}, ISN: FixedISN(5000)})
 		now := tcpfsm.Time(0)
 		_ = b.Listen(addrB, now)
 		_ = a.Dial(addrA, addrB, now)
@@ -358,7 +358,7 @@ func FuzzEndpointPair(f *testing.F) {
 		rbuf := make([]byte, 3000)
 		collect := func() {
 			for _, e := range []*Endpoint{a, b} {
-				for n := e.Output(buf, now); n > 0; n = e.Output(buf, now) {
+				for n, _, _ := e.Output(buf, now); n > 0; n, _, _ = e.Output(buf, now) {
 					wire = append(wire, append([]byte(nil), buf[:n]...))
 					toA = append(toA, e == b)
 				}
@@ -416,11 +416,6 @@ func FuzzEndpointPair(f *testing.F) {
 	})
 }
 
-// fixedISS is an ISNSource that always answers the same number.
-type fixedISS tcpfsm.Seq
-
-func (f fixedISS) ISN(_, _ netip.AddrPort, _ tcpfsm.Time) tcpfsm.Seq { return tcpfsm.Seq(f) }
-
 func TestEndpointHoldsOutOfOrderDataBeyondTheTCBsRanges(t *testing.T) {
 	// Ten 1000-byte segments, every other one of the first eight lost:
 	// the TCB's three out-of-order ranges fill with segments 2, 4 and 6,
@@ -449,7 +444,7 @@ func TestEndpointHoldsOutOfOrderDataBeyondTheTCBsRanges(t *testing.T) {
 		if err := rcv.Input(packets[i], addrA.Addr(), addrB.Addr(), w.now); err != nil {
 			t.Fatal(err)
 		}
-		for rcv.Output(w.buf, w.now) > 0 {
+		for n, _, _ := rcv.Output(w.buf, w.now); n > 0; n, _, _ = rcv.Output(w.buf, w.now) {
 		}
 	}
 	var before, after runtime.MemStats
@@ -543,17 +538,48 @@ func TestEndpointSettingsPerConnection(t *testing.T) {
 	w := newWire(t, EndpointConfig{SendBuffer: 8192}, EndpointConfig{}, 1)
 	connect(t, w)
 	ep := w.ep[0]
-	ep.SetSendBuffer(1000)
+	ep.SetSendBuffer(1000) // a whole KiB
 	n, err := ep.Write(make([]byte, 3000), w.now)
 	require.NoError(t, err)
-	require.Equal(t, 1000, n)
+	require.Equal(t, 1024, n)
 	_, err = ep.Write([]byte{1}, w.now)
 	require.ErrorIs(t, err, ErrWouldBlock)
 	ep.SetSendBuffer(0) // back to the configured 8192
 	n, err = ep.Write(make([]byte, 9000), w.now)
 	require.NoError(t, err)
-	require.Equal(t, 7192, n)
+	require.Equal(t, 8192-1024, n)
 	require.NoError(t, ep.SetNoDelay(true, w.now))
 	require.NoError(t, ep.SetKeepAlive(time.Minute, w.now))
 	require.Equal(t, uintptr(416), unsafe.Sizeof(Endpoint{}), "the limit fits in padding")
+}
+
+func TestEndpointTellsWhatHappened(t *testing.T) {
+	// The notes of RFC 9293 section 3.9.2, kept as a set; the counters
+	// usable as returned; Output says where the segment goes.
+	w := newWire(t, EndpointConfig{}, EndpointConfig{}, 1)
+	connect(t, w)
+	require.True(t, w.ep[0].TakeNotes().Has(tcpfsm.NoteConnected))
+	require.Zero(t, w.ep[0].TakeNotes(), "taken")
+	require.NoError(t, w.ep[1].CloseWrite(w.now))
+	n, src, dst := w.ep[1].Output(w.buf, w.now)
+	require.NotZero(t, n)
+	require.Equal(t, addrB.Addr(), src)
+	require.Equal(t, addrA.Addr(), dst)
+	require.NoError(t, w.ep[0].Input(w.buf[:n], src, dst, w.now))
+	require.True(t, w.ep[0].TakeNotes().Has(tcpfsm.NotePeerClosed))
+	require.Zero(t, w.ep[0].Stats().Dropped(tcpfsm.DropUnacceptable))
+	fresh, _ := NewEndpoint(EndpointConfig{})
+	n, src, dst = fresh.Output(w.buf, w.now)
+	require.Zero(t, n)
+	require.False(t, src.IsValid() || dst.IsValid())
+}
+
+func TestSequentialISN(t *testing.T) {
+	q := &SequentialISN{Next: 1000, Step: 10}
+	require.Equal(t, tcpfsm.Seq(1000), q.ISN(addrA, addrB, 0))
+	require.Equal(t, tcpfsm.Seq(1010), q.ISN(addrA, addrB, 0))
+	var z SequentialISN
+	require.Equal(t, tcpfsm.Seq(0), z.ISN(addrA, addrB, 0))
+	require.Equal(t, tcpfsm.Seq(0x10000), z.ISN(addrA, addrB, 0))
+	require.Equal(t, tcpfsm.Seq(7), FixedISN(7).ISN(addrA, addrB, 0))
 }

@@ -8,20 +8,14 @@ import (
 	"github.com/tcpfsm/tcpfsm/tcpstack"
 )
 
-// fixedISN gives every connection the same initial sequence number, so
-// the example's output is the same on every run.
-type fixedISN tcpfsm.Seq
-
-func (f fixedISN) ISN(_, _ netip.AddrPort, _ tcpfsm.Time) tcpfsm.Seq { return tcpfsm.Seq(f) }
-
 // Two Endpoints joined by a loop that moves each one's output to the
 // other: a connection, a message, and a half-close (RFC 9293 section
 // 3.10).
 func ExampleEndpoint() {
 	a := netip.MustParseAddrPort("192.0.2.1:40000")
 	b := netip.MustParseAddrPort("192.0.2.2:80")
-	client, _ := tcpstack.NewEndpoint(tcpstack.EndpointConfig{ISN: fixedISN(100)})
-	server, _ := tcpstack.NewEndpoint(tcpstack.EndpointConfig{ISN: fixedISN(300)})
+	client, _ := tcpstack.NewEndpoint(tcpstack.EndpointConfig{ISN: tcpstack.FixedISN(100)})
+	server, _ := tcpstack.NewEndpoint(tcpstack.EndpointConfig{ISN: tcpstack.FixedISN(300)})
 	var now tcpfsm.Time
 	_ = server.Listen(b, now)
 	_ = client.Dial(a, b, now)
@@ -30,7 +24,7 @@ func ExampleEndpoint() {
 		for moved := true; moved; {
 			moved = false
 			for _, p := range [][2]*tcpstack.Endpoint{{client, server}, {server, client}} {
-				for n := p[0].Output(buf, now); n > 0; n = p[0].Output(buf, now) {
+				for n, _, _ := p[0].Output(buf, now); n > 0; n, _, _ = p[0].Output(buf, now) {
 					_ = p[1].Input(buf[:n], p[0].LocalAddr().Addr(), p[1].LocalAddr().Addr(), now)
 					moved = true
 				}
@@ -55,7 +49,7 @@ func ExampleEndpoint() {
 // accepted connection (RFC 9293 section 3.10.1).
 func ExampleStack() {
 	ipA, ipB := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
-	cfg := tcpstack.Config{Endpoint: tcpstack.EndpointConfig{ISN: fixedISN(1000)}}
+	cfg := tcpstack.Config{Endpoint: tcpstack.EndpointConfig{ISN: &tcpstack.SequentialISN{Next: 1000}}}
 	sa, _ := tcpstack.New(cfg)
 	sb, _ := tcpstack.New(cfg)
 	l, _ := sb.Listen(80)

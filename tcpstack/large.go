@@ -24,7 +24,15 @@ import (
 // of each part, or 0 when buf holds a single ordinary segment. The
 // checksum is that of the whole large segment; a link that splits it
 // computes each part's.
-func (e *Endpoint) OutputLarge(buf []byte, now tcpfsm.Time) (n, segSize int) {
+func (e *Endpoint) OutputLarge(buf []byte, now tcpfsm.Time) (n, segSize int, src, dst netip.Addr) {
+	if n, segSize = e.outputLarge(buf, now); n > 0 {
+		src, dst = e.addrs()
+	}
+	return n, segSize, src, dst
+}
+
+// outputLarge is OutputLarge without the addresses.
+func (e *Endpoint) outputLarge(buf []byte, now tcpfsm.Time) (n, segSize int) {
 	io := e.io
 	if io == nil {
 		return 0, 0
@@ -108,7 +116,7 @@ func (s *Stack) OutputLarge(buf []byte, now tcpfsm.Time) (n, segSize int, src, d
 	}
 	for s.active.len() > 0 {
 		e := s.active.front()
-		if n, segSize := e.OutputLarge(buf, now); n > 0 {
+		if n, segSize := e.outputLarge(buf, now); n > 0 {
 			s.stats.SegmentsOut++
 			return n, segSize, e.key.addr(&e.key.local), e.key.addr(&e.key.remote)
 		}

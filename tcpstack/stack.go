@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"iter"
 	"net/netip"
 	"time"
 
@@ -306,6 +307,31 @@ func (s *Stack) HalfOpen() int {
 		n += c
 	}
 	return n
+}
+
+// Connections returns an iterator over the Stack's connections:
+// half-open, open and closing (but not TIME-WAIT records: see
+// TimeWaitRecords), each an Endpoint with its addresses, State and
+// NextDeadline. The Stack must not be used while the iteration runs.
+func (s *Stack) Connections() iter.Seq[*Endpoint] {
+	return func(yield func(*Endpoint) bool) { s.conns.each(yield) }
+}
+
+// TimeWaitInfo describes one TIME-WAIT record (RFC 9293 section
+// 3.10.7.4): the connection's two ends and when the record expires.
+type TimeWaitInfo struct {
+	Local, Remote netip.AddrPort
+	Deadline      tcpfsm.Time
+}
+
+// TimeWaitRecords returns an iterator over the Stack's TIME-WAIT records.
+// The Stack must not be used while the iteration runs.
+func (s *Stack) TimeWaitRecords() iter.Seq[TimeWaitInfo] {
+	return func(yield func(TimeWaitInfo) bool) {
+		s.tw.each(func(k *tuple, r *tcpfsm.TimeWaitRecord) bool {
+			return yield(TimeWaitInfo{Local: k.Local(), Remote: k.Remote(), Deadline: r.Deadline()})
+		})
+	}
 }
 
 // TimeWaits returns the number of compact TIME-WAIT records.
@@ -755,7 +781,7 @@ func (s *Stack) Output(buf []byte, now tcpfsm.Time) (n int, src, dst netip.Addr)
 	}
 	for s.active.len() > 0 {
 		e := s.active.front()
-		if n := e.Output(buf, now); n > 0 {
+		if n := e.output(buf, now); n > 0 {
 			s.stats.SegmentsOut++
 			return n, e.key.addr(&e.key.local), e.key.addr(&e.key.remote)
 		}

@@ -1343,3 +1343,40 @@ func TestStackQuietTime(t *testing.T) {
 
 // at returns a time in seconds since the start of the test.
 func at(sec float64) tcpfsm.Time { return tcpfsm.Time(sec * float64(time.Second)) }
+
+func TestStackListsItsConnections(t *testing.T) {
+	// Every connection with its 4-tuple, state and deadline; every
+	// TIME-WAIT record with its 4-tuple and expiry.
+	n := newStackNet(t, Config{}, Config{})
+	c, srv := n.connect(t)
+	var got []tcpfsm.State
+	for e := range n.s[1].Connections() {
+		got = append(got, e.State())
+		require.Equal(t, c.LocalAddr(), e.RemoteAddr())
+		_, ok := e.NextDeadline()
+		require.False(t, ok, "an idle connection runs no timer")
+	}
+	require.Equal(t, []tcpfsm.State{tcpfsm.Established}, got)
+	require.NoError(t, srv.Close(n.now))
+	n.run(n.now.Add(time.Second), func() bool { return c.State() == tcpfsm.CloseWait })
+	require.NoError(t, c.Close(n.now))
+	n.run(n.now.Add(time.Second), func() bool { return n.s[1].TimeWaits() == 1 })
+	var tws []TimeWaitInfo
+	for tw := range n.s[1].TimeWaitRecords() {
+		tws = append(tws, tw)
+	}
+	require.Len(t, tws, 1)
+	require.Equal(t, c.LocalAddr(), tws[0].Remote)
+	require.Equal(t, srv.LocalAddr(), tws[0].Local)
+	require.Greater(t, tws[0].Deadline, n.now)
+	for range n.s[1].Connections() {
+		t.Fatal("the connection is a TIME-WAIT record now")
+	}
+	// Stopping early stops.
+	calls := 0
+	for range n.s[1].TimeWaitRecords() {
+		calls++
+		break
+	}
+	require.Equal(t, 1, calls)
+}

@@ -224,3 +224,13 @@ func (t *twTable) compact() {
 	}
 	t.resize(size)
 }
+
+// each calls yield for every record held, until it returns false.
+func (t *twTable) each(yield func(k *tuple, r *tcpfsm.TimeWaitRecord) bool) bool {
+	for i := range t.slots {
+		if sl := &t.slots[i]; sl.used && !yield(&sl.key, &sl.rec) {
+			return false
+		}
+	}
+	return true
+}

@@ -196,7 +196,7 @@ func (h *host) state() {
 // flush sends everything side i has to send.
 func (h *host) flush(i int) {
 	for {
-		n := h.ep[i].Output(h.buf, h.now)
+		n, _, _ := h.ep[i].Output(h.buf, h.now)
 		if n == 0 {
 			break
 		}
