@@ -56,3 +56,13 @@ bench:
 # LOAD_REPORT=/absolute/path also writes the table there.
 load:
 	cd interop && LOAD_FULL=1 $(GO) test -count=1 -v -run '^TestLoad$$' -timeout 30m ./load
+
+# Runs Linux's packetdrill suite (read in place, never copied) under the
+# linux profile and writes docs/packetdrill-linux.md. Scripts that FAIL
+# do not fail the build; a PASS share of the in-scope (not UNSUPPORTED)
+# scripts below PKTDRILL_MIN_PASS percent does.
+PKTDRILL_LINUX ?= ../shared/packetdrill-linux/gtests/net/tcp
+PKTDRILL_MIN_PASS ?= 47
+.PHONY: pktdrill-linux
+pktdrill-linux:
+	$(GO) run ./cmd/pktdrill -profile linux -ignore-push -ignore-unexpected -q -min-pass $(PKTDRILL_MIN_PASS) -dir $(PKTDRILL_LINUX) -markdown docs/packetdrill-linux.md

@@ -12,6 +12,7 @@ import (
 
 func TestCommand(t *testing.T) {
 	files, _ := filepath.Glob("../../pktdrill/testdata/*.pkt")
+	require.NotEmpty(t, files)
 	var out bytes.Buffer
 	require.Equal(t, 0, run(files, &out), out.String())
 	require.Equal(t, len(files), strings.Count(out.String(), "PASS "))
@@ -22,4 +23,29 @@ func TestCommand(t *testing.T) {
 	require.Equal(t, 1, run([]string{bad}, &out))
 	require.Contains(t, out.String(), "FAIL "+bad+": line 2")
 	require.Equal(t, 2, run(nil, &out))
+	require.Equal(t, 2, run([]string{"-profile", "plan9", bad}, &out))
+}
+
+// TestDirMarkdownAndThreshold: -dir finds scripts, -markdown writes the
+// table with a reason for every script that did not pass, and -min-pass
+// decides the exit status instead of any single failure.
+func TestDirMarkdownAndThreshold(t *testing.T) {
+	dir := "../../pktdrill/testdata/socket"
+	md := filepath.Join(t.TempDir(), "out.md")
+	var out bytes.Buffer
+	require.Equal(t, 1, run([]string{"-dir", dir, "-markdown", md}, &out), out.String())
+	require.Contains(t, out.String(), "UNSUPPORTED fast-open.pkt: TCP Fast Open")
+	require.Contains(t, out.String(), "FAIL assert-fails.pkt")
+	require.Contains(t, out.String(), "6 passed, 1 failed, 1 unsupported; 85.7% of the 7 scripts in scope pass")
+	b, err := os.ReadFile(md)
+	require.NoError(t, err)
+	require.Contains(t, string(b), "| fast-open.pkt | UNSUPPORTED | TCP Fast Open |")
+	require.Contains(t, string(b), "| accept-child.pkt | PASS |  |")
+	require.Contains(t, string(b), "-markdown")
+
+	out.Reset()
+	require.Equal(t, 0, run([]string{"-q", "-min-pass", "85", "-dir", dir}, &out), out.String())
+	require.NotContains(t, out.String(), "PASS accept-child.pkt")
+	require.Equal(t, 1, run([]string{"-min-pass", "90", "-dir", dir}, &out))
+	require.Contains(t, out.String(), "below -min-pass 90.0%")
 }
