@@ -1,8 +1,13 @@
 // Package bench measures tcpfsm side by side with TCP implementations
 // nobody here wrote, on the same workloads in one run: gVisor's netstack
-// (two stacks joined by link/pipe) and the kernel over loopback. Run with
+// (two stacks joined by link/pipe), soypat/seqs (its PortStacks, and its
+// ControlBlock beside tcpfsm's TCB: seqs_test.go) and the kernel over
+// loopback. Run with
 //
 //	go test ./bench -run '^$' -bench . -benchmem -count 6 | benchstat -
+//
+// tools/icount.sh counts the instructions of the control-block benchmarks
+// (icount_test.go).
 package bench
 
 import (
@@ -57,11 +62,11 @@ func newTcpfsmPair(b *testing.B) *tcpfsmPair {
 func (p *tcpfsmPair) pump() {
 	for moved := true; moved; {
 		moved = false
-		for m := p.a.Output(p.pkt, p.now); m > 0; m = p.a.Output(p.pkt, p.now) {
+		for m, _, _ := p.a.Output(p.pkt, p.now); m > 0; m, _, _ = p.a.Output(p.pkt, p.now) {
 			_ = p.b.Input(p.pkt[:m], addrA.Addr(), addrB.Addr(), p.now)
 			moved = true
 		}
-		for m := p.b.Output(p.pkt, p.now); m > 0; m = p.b.Output(p.pkt, p.now) {
+		for m, _, _ := p.b.Output(p.pkt, p.now); m > 0; m, _, _ = p.b.Output(p.pkt, p.now) {
 			_ = p.a.Input(p.pkt[:m], addrB.Addr(), addrA.Addr(), p.now)
 			moved = true
 		}

@@ -11,133 +11,242 @@ import (
 )
 
 // This file sets tcpfsm's transition function beside soypat/seqs'
-// ControlBlock: sequence-space bookkeeping only, no buffers, no wire
-// format, two control blocks joined in memory. ControlBlock accepts only
-// in-order segments and has no timers, options or congestion control, so
-// tcpfsm runs with options off (no window scaling, timestamps or SACK)
-// and every ACK immediate, the closest like-for-like setting; it still
-// does its full RFC 9293 section 3.10.7 checks, RTT sampling and
-// congestion window arithmetic.
+// ControlBlock: sequence-space bookkeeping only, two control blocks joined
+// in memory. Each side does only what a host must do to move segments
+// between the two ends, and nothing on the wire: neither side encodes,
+// parses or checksums a header, and no payload byte is copied (the
+// segments carry their lengths; tcpfsm's point at one shared buffer).
+//
+// tcpfsm: the host steps an event and gets Actions appended to its slice;
+// it passes each ActSend's Seg to the peer's Step by pointer (no copy),
+// after pointing Seg.Payload at DataLen bytes of the shared buffer, and
+// skips every other action on its Kind. A data segment that arrives is
+// read at once (a Receive event). The TCBs run with options off (no window
+// scaling, timestamps or SACK), every ACK immediate (QuickACK) and no
+// timer actions (the default), the closest setting to ControlBlock's; they
+// still run RFC 9293 section 3.10.7's checks, RTT sampling,
+// congestion-window arithmetic, the retransmission and TIME-WAIT
+// deadlines, and the reassembly list's check (empty, as every segment
+// arrives in order). The host never reads NextDeadline: the clock does not
+// move.
+//
+// seqs: the host asks PendingSegment for the next segment, commits it with
+// Send, and hands it by value to the peer's Recv; after a segment with
+// data, the reader sets its window again (SetRecvWindow), seqs' form of
+// the read. ControlBlock accepts only the next in-order segment and has no
+// options, timers, RTT estimation, congestion control or reassembly.
 
-// fsmPair is two TCBs and the segments in flight between them.
+// fsmPair is two TCBs and each one's actions not yet carried out.
 type fsmPair struct {
 	t       [2]tcpfsm.TCB
 	out     [2][]tcpfsm.Action
-	q       [2][]tcpfsm.Segment // segments on their way to side i
 	payload []byte
 	now     tcpfsm.Time
+	segs    int // segments moved
 }
 
-func newFsmPair(b testing.TB) *fsmPair {
+func newFsmPair(tb testing.TB) *fsmPair {
 	cfg := tcpfsm.Config{QuickACK: true, NoWindowScale: true, NoTimestamps: true, NoSACK: true, RecvBuffer: 65535}
 	p := &fsmPair{payload: make([]byte, 1460), now: 1}
 	for i := range p.t {
 		t, err := tcpfsm.NewTCB(cfg)
 		if err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 		p.t[i] = t
 		p.out[i] = make([]tcpfsm.Action, 0, 16)
-		p.q[i] = make([]tcpfsm.Segment, 0, 16)
 	}
 	return p
 }
 
-func (p *fsmPair) step(i int, ev tcpfsm.Event) {
-	out, _ := p.t[i].Step(ev, p.now, p.out[i][:0])
-	p.out[i] = out
-	for k := range out {
-		if out[k].Kind == tcpfsm.ActSend {
-			q := append(p.q[1-i], out[k].Seg) // the one copy: out is reused
-			if n := out[k].DataLen; n > 0 {
-				q[len(q)-1].Payload = p.payload[:n]
-			}
-			p.q[1-i] = q
-		}
-	}
+// do steps ev on side i; its actions wait in p.out[i] for exchange.
+func (p *fsmPair) do(i int, ev tcpfsm.Event) {
+	p.out[i], _ = p.t[i].Step(ev, p.now, p.out[i])
 }
 
-// pump delivers segments until none are in flight; the receiving
-// application reads whatever arrives.
-func (p *fsmPair) pump() {
-	for len(p.q[0])+len(p.q[1]) > 0 {
-		for i := range p.q {
-			for k := 0; k < len(p.q[i]); k++ {
-				s := &p.q[i][k] // stable: steps of side i append to the other queue
-				p.step(i, tcpfsm.Arrive(s, 5000))
-				if n := len(s.Payload); n > 0 {
-					p.step(i, tcpfsm.Receive(uint32(n)))
-				}
+// exchange delivers each side's segments to the other until neither has
+// one to send. The receiver's actions are appended to its own slice, so
+// the segment passed by pointer stays in place while the receiver steps.
+func (p *fsmPair) exchange() {
+	i, from, to := 0, p.out[0], p.out[1]
+	segs := 0
+	for idle := 0; idle < 2; {
+		idle++
+		for k := range from {
+			a := &from[k]
+			if a.Kind != tcpfsm.ActSend {
+				continue
 			}
-			p.q[i] = p.q[i][:0]
+			idle = 0
+			segs++
+			n := a.DataLen
+			if n > 0 {
+				a.Seg.Payload = p.payload[:n]
+			}
+			to, _ = p.t[1-i].Step(tcpfsm.Arrive(&a.Seg, 5000), p.now, to)
+			if n > 0 {
+				to, _ = p.t[1-i].Step(tcpfsm.Receive(n), p.now, to)
+			}
 		}
+		i, from, to = 1-i, to, from[:0]
 	}
+	p.out[i], p.out[1-i] = from[:0], to[:0]
+	p.segs += segs
 }
 
-func (p *fsmPair) open(b testing.TB) {
-	p.step(1, tcpfsm.ListenOn(80))
-	p.step(0, tcpfsm.Open(40000, 80, 100))
-	p.pump()
+func (p *fsmPair) open(tb testing.TB) {
+	p.do(1, tcpfsm.ListenOn(80))
+	p.do(0, tcpfsm.Open(40000, 80, 100))
+	p.exchange()
 	if p.t[0].State != tcpfsm.Established || p.t[1].State != tcpfsm.Established {
-		b.Fatalf("handshake ended in %v and %v", p.t[0].State, p.t[1].State)
+		tb.Fatalf("handshake ended in %v and %v", p.t[0].State, p.t[1].State)
+	}
+}
+
+// segment is one op of BenchmarkSegment: the client writes 1460 bytes,
+// the segment goes to the server, which reads it and ACKs, and the ACK
+// comes back.
+func (p *fsmPair) segment() {
+	p.do(0, tcpfsm.Send(1460))
+	p.exchange()
+}
+
+// lifecycle is one op of BenchmarkLifecycle, from the TCBs in fresh.
+func (p *fsmPair) lifecycle(tb testing.TB, fresh *[2]tcpfsm.TCB) {
+	p.t = *fresh
+	p.open(tb)
+	p.do(0, tcpfsm.Send(1024))
+	p.do(1, tcpfsm.Send(1024))
+	p.exchange()
+	p.do(0, tcpfsm.Close())
+	p.exchange()
+	p.do(1, tcpfsm.Close())
+	p.exchange()
+	if p.t[0].State != tcpfsm.TimeWait || p.t[1].State != tcpfsm.Closed {
+		tb.Fatalf("ended in %v and %v", p.t[0].State, p.t[1].State)
 	}
 }
 
 // seqsPair is two seqs ControlBlocks joined in memory.
 type seqsPair struct {
-	c   [2]seqs.ControlBlock
-	wnd seqs.Size
+	c    [2]seqs.ControlBlock
+	wnd  seqs.Size
+	segs int // segments moved
 }
 
 // flush moves side i's pending segment (with up to n data bytes) to the
 // other side; it reports whether there was one.
-func (p *seqsPair) flush(b testing.TB, i int, n int) bool {
+func (p *seqsPair) flush(tb testing.TB, i int, n int) bool {
 	seg, ok := p.c[i].PendingSegment(n)
 	if !ok {
 		return false
 	}
 	if err := p.c[i].Send(seg); err != nil {
-		b.Fatalf("seqs Send: %v", err)
+		tb.Fatalf("seqs Send: %v", err)
 	}
 	if err := p.c[1-i].Recv(seg); err != nil {
-		b.Fatalf("seqs Recv %+v: %v", seg, err)
+		tb.Fatalf("seqs Recv %+v: %v", seg, err)
 	}
-	p.c[1-i].SetRecvWindow(p.wnd) // the application read it all
+	p.segs++
+	if seg.DATALEN > 0 {
+		p.c[1-i].SetRecvWindow(p.wnd) // the application read it all
+	}
 	return true
 }
 
-func (p *seqsPair) pump(b testing.TB) {
+func (p *seqsPair) pump(tb testing.TB) {
 	for moved := true; moved; {
-		moved = p.flush(b, 0, 0)
-		moved = p.flush(b, 1, 0) || moved
+		moved = p.flush(tb, 0, 0)
+		moved = p.flush(tb, 1, 0) || moved
 	}
 }
 
-func (p *seqsPair) open(b testing.TB) {
+func (p *seqsPair) open(tb testing.TB) {
 	p.wnd = 65535
 	if err := p.c[1].Open(300, p.wnd, seqs.StateListen); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	if err := p.c[0].Open(100, p.wnd, seqs.StateSynSent); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	p.pump(b)
+	p.pump(tb)
 	if p.c[0].State() != seqs.StateEstablished || p.c[1].State() != seqs.StateEstablished {
-		b.Fatalf("seqs handshake ended in %v and %v", p.c[0].State(), p.c[1].State())
+		tb.Fatalf("seqs handshake ended in %v and %v", p.c[0].State(), p.c[1].State())
+	}
+}
+
+// segment is one op of BenchmarkSegment: 1460 bytes from the client to the
+// server, and the server's ACK back.
+func (p *seqsPair) segment(tb testing.TB) {
+	if !p.flush(tb, 0, 1460) {
+		tb.Fatal("seqs would not send")
+	}
+	if !p.flush(tb, 1, 0) {
+		tb.Fatal("seqs would not ACK")
+	}
+}
+
+// lifecycle is one op of BenchmarkLifecycle, from two zero ControlBlocks.
+func (p *seqsPair) lifecycle(tb testing.TB) {
+	*p = seqsPair{}
+	p.open(tb)
+	p.flush(tb, 0, 1024)
+	p.flush(tb, 1, 1024) // carries the ACK of the client's data
+	p.pump(tb)
+	if err := p.c[0].Close(); err != nil {
+		tb.Fatal(err)
+	}
+	// ControlBlock answers the FIN with its own at once (it holds no
+	// CLOSE-WAIT open for the application), so the server needs no Close
+	// of its own.
+	p.pump(tb)
+	if p.c[0].State() != seqs.StateTimeWait || p.c[1].State() != seqs.StateClosed {
+		tb.Fatalf("seqs ended in %v and %v", p.c[0].State(), p.c[1].State())
+	}
+}
+
+// TestControlBlockWorkloads checks the segments each side moves in one op
+// of BenchmarkSegment and BenchmarkLifecycle, as their comments give them.
+func TestControlBlockWorkloads(t *testing.T) {
+	f := newFsmPair(t)
+	fresh := f.t
+	f.lifecycle(t, &fresh)
+	if f.segs != 11 {
+		t.Errorf("tcpfsm's lifecycle moved %d segments, want 11", f.segs)
+	}
+	f.segs = 0
+	f.t = fresh
+	f.open(t)
+	f.segs = 0
+	f.segment()
+	if f.segs != 2 || f.t[0].SndUna != f.t[0].SndNxt {
+		t.Errorf("tcpfsm's segment op moved %d segments, want 2, and left %d bytes unacknowledged",
+			f.segs, f.t[0].SndNxt.Diff(f.t[0].SndUna))
+	}
+	var s seqsPair
+	s.lifecycle(t)
+	if s.segs != 11 {
+		t.Errorf("seqs' lifecycle moved %d segments, want 11", s.segs)
+	}
+	s = seqsPair{}
+	s.open(t)
+	s.segs = 0
+	s.segment(t)
+	if s.segs != 2 {
+		t.Errorf("seqs' segment op moved %d segments, want 2", s.segs)
 	}
 }
 
 // BenchmarkSegment is one 1460-byte data segment sent, received, read and
 // ACKed, and the ACK processed by the sender: a full round of the data
-// path through each control block.
+// path through each control block, two segments.
 func BenchmarkSegment(b *testing.B) {
 	b.Run("tcpfsm", func(b *testing.B) {
 		p := newFsmPair(b)
 		p.open(b)
 		b.ReportAllocs()
 		for b.Loop() {
-			p.step(0, tcpfsm.Send(1460))
-			p.pump()
+			p.segment()
 		}
 		if p.t[0].SndUna != p.t[0].SndNxt {
 			b.Fatal("data left unacknowledged")
@@ -148,57 +257,31 @@ func BenchmarkSegment(b *testing.B) {
 		p.open(b)
 		b.ReportAllocs()
 		for b.Loop() {
-			if !p.flush(b, 0, 1460) {
-				b.Fatal("seqs would not send")
-			}
-			if !p.flush(b, 1, 0) {
-				b.Fatal("seqs would not ACK")
-			}
+			p.segment(b)
 		}
 	})
 }
 
 // BenchmarkLifecycle is one whole connection through each control block:
 // handshake, 1 KiB each way, the client closes, then the server; it ends
-// with the client in TIME-WAIT and the server CLOSED.
+// with the client in TIME-WAIT and the server CLOSED. Each side moves 11
+// segments, not quite the same ones: tcpfsm ACKs the client's data on its
+// own (the server's data was sent before it arrived), where seqs' server
+// data carries that ACK; seqs' client ACKs the ACK of its FIN once more.
 func BenchmarkLifecycle(b *testing.B) {
 	b.Run("tcpfsm", func(b *testing.B) {
 		p := newFsmPair(b)
 		fresh := p.t
 		b.ReportAllocs()
 		for b.Loop() {
-			p.t = fresh
-			p.open(b)
-			p.step(0, tcpfsm.Send(1024))
-			p.step(1, tcpfsm.Send(1024))
-			p.pump()
-			p.step(0, tcpfsm.Close())
-			p.pump()
-			p.step(1, tcpfsm.Close())
-			p.pump()
-			if p.t[0].State != tcpfsm.TimeWait || p.t[1].State != tcpfsm.Closed {
-				b.Fatalf("ended in %v and %v", p.t[0].State, p.t[1].State)
-			}
+			p.lifecycle(b, &fresh)
 		}
 	})
 	b.Run("seqs", func(b *testing.B) {
+		var p seqsPair
 		b.ReportAllocs()
 		for b.Loop() {
-			var p seqsPair
-			p.open(b)
-			p.flush(b, 0, 1024)
-			p.flush(b, 1, 1024)
-			p.pump(b)
-			if err := p.c[0].Close(); err != nil {
-				b.Fatal(err)
-			}
-			// ControlBlock answers the FIN with its own at once (it
-			// holds no CLOSE-WAIT open for the application), so the
-			// server needs no Close of its own.
-			p.pump(b)
-			if p.c[0].State() != seqs.StateTimeWait || p.c[1].State() != seqs.StateClosed {
-				b.Fatalf("seqs ended in %v and %v", p.c[0].State(), p.c[1].State())
-			}
+			p.lifecycle(b)
 		}
 	})
 }
