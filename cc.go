@@ -8,14 +8,27 @@ import "math"
 // window grows in congestion avoidance and how far it falls on a loss.
 
 // growCwnd opens the congestion window for newly acknowledged bytes: slow
-// start with appropriate byte counting (at most SMSS per ACK), then
+// start with appropriate byte counting (at most SMSS per ACK, or
+// Config.SlowStartLimit's L), then
 // congestion avoidance (RFC 5681 section 3.1) or CUBIC's curve (RFC 9438
 // section 4).
 func (t *TCB) growCwnd(acked uint32, now Time) {
 	smss := t.effMSS()
 	switch {
 	case t.cwnd < t.ssthresh:
-		t.cwnd += min(acked, smss)
+		switch {
+		case t.cfg.more&optSlowStartAll != 0:
+			// As Linux: only while the window is used, at least half of it
+			// in flight before this ACK (its cwnd-limited test; RFC 7661
+			// section 4.3 keeps an unused window from growing the same way).
+			if flight := t.SndNxt.Diff(t.SndUna) + acked; t.cwnd < 2*flight {
+				t.cwnd += acked
+			}
+		case t.cfg.more&optSlowStart2 != 0:
+			t.cwnd += min(acked, 2*smss)
+		default:
+			t.cwnd += min(acked, smss)
+		}
 	case t.cfg.opts&optCUBIC != 0:
 		t.cubicGrow(acked, now)
 	default:

@@ -238,3 +238,31 @@ func TestEarlyRetransmit(t *testing.T) {
 	c.peer(pkt(".", 301, 101, win(60000)))
 	c.nothing()
 }
+
+func TestSlowStartLimit(t *testing.T) {
+	// RFC5681 3.1 (at most SMSS per ACK by default), RFC3465 2.1 (L = 2),
+	// and no limit, as Linux: an ACK of four segments in slow start.
+	for _, tc := range []struct {
+		limit int
+		grow  uint32 // segments
+	}{{0, 1}, {1, 1}, {2, 2}, {-1, 4}} {
+		c := inFlight(t, Config{SlowStartLimit: tc.limit}, 4, 0)
+		c.tcb.cwnd = 6 * c.tcb.effMSS() // 4 of 6 in flight: the window is used
+		require.Less(t, c.tcb.cwnd, c.tcb.ssthresh, "in slow start")
+		before := c.tcb.cwnd
+		c.peer(pkt(".", 301, 101+4*1460, win(60000)))
+		require.Equal(t, before+tc.grow*c.tcb.effMSS(), c.tcb.cwnd, "L=%d", tc.limit)
+	}
+	_, err := NewTCB(Config{SlowStartLimit: 3})
+	require.ErrorIs(t, err, ErrConfigRange)
+}
+
+func TestSlowStartWithoutLimitNeedsAUsedWindow(t *testing.T) {
+	// With no limit (as Linux), slow start grows only while at least half
+	// the window was in flight: 4 segments out of a 10-segment window
+	// leave it as it is.
+	c := inFlight(t, Config{SlowStartLimit: -1}, 4, 0)
+	c.tcb.cwnd = 10 * c.tcb.effMSS()
+	c.peer(pkt(".", 301, 101+2*1460, win(60000)))
+	require.Equal(t, 10*c.tcb.effMSS(), c.tcb.cwnd)
+}

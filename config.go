@@ -143,6 +143,15 @@ type Config struct {
 	// Congestion selects the congestion control algorithm (RFC 9293
 	// MAY-18). Default NewReno (RFC 5681 with RFC 6582).
 	Congestion CongestionAlgorithm
+	// SlowStartLimit is appropriate byte counting's limit L (RFC 3465
+	// section 2.1): in slow start an ACK opens the congestion window by
+	// the bytes it acknowledges, at most L full-sized segments. 0 or 1:
+	// one segment, RFC 5681 section 3.1's SHOULD (the default); 2: RFC
+	// 3465's most; negative: no limit, every acknowledged byte counts, as
+	// Linux does (which with delayed ACKs doubles the window each round
+	// trip; RFC 3465 warns of the bursts), and, as Linux, only while at
+	// least half the window was in flight.
+	SlowStartLimit int
 	// TimerActions reports every change of a timer as an ActTimer action,
 	// for hosts that keep a timer per connection. Default off: a host
 	// reads NextDeadline after each Step, which says the same for less
@@ -247,6 +256,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%w: %s=%d (0 to 255)", ErrConfigRange, n.name, n.v)
 		}
 	}
+	if c.SlowStartLimit > 2 {
+		return fmt.Errorf("%w: SlowStartLimit=%d (RFC 3465 allows at most 2)", ErrConfigRange, c.SlowStartLimit)
+	}
 	if c.MSS != 0 && c.MSS < 64 {
 		return fmt.Errorf("%w: MSS=%d (at least 64)", ErrConfigRange, c.MSS)
 	}
@@ -273,6 +285,8 @@ type moreOpts uint8
 const (
 	optTimerActions moreOpts = 1 << iota // Config.TimerActions
 	optDelayFINACK                       // Config.DelayFINACK
+	optSlowStart2                        // Config.SlowStartLimit 2
+	optSlowStartAll                      // Config.SlowStartLimit negative
 )
 
 type settingOpts uint16
@@ -367,6 +381,12 @@ func (c *Config) compile() (settings, error) {
 	}
 	if c.DelayFINACK {
 		s.more |= optDelayFINACK
+	}
+	switch {
+	case c.SlowStartLimit < 0:
+		s.more |= optSlowStartAll
+	case c.SlowStartLimit == 2:
+		s.more |= optSlowStart2
 	}
 	return s, nil
 }
