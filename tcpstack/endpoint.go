@@ -159,9 +159,10 @@ const (
 	epPeerFin                      // the peer's FIN arrived
 
 	// The owning stack's bookkeeping; unused by a standalone endpoint.
-	epOwned    // in the stack's connection table
-	epInActive // in the stack's list of endpoints with output waiting
-	epHalfOpen // counted in its port's listener backlog
+	epOwned     // in the stack's connection table
+	epInActive  // in the stack's list of endpoints with output waiting
+	epHalfOpen  // counted in its port's listener backlog
+	epForwarded // taken by the ListenAll listener (its backlog, not its port's)
 
 	knownBoth = knownLocal | knownRemote
 )

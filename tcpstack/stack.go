@@ -66,6 +66,10 @@ type Stats struct {
 	AcceptOverflow          uint64 // handshakes not completed (or reset, with AbortOnOverflow): accept queue full
 	TimeWaitRecords         uint64 // connections moved to a compact TIME-WAIT record
 	QuietDrops              uint64 // SYNs dropped during the quiet time (Config.QuietUntil)
+	// The ListenAll forwarder's SYNs: deferred for Decide, refused with a
+	// RST, dropped by the verdict, forgotten undecided after
+	// DeferTimeout, and dropped past MaxPending or MaxPendingPerSource.
+	ForwardDeferred, ForwardRefused, ForwardDropped, ForwardExpired, ForwardOverLimit uint64
 }
 
 // Errors of the Stack.
@@ -134,6 +138,7 @@ type Stack struct {
 	free      []bufPool       // buffers of idle or ended connections, one pool per size
 	pooled    int             // bytes in free
 	freeIO    []*endpointIO   // buffer sets and output queues of idle connections
+	fwd       *forwarder      // the ListenAll listener's state, if any
 	stats     Stats
 }
 
@@ -306,6 +311,9 @@ func (s *Stack) HalfOpen() int {
 	for _, c := range s.orphans {
 		n += c
 	}
+	if s.fwd != nil {
+		n += s.fwd.l.halfOpen
+	}
 	return n
 }
 
@@ -340,6 +348,7 @@ func (s *Stack) TimeWaits() int { return s.tw.len() }
 // Listener accepts connections to one port.
 type Listener struct {
 	s        *Stack
+	all      bool // the ListenAll listener
 	port     uint16
 	halfOpen int
 	ready    fifo[*Endpoint]
@@ -442,6 +451,11 @@ func (l *Listener) HalfOpen() int { return l.halfOpen }
 // affected. Half-open ones are reset when they complete, unless a new
 // listener has the port by then: it takes them (see Stack.Listen).
 func (l *Listener) Close() {
+	if !l.closed && l.all {
+		l.closed = true
+		l.s.fwd.forgetDeferred() // its half-open connections go on, and are reset once established
+		return
+	}
 	if !l.closed {
 		l.closed = true
 		delete(l.s.listeners, l.port)
@@ -509,7 +523,7 @@ func (s *Stack) Input(tcp []byte, src, dst netip.Addr, now tcpfsm.Time) error {
 		// reading what arrived before the FIN.
 		s.toTimeWait(e)
 	} else if e != nil {
-		if e.is(epHalfOpen) && seg.Flags&(tcpfsm.FlagACK|tcpfsm.FlagRST|tcpfsm.FlagSYN) == tcpfsm.FlagACK && s.acceptQueueFull(k.lport) {
+		if e.is(epHalfOpen) && seg.Flags&(tcpfsm.FlagACK|tcpfsm.FlagRST|tcpfsm.FlagSYN) == tcpfsm.FlagACK && s.acceptQueueFull(e) {
 			s.stats.AcceptOverflow++
 			return nil // the handshake completes once Accept makes room
 		}
@@ -525,6 +539,9 @@ func (s *Stack) Input(tcp []byte, src, dst netip.Addr, now tcpfsm.Time) error {
 	}
 	if l, ok := s.listeners[seg.DstPort]; ok {
 		return s.listenInput(l, k, &seg, now)
+	}
+	if s.fwd != nil && !s.fwd.l.closed && seg.Flags&(tcpfsm.FlagSYN|tcpfsm.FlagACK|tcpfsm.FlagRST) == tcpfsm.FlagSYN {
+		return s.forwardSYN(k, &seg, now)
 	}
 	s.reset(&seg, src, dst)
 	return nil
@@ -638,8 +655,11 @@ func (s *Stack) after(e *Endpoint, now tcpfsm.Time) {
 // acceptQueueFull reports whether a half-open connection to port must not
 // complete now: the listener's accept queue is full and the Stack drops
 // completing ACKs rather than resetting (Config.AbortOnOverflow).
-func (s *Stack) acceptQueueFull(port uint16) bool {
-	l := s.listeners[port]
+func (s *Stack) acceptQueueFull(e *Endpoint) bool {
+	l := s.listeners[e.key.lport]
+	if e.is(epForwarded) {
+		l = s.fwd.l
+	}
 	return !s.cfg.AbortOnOverflow && l != nil && l.ready.len() >= s.cfg.AcceptQueue
 }
 
@@ -652,7 +672,15 @@ func (s *Stack) acceptQueueFull(port uint16) bool {
 func (s *Stack) leaveBacklog(e *Endpoint, now tcpfsm.Time) {
 	port := e.key.lport
 	l := s.listeners[port]
-	if l != nil {
+	if e.is(epForwarded) {
+		f := s.fwd // set once a forwarded connection exists, and kept
+		f.hold(e.key.addr(&e.key.remote), -1)
+		f.l.halfOpen--
+		l = f.l
+		if l.closed {
+			l = nil
+		}
+	} else if l != nil {
 		l.halfOpen--
 	} else if s.orphans[port]--; s.orphans[port] <= 0 {
 		delete(s.orphans, port)
@@ -737,6 +765,11 @@ func (s *Stack) NextDeadline() (tcpfsm.Time, bool) {
 		s.timers.pop()
 	}
 	tw, twOK := s.tw.next()
+	if s.fwd != nil {
+		if d, ok := s.nextDeferred(); ok && (!twOK || d < tw) {
+			tw, twOK = d, true
+		}
+	}
 	switch {
 	case len(s.timers) > 0 && twOK:
 		return min(s.timers[0].at, tw), true
@@ -751,6 +784,9 @@ func (s *Stack) NextDeadline() (tcpfsm.Time, bool) {
 // Tick fires every timer due at now.
 func (s *Stack) Tick(now tcpfsm.Time) {
 	s.tw.expire(now)
+	if s.fwd != nil {
+		s.expireDeferred(now)
+	}
 	for len(s.timers) > 0 && s.timers[0].at <= now {
 		t := s.timers.pop()
 		if !t.live() {

@@ -830,6 +830,7 @@ func runStackProgram(t *testing.T, prog []byte) (int, int) {
 // entry in the expiry queue.
 func stackInvariants(s *Stack) error {
 	halfOpen := map[uint16]int{}
+	fwdHalfOpen := 0
 	armed, n := 0, 0
 	seen := map[*connSeg]bool{}
 	onHeap := map[*Endpoint]bool{}
@@ -859,7 +860,9 @@ func stackInvariants(s *Stack) error {
 			case e.is(epHalfOpen) && st != tcpfsm.SynReceived:
 				return fmt.Errorf("%v counted half-open in %v", e.key.Remote(), st)
 			}
-			if e.is(epHalfOpen) {
+			if e.is(epHalfOpen) && e.is(epForwarded) {
+				fwdHalfOpen++
+			} else if e.is(epHalfOpen) {
 				halfOpen[e.key.lport]++
 			}
 			d, ok := e.NextDeadline()
@@ -881,6 +884,21 @@ func stackInvariants(s *Stack) error {
 	}
 	if armed != s.armed {
 		return fmt.Errorf("%d endpoints armed, counted %d", armed, s.armed)
+	}
+	if f := s.fwd; f != nil {
+		bySource := 0
+		for _, c := range f.bySource {
+			bySource += c
+		}
+		switch {
+		case f.l.halfOpen != fwdHalfOpen:
+			return fmt.Errorf("forwarder: backlog counts %d, table holds %d", f.l.halfOpen, fwdHalfOpen)
+		case f.pending != fwdHalfOpen+len(f.deferred) || bySource != f.pending:
+			return fmt.Errorf("forwarder: %d pending (%d by source), %d half-open and %d deferred",
+				f.pending, bySource, fwdHalfOpen, len(f.deferred))
+		}
+	} else if fwdHalfOpen != 0 {
+		return fmt.Errorf("%d forwarded half-open endpoints and no forwarder", fwdHalfOpen)
 	}
 	for port, c := range halfOpen {
 		want := s.orphans[port]
