@@ -698,6 +698,14 @@ func runStackProgram(t *testing.T, prog []byte) (int, int) {
 		Config: tcpfsm.Config{RecvBuffer: 4096, TailLossProbe: len(prog)%2 == 0, MinRTO: 200 * time.Millisecond}}}
 	n := newStackNet(t, cfg, cfg)
 	l, _ := n.s[1].Listen(80)
+	// Every third schedule also runs a forwarder for the other ports,
+	// whose verdicts the schedule picks.
+	var fwd *Listener
+	verdict := Accept
+	if len(prog)%3 == 0 {
+		fwd, _ = n.s[1].ListenAll(ForwardConfig{MaxPending: 3, MaxPendingPerSource: 2, DeferTimeout: time.Second,
+			Decide: func(local, remote netip.AddrPort) Verdict { return verdict }})
+	}
 	data := make([]byte, 30000)
 	for i := range data {
 		data[i] = byte(i*7 + i>>8)
@@ -777,9 +785,21 @@ func runStackProgram(t *testing.T, prog []byte) (int, int) {
 				if srv != nil {
 					_ = srv.Close(n.now)
 				}
+			case 3: // the forwarder's next verdict, and one on a deferred SYN
+				verdict = Verdict(arg(&i) % 4)
+				if f := n.s[1].fwd; f != nil {
+					for k := range f.deferred {
+						_ = n.s[1].Decide(k.Local(), k.Remote(), Verdict(arg(&i)%4), n.now)
+						break
+					}
+				}
 			}
-		case 7: // another connection
-			if e, err := n.s[0].Dial(netip.AddrFrom4([4]byte{10, 0, 1, arg(&i)}), netip.AddrPortFrom(ipB, 80), n.now); err == nil {
+		case 7: // another connection, to the listener or (odd) the forwarder
+			port := uint16(80)
+			if b := arg(&i); b%2 == 1 {
+				port = 81 + uint16(b%4)
+			}
+			if e, err := n.s[0].Dial(netip.AddrFrom4([4]byte{10, 0, 1, arg(&i)}), netip.AddrPortFrom(ipB, port), n.now); err == nil {
 				held = append(held, e)
 			}
 		}
@@ -797,6 +817,13 @@ func runStackProgram(t *testing.T, prog []byte) (int, int) {
 	for range 3 {
 		for {
 			e, ok := l.Accept()
+			if !ok {
+				break
+			}
+			held = append(held, e)
+		}
+		for fwd != nil {
+			e, ok := fwd.Accept()
 			if !ok {
 				break
 			}
