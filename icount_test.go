@@ -3,6 +3,7 @@
 package tcpfsm
 
 import (
+	"net/netip"
 	"os"
 	"strconv"
 	"testing"
@@ -19,6 +20,22 @@ func TestInstructionCountLoop(t *testing.T) {
 		t.Skip("ICOUNT_N not set")
 	}
 	which := os.Getenv("ICOUNT_WHAT")
+	if which == "checksum" {
+		// BenchmarkChecksum/64KiB's op.
+		src, dst := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+		buf := make([]byte, 64<<10)
+		for i := range buf {
+			buf[i] = byte(i * 7)
+		}
+		var sink uint16
+		for range n {
+			sink += Checksum(src, dst, buf)
+		}
+		if want := uint16(n) * Checksum(src, dst, buf); sink != want {
+			t.Fatalf("checksums summed to %#x, want %#x", sink, want)
+		}
+		return
+	}
 	if which == "lifecycle" {
 		script := lifecycleScript()
 		var tcb [2]TCB

@@ -8,6 +8,7 @@
 #
 #   plain, options         BenchmarkDataSegment/plain, /ts+sack+ws (root)
 #   lifecycle              BenchmarkLifecycle, one connection (root)
+#   checksum               BenchmarkChecksum/64KiB, one checksum (root)
 #   stack                  BenchmarkStackConnections, one connection (./tcpstack)
 #   bench/lifecycle/tcpfsm, bench/lifecycle/seqs
 #   bench/segment/tcpfsm, bench/segment/seqs
@@ -50,6 +51,7 @@ for what in "$@"; do
 	case $what in
 	plain | options) ;;
 	lifecycle) n1=5000 n2=10000 ;;
+	checksum) n1=500 n2=1000 ;;
 	stack) pkg=./tcpstack n1=500 n2=1000 ;;
 	bench/lifecycle/tcpfsm | bench/lifecycle/seqs) dir=interop pkg=./bench icw=${what#bench/} n1=5000 n2=10000 ;;
 	bench/segment/tcpfsm | bench/segment/seqs) dir=interop pkg=./bench icw=${what#bench/} ;;
