@@ -507,6 +507,25 @@ func (s *Stack) Input(tcp []byte, src, dst netip.Addr, now tcpfsm.Time) error {
 		s.stats.BadChecksum++
 		return errBadChecksum
 	}
+	return s.input(tcp, src, dst, now)
+}
+
+// InputVerified is Input for a segment whose checksum the link has
+// verified already (receive checksum offload: a virtio-net header's
+// DATA_VALID, a NIC's) or whose integrity an authenticated tunnel
+// guarantees, so the Stack does not sum it again. Its checksum field may
+// hold anything, such as a partial sum. It may be longer than the MSS: a
+// link that coalesces segments (GRO) gives them as one.
+func (s *Stack) InputVerified(tcp []byte, src, dst netip.Addr, now tcpfsm.Time) error {
+	if !src.IsValid() || !dst.IsValid() || src.Unmap().Is4() != dst.Unmap().Is4() {
+		s.stats.Malformed++
+		return tcpfsm.ErrAddress
+	}
+	return s.input(tcp, src, dst, now)
+}
+
+// input is Input after the checksum.
+func (s *Stack) input(tcp []byte, src, dst netip.Addr, now tcpfsm.Time) error {
 	seg, err := tcpfsm.ParseSegment(tcp)
 	if err != nil {
 		s.stats.Malformed++

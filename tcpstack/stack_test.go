@@ -1425,3 +1425,28 @@ func TestStackListsItsConnections(t *testing.T) {
 	}
 	require.Equal(t, 1, calls)
 }
+
+func TestInputVerifiedTakesCoalescedSegments(t *testing.T) {
+	// A link with receive offload hands over one 60 KiB segment made of
+	// many, its checksum already verified (or partial): Input would
+	// refuse the sum, InputVerified takes it whole.
+	big := Config{Endpoint: EndpointConfig{Config: tcpfsm.Config{RecvBuffer: 256 << 10, NoTimestamps: true}}}
+	n := newStackNet(t, big, big)
+	c, srv := n.connect(t)
+	tcb := c.TCB()
+	payload := make([]byte, 60<<10)
+	for i := range payload {
+		payload[i] = byte(i * 13)
+	}
+	seg := tcpfsm.Segment{SrcPort: c.LocalAddr().Port(), DstPort: 80, Seq: tcb.SndNxt, Ack: tcb.RcvNxt,
+		Flags: tcpfsm.FlagACK, Window: 0xffff, Payload: payload}
+	b := seg.AppendTo(nil)
+	b[16], b[17] = 0xde, 0xad // a partial sum, as offload leaves it
+	require.ErrorIs(t, n.s[1].Input(b, ipA, ipB, n.now), errBadChecksum)
+	require.NoError(t, n.s[1].InputVerified(b, ipA, ipB, n.now))
+	got := make([]byte, len(payload)+1)
+	k, err := srv.Read(got, n.now)
+	require.NoError(t, err)
+	require.Equal(t, payload, got[:k])
+	require.ErrorIs(t, n.s[1].InputVerified(b, ipA, netip.MustParseAddr("::1"), n.now), tcpfsm.ErrAddress)
+}
