@@ -8,7 +8,9 @@ test: vet
 	$(GO) test -count=1 ./...
 	@# The packages with goroutines, under the race detector.
 	$(GO) test -count=1 -race ./host ./overudp ./examples/...
-	@if [ -f interop/go.mod ]; then cd interop && $(GO) test -count=1 $$($(GO) list ./... | grep -v '/load$$'); fi
+	@if [ -f interop/go.mod ]; then cd interop && $(GO) test -count=1 $$($(GO) list ./... | grep -v '/load$$\|/nettest$$'); fi
+	@# Every net.Conn the project returns against x/net/nettest, under the race detector.
+	@if [ -f interop/go.mod ]; then cd interop && $(GO) test -count=1 -race ./nettest; fi
 	@# The short load suite alone, so no other test shares its two cores.
 	@if [ -f interop/go.mod ]; then cd interop && $(GO) test -count=1 ./load; fi
 
@@ -24,7 +26,7 @@ vet:
 	@# 32-bit builds of everything outside interop/.
 	GOARCH=386 $(GO) build ./...
 	GOARCH=arm $(GO) build ./...
-	@if [ -f interop/go.mod ]; then cd interop && $(GO) vet ./...; fi
+	@if [ -f interop/go.mod ]; then cd interop && $(GO) vet ./... && $(GO) vet -tags icount ./bench; fi
 
 # Runs every fuzz target for FUZZTIME (default 20,000 executions). A count,
 # not a duration: a duration can end in a spurious "context deadline

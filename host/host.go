@@ -3,12 +3,24 @@
 // and the blocking calls that tcpfsm itself leaves out. A Link moves TCP
 // segments with their IP addresses; package overudp carries them in UDP
 // datagrams, and a TUN device carries them as IP packets to the kernel.
+//
+// The API follows package net: Host.DialContext and Host.Listen take a
+// network ("tcp", "tcp4", "tcp6") and an address string, as net.Dialer
+// and net.ListenConfig do, and Host.DialContextAddrPort and
+// Host.ListenAddrPort take a netip.AddrPort. A Conn behaves as a
+// *net.TCPConn: its errors are *net.OpError values that errors.Is matches
+// against the errno the kernel would give (syscall.ECONNRESET,
+// ECONNREFUSED, ETIMEDOUT, EPIPE), against net.ErrClosed after a local
+// Close and os.ErrDeadlineExceeded after a deadline, and against the
+// tcpstack error behind them (tcpstack.ErrReset, ...); and it has
+// CloseRead, CloseWrite, ReadFrom, WriteTo, SetNoDelay, SetKeepAlive,
+// SetKeepAlivePeriod, SetLinger, SetReadBuffer and SetWriteBuffer.
 package host
 
 import (
-	"context"
 	"errors"
-	"io"
+	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -65,8 +77,40 @@ type SegmentInfo struct {
 	Src, Dst netip.Addr
 }
 
-// ErrClosed is returned after the Host or a Listener was closed.
-var ErrClosed = errors.New("host: closed")
+// ErrClosed is the error, inside a *net.OpError, of calls made after the
+// Host was closed. errors.Is matches it against net.ErrClosed too.
+var ErrClosed = fmt.Errorf("host: closed: %w", net.ErrClosed)
+
+// AddrLink is a Link that knows the host's own addresses, as Pipe's links
+// do: New takes them when Config.Addrs is empty.
+type AddrLink interface {
+	Link
+	LocalAddrs() []netip.Addr
+}
+
+// Config configures a Host.
+type Config struct {
+	// Stack configures the tcpstack.Stack (its Readiness is always on).
+	Stack tcpstack.Config
+	// Addrs are the host's own addresses: Dial takes its source address
+	// from them (the first of the remote address's family), and Listen
+	// refuses other specific addresses, as the kernel refuses to bind
+	// one it does not have (EADDRNOTAVAIL). Empty: those of the link if
+	// it is an AddrLink; without any, Dial fails with ENETUNREACH and
+	// Listen takes any address.
+	Addrs []netip.Addr
+	// Logger, if set, logs connection events with the local and remote
+	// addresses: at Debug level "tcp connection established" (a Dial),
+	// "tcp connection accepted" and "tcp connection closed" (a normal
+	// end); at Info "tcp dial failed" (refused, timed out, cancelled;
+	// with err), "tcp connection reset", "tcp connection timed out" and
+	// "tcp connection aborted". Nil: nothing is logged.
+	Logger *slog.Logger
+	// NetAddr says how LocalAddr, RemoteAddr, Listener.Addr and errors
+	// report an address. Nil: as a *net.TCPAddr. (Package overudp reports
+	// the UDP address a private address stands for.)
+	NetAddr func(netip.AddrPort) net.Addr
+}
 
 // Host runs a Stack over a Link.
 //
@@ -92,18 +136,56 @@ type Host struct {
 	closed    bool
 	closing   chan struct{} // closed by Close: every waiter returns
 	done      chan struct{}
+
+	// Set by New and read-only after.
+	addrs            []netip.Addr
+	log              *slog.Logger
+	netAddr          func(netip.AddrPort) net.Addr
+	ephLow, ephHigh  uint16 // the ephemeral ports, for Listen on port 0
+	keepaliveDefault bool   // the endpoints' configured keep-alive
 }
 
-// New starts a host on link. It reads the link until Close.
-func New(link Link, cfg tcpstack.Config) (*Host, error) {
-	cfg.Readiness = true
-	s, err := tcpstack.New(cfg)
+// New starts a host on link. It reads the link until Close. It fails if
+// link is nil or cfg.Stack is invalid.
+func New(link Link, cfg Config) (*Host, error) {
+	if link == nil {
+		return nil, errors.New("host: nil Link")
+	}
+	sc := cfg.Stack
+	sc.Readiness = true
+	s, err := tcpstack.New(sc)
 	if err != nil {
 		return nil, err
 	}
 	h := &Host{link: link, clock: tcpfsm.NewSystemClock(), stack: s, out: make([]byte, 65536),
 		conns: make(map[*tcpstack.Endpoint]*Conn), listeners: make(map[*tcpstack.Listener]*Listener),
-		closing: make(chan struct{}), done: make(chan struct{}), wake: make(chan struct{}, 1)}
+		closing: make(chan struct{}), done: make(chan struct{}), wake: make(chan struct{}, 1),
+		addrs: append([]netip.Addr(nil), cfg.Addrs...), log: cfg.Logger,
+		ephLow: sc.EphemeralLow, ephHigh: sc.EphemeralHigh, keepaliveDefault: sc.Endpoint.Keepalive}
+	if len(h.addrs) == 0 {
+		if al, ok := link.(AddrLink); ok {
+			h.addrs = append(h.addrs, al.LocalAddrs()...)
+		}
+	}
+	for i, a := range h.addrs {
+		h.addrs[i] = a.Unmap().WithZone("")
+	}
+	if f := cfg.NetAddr; f != nil {
+		h.netAddr = func(a netip.AddrPort) net.Addr {
+			if na := f(a); na != nil {
+				return na
+			}
+			return net.TCPAddrFromAddrPort(a)
+		}
+	} else {
+		h.netAddr = func(a netip.AddrPort) net.Addr { return net.TCPAddrFromAddrPort(a) }
+	}
+	if h.ephLow == 0 {
+		h.ephLow = 49152
+	}
+	if h.ephHigh == 0 {
+		h.ephHigh = 65535
+	}
 	if ll, ok := link.(LargeLink); ok && ll.LargeSegments() {
 		h.large = ll
 	}
@@ -291,8 +373,11 @@ func (h *Host) flushLocked() {
 		if ev.Changed&(tcpstack.ReadyWrite|tcpstack.ReadyClosed) != 0 {
 			wake(c.wwake)
 		}
-		if ev.Changed&tcpstack.ReadyClosed != 0 && c.closed {
-			delete(h.conns, c.e) // closed by the application and let go of by the stack
+		if ev.Changed&tcpstack.ReadyClosed != 0 {
+			c.logEndLocked()
+			if c.closed {
+				delete(h.conns, c.e) // closed by the application and let go of by the stack
+			}
 		}
 	}
 	clear(h.evs)
@@ -324,289 +409,4 @@ func (h *Host) waitLocked(ch chan struct{}, deadline time.Time) {
 	case <-h.closing:
 	}
 	h.mu.Lock()
-}
-
-// passed reports whether deadline is set and has passed.
-func passed(deadline time.Time) bool { return !deadline.IsZero() && !time.Now().Before(deadline) }
-
-// Listener is a net.Listener for one TCP port of the host.
-type Listener struct {
-	h      *Host
-	ln     *tcpstack.Listener
-	addr   net.Addr
-	closed bool
-	wrap   func(*tcpstack.Endpoint) net.Addr
-	wake   chan struct{}
-}
-
-// Listen accepts connections to port. addr is what Addr reports.
-func (h *Host) Listen(port uint16, addr net.Addr) (*Listener, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	ln, err := h.stack.Listen(port)
-	if err != nil {
-		return nil, err
-	}
-	l := &Listener{h: h, ln: ln, addr: addr, wake: make(chan struct{}, 1)}
-	h.listeners[ln] = l
-	return l, nil
-}
-
-// SetRemoteAddr sets how accepted connections report their peer.
-func (l *Listener) SetRemoteAddr(f func(*tcpstack.Endpoint) net.Addr) { l.wrap = f }
-
-// Accept waits for the next connection.
-func (l *Listener) Accept() (net.Conn, error) {
-	h := l.h
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for {
-		if l.closed {
-			return nil, ErrClosed
-		}
-		if h.closed {
-			return nil, ErrClosed
-		}
-		if e, ok := l.ln.Accept(); ok {
-			c := h.newConn(e, l.addr, nil)
-			if l.wrap != nil {
-				c.remote = l.wrap(e)
-			} else {
-				c.remote = tcpAddr(e.RemoteAddr())
-			}
-			return c, nil
-		}
-		h.waitLocked(l.wake, time.Time{})
-	}
-}
-
-// Close stops listening.
-func (l *Listener) Close() error {
-	l.h.mu.Lock()
-	defer l.h.mu.Unlock()
-	l.closed = true
-	l.ln.Close()
-	delete(l.h.listeners, l.ln)
-	wake(l.wake)
-	return nil
-}
-
-// Addr returns the listener's address.
-func (l *Listener) Addr() net.Addr { return l.addr }
-
-func tcpAddr(a netip.AddrPort) net.Addr { return net.TCPAddrFromAddrPort(a) }
-
-// Dial opens a connection from local to remote and waits for the
-// handshake, the context, or a failure.
-func (h *Host) Dial(ctx context.Context, local netip.Addr, remote netip.AddrPort, remoteAddr net.Addr) (*Conn, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return nil, ErrClosed
-	}
-	e, err := h.stack.Dial(local, remote, h.clock.Now())
-	if err != nil {
-		return nil, err
-	}
-	if remoteAddr == nil {
-		remoteAddr = tcpAddr(remote)
-	}
-	c := h.newConn(e, tcpAddr(e.LocalAddr()), remoteAddr)
-	h.flushLocked()
-	stop := context.AfterFunc(ctx, func() { wake(c.wwake) })
-	defer stop()
-	for !e.Connected() {
-		if err := e.Err(); err != nil {
-			delete(h.conns, e)
-			return nil, &net.OpError{Op: "dial", Net: remoteAddr.Network(), Addr: remoteAddr, Err: err}
-		}
-		if ctx.Err() != nil {
-			_ = e.Abort(h.clock.Now())
-			delete(h.conns, e)
-			h.flushLocked()
-			return nil, ctx.Err()
-		}
-		if h.closed {
-			return nil, ErrClosed
-		}
-		h.waitLocked(c.wwake, time.Time{})
-	}
-	return c, nil
-}
-
-// newConn makes the Conn of e and registers it for wake-ups.
-func (h *Host) newConn(e *tcpstack.Endpoint, local, remote net.Addr) *Conn {
-	c := &Conn{h: h, e: e, local: local, remote: remote,
-		rwake: make(chan struct{}, 1), wwake: make(chan struct{}, 1)}
-	h.conns[e] = c
-	return c
-}
-
-// Conn is a TCP connection of a Host. It implements net.Conn and CloseWrite.
-type Conn struct {
-	h             *Host
-	e             *tcpstack.Endpoint
-	rdl, wdl      time.Time
-	local, remote net.Addr
-	closed        bool
-	rwake, wwake  chan struct{} // signaled when a blocked Read or Write may go on
-}
-
-// Read reads received bytes; it returns io.EOF after the peer closed.
-func (c *Conn) Read(p []byte) (int, error) {
-	h := c.h
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for {
-		if c.closed {
-			return 0, net.ErrClosed
-		}
-		n, err := c.e.Read(p, h.clock.Now())
-		if n > 0 || (err != nil && !errors.Is(err, tcpstack.ErrWouldBlock)) {
-			h.flushLocked()
-			if errors.Is(err, io.EOF) && n > 0 {
-				err = nil
-			}
-			return n, mapErr(err)
-		}
-		if len(p) == 0 {
-			return 0, nil
-		}
-		if h.closed {
-			return 0, ErrClosed
-		}
-		if passed(c.rdl) {
-			return 0, os.ErrDeadlineExceeded
-		}
-		h.waitLocked(c.rwake, c.rdl)
-	}
-}
-
-// Write sends all of p, waiting for room in the send buffer.
-func (c *Conn) Write(p []byte) (int, error) {
-	h := c.h
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	sent := 0
-	for sent < len(p) {
-		if c.closed {
-			return sent, net.ErrClosed
-		}
-		n, err := c.e.Write(p[sent:], h.clock.Now())
-		sent += n
-		if n > 0 {
-			h.flushLocked()
-			continue
-		}
-		if err != nil && !errors.Is(err, tcpstack.ErrWouldBlock) {
-			return sent, mapErr(err)
-		}
-		if h.closed {
-			return sent, ErrClosed
-		}
-		if passed(c.wdl) {
-			return sent, os.ErrDeadlineExceeded
-		}
-		h.waitLocked(c.wwake, c.wdl)
-	}
-	return sent, nil
-}
-
-func mapErr(err error) error {
-	if errors.Is(err, tcpfsm.ErrConnectionClosing) || errors.Is(err, tcpfsm.ErrConnectionDoesNotExist) {
-		return net.ErrClosed
-	}
-	return err
-}
-
-// Close closes the connection (both halves).
-func (c *Conn) Close() error {
-	c.h.mu.Lock()
-	defer c.h.mu.Unlock()
-	if c.closed {
-		return net.ErrClosed
-	}
-	c.closed = true
-	err := c.e.Close(c.h.clock.Now())
-	c.h.flushLocked()
-	c.release()
-	if errors.Is(err, tcpfsm.ErrConnectionDoesNotExist) {
-		return nil
-	}
-	return err
-}
-
-// CloseWrite closes the sending half: the peer reads EOF, and this side
-// can still read.
-func (c *Conn) CloseWrite() error {
-	c.h.mu.Lock()
-	defer c.h.mu.Unlock()
-	err := c.e.CloseWrite(c.h.clock.Now())
-	c.h.flushLocked()
-	return mapErr(err)
-}
-
-// Abort resets the connection.
-func (c *Conn) Abort() error {
-	c.h.mu.Lock()
-	defer c.h.mu.Unlock()
-	c.closed = true
-	err := c.e.Abort(c.h.clock.Now())
-	c.h.flushLocked()
-	c.release()
-	return err
-}
-
-// release wakes the connection's waiters, which find it closed, and
-// forgets it once the stack has let go of it too (flushLocked forgets it
-// when that happens later).
-func (c *Conn) release() {
-	wake(c.rwake)
-	wake(c.wwake)
-	if st := c.e.State(); st == tcpfsm.Closed || st == tcpfsm.TimeWait {
-		delete(c.h.conns, c.e)
-	}
-}
-
-// TCB returns a copy of the connection's state (RFC 9293 section 3.3.1),
-// taken under the host's lock, so it is safe while other goroutines read
-// and write the connection.
-func (c *Conn) TCB() tcpfsm.TCB {
-	c.h.mu.Lock()
-	defer c.h.mu.Unlock()
-	return c.e.TCB()
-}
-
-// Endpoint returns the connection's Endpoint, for its state and counters.
-// Use it only while holding no other call on the connection.
-func (c *Conn) Endpoint() *tcpstack.Endpoint { return c.e }
-
-// LocalAddr returns the local address.
-func (c *Conn) LocalAddr() net.Addr { return c.local }
-
-// RemoteAddr returns the peer's address.
-func (c *Conn) RemoteAddr() net.Addr { return c.remote }
-
-// SetDeadline sets the read and write deadlines.
-func (c *Conn) SetDeadline(d time.Time) error {
-	_ = c.SetReadDeadline(d)
-	return c.SetWriteDeadline(d)
-}
-
-// SetReadDeadline sets when a blocked Read gives up.
-func (c *Conn) SetReadDeadline(d time.Time) error {
-	c.h.mu.Lock()
-	c.rdl = d
-	wake(c.rwake)
-	c.h.mu.Unlock()
-	return nil
-}
-
-// SetWriteDeadline sets when a blocked Write gives up.
-func (c *Conn) SetWriteDeadline(d time.Time) error {
-	c.h.mu.Lock()
-	c.wdl = d
-	wake(c.wwake)
-	c.h.mu.Unlock()
-	return nil
 }

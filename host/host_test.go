@@ -19,13 +19,13 @@ func TestEchoBetweenTwoHosts(t *testing.T) {
 	a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
 	la, lb := Pipe(a, b)
 	big := tcpstack.Config{Endpoint: tcpstack.EndpointConfig{SendBuffer: 1 << 20, Config: tcpfsm.Config{RecvBuffer: 1 << 20}}}
-	ha, err := New(la, big)
+	ha, err := New(la, Config{Stack: big})
 	require.NoError(t, err)
-	hb, err := New(lb, big)
+	hb, err := New(lb, Config{Stack: big})
 	require.NoError(t, err)
 	defer ha.Close()
 	defer hb.Close()
-	ln, err := hb.Listen(80, nil)
+	ln, err := hb.ListenAddrPort(netip.AddrPortFrom(netip.Addr{}, 80))
 	require.NoError(t, err)
 	var srvGot bytes.Buffer
 	done := make(chan struct{})
@@ -40,7 +40,7 @@ func TestEchoBetweenTwoHosts(t *testing.T) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := ha.Dial(ctx, a, netip.AddrPortFrom(b, 80), nil)
+	c, err := ha.DialContextAddrPort(ctx, netip.AddrPortFrom(b, 80))
 	require.NoError(t, err)
 	data := make([]byte, 10<<20)
 	for i := 0; i+4 <= len(data); i += 4 { // each word holds its own offset
@@ -75,21 +75,21 @@ func TestTrafficWakesOnlyItsConnection(t *testing.T) {
 	// no other's: the readiness report names it.
 	a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
 	la, lb := Pipe(a, b)
-	ha, err := New(la, tcpstack.Config{})
+	ha, err := New(la, Config{})
 	require.NoError(t, err)
-	hb, err := New(lb, tcpstack.Config{})
+	hb, err := New(lb, Config{})
 	require.NoError(t, err)
 	defer ha.Close()
 	defer hb.Close()
-	ln, err := hb.Listen(80, nil)
+	ln, err := hb.ListenAddrPort(netip.AddrPortFrom(netip.Addr{}, 80))
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	quiet, err := ha.Dial(ctx, a, netip.AddrPortFrom(b, 80), nil)
+	quiet, err := ha.DialContextAddrPort(ctx, netip.AddrPortFrom(b, 80))
 	require.NoError(t, err)
 	qs, err := ln.Accept()
 	require.NoError(t, err)
-	busy, err := ha.Dial(ctx, a, netip.AddrPortFrom(b, 80), nil)
+	busy, err := ha.DialContextAddrPort(ctx, netip.AddrPortFrom(b, 80))
 	require.NoError(t, err)
 	bs, err := ln.Accept()
 	require.NoError(t, err)
@@ -133,13 +133,13 @@ func TestManyConcurrentConnections(t *testing.T) {
 	a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
 	la, lb := Pipe(a, b)
 	cfg := tcpstack.Config{Backlog: 512, AcceptQueue: 512}
-	ha, err := New(la, cfg)
+	ha, err := New(la, Config{Stack: cfg})
 	require.NoError(t, err)
-	hb, err := New(lb, cfg)
+	hb, err := New(lb, Config{Stack: cfg})
 	require.NoError(t, err)
 	defer ha.Close()
 	defer hb.Close()
-	ln, err := hb.Listen(80, nil)
+	ln, err := hb.ListenAddrPort(netip.AddrPortFrom(netip.Addr{}, 80))
 	require.NoError(t, err)
 	go func() {
 		for {
@@ -168,7 +168,7 @@ func TestManyConcurrentConnections(t *testing.T) {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			c, err := ha.Dial(ctx, a, netip.AddrPortFrom(b, 80), nil)
+			c, err := ha.DialContextAddrPort(ctx, netip.AddrPortFrom(b, 80))
 			if err != nil {
 				errs <- err
 				return

@@ -121,7 +121,7 @@ func run(w io.Writer) error {
 			r.delimited = append(r.delimited, line[:len(line)-1])
 		}
 	}()
-	c, err := a.DialContext(ctx, pb.LocalAddr().(*net.UDPAddr), 5)
+	c, err := a.DialContextAddrPort(ctx, pb.LocalAddr().(*net.UDPAddr).AddrPort(), 5)
 	if err != nil {
 		return err
 	}

@@ -102,7 +102,7 @@ func client(addr, msg string) (string, error) {
 	defer tr.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := tr.DialContext(ctx, raddr, port)
+	c, err := tr.DialContextAddrPort(ctx, raddr.AddrPort(), port)
 	if err != nil {
 		return "", err
 	}

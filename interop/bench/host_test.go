@@ -16,20 +16,20 @@ import (
 // the second and a dial function from the first.
 func hostPair(b testing.TB, cfg tcpstack.Config) peers {
 	la, lb := host.Pipe(addrA.Addr(), addrB.Addr())
-	ha, err := host.New(la, cfg)
+	ha, err := host.New(la, host.Config{Stack: cfg})
 	if err != nil {
 		b.Fatal(err)
 	}
-	hb, err := host.New(lb, cfg)
+	hb, err := host.New(lb, host.Config{Stack: cfg})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { ha.Close(); hb.Close() })
-	ln, err := hb.Listen(addrB.Port(), net.TCPAddrFromAddrPort(addrB))
+	ln, err := hb.ListenAddrPort(addrB)
 	if err != nil {
 		b.Fatal(err)
 	}
 	return peers{ln, func() (net.Conn, error) {
-		return ha.Dial(context.Background(), addrA.Addr(), addrB, nil)
+		return ha.DialContext(context.Background(), "tcp", addrB.String())
 	}}
 }

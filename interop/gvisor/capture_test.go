@@ -2,6 +2,7 @@ package gvisor
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,7 +41,7 @@ func setupCapturing(t *testing.T, cfg tcpstack.Config) (*Peer, *host.Host, *Capt
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := host.New(p, cfg)
+	h, err := host.New(p, host.Config{Stack: cfg, Addrs: []netip.Addr{ourAddr}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,7 @@ func setupWith(t *testing.T, cfg tcpstack.Config) (*Peer, *host.Host) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := host.New(p, cfg)
+	h, err := host.New(p, host.Config{Stack: cfg, Addrs: []netip.Addr{ourAddr}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,13 +49,13 @@ func connect(t *testing.T, p *Peer, h *host.Host, ourClient bool) (ours peertest
 		}
 		t.Cleanup(func() { ln.Close() })
 		go func() { c, _ := ln.Accept(); accepted <- c }()
-		c, err := h.Dial(ctx, ourAddr, netip.AddrPortFrom(peerAddr, 80), nil)
+		c, err := h.DialContextAddrPort(ctx, netip.AddrPortFrom(peerAddr, 80))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return withDeadline(c, (<-accepted).(peertest.HalfCloser))
 	}
-	ln, err := h.Listen(80, nil)
+	ln, err := h.ListenAddrPort(netip.AddrPortFrom(ourAddr, 80))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func TestSimultaneousClose(t *testing.T) {
 // (RFC 4987).
 func TestSynFloodWhileConnecting(t *testing.T) {
 	p, h := setupWith(t, tcpstack.Config{Backlog: 16})
-	ln, err := h.Listen(80, nil)
+	ln, err := h.ListenAddrPort(netip.AddrPortFrom(ourAddr, 80))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,8 +29,8 @@ func setup(t *testing.T, loss float64) (*Peer, *host.Host) {
 		t.Fatal(err)
 	}
 	p.Loss = loss
-	h, err := host.New(p, tcpstack.Config{Endpoint: tcpstack.EndpointConfig{SendBuffer: 1 << 20,
-		Config: tcpfsm.Config{RecvBuffer: 1 << 20}}})
+	h, err := host.New(p, host.Config{Addrs: []netip.Addr{ourAddr}, Stack: tcpstack.Config{Endpoint: tcpstack.EndpointConfig{SendBuffer: 1 << 20,
+		Config: tcpfsm.Config{RecvBuffer: 1 << 20}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestResets(t *testing.T) {
 		t.Fatal("gVisor's dial to a closed tcpfsm port succeeded")
 	}
 	// We connect to a gVisor port nobody listens on: refused by its RST.
-	if _, err := h.Dial(ctx, ourAddr, netip.AddrPortFrom(peerAddr, 9), nil); !errors.Is(err, tcpstack.ErrRefused) {
+	if _, err := h.DialContextAddrPort(ctx, netip.AddrPortFrom(peerAddr, 9)); !errors.Is(err, tcpstack.ErrRefused) {
 		t.Fatalf("tcpfsm dial to a closed gVisor port: %v, want ErrRefused", err)
 	}
 }

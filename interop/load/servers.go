@@ -304,18 +304,18 @@ func listenTcpfsm() (net.Listener, func() map[string]uint64, func(), error) {
 	// The half-open backlog stays at tcpfsm's default (128): past it SYN
 	// cookies keep no state, so a larger one only holds more memory
 	// during a flood.
-	h, err := host.New(d, tcpstack.Config{
+	h, err := host.New(d, host.Config{Addrs: []netip.Addr{TcpfsmAddr}, Stack: tcpstack.Config{
 		AcceptQueue: ListenBacklog,
 		Endpoint: tcpstack.EndpointConfig{
 			SendBuffer: BufferSize,
 			Config:     tcpfsm.Config{RecvBuffer: BufferSize},
 		},
-	})
+	}})
 	if err != nil {
 		d.Close()
 		return nil, nil, nil, err
 	}
-	ln, err := h.Listen(Port, net.TCPAddrFromAddrPort(Tcpfsm.Addr()))
+	ln, err := h.ListenAddrPort(Tcpfsm.Addr())
 	if err != nil {
 		h.Close()
 		return nil, nil, nil, err

@@ -76,7 +76,7 @@ func setupDevice(t *testing.T, loss float64, cfg tcpfsm.Config) (*host.Host, *De
 	}
 	d.Loss = loss
 	cfg.RecvBuffer = 1 << 20
-	h, err := host.New(d, tcpstack.Config{Endpoint: tcpstack.EndpointConfig{SendBuffer: 1 << 20, Config: cfg}})
+	h, err := host.New(d, host.Config{Addrs: []netip.Addr{ourAddr}, Stack: tcpstack.Config{Endpoint: tcpstack.EndpointConfig{SendBuffer: 1 << 20, Config: cfg}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,8 +99,8 @@ func TestLargeSegmentsToTheKernel(t *testing.T) {
 	if err := d.Configure(kernelPrefix); err != nil {
 		t.Fatal(err)
 	}
-	h, err := host.New(d, tcpstack.Config{Endpoint: tcpstack.EndpointConfig{SendBuffer: 1 << 20,
-		Config: tcpfsm.Config{RecvBuffer: 1 << 20}}})
+	h, err := host.New(d, host.Config{Addrs: []netip.Addr{ourAddr}, Stack: tcpstack.Config{Endpoint: tcpstack.EndpointConfig{SendBuffer: 1 << 20,
+		Config: tcpfsm.Config{RecvBuffer: 1 << 20}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestKernelClientOurServer(t *testing.T) {
 		return
 	}
 	h := setup(t, 0)
-	ln, err := h.Listen(80, nil)
+	ln, err := h.ListenAddrPort(netip.AddrPortFrom(ourAddr, 80))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func dialKernelEcho(t *testing.T, h *host.Host) (*host.Conn, uint16) {
 	port := uint16(ln.Addr().(*net.TCPAddr).Port)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := h.Dial(ctx, ourAddr, netip.AddrPortFrom(kernelAddr, port), nil)
+	c, err := h.DialContextAddrPort(ctx, netip.AddrPortFrom(kernelAddr, port))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestWithLossBothWays(t *testing.T) {
 		return
 	}
 	h, _ := setupDevice(t, 0.05, tcpfsm.Config{MinRTO: 200 * time.Millisecond, EarlyRetransmit: true, TailLossProbe: true})
-	ln, _ := h.Listen(80, nil)
+	ln, _ := h.ListenAddrPort(netip.AddrPortFrom(ourAddr, 80))
 	go peertest.Echo(ln)
 	c, err := net.DialTimeout("tcp", "10.7.0.2:80", 10*time.Second)
 	if err != nil {
@@ -203,11 +203,11 @@ func TestResetsBothWays(t *testing.T) {
 	// We connect to a kernel port nobody listens on: refused by its RST.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := h.Dial(ctx, ourAddr, netip.AddrPortFrom(kernelAddr, 9), nil); !errors.Is(err, tcpstack.ErrRefused) {
+	if _, err := h.DialContextAddrPort(ctx, netip.AddrPortFrom(kernelAddr, 9)); !errors.Is(err, tcpstack.ErrRefused) {
 		t.Fatalf("tcpfsm dial to a closed kernel port: %v, want ErrRefused", err)
 	}
 	// Abort: the kernel's read ends with ECONNRESET.
-	ln, _ := h.Listen(80, nil)
+	ln, _ := h.ListenAddrPort(netip.AddrPortFrom(ourAddr, 80))
 	go func() {
 		c, err := ln.Accept()
 		if err == nil {
@@ -233,7 +233,7 @@ func TestHTTPServedToTheKernel(t *testing.T) {
 		return
 	}
 	h := setup(t, 0)
-	ln, _ := h.Listen(80, nil)
+	ln, _ := h.ListenAddrPort(netip.AddrPortFrom(ourAddr, 80))
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "served by tcpfsm to "+r.UserAgent())
 	})}
