@@ -11,6 +11,8 @@ test: vet
 	@if [ -f interop/go.mod ]; then cd interop && $(GO) test -count=1 $$($(GO) list ./... | grep -v '/load$$\|/nettest$$'); fi
 	@# Every net.Conn the project returns against x/net/nettest, under the race detector.
 	@if [ -f interop/go.mod ]; then cd interop && $(GO) test -count=1 -race ./nettest; fi
+	@# wireguard-go's netstack drop-in: real WireGuard devices, against gVisor's.
+	@if [ -f wireguard/go.mod ]; then cd wireguard && $(GO) test -count=1 ./... && $(GO) test -count=1 -race -run 'TestPathMTU|TestLookupAndPing' ./...; fi
 	@# The short load suite alone, so no other test shares its two cores.
 	@if [ -f interop/go.mod ]; then cd interop && $(GO) test -count=1 ./load; fi
 
@@ -27,6 +29,7 @@ vet:
 	GOARCH=386 $(GO) build ./...
 	GOARCH=arm $(GO) build ./...
 	@if [ -f interop/go.mod ]; then cd interop && $(GO) vet ./... && $(GO) vet -tags icount ./bench; fi
+	@if [ -f wireguard/go.mod ]; then cd wireguard && $(GO) vet ./... && PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck ./...; fi
 
 # Runs every fuzz target for FUZZTIME (default 20,000 executions). A count,
 # not a duration: a duration can end in a spurious "context deadline

@@ -86,7 +86,16 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 		if t.State == Closed || t.State == Listen {
 			return out, ErrConnectionDoesNotExist
 		}
-		t.sndMSS = uint16(max(min(ev.N, uint32(t.sndMSS)), 64))
+		mss := uint16(max(min(ev.N, uint32(t.sndMSS)), 64))
+		if mss < t.sndMSS && t.flags&flagRecovery == 0 && t.sndRtx == t.SndNxt && t.SndUna != t.SndNxt {
+			// The larger segments in flight were dropped on the way: send
+			// them again now in the new size rather than wait for the RTO
+			// (RFC 1191 section 6.5, RFC 8201 section 5.4; as Linux's
+			// tcp_simple_retransmit). The window is not reduced: this is
+			// no congestion.
+			t.sndRtx = t.SndUna
+		}
+		t.sndMSS = mss
 		return t.output(now, out), nil
 	}
 	return out, ErrBadEvent

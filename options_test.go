@@ -251,13 +251,17 @@ func TestPathMTU(t *testing.T) {
 	c.peer(pkt(".", 301, 101, win(60000)))
 	c.user(Send(4000))
 	c.clear()
-	c.user(PathMTU(1240))
-	c.advance(time.Second) // the RTO resends from SND.UNA in the new size
+	cwnd := c.tcb.cwnd
+	c.user(PathMTU(1240)) // at once, not at the RTO: SND.UNA on in the new size
 	sent := c.take(ActSend)
 	require.NotEmpty(t, sent)
+	require.Equal(t, Seq(101), sent[0].DataSeq)
 	for _, a := range sent {
 		require.LessOrEqual(t, a.DataLen, uint32(1240))
 	}
+	require.Equal(t, cwnd, c.tcb.cwnd, "no congestion response")
+	c.user(PathMTU(1240)) // the same again: nothing more
+	require.Empty(t, c.take(ActSend))
 	c.user(PathMTU(1)) // clamps to 64
 	require.Equal(t, uint16(64), c.tcb.sndMSS)
 	c = newConn(t, Config{})

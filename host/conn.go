@@ -20,19 +20,36 @@ import (
 // CloseRead, CloseWrite, ReadFrom, WriteTo and the settings. Its errors
 // are described in the package documentation.
 type Conn struct {
-	h             *Host
-	e             *tcpstack.Endpoint
-	rdl, wdl      time.Time
-	local, remote net.Addr
-	closed        bool          // Close or Abort was called
-	rclosed       bool          // CloseRead was called: Read returns io.EOF
-	wclosed       bool          // CloseWrite was called: Write fails with EPIPE
-	reported      bool          // the connection's error was returned once (later writes get EPIPE)
-	logged        bool          // its end was logged
-	linger        int           // SetLinger's value; -1 by default
-	keepalive     bool          // keep-alive probes are on
-	keepIdle      time.Duration // SetKeepAlivePeriod's idle time, 0 if not set
-	rwake, wwake  chan struct{} // signaled when a blocked Read or Write may go on
+	h            *Host
+	e            *tcpstack.Endpoint
+	rdl, wdl     time.Time
+	closed       bool          // Close or Abort was called
+	rclosed      bool          // CloseRead was called: Read returns io.EOF
+	wclosed      bool          // CloseWrite was called: Write fails with EPIPE
+	reported     bool          // the connection's error was returned once (later writes get EPIPE)
+	logged       bool          // its end was logged
+	linger       int           // SetLinger's value; -1 by default
+	keepalive    bool          // keep-alive probes are on
+	keepIdle     time.Duration // SetKeepAlivePeriod's idle time, 0 if not set
+	rwake, wwake chan struct{} // signaled when a blocked Read or Write may go on; made at the first wait
+}
+
+// readWake returns the channel a blocked Read waits on, made on first
+// use so that a connection nobody waits on costs no channel. h.mu held.
+func (c *Conn) readWake() chan struct{} {
+	if c.rwake == nil {
+		c.rwake = make(chan struct{}, 1)
+	}
+	return c.rwake
+}
+
+// writeWake returns the channel a blocked Write or Dial waits on, made on
+// first use. h.mu held.
+func (c *Conn) writeWake() chan struct{} {
+	if c.wwake == nil {
+		c.wwake = make(chan struct{}, 1)
+	}
+	return c.wwake
 }
 
 // defaultKeepAliveIdle is the idle time SetKeepAlive(true) uses when
@@ -41,9 +58,8 @@ const defaultKeepAliveIdle = 15 * time.Second
 
 // newConn makes the Conn of e and registers it for wake-ups.
 func (h *Host) newConn(e *tcpstack.Endpoint) *Conn {
-	c := &Conn{h: h, e: e, local: h.netAddr(e.LocalAddr()), remote: h.netAddr(e.RemoteAddr()),
-		linger: -1, keepalive: h.keepaliveDefault,
-		rwake: make(chan struct{}, 1), wwake: make(chan struct{}, 1)}
+	c := &Conn{h: h, e: e,
+		linger: -1, keepalive: h.keepaliveDefault}
 	h.conns[e] = c
 	return c
 }
@@ -52,7 +68,9 @@ func (h *Host) newConn(e *tcpstack.Endpoint) *Conn {
 func passed(deadline time.Time) bool { return !deadline.IsZero() && !time.Now().Before(deadline) }
 
 // opErr wraps err as *net.TCPConn's method op does.
-func (c *Conn) opErr(op string, err error) error { return opError(op, c.local, c.remote, err) }
+func (c *Conn) opErr(op string, err error) error {
+	return opError(op, c.h.netAddr(c.e.LocalAddr()), c.h.netAddr(c.e.RemoteAddr()), err)
+}
 
 // stateErrLocked returns why a call op cannot go on regardless of the
 // connection's state: a local Close, the Host closed, or the deadline.
@@ -111,7 +129,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		case !errors.Is(err, tcpstack.ErrWouldBlock):
 			return 0, c.endErrLocked("read", err)
 		}
-		h.waitLocked(c.rwake, c.rdl)
+		h.waitLocked(c.readWake(), c.rdl)
 	}
 }
 
@@ -142,7 +160,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		if err != nil && !errors.Is(err, tcpstack.ErrWouldBlock) {
 			return sent, c.endErrLocked("write", err)
 		}
-		h.waitLocked(c.wwake, c.wdl)
+		h.waitLocked(c.writeWake(), c.wdl)
 	}
 }
 
@@ -250,7 +268,7 @@ func (c *Conn) logEndLocked() {
 	case errors.Is(err, tcpstack.ErrRefused):
 		msg = "tcp connection refused"
 	}
-	attrs := []slog.Attr{slog.String("local", c.local.String()), slog.String("remote", c.remote.String())}
+	attrs := []slog.Attr{slog.String("local", c.e.LocalAddr().String()), slog.String("remote", c.e.RemoteAddr().String())}
 	if err != nil {
 		attrs = append(attrs, slog.String("err", err.Error()))
 	}
@@ -260,7 +278,7 @@ func (c *Conn) logEndLocked() {
 // logLocked logs a connection event.
 func (c *Conn) logLocked(level slog.Level, msg string) {
 	if c.h.log != nil {
-		c.h.log.LogAttrs(context.Background(), level, msg, slog.String("local", c.local.String()), slog.String("remote", c.remote.String()))
+		c.h.log.LogAttrs(context.Background(), level, msg, slog.String("local", c.e.LocalAddr().String()), slog.String("remote", c.e.RemoteAddr().String()))
 	}
 }
 
@@ -278,10 +296,22 @@ func (c *Conn) TCB() tcpfsm.TCB {
 func (c *Conn) Endpoint() *tcpstack.Endpoint { return c.e }
 
 // LocalAddr returns the local address.
-func (c *Conn) LocalAddr() net.Addr { return c.local }
+// (The Conn keeps no net.Addr of its own, so that an idle connection
+// costs less; each call makes one.)
+func (c *Conn) LocalAddr() net.Addr {
+	c.h.mu.Lock()
+	ap := c.e.LocalAddr()
+	c.h.mu.Unlock()
+	return c.h.netAddr(ap)
+}
 
 // RemoteAddr returns the peer's address.
-func (c *Conn) RemoteAddr() net.Addr { return c.remote }
+func (c *Conn) RemoteAddr() net.Addr {
+	c.h.mu.Lock()
+	ap := c.e.RemoteAddr()
+	c.h.mu.Unlock()
+	return c.h.netAddr(ap)
+}
 
 // SetDeadline sets the read and write deadlines.
 func (c *Conn) SetDeadline(d time.Time) error {

@@ -92,7 +92,8 @@ func (h *Host) DialContextAddrPort(ctx context.Context, remote netip.AddrPort) (
 	c := h.newConn(e)
 	c.logged = true // a failure is logged here, not as the end of a connection
 	h.flushLocked()
-	stop := context.AfterFunc(ctx, func() { wake(c.wwake) })
+	ww := c.writeWake()
+	stop := context.AfterFunc(ctx, func() { wake(ww) })
 	defer stop()
 	for !e.Connected() {
 		err := e.Err()
@@ -114,12 +115,12 @@ func (h *Host) DialContextAddrPort(ctx context.Context, remote netip.AddrPort) (
 				err = &sysError{errno: errno, err: err}
 			}
 			if h.log != nil {
-				h.log.LogAttrs(ctx, slog.LevelInfo, "tcp dial failed", slog.String("local", c.local.String()),
-					slog.String("remote", c.remote.String()), slog.String("err", err.Error()))
+				h.log.LogAttrs(ctx, slog.LevelInfo, "tcp dial failed", slog.String("local", e.LocalAddr().String()),
+					slog.String("remote", e.RemoteAddr().String()), slog.String("err", err.Error()))
 			}
 			return nil, c.opErr("dial", err)
 		}
-		h.waitLocked(c.wwake, time.Time{})
+		h.waitLocked(ww, time.Time{})
 	}
 	c.logged = false
 	c.logLocked(slog.LevelDebug, "tcp connection established")

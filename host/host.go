@@ -211,6 +211,24 @@ func (h *Host) Close() error {
 	return err
 }
 
+// PathMTU applies an ICMP "fragmentation needed" or ICMPv6 "packet too
+// big" message about the connection from local to remote, which quoted
+// sequence number seq and reported mtu (RFC 1191, RFC 8201; checked as
+// tcpstack.Stack.PathMTU does, RFC 5927). A host whose link carries IP
+// (a TUN device, a tunnel) calls it from its ICMP handling. It takes the
+// host's lock and never calls the link, so a link may call it while
+// holding its own.
+func (h *Host) PathMTU(local, remote netip.AddrPort, seq tcpfsm.Seq, mtu int) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return net.ErrClosed
+	}
+	err := h.stack.PathMTU(local, remote, seq, mtu, h.clock.Now())
+	h.flushLocked()
+	return err
+}
+
 // Stats returns the stack's counters.
 func (h *Host) Stats() tcpstack.Stats {
 	h.mu.Lock()
@@ -386,6 +404,9 @@ func (h *Host) flushLocked() {
 // wake signals a waiter's channel without blocking: a signal already
 // pending is enough.
 func wake(ch chan struct{}) {
+	if ch == nil {
+		return // nobody has waited yet: a waiter checks the state before it waits
+	}
 	select {
 	case ch <- struct{}{}:
 	default:

@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -213,4 +215,40 @@ func TestManyConcurrentConnections(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	require.Zero(t, left(), "the hosts forget closed connections")
+}
+
+func TestHostPathMTU(t *testing.T) {
+	// An ICMP "fragmentation needed" for data in flight: what was sent
+	// goes again at once in segments that fit; a stale one is refused.
+	p := newPair(t, tcpstack.Config{})
+	c, s := p.connect(t)
+	p.ga.blocked.Store(true) // the client's segments are lost for now
+	_, err := c.Write(make([]byte, 20_000))
+	require.NoError(t, err)
+	local, remote := c.LocalAddr().(*net.TCPAddr).AddrPort(), c.RemoteAddr().(*net.TCPAddr).AddrPort()
+	var una tcpfsm.Seq
+	for inFlight := false; !inFlight; { // until the host has sent some of it
+		p.a.mu.Lock()
+		for e := range p.a.stack.Connections() {
+			tcb := e.TCB()
+			una, inFlight = tcb.SndUna, tcb.SndNxt != tcb.SndUna
+		}
+		p.a.mu.Unlock()
+		runtime.Gosched()
+	}
+	require.ErrorIs(t, p.a.PathMTU(local, remote, una.Add(1<<30), 1000), tcpstack.ErrStaleICMP)
+	p.ga.blocked.Store(false)
+	require.NoError(t, p.a.PathMTU(local, remote, una, 1000))
+	got := make([]byte, 20_000)
+	require.NoError(t, s.SetReadDeadline(time.Now().Add(5*time.Second)))
+	_, err = io.ReadFull(s, got)
+	require.NoError(t, err)
+	p.a.mu.Lock()
+	for e := range p.a.stack.Connections() {
+		tcb := e.TCB()
+		st, err := tcb.Status()
+		require.NoError(t, err)
+		require.Equal(t, uint16(1000-40), st.SendMSS)
+	}
+	p.a.mu.Unlock()
 }
