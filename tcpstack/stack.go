@@ -479,26 +479,50 @@ func (s *Stack) Dial(local netip.Addr, remote netip.AddrPort, now tcpfsm.Time) (
 		if s.nextPort > s.cfg.EphemeralHigh || s.nextPort < s.cfg.EphemeralLow {
 			s.nextPort = s.cfg.EphemeralLow
 		}
-		lp := netip.AddrPortFrom(local, p)
-		k := tupleOf(lp, remote)
-		if s.conns.get(&k) != nil {
+		e, err := s.dialFrom(netip.AddrPortFrom(local, p), remote, now)
+		if err == ErrPortInUse {
 			continue
 		}
-		if _, used := s.tw.get(&k); used {
-			continue
-		}
-		if _, used := s.listeners[p]; used {
-			continue
-		}
-		e := s.newEndpoint()
-		if err := e.Dial(lp, remote, now); err != nil {
-			return nil, err
-		}
-		s.adopt(e, k, false)
-		s.after(e, now)
-		return e, nil
+		return e, err
 	}
 	return nil, ErrNoPorts
+}
+
+// DialFrom opens a connection from local, a port the caller chose, to
+// remote (RFC 9293 section 3.10.1: the user may name the local port). It
+// fails with ErrPortInUse if that 4-tuple is in use or in TIME-WAIT, or
+// a listener has the port, and with ErrQuietTime before
+// Config.QuietUntil. A host that steers connections to one of several
+// Stacks by a hash of the 4-tuple picks ports with it.
+func (s *Stack) DialFrom(local, remote netip.AddrPort, now tcpfsm.Time) (*Endpoint, error) {
+	if now < s.cfg.QuietUntil {
+		return nil, ErrQuietTime
+	}
+	if local.Port() == 0 {
+		return nil, tcpfsm.ErrAddress
+	}
+	return s.dialFrom(local, remote, now)
+}
+
+// dialFrom is DialFrom after the quiet time.
+func (s *Stack) dialFrom(lp, remote netip.AddrPort, now tcpfsm.Time) (*Endpoint, error) {
+	k := tupleOf(lp, remote)
+	if s.conns.get(&k) != nil {
+		return nil, ErrPortInUse
+	}
+	if _, used := s.tw.get(&k); used {
+		return nil, ErrPortInUse
+	}
+	if _, used := s.listeners[lp.Port()]; used {
+		return nil, ErrPortInUse
+	}
+	e := s.newEndpoint()
+	if err := e.Dial(lp, remote, now); err != nil {
+		return nil, err
+	}
+	s.adopt(e, k, false)
+	s.after(e, now)
+	return e, nil
 }
 
 // Input hands the stack one arriving TCP segment with its IP addresses.

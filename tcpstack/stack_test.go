@@ -1450,3 +1450,23 @@ func TestInputVerifiedTakesCoalescedSegments(t *testing.T) {
 	require.Equal(t, payload, got[:k])
 	require.ErrorIs(t, n.s[1].InputVerified(b, ipA, netip.MustParseAddr("::1"), n.now), tcpfsm.ErrAddress)
 }
+
+func TestStackDialFrom(t *testing.T) {
+	// The caller names the local port; a 4-tuple in use, a listener's port
+	// or port 0 is refused.
+	n := newStackNet(t, Config{}, Config{})
+	l, _ := n.s[1].Listen(80)
+	c, err := n.s[0].DialFrom(netip.AddrPortFrom(ipA, 40000), netip.AddrPortFrom(ipB, 80), n.now)
+	require.NoError(t, err)
+	require.Equal(t, uint16(40000), c.LocalAddr().Port())
+	_, err = n.s[0].DialFrom(netip.AddrPortFrom(ipA, 40000), netip.AddrPortFrom(ipB, 80), n.now)
+	require.ErrorIs(t, err, ErrPortInUse)
+	_, err = n.s[0].DialFrom(netip.AddrPortFrom(ipA, 0), netip.AddrPortFrom(ipB, 80), n.now)
+	require.ErrorIs(t, err, tcpfsm.ErrAddress)
+	_, err = n.s[0].Listen(41000)
+	require.NoError(t, err)
+	_, err = n.s[0].DialFrom(netip.AddrPortFrom(ipA, 41000), netip.AddrPortFrom(ipB, 80), n.now)
+	require.ErrorIs(t, err, ErrPortInUse)
+	n.run(n.now.Add(time.Second), func() bool { return c.Connected() && l.Pending() == 1 })
+	require.True(t, c.Connected())
+}
