@@ -32,8 +32,11 @@
 // offers again out-of-order data the host kept after DropOutOfOrderFull).
 //
 // Package host runs a Stack over any packet link as net.Conn and
-// net.Listener, overudp carries it over UDP, sim is a deterministic
-// network for tests, and trace writes pcap files and sequence diagrams.
+// net.Listener, overudp carries it over UDP, ip and ipstack carry it in
+// whole IP packets (with UDP and ICMP), the nested module wireguard is a
+// drop-in for wireguard-go's netstack, sim is a deterministic network for
+// tests, trace writes pcap files and sequence diagrams, and pktdrill runs
+// packetdrill scripts through a socket layer.
 //
 // # Host call order
 //
