@@ -106,6 +106,13 @@ type Config struct {
 	DelayedACK time.Duration
 	// QuickACK acknowledges every segment at once (no delayed ACK).
 	QuickACK bool
+	// QuickACKAtStart acknowledges the first 16 in-order data segments of
+	// a connection at once, then delays ACKs as usual, as Linux's
+	// quick-ACK mode at the start of a connection does: a peer's first
+	// request is ACKed before the reply is ready, so its tail loss probe
+	// and its slow start need not wait for the delayed-ACK timer (RFC 5681
+	// section 4.2 allows ACKing more often). Default off.
+	QuickACKAtStart bool
 	// NoDelay turns the Nagle algorithm off (RFC 9293 MUST-17): small
 	// segments go out even while data is unacknowledged.
 	NoDelay bool
@@ -287,6 +294,7 @@ const (
 	optDelayFINACK                       // Config.DelayFINACK
 	optSlowStart2                        // Config.SlowStartLimit 2
 	optSlowStartAll                      // Config.SlowStartLimit negative
+	optQuickStart                        // Config.QuickACKAtStart
 )
 
 type settingOpts uint16
@@ -381,6 +389,9 @@ func (c *Config) compile() (settings, error) {
 	}
 	if c.DelayFINACK {
 		s.more |= optDelayFINACK
+	}
+	if c.QuickACKAtStart {
+		s.more |= optQuickStart
 	}
 	switch {
 	case c.SlowStartLimit < 0:

@@ -230,3 +230,23 @@ func TestNoDelayPerConnection(t *testing.T) {
 	c.nothing()
 	require.NotZero(t, c.tcb.cfg.opts&optNoDelay)
 }
+
+func TestQuickACKAtStart(t *testing.T) {
+	// As Linux at the start of a connection (RFC 5681 4.2 allows ACKing
+	// more often): the first 16 in-order data segments are ACKed at once,
+	// the 17th waits for the delayed-ACK timer.
+	c := established(t, Config{QuickACKAtStart: true})
+	seq := Seq(301)
+	for i := range 16 {
+		c.peer(pkt("P.", seq, 101, data(100)))
+		seq = seq.Add(100)
+		c.sent(". seq=101 ack=" + itoa(seq))
+		require.Equal(t, seq, c.tcb.RcvNxt, "segment %d", i)
+	}
+	c.peer(pkt("P.", seq, 101, data(100)))
+	c.nothing()
+	// The passive side too, from its first data.
+	s := synReceived(t, Config{QuickACKAtStart: true})
+	s.peer(pkt("P.", 301, 101, data(100)))
+	s.sent(". seq=101 ack=401")
+}

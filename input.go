@@ -180,6 +180,9 @@ func (t *TCB) enterEstablished(now Time, out []Action) []Action {
 	t.State = Established
 	t.flags &^= flagPassive
 	t.recover = t.Iss // RFC 6582 section 3.2 step 1
+	if t.cfg.more&optQuickStart != 0 {
+		t.quickAcks = maxQuickAcks // Config.QuickACKAtStart
+	}
 	t.cwnd = t.iw()
 	if t.flags&flagSynRetx != 0 {
 		t.cwnd = t.effMSS() // the SYN or SYN-ACK was lost: IW is one segment

@@ -20,8 +20,9 @@ var Profiles = []string{"rfc", "linux", "freebsd"}
 //   - "linux": what Linux's packetdrill suite (with its defaults.sh)
 //     expects, as far as Config can say it: an initial window of 10
 //     segments, a 200 ms minimum RTO, early retransmit and the tail loss
-//     probe, a 40 ms delayed ACK, CUBIC, slow start counting every
-//     acknowledged byte, a receive buffer of 15 MiB (so
+//     probe, a 40 ms delayed ACK after quick ACKs for the first 16
+//     segments, CUBIC, slow start counting every acknowledged byte, a
+//     receive buffer of 15 MiB (so
 //     window scale 8), 5 SYN retries, a 60 s TIME-WAIT and FIN-WAIT-2
 //     timeout and a 120 s maximum RTO.
 //   - "freebsd": FreeBSD's defaults: an initial window of 10 segments, a
@@ -40,7 +41,7 @@ func ProfileConfig(name string) (tcpfsm.Config, error) {
 			EarlyRetransmit: true,
 			TailLossProbe:   true,
 			DelayedACK:      40 * time.Millisecond,
-			QuickACK:        true,
+			QuickACKAtStart: true,
 			Congestion:      tcpfsm.CUBIC,
 			SlowStartLimit:  -1,
 			RecvBuffer:      15 << 20,
