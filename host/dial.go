@@ -264,9 +264,9 @@ func (h *Host) ListenAddrPort(local netip.AddrPort) (*Listener, error) {
 	var ln *tcpstack.Listener
 	var err error
 	if port != 0 {
-		ln, err = h.stack.Listen(port)
+		ln, err = h.stack.ListenOn(netip.AddrPortFrom(a, port))
 	} else {
-		ln, port, err = h.listenEphemeralLocked()
+		ln, port, err = h.listenEphemeralLocked(a)
 	}
 	if errors.Is(err, tcpstack.ErrPortInUse) {
 		return fail(&sysError{errno: syscall.EADDRINUSE, err: err})
@@ -291,7 +291,7 @@ func (h *Host) ownAddr(a netip.Addr) (netip.Addr, bool) {
 
 // listenEphemeralLocked listens on a free port of the ephemeral range,
 // from a random place in it.
-func (h *Host) listenEphemeralLocked() (*tcpstack.Listener, uint16, error) {
+func (h *Host) listenEphemeralLocked(a netip.Addr) (*tcpstack.Listener, uint16, error) {
 	lo, hi := int(h.ephLow), int(h.ephHigh)
 	if hi < lo {
 		lo, hi = hi, lo
@@ -303,7 +303,7 @@ func (h *Host) listenEphemeralLocked() (*tcpstack.Listener, uint16, error) {
 		if p == 0 {
 			continue
 		}
-		ln, err := h.stack.Listen(p)
+		ln, err := h.stack.ListenOn(netip.AddrPortFrom(a, p))
 		if errors.Is(err, tcpstack.ErrPortInUse) {
 			continue
 		}

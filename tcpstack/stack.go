@@ -348,7 +348,8 @@ func (s *Stack) TimeWaits() int { return s.tw.len() }
 // Listener accepts connections to one port.
 type Listener struct {
 	s        *Stack
-	all      bool // the ListenAll listener
+	all      bool       // the ListenAll listener
+	addr     netip.Addr // the one local address it takes SYNs for, if not every one (ListenOn)
 	port     uint16
 	halfOpen int
 	ready    fifo[*Endpoint]
@@ -431,6 +432,18 @@ func (s *Stack) Listen(port uint16) (*Listener, error) {
 	delete(s.orphans, port)
 	s.listeners[port] = l
 	return l, nil
+}
+
+// ListenOn is Listen for one local address: SYNs to the port at other
+// addresses are answered as if nobody listened (RFC 9293 section 3.10.1
+// lets a passive OPEN name the local socket). An unspecified address
+// means every address, as Listen. A port has one listener at a time.
+func (s *Stack) ListenOn(local netip.AddrPort) (*Listener, error) {
+	l, err := s.Listen(local.Port())
+	if err == nil && local.Addr().IsValid() && !local.Addr().IsUnspecified() {
+		l.addr = local.Addr().Unmap()
+	}
+	return l, err
 }
 
 // Accept returns the next established connection, or false if none waits.
@@ -580,7 +593,7 @@ func (s *Stack) input(tcp []byte, src, dst netip.Addr, now tcpfsm.Time) error {
 		}
 		// A new incarnation: the record is gone; go on to the listener.
 	}
-	if l, ok := s.listeners[seg.DstPort]; ok {
+	if l, ok := s.listeners[seg.DstPort]; ok && (!l.addr.IsValid() || l.addr == dst.Unmap()) {
 		return s.listenInput(l, k, &seg, now)
 	}
 	if s.fwd != nil && !s.fwd.l.closed && seg.Flags&(tcpfsm.FlagSYN|tcpfsm.FlagACK|tcpfsm.FlagRST) == tcpfsm.FlagSYN {

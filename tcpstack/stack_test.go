@@ -1470,3 +1470,20 @@ func TestStackDialFrom(t *testing.T) {
 	n.run(n.now.Add(time.Second), func() bool { return c.Connected() && l.Pending() == 1 })
 	require.True(t, c.Connected())
 }
+
+func TestStackListenOnOneAddress(t *testing.T) {
+	// A listener for one local address takes SYNs to it only; to another
+	// address of the host the port is closed (RST).
+	n := newStackNet(t, Config{}, Config{})
+	l, err := n.s[1].ListenOn(netip.AddrPortFrom(ipB, 80))
+	require.NoError(t, err)
+	c, _ := n.s[0].Dial(ipA, netip.AddrPortFrom(ipB, 80), n.now)
+	other := netip.MustParseAddr("10.0.0.9") // another address the server's link delivers
+	r, _ := n.s[0].Dial(ipA, netip.AddrPortFrom(other, 80), n.now)
+	n.run(n.now.Add(time.Second), func() bool { return l.Pending() == 1 && r.State() == tcpfsm.Closed })
+	require.True(t, c.Connected())
+	require.ErrorIs(t, r.Err(), ErrRefused)
+	require.Equal(t, 1, l.Pending())
+	_, err = n.s[1].ListenOn(netip.AddrPortFrom(other, 80))
+	require.ErrorIs(t, err, ErrPortInUse, "one listener a port")
+}
