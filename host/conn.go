@@ -104,7 +104,9 @@ func (c *Conn) endErrLocked(op string, err error) error {
 }
 
 // Read reads received bytes; it returns io.EOF after the peer closed,
-// or after CloseRead.
+// or after CloseRead. After a reset or a timeout the first Read or Write
+// reports it (ECONNRESET, ETIMEDOUT), and later Reads return io.EOF, as
+// on Linux.
 func (c *Conn) Read(p []byte) (int, error) {
 	h := c.h
 	h.mu.Lock()
@@ -127,6 +129,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 		case errors.Is(err, io.EOF):
 			return 0, io.EOF
 		case !errors.Is(err, tcpstack.ErrWouldBlock):
+			if c.reported && errnoOf(err) != 0 {
+				return 0, io.EOF // the end was reported once; then the stream is over, as read(2) says
+			}
 			return 0, c.endErrLocked("read", err)
 		}
 		h.waitLocked(c.readWake(), c.rdl)

@@ -62,6 +62,8 @@ func TestResetErrors(t *testing.T) {
 	requireOpError(t, err, "write")
 	require.ErrorIs(t, err, syscall.EPIPE)
 	require.ErrorIs(t, err, tcpstack.ErrReset)
+	_, err = c.Read(make([]byte, 10))
+	require.ErrorIs(t, err, io.EOF, "the reset was reported: later Reads see the end of the stream, as on Linux")
 
 	c2, s2 := p.connect(t)
 	require.NoError(t, s2.Abort())
