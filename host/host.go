@@ -71,10 +71,17 @@ type LargeLink interface {
 const largeMax = 65535 - 60
 
 // SegmentInfo is what BatchLink.ReadSegments says of one segment: where
-// it is in the buffer, and its IP addresses.
+// it is in the buffer, its IP addresses, and whether the link vouches
+// for its checksum.
 type SegmentInfo struct {
 	Off, N   int
 	Src, Dst netip.Addr
+	// Verified says the link has checked the segment's checksum, or
+	// that the segment came with checksum offload (its checksum field
+	// holds only the pseudo-header's sum): the Host passes it to
+	// tcpstack.Stack.InputVerified, which does not sum it, and which
+	// takes a segment that a link coalesced beyond the MSS.
+	Verified bool
 }
 
 // ErrClosed is the error, inside a *net.OpError, of calls made after the
@@ -130,6 +137,7 @@ type Host struct {
 	evs       []tcpstack.ReadyEvent
 	queued    []packet      // segments the stack produced, in order, not yet written
 	spare     [][]byte      // buffers of written segments, for reuse
+	spareBig  [][]byte      // buffers of written large segments (largeMax), for reuse
 	wake      chan struct{} // tells the writer goroutine that segments are queued
 	conns     map[*tcpstack.Endpoint]*Conn
 	listeners map[*tcpstack.Listener]*Listener
@@ -274,7 +282,11 @@ func (h *Host) readLoop() {
 		now := h.clock.Now()
 		for i := range segs[:k] {
 			sg := &segs[i]
-			_ = h.stack.Input(buf[sg.Off:sg.Off+sg.N], sg.Src, sg.Dst, now)
+			if sg.Verified {
+				_ = h.stack.InputVerified(buf[sg.Off:sg.Off+sg.N], sg.Src, sg.Dst, now)
+			} else {
+				_ = h.stack.Input(buf[sg.Off:sg.Off+sg.N], sg.Src, sg.Dst, now)
+			}
 		}
 		h.flushLocked()
 		h.mu.Unlock()
@@ -324,8 +336,10 @@ func (h *Host) writeLoop() {
 		}
 		h.mu.Lock()
 		for i := range batch {
-			if len(h.spare) < maxSpare && cap(batch[i].b) <= maxSpareSize {
-				h.spare = append(h.spare, batch[i].b[:0])
+			if b := batch[i].b; len(h.spare) < maxSpare && cap(b) <= maxSpareSize {
+				h.spare = append(h.spare, b[:0])
+			} else if len(h.spareBig) < maxSpareBig && cap(b) == largeMax {
+				h.spareBig = append(h.spareBig, b[:0])
 			}
 			batch[i] = packet{}
 		}
@@ -340,6 +354,7 @@ func (h *Host) writeLoop() {
 // maxSpareSize bytes, and a write queue of at most maxBatchKeep entries.
 const (
 	maxSpare     = 64
+	maxSpareBig  = 8 // 512 KiB of large-segment buffers
 	maxSpareSize = 2048
 	maxBatchKeep = 1024
 )
@@ -353,7 +368,21 @@ func (h *Host) flushLocked() {
 		var n, segSize int
 		var src, dst netip.Addr
 		if h.large != nil {
-			n, segSize, src, dst = h.stack.OutputLarge(h.out[:largeMax], now)
+			// A large segment is written straight into a buffer of its
+			// own, which goes to the writer without a copy.
+			var big []byte
+			if k := len(h.spareBig); k > 0 {
+				big, h.spareBig = h.spareBig[k-1], h.spareBig[:k-1]
+			} else {
+				big = make([]byte, largeMax)
+			}
+			n, segSize, src, dst = h.stack.OutputLarge(big[:largeMax], now)
+			if n > maxSpareSize {
+				h.queued = append(h.queued, packet{b: big[:n], src: src, dst: dst, segSize: segSize})
+				continue
+			}
+			copy(h.out, big[:n])
+			h.spareBig = append(h.spareBig, big[:0])
 		} else {
 			n, src, dst = h.stack.Output(h.out, now)
 		}

@@ -9,10 +9,12 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -271,11 +273,13 @@ func (r WrkResult) Result() Result {
 	return res
 }
 
-// CurlResult is one download of "/bulk" with curl(1).
+// CurlResult is one download of "/bulk", or upload to "/sink", with
+// curl(1).
 type CurlResult struct {
 	Bytes int64
 	Took  time.Duration
-	// SumOK reports whether the bytes' SHA-256 was that of BulkReader.
+	// SumOK reports whether the bytes' digest was that of BulkReader's:
+	// SHA-256 for a download, the length and CRC-32C for an upload.
 	SumOK bool
 	Err   error // curl's failure, if it failed
 }
@@ -322,9 +326,53 @@ func (r CurlResult) Result() Result {
 	case r.Err != nil:
 		res.Failed, res.Detail = 1, fmt.Sprintf("%v (after %d bytes)", r.Err, r.Bytes)
 	case !r.SumOK:
-		res.Failed, res.Detail = 1, fmt.Sprintf("sha256 mismatch (%d bytes)", r.Bytes)
+		res.Failed, res.Detail = 1, fmt.Sprintf("digest mismatch (%d bytes)", r.Bytes)
 	}
 	return res
+}
+
+// RunCurlUpload uploads n bytes of BulkReader to url (a "/sink" URL)
+// with curl, from a file written beforehand so that producing the bytes
+// costs nothing during the transfer, and checks the length and CRC-32C
+// the server returns.
+func RunCurlUpload(ctx context.Context, url string, n int64) CurlResult {
+	path, err := LookTool("curl")
+	if err != nil {
+		return CurlResult{Err: err}
+	}
+	f, err := os.CreateTemp("", "load-upload-*")
+	if err != nil {
+		return CurlResult{Err: err}
+	}
+	defer os.Remove(f.Name())
+	h := crc32.New(castagnoli)
+	_, err = io.Copy(io.MultiWriter(f, h), BulkReader(n))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return CurlResult{Err: err}
+	}
+	want := fmt.Sprintf("%d %08x", n, h.Sum32())
+	// No "Expect: 100-continue": curl would wait for the server's
+	// interim response before sending.
+	cmd := exec.CommandContext(ctx, path, "-sS", "-H", "Expect:", "-T", f.Name(), url)
+	cmd.WaitDelay = 2 * time.Second
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err = cmd.Run()
+	got := strings.TrimSpace(stdout.String())
+	r := CurlResult{Took: time.Since(start), SumOK: got == want}
+	if r.SumOK {
+		r.Bytes = n
+	} else if k, _, ok := strings.Cut(got, " "); ok {
+		r.Bytes, _ = strconv.ParseInt(k, 10, 64)
+	}
+	if err != nil {
+		r.Err = fmt.Errorf("curl: %v: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return r
 }
 
 // Probe is one legitimate connection: connect, one HTTP request, the

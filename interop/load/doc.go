@@ -25,6 +25,8 @@
 //	LOAD_ONLY=tcpfsm  measure only these servers (comma-separated kinds)
 //	LOAD_LOADS=wrk    run only the loads whose names contain this
 //	LOAD_CPUPROFILE=dir  write each server's CPU profile to dir/KIND.pprof
+//	LOAD_RXOFFLOAD=0  tcpfsm's device without receive offload (no
+//	                  super-segments or partial checksums from the kernel)
 //	CI=true           fail, rather than skip, when a client is missing
 //
 // The clients come from the packages apache2-utils (ab), wrk, curl,

@@ -170,6 +170,16 @@ func loads(p plan) []load {
 		run: func(ctx context.Context, s *Server) Result {
 			return RunCurl(ctx, s.URL(fmt.Sprintf("/bulk?n=%d", p.curlBytes)), p.curlBytes).Result()
 		}})
+	ls = append(ls, load{name: fmt.Sprintf("curl upload %d MiB", p.curlBytes>>20),
+		check: func(r Result) []string {
+			if r.Failed > 0 {
+				return []string{r.Detail}
+			}
+			return nil
+		},
+		run: func(ctx context.Context, s *Server) Result {
+			return RunCurlUpload(ctx, s.URL("/sink"), p.curlBytes).Result()
+		}})
 	ls = append(ls, load{name: fmt.Sprintf("probes during %v SYN flood", p.floodFor), check: probeChecks(minFloodSuccess),
 		run: func(ctx context.Context, s *Server) Result {
 			var flood FloodResult

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"log"
 	"math/rand/v2"
@@ -150,7 +151,10 @@ func BulkReader(n int64) io.Reader {
 }
 
 // Handler returns the HTTP handler every server runs: "/" returns Body,
-// "/bulk?n=BYTES" streams BYTES bytes of BulkReader.
+// "/bulk?n=BYTES" streams BYTES bytes of BulkReader, and "/sink" reads
+// a request body of up to MaxBulk bytes and returns its length and
+// CRC-32C (Castagnoli), as "BYTES CRC\n" in decimal and hex: an upload's
+// check, a fraction of what a SHA-256 would cost the server.
 func Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -168,8 +172,20 @@ func Handler() http.Handler {
 		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
 		_, _ = io.Copy(w, BulkReader(n))
 	})
+	mux.HandleFunc("/sink", func(w http.ResponseWriter, r *http.Request) {
+		h := crc32.New(castagnoli)
+		n, err := io.Copy(h, http.MaxBytesReader(w, r.Body, MaxBulk))
+		if err != nil {
+			http.Error(w, fmt.Sprintf("after %d bytes: %v", n, err), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprintf(w, "%d %08x\n", n, h.Sum32())
+	})
 	return mux
 }
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Heap is a server process's memory, from runtime.ReadMemStats.
 type Heap struct {
@@ -289,7 +305,9 @@ func listen(kind Kind) (ln net.Listener, counters func() map[string]uint64, stop
 
 // listenTcpfsm serves on tcpfsm's host package over a TUN device.
 func listenTcpfsm() (net.Listener, func() map[string]uint64, func(), error) {
-	d, err := tun.OpenLarge(tcpfsmDevice)
+	// LOAD_RXOFFLOAD=0 keeps the kernel from handing the device
+	// super-segments and partial checksums, to measure what they bring.
+	d, err := tun.OpenWith(tcpfsmDevice, tun.Options{Large: true, ReceiveOffload: os.Getenv("LOAD_RXOFFLOAD") != "0"})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("TUN device: %w", err)
 	}
@@ -324,6 +342,9 @@ func listenTcpfsm() (net.Listener, func() map[string]uint64, func(), error) {
 		m := structCounters(h.Stats())
 		m["device_write_errors"] = d.WriteErrors.Load()
 		m["device_large_writes"] = d.LargeWrites.Load()
+		m["device_large_reads"] = d.LargeReads.Load()
+		m["device_offload_reads"] = d.OffloadReads.Load()
+		m["device_bad_headers"] = d.BadHeaders.Load()
 		deviceCounters(tcpfsmDevice, m)
 		clientCounters(m)
 		return m
