@@ -460,6 +460,22 @@ func (e *Endpoint) Input(tcp []byte, src, dst netip.Addr, now tcpfsm.Time) error
 	return e.inputSegment(&seg, src, dst, now)
 }
 
+// InputVerified is Input for a segment whose checksum the link verified
+// already (receive offload) or an authenticated tunnel vouches for; it may
+// be a coalesced segment larger than the MSS (see Stack.InputVerified).
+func (e *Endpoint) InputVerified(tcp []byte, src, dst netip.Addr, now tcpfsm.Time) error {
+	if !sameFamily(src, dst) {
+		e.countBad(false)
+		return tcpfsm.ErrAddress
+	}
+	seg, err := tcpfsm.ParseSegment(tcp)
+	if err != nil {
+		e.countBad(false)
+		return err
+	}
+	return e.inputSegment(&seg, src, dst, now)
+}
+
 // countBad counts a packet Input refused for a bad checksum or, if not
 // checksum, a bad header: for a standalone endpoint in its own counters,
 // for one of a stack's in the stack's.

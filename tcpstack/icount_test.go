@@ -12,12 +12,26 @@ import (
 )
 
 // TestInstructionCountLoop runs BenchmarkStackConnection's connection
-// ICOUNT_N times (ICOUNT_WHAT "stack"), and checks the server took its
-// segments; tools/icount.sh counts its instructions under valgrind.
+// ICOUNT_N times (ICOUNT_WHAT "stack"), or BenchmarkEndpointBulk's op
+// ("bulk", "bulklarge"), and checks it did its work; tools/icount.sh
+// counts its instructions under valgrind.
 // Built only with the icount tag.
 func TestInstructionCountLoop(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("ICOUNT_N"))
-	if n == 0 || os.Getenv("ICOUNT_WHAT") != "stack" {
+	which := os.Getenv("ICOUNT_WHAT")
+	if which == "bulk" || which == "bulklarge" {
+		// BenchmarkEndpointBulk/segments or /large: 64 KiB per op.
+		k := newBulk(t, which == "bulklarge")
+		for range n {
+			k.op()
+		}
+		k.drain()
+		if k.read != k.moved || k.moved != n*len(k.data) {
+			t.Fatalf("moved %d bytes, read %d, want %d", k.moved, k.read, n*len(k.data))
+		}
+		return
+	}
+	if n == 0 || which != "stack" {
 		t.Skip("ICOUNT_N or ICOUNT_WHAT=stack not set")
 	}
 	short := Config{Endpoint: EndpointConfig{Config: tcpfsm.Config{MSL: time.Millisecond}}}

@@ -10,6 +10,7 @@
 #   lifecycle              BenchmarkLifecycle, one connection (root)
 #   checksum               BenchmarkChecksum/64KiB, one checksum (root)
 #   stack                  BenchmarkStackConnections, one connection (./tcpstack)
+#   bulk, bulklarge        BenchmarkEndpointBulk/segments and /large, 64 KiB (./tcpstack)
 #   bench/lifecycle/tcpfsm, bench/lifecycle/seqs
 #   bench/segment/tcpfsm, bench/segment/seqs
 #                          one side of BenchmarkLifecycle or BenchmarkSegment
@@ -53,6 +54,7 @@ for what in "$@"; do
 	lifecycle) n1=5000 n2=10000 ;;
 	checksum) n1=500 n2=1000 ;;
 	stack) pkg=./tcpstack n1=500 n2=1000 ;;
+	bulk | bulklarge) pkg=./tcpstack n1=20 n2=40 ;;
 	bench/lifecycle/tcpfsm | bench/lifecycle/seqs) dir=interop pkg=./bench icw=${what#bench/} n1=5000 n2=10000 ;;
 	bench/segment/tcpfsm | bench/segment/seqs) dir=interop pkg=./bench icw=${what#bench/} ;;
 	*)
