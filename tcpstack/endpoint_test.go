@@ -353,13 +353,6 @@ func (k *bulk) op() {
 	}
 }
 
-// drain moves what is still in flight, until the receiver read it all.
-func (k *bulk) drain() {
-	for i := 0; i < 100 && k.read < k.moved; i++ {
-		k.round()
-	}
-}
-
 // round moves the sender's segments, reads, and moves the ACKs back.
 func (k *bulk) round() {
 	a, r, now := k.w.ep[0], k.w.ep[1], k.w.now

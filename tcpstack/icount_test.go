@@ -45,3 +45,10 @@ func TestInstructionCountLoop(t *testing.T) {
 		t.Fatalf("the server took %d segments for %d connections", got, n)
 	}
 }
+
+// drain moves what is still in flight, until the receiver read it all.
+func (k *bulk) drain() {
+	for i := 0; i < 100 && k.read < k.moved; i++ {
+		k.round()
+	}
+}
