@@ -351,9 +351,10 @@ func (h *Host) writeLoop() {
 }
 
 // The host keeps for reuse at most maxSpare segment buffers of at most
-// maxSpareSize bytes, and a write queue of at most maxBatchKeep entries.
+// maxSpareSize bytes (512 KiB: a bulk transfer's segments in flight), and
+// a write queue of at most maxBatchKeep entries.
 const (
-	maxSpare     = 64
+	maxSpare     = 256
 	maxSpareBig  = 8 // 512 KiB of large-segment buffers
 	maxSpareSize = 2048
 	maxBatchKeep = 1024

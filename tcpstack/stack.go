@@ -137,6 +137,7 @@ type Stack struct {
 	shared    *endpointShared // settings every endpoint of the stack points to
 	free      []bufPool       // buffers of idle or ended connections, one pool per size
 	pooled    int             // bytes in free
+	lent      int             // bytes in buffers endpoints hold (takeBuf less putBuf)
 	freeIO    []*endpointIO   // buffer sets and output queues of idle connections
 	fwd       *forwarder      // the ListenAll listener's state, if any
 	stats     Stats
@@ -151,7 +152,10 @@ func (s *Stack) newEndpoint() *Endpoint {
 // The pools of buffers kept for reuse are bounded in bytes, not in
 // count, so that the memory a burst of busy connections took goes back to
 // the Go heap once they are idle: together they keep at most
-// maxPoolBytes, and at most maxFreeIO buffer sets.
+// maxPoolBytes, or as many bytes as the connections hold in buffers now
+// if that is more (while connections are busy, the ones that go idle for
+// a moment find their buffers again, and allocate nothing), and at most
+// maxFreeIO buffer sets.
 const (
 	maxPoolBytes = 512 << 10
 	maxFreeIO    = 64
@@ -181,6 +185,7 @@ func (s *Stack) pool(n int) *bufPool {
 
 // takeBuf returns an n-byte buffer from the pool, or a new one.
 func (s *Stack) takeBuf(n int) []byte {
+	s.lent += n
 	p := s.pool(n)
 	if k := len(p.bufs); k > 0 {
 		b := p.bufs[k-1]
@@ -192,13 +197,38 @@ func (s *Stack) takeBuf(n int) []byte {
 	return make([]byte, n)
 }
 
-// putBuf gives a buffer back for reuse, unless the pool is full.
+// putBuf gives a buffer back for reuse, unless the pools are full; it then
+// trims them to their bound, which falls as the connections give their
+// buffers back.
 func (s *Stack) putBuf(b []byte) {
-	if s.pooled+len(b) <= maxPoolBytes {
+	s.lent = max(s.lent-len(b), 0)
+	limit := max(maxPoolBytes, s.lent)
+	if s.pooled+len(b) <= limit {
 		p := s.pool(len(b))
 		p.bufs = append(p.bufs, b)
 		s.pooled += len(b)
 	}
+	for s.pooled > limit {
+		s.dropLargest()
+	}
+}
+
+// dropLargest lets the largest pooled buffer go to the garbage collector.
+func (s *Stack) dropLargest() {
+	var big *bufPool
+	for i := range s.free {
+		if p := &s.free[i]; len(p.bufs) > 0 && (big == nil || p.size > big.size) {
+			big = p
+		}
+	}
+	if big == nil {
+		s.pooled = 0
+		return
+	}
+	k := len(big.bufs) - 1
+	big.bufs[k] = nil
+	big.bufs = big.bufs[:k]
+	s.pooled -= big.size
 }
 
 // takeIO lends an endpoint buffers and a queue: from the pool, or new.

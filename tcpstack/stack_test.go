@@ -1487,3 +1487,33 @@ func TestStackListenOnOneAddress(t *testing.T) {
 	_, err = n.s[1].ListenOn(netip.AddrPortFrom(other, 80))
 	require.ErrorIs(t, err, ErrPortInUse, "one listener a port")
 }
+
+func TestBufferPoolsFollowBusyConnections(t *testing.T) {
+	// While connections hold buffers, the pools keep as many bytes as they
+	// hold, so the ones that go idle and busy again allocate nothing; once
+	// every buffer is back, the pools hold maxPoolBytes at most.
+	s, err := New(Config{})
+	require.NoError(t, err)
+	const size, n = 256 << 10, 20
+	held := make([][]byte, n)
+	for i := range held {
+		held[i] = s.takeBuf(size)
+	}
+	for _, b := range held[:n/2] {
+		s.putBuf(b)
+	}
+	require.Equal(t, n/2*size, s.pooled, "half the connections idle for a moment: their buffers kept")
+	require.Zero(t, testing.AllocsPerRun(1, func() {
+		for i := range n / 2 {
+			held[i] = s.takeBuf(size)
+		}
+		for _, b := range held[:n/2] {
+			s.putBuf(b)
+		}
+	}), "busy again: no allocation")
+	for _, b := range held[n/2:] {
+		s.putBuf(b)
+	}
+	require.LessOrEqual(t, s.pooled, maxPoolBytes, "all idle: the rest goes back to the Go heap")
+	require.Zero(t, s.lent)
+}
