@@ -322,11 +322,14 @@ func listenTcpfsm() (net.Listener, func() map[string]uint64, func(), error) {
 	// The half-open backlog stays at tcpfsm's default (128): past it SYN
 	// cookies keep no state, so a larger one only holds more memory
 	// during a flood.
+	// The first segments of a connection are ACKed at once, as Linux
+	// does: a client's request is ACKed before the reply is ready, so its
+	// tail loss probe does not fire (Config.QuickACKAtStart).
 	h, err := host.New(d, host.Config{Addrs: []netip.Addr{TcpfsmAddr}, Stack: tcpstack.Config{
 		AcceptQueue: ListenBacklog,
 		Endpoint: tcpstack.EndpointConfig{
 			SendBuffer: BufferSize,
-			Config:     tcpfsm.Config{RecvBuffer: BufferSize},
+			Config:     tcpfsm.Config{RecvBuffer: BufferSize, QuickACKAtStart: true},
 		},
 	}})
 	if err != nil {
