@@ -22,25 +22,68 @@ import (
 type Conn struct {
 	h            *Host
 	e            *tcpstack.Endpoint
-	rdl, wdl     time.Time
+	rdl, wdl     deadline      // SetReadDeadline's, SetWriteDeadline's
+	keepIdle     time.Duration // SetKeepAlivePeriod's idle time, 0 if not set
+	rwake, wwake chan struct{} // signaled when a blocked Read or Write may go on; lent while one waits
+	linger       int32         // SetLinger's value; -1 by default
 	closed       bool          // Close or Abort was called
 	rclosed      bool          // CloseRead was called: Read returns io.EOF
 	wclosed      bool          // CloseWrite was called: Write fails with EPIPE
 	reported     bool          // the connection's error was returned once (later writes get EPIPE)
 	logged       bool          // its end was logged
-	linger       int           // SetLinger's value; -1 by default
 	keepalive    bool          // keep-alive probes are on
-	keepIdle     time.Duration // SetKeepAlivePeriod's idle time, 0 if not set
-	rwake, wwake chan struct{} // signaled when a blocked Read or Write may go on; made at the first wait
+	rwait, wwait uint8         // Reads and Writes waiting on them
 }
 
-// readWake returns the channel a blocked Read waits on, made on first
-// use so that a connection nobody waits on costs no channel. h.mu held.
-func (c *Conn) readWake() chan struct{} {
-	if c.rwake == nil {
-		c.rwake = make(chan struct{}, 1)
+// deadline is a time.Time in nanoseconds since 1970, 0 for none: 8 bytes
+// where a time.Time takes 24, so an idle connection costs less.
+type deadline int64
+
+// deadlineOf converts t; the zero time is no deadline.
+func deadlineOf(t time.Time) deadline {
+	if t.IsZero() {
+		return 0
 	}
-	return c.rwake
+	if n := t.UnixNano(); n != 0 {
+		return deadline(n)
+	}
+	return 1 // 1970 exactly: long passed, and not "none"
+}
+
+// time returns the deadline as a time.Time, the zero time for none.
+func (d deadline) time() time.Time {
+	if d == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(d))
+}
+
+// waitReadLocked waits until a blocked Read may go on, on a channel lent
+// by the host for as long as a Read waits, so that an idle connection
+// holds none. h.mu held.
+func (c *Conn) waitReadLocked() {
+	if c.rwake == nil {
+		c.rwake = c.h.takeChanLocked()
+	}
+	c.rwait++
+	c.h.waitLocked(c.rwake, c.rdl.time())
+	if c.rwait--; c.rwait == 0 {
+		c.h.putChanLocked(c.rwake)
+		c.rwake = nil
+	}
+}
+
+// waitWriteLocked is waitReadLocked for a blocked Write.
+func (c *Conn) waitWriteLocked() {
+	if c.wwake == nil {
+		c.wwake = c.h.takeChanLocked()
+	}
+	c.wwait++
+	c.h.waitLocked(c.wwake, c.wdl.time())
+	if c.wwait--; c.wwait == 0 {
+		c.h.putChanLocked(c.wwake)
+		c.wwake = nil
+	}
 }
 
 // writeWake returns the channel a blocked Write or Dial waits on, made on
@@ -60,7 +103,8 @@ const defaultKeepAliveIdle = 15 * time.Second
 func (h *Host) newConn(e *tcpstack.Endpoint) *Conn {
 	c := &Conn{h: h, e: e,
 		linger: -1, keepalive: h.keepaliveDefault}
-	h.conns[e] = c
+	e.SetValue(c) // found again from the readiness report
+	h.live++
 	return c
 }
 
@@ -74,13 +118,13 @@ func (c *Conn) opErr(op string, err error) error {
 
 // stateErrLocked returns why a call op cannot go on regardless of the
 // connection's state: a local Close, the Host closed, or the deadline.
-func (c *Conn) stateErrLocked(op string, deadline time.Time) error {
+func (c *Conn) stateErrLocked(op string, dl deadline) error {
 	switch {
 	case c.closed:
 		return c.opErr(op, net.ErrClosed)
 	case c.h.closed:
 		return c.opErr(op, ErrClosed)
-	case passed(deadline):
+	case passed(dl.time()):
 		return c.opErr(op, os.ErrDeadlineExceeded)
 	}
 	return nil
@@ -134,7 +178,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 			}
 			return 0, c.endErrLocked("read", err)
 		}
-		h.waitLocked(c.readWake(), c.rdl)
+		c.waitReadLocked()
 	}
 }
 
@@ -165,7 +209,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		if err != nil && !errors.Is(err, tcpstack.ErrWouldBlock) {
 			return sent, c.endErrLocked("write", err)
 		}
-		h.waitLocked(c.writeWake(), c.wdl)
+		c.waitWriteLocked()
 	}
 }
 
@@ -197,7 +241,7 @@ func (c *Conn) CloseWrite() error {
 	h := c.h
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if err := c.stateErrLocked("close", time.Time{}); err != nil {
+	if err := c.stateErrLocked("close", 0); err != nil {
 		return err
 	}
 	if c.wclosed {
@@ -220,7 +264,7 @@ func (c *Conn) CloseRead() error {
 	h := c.h
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if err := c.stateErrLocked("close", time.Time{}); err != nil {
+	if err := c.stateErrLocked("close", 0); err != nil {
 		return err
 	}
 	c.rclosed = true
@@ -251,7 +295,7 @@ func (c *Conn) releaseLocked() {
 	wake(c.wwake)
 	if st := c.e.State(); st == tcpfsm.Closed || st == tcpfsm.TimeWait {
 		c.logEndLocked()
-		delete(c.h.conns, c.e)
+		c.h.forgetLocked(c.e)
 	}
 }
 
@@ -321,7 +365,7 @@ func (c *Conn) RemoteAddr() net.Addr {
 // SetDeadline sets the read and write deadlines.
 func (c *Conn) SetDeadline(d time.Time) error {
 	c.h.mu.Lock()
-	c.rdl, c.wdl = d, d
+	c.rdl, c.wdl = deadlineOf(d), deadlineOf(d)
 	wake(c.rwake)
 	wake(c.wwake)
 	c.h.mu.Unlock()
@@ -333,7 +377,7 @@ func (c *Conn) SetDeadline(d time.Time) error {
 // data is waiting. The zero time means never.
 func (c *Conn) SetReadDeadline(d time.Time) error {
 	c.h.mu.Lock()
-	c.rdl = d
+	c.rdl = deadlineOf(d)
 	wake(c.rwake)
 	c.h.mu.Unlock()
 	return nil
@@ -344,7 +388,7 @@ func (c *Conn) SetReadDeadline(d time.Time) error {
 // before counted in its result. The zero time means never.
 func (c *Conn) SetWriteDeadline(d time.Time) error {
 	c.h.mu.Lock()
-	c.wdl = d
+	c.wdl = deadlineOf(d)
 	wake(c.wwake)
 	c.h.mu.Unlock()
 	return nil
@@ -444,7 +488,7 @@ func (c *Conn) SetLinger(sec int) error {
 	if err := c.settingLocked(); err != nil {
 		return err
 	}
-	c.linger = max(sec, -1)
+	c.linger = int32(min(max(sec, -1), 1<<30))
 	return nil
 }
 

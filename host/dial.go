@@ -110,7 +110,7 @@ func (h *Host) DialContextAddrPort(ctx context.Context, remote netip.AddrPort) (
 		}
 		if err != nil {
 			c.closed = true
-			delete(h.conns, e)
+			h.forgetLocked(e)
 			if errno := errnoOf(err); errno != 0 {
 				err = &sysError{errno: errno, err: err}
 			}

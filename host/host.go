@@ -135,11 +135,12 @@ type Host struct {
 	timer     *time.Timer
 	out       []byte
 	evs       []tcpstack.ReadyEvent
-	queued    []packet      // segments the stack produced, in order, not yet written
-	spare     [][]byte      // buffers of written segments, for reuse
-	spareBig  [][]byte      // buffers of written large segments (largeMax), for reuse
-	wake      chan struct{} // tells the writer goroutine that segments are queued
-	conns     map[*tcpstack.Endpoint]*Conn
+	queued    []packet        // segments the stack produced, in order, not yet written
+	spare     [][]byte        // buffers of written segments, for reuse
+	spareBig  [][]byte        // buffers of written large segments (largeMax), for reuse
+	wake      chan struct{}   // tells the writer goroutine that segments are queued
+	live      int             // Conns whose Endpoint the host still wakes (SetValue): for tests
+	chans     []chan struct{} // wake-up channels to lend to waiting Reads and Writes
 	listeners map[*tcpstack.Listener]*Listener
 	closed    bool
 	closing   chan struct{} // closed by Close: every waiter returns
@@ -166,8 +167,8 @@ func New(link Link, cfg Config) (*Host, error) {
 		return nil, err
 	}
 	h := &Host{link: link, clock: tcpfsm.NewSystemClock(), stack: s, out: make([]byte, 65536),
-		conns: make(map[*tcpstack.Endpoint]*Conn), listeners: make(map[*tcpstack.Listener]*Listener),
-		closing: make(chan struct{}), done: make(chan struct{}), wake: make(chan struct{}, 1),
+		listeners: make(map[*tcpstack.Listener]*Listener),
+		closing:   make(chan struct{}), done: make(chan struct{}), wake: make(chan struct{}, 1),
 		addrs: append([]netip.Addr(nil), cfg.Addrs...), log: cfg.Logger,
 		ephLow: sc.EphemeralLow, ephHigh: sc.EphemeralHigh, keepaliveDefault: sc.Endpoint.Keepalive}
 	if len(h.addrs) == 0 {
@@ -411,7 +412,7 @@ func (h *Host) flushLocked() {
 			}
 			continue
 		}
-		c := h.conns[ev.Endpoint]
+		c, _ := ev.Endpoint.Value().(*Conn)
 		if c == nil {
 			continue // not accepted yet: Accept finds its state as it is
 		}
@@ -424,7 +425,7 @@ func (h *Host) flushLocked() {
 		if ev.Changed&tcpstack.ReadyClosed != 0 {
 			c.logEndLocked()
 			if c.closed {
-				delete(h.conns, c.e) // closed by the application and let go of by the stack
+				h.forgetLocked(c.e) // closed by the application and let go of by the stack
 			}
 		}
 	}
@@ -461,3 +462,36 @@ func (h *Host) waitLocked(ch chan struct{}, deadline time.Time) {
 	}
 	h.mu.Lock()
 }
+
+// forgetLocked lets go of the Conn kept with e: the readiness report no
+// longer wakes it.
+func (h *Host) forgetLocked(e *tcpstack.Endpoint) {
+	if e.Value() != nil {
+		e.SetValue(nil)
+		h.live--
+	}
+}
+
+// takeChanLocked lends a wake-up channel from the host's pool, emptied.
+func (h *Host) takeChanLocked() chan struct{} {
+	if k := len(h.chans); k > 0 {
+		ch := h.chans[k-1]
+		h.chans = h.chans[:k-1]
+		select {
+		case <-ch: // a late wake-up meant for its last user
+		default:
+		}
+		return ch
+	}
+	return make(chan struct{}, 1)
+}
+
+// putChanLocked takes a lent channel back, keeping at most maxChans.
+func (h *Host) putChanLocked(ch chan struct{}) {
+	if len(h.chans) < maxChans {
+		h.chans = append(h.chans, ch)
+	}
+}
+
+// maxChans bounds the wake-up channels a host keeps for reuse.
+const maxChans = 1024

@@ -206,7 +206,7 @@ func TestManyConcurrentConnections(t *testing.T) {
 		n := 0
 		for _, h := range []*Host{ha, hb} {
 			h.mu.Lock()
-			n += len(h.conns)
+			n += h.live
 			h.mu.Unlock()
 		}
 		return n

@@ -653,7 +653,7 @@ func (h *Host) dialWith(ctx context.Context, remote netip.AddrPort, open func(ne
 		}
 		if err != nil {
 			c.closed = true
-			delete(h.conns, e)
+			h.forgetLocked(e)
 			if errno := errnoOf(err); errno != 0 {
 				err = &sysError{errno: errno, err: err}
 			}

@@ -91,15 +91,16 @@ type endpointCounters struct {
 	bytesIn, bytesOut       uint64
 	segmentsIn, segmentsOut uint32
 	retransmits             uint32
-	drops                   [tcpfsm.NumDropReasons - 1]uint32
 	// Two fields that are not counters sit here, where the counters
-	// leave four bytes of padding, so an idle endpoint stays 416 bytes:
-	// sndLimitKiB is the send buffer's size for this connection in KiB,
-	// if the application set one below the configured size
-	// (SetSendBuffer), 0 if not; notes are the notes not yet taken
-	// (TakeNotes).
+	// leave four bytes of padding: sndLimitKiB is the send buffer's size
+	// for this connection in KiB, if the application set one below the
+	// configured size (SetSendBuffer), 0 if not; notes are the notes not
+	// yet taken (TakeNotes).
 	sndLimitKiB uint16
 	notes       tcpfsm.NoteSet
+	// drops counts drops by reason, drop reason r at [r-1]; made at the
+	// first drop, so a connection that drops nothing keeps no counters.
+	drops *[tcpfsm.NumDropReasons - 1]uint32
 }
 
 // Dropped returns how many segments were dropped for reason r.
@@ -145,6 +146,8 @@ type Endpoint struct {
 	timerAt tcpfsm.Time     // the deadline last pushed on the owning stack's timer heap; 0 if none
 
 	stats endpointCounters
+
+	value any // the host's (SetValue)
 }
 
 // epBits are an endpoint's conditions, packed: an idle connection in a
@@ -315,6 +318,9 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 	return &Endpoint{
 		tcb: tcb,
 		sh:  sh,
+		// A standalone endpoint makes its drop counters now: a drop
+		// later allocates nothing.
+		stats: endpointCounters{drops: new([tcpfsm.NumDropReasons - 1]uint32)},
 		io: &endpointIO{
 			snd:   ring{buf: make([]byte, sh.sndSize)},
 			rcv:   ring{buf: make([]byte, sh.rcvCap)},
@@ -412,12 +418,22 @@ func (e *Endpoint) Stats() EndpointStats {
 	c := &e.stats
 	st := EndpointStats{BytesIn: c.bytesIn, BytesOut: c.bytesOut,
 		SegmentsIn: c.segmentsIn, SegmentsOut: c.segmentsOut, Retransmits: c.retransmits}
-	copy(st.Drops[1:], c.drops[:])
+	if c.drops != nil {
+		copy(st.Drops[1:], c.drops[:])
+	}
 	if e.sh.stack == nil {
 		st.BadChecksum, st.Malformed = e.sh.badChecksum, e.sh.malformed
 	}
 	return st
 }
+
+// SetValue keeps v with the connection, for the host: a host that wraps
+// each Endpoint (as package host's Conn does) finds its wrapper again
+// from the Endpoint a readiness report names, without a map.
+func (e *Endpoint) SetValue(v any) { e.value = v }
+
+// Value returns what SetValue kept, or nil.
+func (e *Endpoint) Value() any { return e.value }
 
 // Err returns why the connection ended abnormally: ErrReset, ErrRefused,
 // ErrTimeout, ErrUserTimeout, ErrAborted; or nil.
@@ -661,7 +677,10 @@ func (e *Endpoint) apply(q []tcpfsm.Action, base int, seg *tcpfsm.Segment) []tcp
 					continue // counted when it first arrived
 				}
 			}
-			if r := int(a.Drop) - 1; uint(r) < uint(len(e.stats.drops)) {
+			if r := int(a.Drop) - 1; uint(r) < uint(tcpfsm.NumDropReasons-1) {
+				if e.stats.drops == nil {
+					e.stats.drops = new([tcpfsm.NumDropReasons - 1]uint32)
+				}
 				e.stats.drops[r]++
 			}
 		}

@@ -597,7 +597,7 @@ func TestEndpointSettingsPerConnection(t *testing.T) {
 	require.Equal(t, 8192-1024, n)
 	require.NoError(t, ep.SetNoDelay(true, w.now))
 	require.NoError(t, ep.SetKeepAlive(time.Minute, w.now))
-	require.Equal(t, uintptr(416), unsafe.Sizeof(Endpoint{}), "the limit fits in padding")
+	require.LessOrEqual(t, unsafe.Sizeof(Endpoint{}), uintptr(384), "the limit fits in padding")
 }
 
 func TestEndpointTellsWhatHappened(t *testing.T) {
