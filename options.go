@@ -90,6 +90,31 @@ func optionName(kind uint8) string {
 
 // parse reads the option bytes b (header offsets 20 and up) into o.
 func (o *Options) parse(b []byte) error {
+	// The two layouts nearly every segment carries (Linux's, FreeBSD's,
+	// tcpfsm's own) are read directly; parseAny reads the same bytes to
+	// the same result, and anything else.
+	switch {
+	case len(b) == 12 && b[0] == OptKindNOP && b[1] == OptKindNOP && b[2] == OptKindTimestamps && b[3] == 10:
+		// NOP, NOP, timestamps: every segment once timestamps are agreed.
+		o.Present |= OptTimestamps
+		o.TSVal = binary.BigEndian.Uint32(b[4:])
+		o.TSEcr = binary.BigEndian.Uint32(b[8:])
+		return nil
+	case len(b) == 20 && b[0] == OptKindMSS && b[1] == 4 && b[4] == OptKindSACKPermitted && b[5] == 2 &&
+		b[6] == OptKindTimestamps && b[7] == 10 && b[16] == OptKindNOP && b[17] == OptKindWindowScale && b[18] == 3:
+		// MSS, SACK-permitted, timestamps, NOP, window scale: Linux's SYN.
+		o.Present |= OptMSS | OptSACKPermitted | OptTimestamps | OptWindowScale
+		o.MSS = binary.BigEndian.Uint16(b[2:])
+		o.TSVal = binary.BigEndian.Uint32(b[8:])
+		o.TSEcr = binary.BigEndian.Uint32(b[12:])
+		o.WindowScale = b[19]
+		return nil
+	}
+	return o.parseAny(b)
+}
+
+// parseAny reads options in any order and layout (RFC 9293 section 3.2).
+func (o *Options) parseAny(b []byte) error {
 	for i := 0; i < len(b); {
 		kind := b[i]
 		switch kind {

@@ -1,10 +1,12 @@
 package tcpfsm
 
 import (
+	"encoding/binary"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
 )
 
 // Peer segment options.
@@ -324,4 +326,46 @@ func TestHasDSACK(t *testing.T) {
 		sackBlocks(c.blocks...)(&s)
 		require.Equal(t, c.want, s.Options.hasDSACK(500), "blocks %v", c.blocks)
 	}
+}
+
+// optionLayouts are the layouts parse reads directly, with values to vary.
+func optionLayouts(a, b uint32, mss uint16, ws uint8) [][]byte {
+	ts := []byte{OptKindNOP, OptKindNOP, OptKindTimestamps, 10, 0, 0, 0, 0, 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(ts[4:], a)
+	binary.BigEndian.PutUint32(ts[8:], b)
+	syn := []byte{OptKindMSS, 4, 0, 0, OptKindSACKPermitted, 2, OptKindTimestamps, 10, 0, 0, 0, 0, 0, 0, 0, 0,
+		OptKindNOP, OptKindWindowScale, 3, ws}
+	binary.BigEndian.PutUint16(syn[2:], mss)
+	binary.BigEndian.PutUint32(syn[8:], a)
+	binary.BigEndian.PutUint32(syn[12:], b)
+	return [][]byte{ts, syn}
+}
+
+func TestOptionFastPathsMatchTheGeneralParser(t *testing.T) {
+	// The layouts parse reads directly give exactly what reading them in
+	// any order gives; so does every variation fuzzing finds.
+	rapid.Check(t, func(rt *rapid.T) {
+		for _, b := range optionLayouts(rapid.Uint32().Draw(rt, "a"), rapid.Uint32().Draw(rt, "b"),
+			rapid.Uint16().Draw(rt, "mss"), rapid.Uint8().Draw(rt, "ws")) {
+			var fast, general Options
+			require.NoError(rt, fast.parse(b))
+			require.NoError(rt, general.parseAny(b))
+			require.Equal(rt, general, fast)
+			require.NotZero(rt, fast.Present)
+		}
+	})
+}
+
+func FuzzOptionFastPaths(f *testing.F) {
+	for _, b := range optionLayouts(1, 2, 1460, 7) {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var fast, general Options
+		errFast, errGeneral := fast.parse(b), general.parseAny(b)
+		require.Equal(t, errGeneral == nil, errFast == nil, "%x", b)
+		if errFast == nil {
+			require.Equal(t, general, fast, "%x", b)
+		}
+	})
 }
