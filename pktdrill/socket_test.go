@@ -170,3 +170,25 @@ func TestGROAndIoctl(t *testing.T) {
 	require.Equal(t, Fail, res.Verdict)
 	require.Contains(t, res.Reason(), "tcpi_rcv_mss = 4000")
 }
+
+// FuzzRunScript feeds the runner arbitrary scripts, seeded with its own:
+// whatever the text, it ends in a verdict, never in a panic (which the
+// runner would report as an internal error).
+func FuzzRunScript(f *testing.F) {
+	for _, name := range []string{"01-passive-open.pkt", "02-active-open.pkt", "34-half-close.pkt"} {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(string(b))
+	}
+	f.Fuzz(func(t *testing.T, script string) {
+		if len(script) > 4096 {
+			return // long scripts only cost time
+		}
+		res := RunScript(script, Options{})
+		if strings.Contains(res.Reason(), "internal error") {
+			t.Fatalf("the runner panicked: %v\n%s", res.Err, script)
+		}
+	})
+}
