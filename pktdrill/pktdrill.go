@@ -98,6 +98,7 @@ type Error struct {
 	Got      string
 }
 
+// Error says which line failed, what it expected and what happened.
 func (e *Error) Error() string {
 	s := fmt.Sprintf("line %d: %s", e.Line, strings.TrimSpace(e.Text))
 	if e.Expected != "" {
@@ -116,6 +117,7 @@ type UnsupportedError struct {
 	Reason string
 }
 
+// Error says which line needs what.
 func (e *UnsupportedError) Error() string {
 	return fmt.Sprintf("line %d: unsupported: %s", e.Line, e.Reason)
 }
