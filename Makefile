@@ -31,7 +31,8 @@ vet:
 	@if [ -f interop/go.mod ]; then cd interop && $(GO) vet ./... && $(GO) vet -tags icount ./bench; fi
 	@if [ -f wireguard/go.mod ]; then cd wireguard && $(GO) vet ./... && PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck ./...; fi
 
-# Runs every fuzz target for FUZZTIME (default 20,000 executions). A count,
+# Runs every fuzz target (of this module, wireguard/ and interop/) for FUZZTIME
+# (default 20,000 executions). A count,
 # not a duration: a duration can end in a spurious "context deadline
 # exceeded" failure from Go's fuzzing coordinator on a loaded machine
 # (golang/go#75804).
@@ -41,11 +42,14 @@ FUZZTIME ?= 20000x
 # thousands of times.
 FUZZMINIMIZE ?= 100x
 fuzz-smoke:
-	@for pkg in $$($(GO) list ./...); do \
-		dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
-		for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
-			echo "fuzz $$pkg $$f for $(FUZZTIME)"; \
-			$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZE) $$pkg || exit 1; \
+	@for mod in . wireguard interop; do \
+		[ -f $$mod/go.mod ] || continue; \
+		for pkg in $$(cd $$mod && $(GO) list ./...); do \
+			dir=$$(cd $$mod && $(GO) list -f '{{.Dir}}' $$pkg); \
+			for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
+				echo "fuzz $$pkg $$f for $(FUZZTIME)"; \
+				(cd $$mod && $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZE) $$pkg) || exit 1; \
+			done; \
 		done; \
 	done
 
