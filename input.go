@@ -457,9 +457,7 @@ func (t *TCB) recordSACK(o *Options) {
 // stays for the peer's data (RFC 9293 section 3.10.7.4).
 func (t *TCB) enterFinWait2(now Time, out []Action) []Action {
 	t.State = FinWait2
-	out = t.stop(out, TimerRetransmit)
-	out = t.stop(out, TimerProbe)
-	out = t.stop(out, TimerUser)
+	out = t.stopFlightTimers(out)
 	if t.cfg.fw2 != 0 {
 		out = t.arm(out, TimerClose, now, t.cfg.fw2.dur())
 	}
@@ -572,9 +570,9 @@ func (t *TCB) ackAdvance(ack Seq, tsecr uint32, now Time, out []Action) []Action
 		if t.flags&flagProbeRtx == 0 {
 			t.flags &^= flagProbe
 		}
-		out = t.stop(out, TimerRetransmit)
-		out = t.stop(out, TimerProbe)
-		out = t.stop(out, TimerUser)
+		if t.timers[0] != 0 || t.timers[2] != 0 {
+			out = t.stopFlightTimers(out)
+		}
 		if t.cfg.opts&optKeepalive != 0 && t.State.IsSynchronized() && !t.running(TimerKeepalive) {
 			out = t.arm(out, TimerKeepalive, now, t.cfg.keepIdle.dur())
 		}

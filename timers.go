@@ -140,6 +140,19 @@ func (t *TCB) stop(out []Action, k TimerKind) []Action {
 	return t.stopRunning(out, k)
 }
 
+// stopFlightTimers stops the timers that guard data in flight, once
+// nothing is: the retransmission timer or the probe timeout (slot 0) and
+// the user timeout (slot 2). It is stop for each, with the slots known.
+func (t *TCB) stopFlightTimers(out []Action) []Action {
+	if k := t.tkind[0]; t.timers[0] != 0 && (k == TimerRetransmit || k == TimerProbe) {
+		out = t.stopRunning(out, k)
+	}
+	if t.timers[2] != 0 && t.tkind[2] == TimerUser {
+		out = t.stopRunning(out, TimerUser)
+	}
+	return out
+}
+
 // stopDelayedACK is stop(out, TimerDelayedACK), small enough to inline
 // into the ACK paths, which nearly always find the timer stopped.
 func (t *TCB) stopDelayedACK(out []Action) []Action {
