@@ -63,11 +63,15 @@ const (
 	// idleness (capped at 32767), or off (Event.N 0), whatever Config said
 	// (RFC 9293 section 3.8.4, MUST-24: per connection, off by default).
 	EvKeepAlive
+	// EvFlush ends a batch of segments stepped with Event.More: the ACK
+	// they are owed, and whatever else may be sent, goes now (RFC 9293
+	// MUST-58, MUST-59: one ACK for a batch of segments).
+	EvFlush
 
 	numEventKinds // one past the last kind: the size of tables by kind
 )
 
-var eventNames = [numEventKinds]string{"", "open", "listen", "send", "receive", "close", "abort", "segment", "tick", "path-mtu", "reoffer", "no-delay", "keep-alive"}
+var eventNames = [numEventKinds]string{"", "open", "listen", "send", "receive", "close", "abort", "segment", "tick", "path-mtu", "reoffer", "no-delay", "keep-alive", "flush"}
 
 // String returns the event kind's name, such as "segment".
 func (k EventKind) String() string {
@@ -154,6 +158,10 @@ func SetKeepAlive(idle time.Duration) Event {
 	}
 	return ev
 }
+
+// Flush returns an event that ends a batch of segments stepped with
+// Event.More (EvFlush).
+func Flush() Event { return Event{Kind: EvFlush} }
 
 // Tick returns a time-passing event.
 func Tick() Event { return Event{Kind: EvTick} }

@@ -250,3 +250,19 @@ func TestQuickACKAtStart(t *testing.T) {
 	s.peer(pkt("P.", 301, 101, data(100)))
 	s.sent(". seq=101 ack=401")
 }
+
+func TestFlushEndsABatch(t *testing.T) {
+	// MUST-58: segments stepped with More owe one ACK, sent by Flush.
+	c := established(t, Config{})
+	for i := range 4 {
+		seg := pkt(".", Seq(301+1460*i), 101, data(1460))
+		ev := Arrive(&seg, 0)
+		ev.More = true
+		require.NoError(t, c.step(ev))
+	}
+	c.nothing()
+	c.user(Flush())
+	c.sent(". seq=101 ack=" + itoa(Seq(301+4*1460)))
+	c.user(Flush())
+	c.nothing() // nothing more is owed
+}

@@ -59,6 +59,8 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 		return out, nil
 	case EvTick:
 		return t.tick(now, out), nil
+	case EvFlush:
+		return t.output(now, out), nil
 	case EvNoDelay:
 		t.cfg.opts &^= optNoDelay
 		if ev.N != 0 {

@@ -59,6 +59,8 @@ func drawEvent(t *rapid.T, tcb *TCB, seg *Segment) Event {
 		return Abort()
 	case 6:
 		return Tick()
+	case 8:
+		return Flush()
 	case 7:
 		return Reoffer(tcb.RcvNxt.Add(uint32(rapid.IntRange(-200, 5000).Draw(t, "d"))),
 			uint32(rapid.SampledFrom([]int{0, 1, 100, 1460}).Draw(t, "n")))

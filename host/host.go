@@ -281,6 +281,7 @@ func (h *Host) readLoop() {
 		}
 		h.mu.Lock()
 		now := h.clock.Now()
+		h.stack.BeginBatch()
 		for i := range segs[:k] {
 			sg := &segs[i]
 			if sg.Verified {
@@ -289,6 +290,7 @@ func (h *Host) readLoop() {
 				_ = h.stack.Input(buf[sg.Off:sg.Off+sg.N], sg.Src, sg.Dst, now)
 			}
 		}
+		h.stack.EndBatch(now) // one ACK per connection for the batch
 		h.flushLocked()
 		h.mu.Unlock()
 	}

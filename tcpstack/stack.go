@@ -140,6 +140,8 @@ type Stack struct {
 	lent      int             // bytes in buffers endpoints hold (takeBuf less putBuf)
 	freeIO    []*endpointIO   // buffer sets and output queues of idle connections
 	fwd       *forwarder      // the ListenAll listener's state, if any
+	batching  bool            // between BeginBatch and EndBatch
+	batch     []*Endpoint     // endpoints given segments since BeginBatch, owed output at EndBatch
 	stats     Stats
 }
 
@@ -613,7 +615,17 @@ func (s *Stack) input(tcp []byte, src, dst netip.Addr, now tcpfsm.Time) error {
 			s.stats.AcceptOverflow++
 			return nil // the handshake completes once Accept makes room
 		}
-		err := e.inputSegment(&seg, src, dst, now)
+		var err error
+		if s.batching && e.State() == tcpfsm.Established {
+			// More of the batch may follow: the ACK waits for EndBatch.
+			err = e.stepWith(tcpfsm.Event{Kind: tcpfsm.EvSegment, Seg: &seg, More: true}, &seg, now)
+			e.stats.segmentsIn++
+			if n := len(s.batch); n == 0 || s.batch[n-1] != e {
+				s.batch = append(s.batch, e)
+			}
+		} else {
+			err = e.inputSegment(&seg, src, dst, now)
+		}
 		s.after(e, now)
 		return err
 	}
@@ -631,6 +643,27 @@ func (s *Stack) input(tcp []byte, src, dst netip.Addr, now tcpfsm.Time) error {
 	}
 	s.reset(&seg, src, dst)
 	return nil
+}
+
+// BeginBatch starts a batch of arriving segments, such as one read from
+// a link that delivers several at once: until EndBatch, the segments of
+// established connections are stepped with Event.More, so a connection
+// that receives several sends one ACK for them (RFC 9293 MUST-58, MUST-59;
+// what a receiver does with coalesced segments, GRO).
+func (s *Stack) BeginBatch() { s.batching = true }
+
+// EndBatch ends the batch: each connection given segments in it sends the
+// ACK it owes, and whatever else it may send now.
+func (s *Stack) EndBatch(now tcpfsm.Time) {
+	s.batching = false
+	for i, e := range s.batch {
+		s.batch[i] = nil
+		if e.is(epOwned) {
+			_ = e.step(tcpfsm.Flush(), now)
+			s.after(e, now)
+		}
+	}
+	s.batch = s.batch[:0]
 }
 
 // reset answers a segment that matched nothing (RFC 9293 section 3.10.7.1).

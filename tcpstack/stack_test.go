@@ -679,9 +679,9 @@ func FuzzStack(f *testing.F) {
 // TestStackProgramMovesData checks that the fuzzer's schedule language
 // does move data: a schedule of writes and deliveries gets bytes through.
 func TestStackProgramMovesData(t *testing.T) {
-	prog := []byte{0, 0, 0}
+	prog := []byte{0, 0, 0, 0, 0, 0} // three deliveries, each with its argument
 	for range 40 {
-		prog = append(prog, 4, 20, 0, 0, 0, 0)
+		prog = append(prog, 4, 20, 0, 0, 0, 0, 0, 0, 0, 0) // a write, then four deliveries (each with its argument)
 	}
 	sent, got := runStackProgram(t, prog)
 	require.Greater(t, got, 1000)
@@ -729,12 +729,20 @@ func runStackProgram(t *testing.T, prog []byte) (int, int) {
 			}
 		}
 		switch prog[i] % 8 {
-		case 0: // deliver
-			if len(n.q) > 0 {
+		case 0: // deliver one, or (odd) a batch of up to four
+			k := 1
+			if b := arg(&i); b%2 == 1 {
+				k = int(b/2%4) + 1
+				n.s[0].BeginBatch()
+				n.s[1].BeginBatch()
+			}
+			for ; k > 0 && len(n.q) > 0; k-- {
 				p := n.q[0]
 				n.q = n.q[1:]
 				_ = n.s[p.to].Input(p.data, p.src, p.dst, n.now)
 			}
+			n.s[0].EndBatch(n.now)
+			n.s[1].EndBatch(n.now)
 		case 1: // lose
 			if len(n.q) > 0 {
 				n.q = n.q[1:]
@@ -1516,4 +1524,53 @@ func TestBufferPoolsFollowBusyConnections(t *testing.T) {
 	}
 	require.LessOrEqual(t, s.pooled, maxPoolBytes, "all idle: the rest goes back to the Go heap")
 	require.Zero(t, s.lent)
+}
+
+func TestBatchSendsOneACK(t *testing.T) {
+	// RFC9293 MUST-58: segments read from a link together are acknowledged
+	// together. Six full segments in a batch draw one ACK, for all of
+	// them; one at a time, an ACK every second (SHLD-19).
+	for _, batch := range []bool{true, false} {
+		iw10 := Config{Endpoint: EndpointConfig{Config: tcpfsm.Config{InitialWindow10: true}}}
+		n := newStackNet(t, iw10, iw10)
+		c, srv := n.connect(t)
+		_, err := c.Write(make([]byte, 6*1448), n.now)
+		require.NoError(t, err)
+		var pkts [][]byte
+		for {
+			m, _, _ := n.s[0].Output(n.buf, n.now)
+			if m == 0 {
+				break
+			}
+			pkts = append(pkts, append([]byte(nil), n.buf[:m]...))
+		}
+		require.Equal(t, 6, len(pkts), "six full segments")
+		if batch {
+			n.s[1].BeginBatch()
+		}
+		for _, p := range pkts {
+			require.NoError(t, n.s[1].Input(p, ipA, ipB, n.now))
+		}
+		if batch {
+			n.s[1].EndBatch(n.now)
+		}
+		var acks []tcpfsm.Segment
+		for {
+			m, _, _ := n.s[1].Output(n.buf, n.now)
+			if m == 0 {
+				break
+			}
+			seg, err := tcpfsm.ParseSegment(n.buf[:m])
+			require.NoError(t, err)
+			acks = append(acks, seg)
+		}
+		if batch {
+			require.Equal(t, 1, len(acks), "one ACK for the batch")
+		} else {
+			require.Equal(t, 3, len(acks), "an ACK every second full segment")
+		}
+		require.Equal(t, c.TCB().SndNxt, acks[len(acks)-1].Ack, "everything acknowledged")
+		require.Equal(t, 6*1448, srv.Buffered())
+		require.NoError(t, stackInvariants(n.s[1]))
+	}
 }
