@@ -354,11 +354,11 @@ func (h *Host) writeLoop() {
 }
 
 // The host keeps for reuse at most maxSpare segment buffers of at most
-// maxSpareSize bytes (512 KiB: a bulk transfer's segments in flight), and
-// a write queue of at most maxBatchKeep entries.
+// maxSpareSize bytes, and a write queue of at most maxBatchKeep entries:
+// an idle host keeps little (the load suite's heap limit counts it).
 const (
-	maxSpare     = 256
-	maxSpareBig  = 8 // 512 KiB of large-segment buffers
+	maxSpare     = 64
+	maxSpareBig  = 4 // 256 KiB of large-segment buffers
 	maxSpareSize = 2048
 	maxBatchKeep = 1024
 )
@@ -496,4 +496,4 @@ func (h *Host) putChanLocked(ch chan struct{}) {
 }
 
 // maxChans bounds the wake-up channels a host keeps for reuse.
-const maxChans = 1024
+const maxChans = 256
