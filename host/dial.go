@@ -64,6 +64,15 @@ func (h *Host) DialContext(ctx context.Context, network, address string) (net.Co
 
 // DialContextAddrPort connects to remote, as DialContext does.
 func (h *Host) DialContextAddrPort(ctx context.Context, remote netip.AddrPort) (*Conn, error) {
+	return h.dialWith(ctx, remote, func(local netip.Addr, remote netip.AddrPort, now tcpfsm.Time) (*tcpstack.Endpoint, error) {
+		return h.stack.Dial(local, remote, now)
+	})
+}
+
+// dialWith dials remote with the connection opened by open, called with
+// h.mu held and the remote address normalized, and waits for it to be
+// established (RFC 9293 section 3.10.1).
+func (h *Host) dialWith(ctx context.Context, remote netip.AddrPort, open func(local netip.Addr, remote netip.AddrPort, now tcpfsm.Time) (*tcpstack.Endpoint, error)) (*Conn, error) {
 	remote = netip.AddrPortFrom(remote.Addr().Unmap().WithZone(""), remote.Port())
 	raddr := h.netAddr(remote)
 	if !remote.Addr().IsValid() || remote.Addr().IsUnspecified() || remote.Port() == 0 {
@@ -82,7 +91,7 @@ func (h *Host) DialContextAddrPort(ctx context.Context, remote netip.AddrPort) (
 	if h.closed {
 		return nil, opError("dial", laddr, raddr, ErrClosed)
 	}
-	e, err := h.stack.Dial(local, remote, h.clock.Now())
+	e, err := open(local, remote, h.clock.Now())
 	if err != nil {
 		if errors.Is(err, tcpstack.ErrNoPorts) {
 			err = &sysError{errno: syscall.EADDRNOTAVAIL, err: err} // as connect(2) with no ephemeral port left

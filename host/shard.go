@@ -563,7 +563,7 @@ func (s *Sharded) DialContext(ctx context.Context, network, address string) (net
 func (s *Sharded) DialContextAddrPort(ctx context.Context, remote netip.AddrPort) (*Conn, error) {
 	i := int(s.next.Add(1)-1) % len(s.shards)
 	sh := &s.shards[i]
-	return sh.h.dialWith(ctx, remote, func(local netip.Addr, now tcpfsm.Time) (*tcpstack.Endpoint, error) {
+	return sh.h.dialWith(ctx, remote, func(local netip.Addr, remote netip.AddrPort, now tcpfsm.Time) (*tcpstack.Endpoint, error) {
 		return s.dialOnShard(i, local, remote, now)
 	})
 }
@@ -602,72 +602,6 @@ func (h *Host) ephRange() (lo, hi uint16) {
 		return h.ephHigh, h.ephLow
 	}
 	return h.ephLow, h.ephHigh
-}
-
-// dialWith is DialContextAddrPort with the connection opened by open,
-// called with h.mu held.
-func (h *Host) dialWith(ctx context.Context, remote netip.AddrPort, open func(netip.Addr, tcpfsm.Time) (*tcpstack.Endpoint, error)) (*Conn, error) {
-	remote = netip.AddrPortFrom(remote.Addr().Unmap().WithZone(""), remote.Port())
-	raddr := h.netAddr(remote)
-	if !remote.Addr().IsValid() || remote.Addr().IsUnspecified() || remote.Port() == 0 {
-		return nil, opError("dial", nil, raddr, &net.AddrError{Err: "invalid remote address", Addr: remote.String()})
-	}
-	local, ok := h.localFor(remote.Addr())
-	if !ok {
-		return nil, opError("dial", nil, raddr, &sysError{errno: syscall.ENETUNREACH, err: ErrNoLocalAddr})
-	}
-	laddr := h.netAddr(netip.AddrPortFrom(local, 0))
-	if err := ctx.Err(); err != nil {
-		return nil, opError("dial", laddr, raddr, err)
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return nil, opError("dial", laddr, raddr, ErrClosed)
-	}
-	e, err := open(local, h.clock.Now())
-	if err != nil {
-		if errors.Is(err, tcpstack.ErrNoPorts) {
-			err = &sysError{errno: syscall.EADDRNOTAVAIL, err: err} // as connect(2) with no ephemeral port left
-		}
-		return nil, opError("dial", laddr, raddr, err)
-	}
-	c := h.newConn(e)
-	c.logged = true // a failure is logged here, not as the end of a connection
-	h.flushLocked()
-	ww := c.writeWake()
-	stop := context.AfterFunc(ctx, func() { wake(ww) })
-	defer stop()
-	for !e.Connected() {
-		err := e.Err()
-		if err == nil && e.State() == tcpfsm.Closed {
-			err = tcpstack.ErrAborted
-		}
-		if err == nil && ctx.Err() != nil {
-			err = ctx.Err()
-			_ = e.Abort(h.clock.Now()) // out of SYN-SENT: the stack lets go of it and its port
-			h.flushLocked()
-		}
-		if err == nil && h.closed {
-			err = ErrClosed
-		}
-		if err != nil {
-			c.closed = true
-			h.forgetLocked(e)
-			if errno := errnoOf(err); errno != 0 {
-				err = &sysError{errno: errno, err: err}
-			}
-			if h.log != nil {
-				h.log.LogAttrs(ctx, slog.LevelInfo, "tcp dial failed", slog.String("local", e.LocalAddr().String()),
-					slog.String("remote", e.RemoteAddr().String()), slog.String("err", err.Error()))
-			}
-			return nil, c.opErr("dial", err)
-		}
-		h.waitLocked(ww, time.Time{})
-	}
-	c.logged = false
-	c.logLocked(slog.LevelDebug, "tcp connection established")
-	return c, nil
 }
 
 // ShardedListener is a net.Listener for one TCP port of every shard, as

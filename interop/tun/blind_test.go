@@ -20,7 +20,7 @@ import (
 // to tcpfsm (through a raw socket in the namespace, as if from the
 // kernel) while 4 MiB are echoed. Every attempt must fail on both sides.
 func TestBlindAttacksOnTheKernelConnection(t *testing.T) {
-	if !inNetns(t) {
+	if !peertest.InNetns(t) {
 		return
 	}
 	h, d := setupDevice(t, 0, tcpfsm.Config{})

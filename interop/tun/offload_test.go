@@ -27,7 +27,7 @@ import (
 // segments; and one at a time through ReadSegment, which completes
 // their checksums.
 func TestLargeSegmentsFromTheKernel(t *testing.T) {
-	if !inNetns(t) {
+	if !peertest.InNetns(t) {
 		return
 	}
 	t.Run("batched", func(t *testing.T) { receiveFromKernel(t, func(d *Device) host.Link { return d }) })

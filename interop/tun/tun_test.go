@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"os/exec"
 	"syscall"
 	"testing"
@@ -27,35 +26,6 @@ var (
 	kernelAddr   = kernelPrefix.Addr()
 	ourAddr      = netip.MustParseAddr("10.7.0.2")
 )
-
-// inNetns runs the calling test again in a fresh user and network
-// namespace (where it may make a TUN device and talk only to addresses of
-// its own), and reports whether this is that inner run.
-func inNetns(t *testing.T) bool {
-	if os.Getenv("TCPFSM_NETNS") == t.Name() {
-		return true
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.timeout=300s")
-	cmd.Env = append(os.Environ(), "TCPFSM_NETNS="+t.Name())
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET,
-		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
-		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
-	}
-	out, err := cmd.CombinedOutput()
-	if err != nil && bytes.Contains(out, []byte("SKIP-NETNS")) {
-		t.Skip("no namespaces or TUN here: " + string(out))
-	}
-	var ee *exec.Error
-	if errors.As(err, &ee) || (err != nil && len(out) == 0) {
-		t.Skipf("cannot create a user and network namespace: %v", err)
-	}
-	if err != nil {
-		t.Fatalf("inner run failed: %v\n%s", err, out)
-	}
-	t.Logf("inner run:\n%s", out)
-	return false
-}
 
 // setup makes the TUN device and a tcpfsm host on it.
 func setup(t *testing.T, loss float64) *host.Host {
@@ -88,7 +58,7 @@ func TestLargeSegmentsToTheKernel(t *testing.T) {
 	// Over a TUN device with a virtio-net header, the host writes large
 	// segments whole and the kernel cuts them into MSS-sized parts:
 	// 10 MiB echoed each way arrive intact, and most of ours went large.
-	if !inNetns(t) {
+	if !peertest.InNetns(t) {
 		return
 	}
 	d, err := OpenLarge("tcpfsm0")
@@ -116,7 +86,7 @@ func TestLargeSegmentsToTheKernel(t *testing.T) {
 }
 
 func TestKernelClientOurServer(t *testing.T) {
-	if !inNetns(t) {
+	if !peertest.InNetns(t) {
 		return
 	}
 	h := setup(t, 0)
@@ -154,7 +124,7 @@ func dialKernelEcho(t *testing.T, h *host.Host) (*host.Conn, uint16) {
 }
 
 func TestOurClientKernelServer(t *testing.T) {
-	if !inNetns(t) {
+	if !peertest.InNetns(t) {
 		return
 	}
 	h := setup(t, 0)
@@ -174,7 +144,7 @@ func TestOurClientKernelServer(t *testing.T) {
 // floor, early retransmit, the tail loss probe); with RFC 6298's 1 s floor
 // alone the same run took about 50 s, most of it waiting for timeouts.
 func TestWithLossBothWays(t *testing.T) {
-	if !inNetns(t) {
+	if !peertest.InNetns(t) {
 		return
 	}
 	h, _ := setupDevice(t, 0.05, tcpfsm.Config{MinRTO: 200 * time.Millisecond, EarlyRetransmit: true, TailLossProbe: true})
@@ -192,7 +162,7 @@ func TestWithLossBothWays(t *testing.T) {
 }
 
 func TestResetsBothWays(t *testing.T) {
-	if !inNetns(t) {
+	if !peertest.InNetns(t) {
 		return
 	}
 	h := setup(t, 0)
@@ -229,7 +199,7 @@ func TestResetsBothWays(t *testing.T) {
 }
 
 func TestHTTPServedToTheKernel(t *testing.T) {
-	if !inNetns(t) {
+	if !peertest.InNetns(t) {
 		return
 	}
 	h := setup(t, 0)

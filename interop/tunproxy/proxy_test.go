@@ -9,50 +9,23 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tcpfsm/tcpfsm/interop/internal/peertest"
+
 	"github.com/tcpfsm/tcpfsm/host"
 	"github.com/tcpfsm/tcpfsm/interop/tun"
 )
-
-// inNetns runs the calling test again in a fresh user and network
-// namespace, and reports whether this is that inner run.
-func inNetns(t *testing.T) bool {
-	if os.Getenv("TCPFSM_NETNS") == t.Name() {
-		return true
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.timeout=120s")
-	cmd.Env = append(os.Environ(), "TCPFSM_NETNS="+t.Name())
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET,
-		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
-		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
-	}
-	out, err := cmd.CombinedOutput()
-	if err != nil && bytes.Contains(out, []byte("SKIP-NETNS")) {
-		t.Skip("no namespaces or TUN here: " + string(out))
-	}
-	var ee *exec.Error
-	if errors.As(err, &ee) || (err != nil && len(out) == 0) {
-		t.Skipf("cannot create a user and network namespace: %v", err)
-	}
-	if err != nil {
-		t.Fatalf("inner run failed: %v\n%s", err, out)
-	}
-	t.Logf("inner run:\n%s", out)
-	return false
-}
 
 func TestTransparentProxy(t *testing.T) {
 	// In a namespace of its own: 198.51.100.0/24 is routed into the TUN
 	// device; the kernel's client connects to addresses there; the proxy
 	// (tcpfsm's forwarder) dials the same port on the kernel's own
 	// address, and accepts only once that worked.
-	if !inNetns(t) {
+	if !peertest.InNetns(t) {
 		return
 	}
 	d, err := tun.Open("tcpfsm0")
