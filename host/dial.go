@@ -46,9 +46,15 @@ func (h *Host) DialContext(ctx context.Context, network, address string) (net.Co
 	if err != nil {
 		return nil, err
 	}
+	return dialFirst(ctx, addrs, h.DialContextAddrPort)
+}
+
+// dialFirst dials each of addrs in turn until one connects or ctx ends,
+// and returns that connection or the first error.
+func dialFirst(ctx context.Context, addrs []netip.AddrPort, dial func(context.Context, netip.AddrPort) (*Conn, error)) (net.Conn, error) {
 	var first error
 	for _, ra := range addrs {
-		c, err := h.DialContextAddrPort(ctx, ra)
+		c, err := dial(ctx, ra)
 		if err == nil {
 			return c, nil
 		}

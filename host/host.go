@@ -252,15 +252,20 @@ const (
 	readArena = 1 << 20
 )
 
+// readBuffers returns link as a BatchLink, if it is one, and the buffer
+// and segment slice to read it with: room for one segment, or for a
+// batch.
+func readBuffers(link Link) (bl BatchLink, batched bool, buf []byte, segs []SegmentInfo) {
+	bl, batched = link.(BatchLink)
+	if batched {
+		return bl, true, make([]byte, readArena), make([]SegmentInfo, readBatch)
+	}
+	return nil, false, make([]byte, 65536), make([]SegmentInfo, 1)
+}
+
 func (h *Host) readLoop() {
 	defer close(h.done)
-	bl, batched := h.link.(BatchLink)
-	buf := make([]byte, 65536)
-	segs := make([]SegmentInfo, 1)
-	if batched {
-		buf = make([]byte, readArena)
-		segs = make([]SegmentInfo, readBatch)
-	}
+	bl, batched, buf, segs := readBuffers(h.link)
 	for {
 		var k int
 		var err error

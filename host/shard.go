@@ -209,24 +209,11 @@ func (s *Sharded) PathMTU(local, remote netip.AddrPort, seq tcpfsm.Seq, mtu int)
 	return s.shards[s.ShardOf(local, remote)].h.PathMTU(local, remote, seq, mtu)
 }
 
-// dispatchBatch is how many segments the dispatcher reads from a
-// BatchLink at once, into a dispatchArena-byte buffer.
-const (
-	dispatchBatch = 512
-	dispatchArena = 1 << 20
-)
-
 // dispatch reads the link and steers each segment to its shard, until
 // the link fails with the Sharded closed.
 func (s *Sharded) dispatch() {
 	defer close(s.done)
-	bl, batched := s.link.(BatchLink)
-	buf := make([]byte, 65536)
-	segs := make([]SegmentInfo, 1)
-	if batched {
-		buf = make([]byte, dispatchArena)
-		segs = make([]SegmentInfo, dispatchBatch)
-	}
+	bl, batched, buf, segs := readBuffers(s.link)
 	n := len(s.shards)
 	idx := make([]uint16, len(segs)) // each segment's shard
 	for {
@@ -541,20 +528,7 @@ func (s *Sharded) DialContext(ctx context.Context, network, address string) (net
 	if err != nil {
 		return nil, err
 	}
-	var first error
-	for _, ra := range addrs {
-		c, err := s.DialContextAddrPort(ctx, ra)
-		if err == nil {
-			return c, nil
-		}
-		if first == nil {
-			first = err
-		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return nil, first
+	return dialFirst(ctx, addrs, s.DialContextAddrPort)
 }
 
 // DialContextAddrPort connects to remote, as DialContext does (RFC 9293
