@@ -32,6 +32,13 @@ type Config struct {
 	// MinRTO is the floor of the computed RTO (RFC 6298 section 2.4).
 	// Default 1 s.
 	MinRTO time.Duration
+	// MinRTOOnVariance applies MinRTO to the variance term instead of to
+	// the whole RTO: RTO = SRTT + max(4*RTTVAR, MinRTO), as Linux's
+	// tcp_rtt_estimator does, rather than RFC 6298 section 2.4's
+	// max(SRTT + 4*RTTVAR, MinRTO). On a steady path the RTO is then one
+	// SRTT above the floor, so a delayed ACK or a slow application on the
+	// far side is less often taken for a loss. Default off.
+	MinRTOOnVariance bool
 	// MaxRTO caps the RTO and its backoff (RFC 6298 section 2.5); it may
 	// not be below 60 s. Default 60 s.
 	MaxRTO time.Duration
@@ -295,6 +302,7 @@ const (
 	optSlowStart2                        // Config.SlowStartLimit 2
 	optSlowStartAll                      // Config.SlowStartLimit negative
 	optQuickStart                        // Config.QuickACKAtStart
+	optMinRTOVar                         // Config.MinRTOOnVariance
 )
 
 type settingOpts uint16
@@ -392,6 +400,9 @@ func (c *Config) compile() (settings, error) {
 	}
 	if c.QuickACKAtStart {
 		s.more |= optQuickStart
+	}
+	if c.MinRTOOnVariance {
+		s.more |= optMinRTOVar
 	}
 	switch {
 	case c.SlowStartLimit < 0:

@@ -574,8 +574,11 @@ func (t *TCB) rttSampleUs(us uint64) {
 		t.srtt = (7*t.srtt + r) / 8
 	}
 	const g = 1000 // µs
-	rto := uint64(t.srtt) + uint64(max(g, 4*t.rttvar))
 	lo, hi := t.cfg.minRTO.us(), t.cfg.maxRTO.us()
+	rto := uint64(t.srtt) + uint64(max(g, 4*t.rttvar))
+	if t.cfg.more&optMinRTOVar != 0 {
+		rto = uint64(t.srtt) + max(g, 4*uint64(t.rttvar), lo)
+	}
 	t.rto = uint32(min(max(rto, lo), hi))
 }
 

@@ -174,6 +174,23 @@ func TestRTTEstimator(t *testing.T) {
 	require.Equal(t, uint32(10_000+1_000), tcb.rto, "RTTVAR 0: SRTT+G")
 }
 
+func TestMinRTOOnVariance(t *testing.T) {
+	// Config.MinRTOOnVariance: the floor applies to 4*RTTVAR, so a steady
+	// 100 ms path gets SRTT + MinRTO, as Linux's estimator gives; RFC
+	// 6298 section 2.4's floor applies to the sum.
+	for _, tc := range []struct {
+		onVar bool
+		rto   time.Duration
+	}{{false, 200 * time.Millisecond}, {true, 300 * time.Millisecond}} {
+		tcb, err := NewTCB(Config{MinRTO: 200 * time.Millisecond, MinRTOOnVariance: tc.onVar})
+		require.NoError(t, err)
+		for range 100 {
+			tcb.rttSample(100 * time.Millisecond)
+		}
+		require.Equal(t, tc.rto, tcb.rtoDur(), "MinRTOOnVariance %v", tc.onVar)
+	}
+}
+
 func TestKarn(t *testing.T) {
 	// MUST-18: no sample from a retransmitted segment.
 	c := established(t, Config{})

@@ -45,14 +45,18 @@ func (t *TCB) probeEligible() bool {
 		t.retries == 0 && t.State.sendsData()
 }
 
+// wcDelAckT is RFC 8985's WCDelAckT, the worst-case delayed-ACK time of
+// the peer, at its recommended 200 ms (section 7.2). It is the peer's
+// timer that holds the ACK back, so our own DelayedACK does not set it.
+const wcDelAckT = 200 * time.Millisecond
+
 // pto is the probe timeout: 2*SRTT, plus the peer's worst-case delayed
-// ACK when one segment is in flight (its ACK may be held back; RFC 8985's
-// WCDelAckT, taken to be our own delayed-ACK time, 200 ms by default), at
-// least minPTO, and never later than the RTO (RFC 8985 section 7.2).
+// ACK when one segment is in flight (its ACK may be held back), at least
+// minPTO, and never later than the RTO (RFC 8985 section 7.2).
 func (t *TCB) pto() time.Duration {
 	d := 2 * time.Duration(t.srtt) * time.Microsecond
 	if t.SndNxt.Diff(t.SndUna) <= t.effMSS() {
-		d += t.cfg.delAck.dur()
+		d += wcDelAckT
 	}
 	return min(max(d, minPTO), t.rtoDur())
 }

@@ -84,10 +84,15 @@ func TestTailLossProbeTimeout(t *testing.T) {
 	c.user(Send(100))
 	c.timer(TimerProbe, c.now.Add(240*time.Millisecond))
 
-	c = probing(t, Config{TailLossProbe: true, DelayedACK: 490 * time.Millisecond, MinRTO: 300 * time.Millisecond})
+	// WCDelAckT is the peer's delayed-ACK time, 200 ms whatever ours is.
+	c = probing(t, Config{TailLossProbe: true, DelayedACK: 40 * time.Millisecond})
+	c.user(Send(100))
+	c.timer(TimerProbe, c.now.Add(240*time.Millisecond))
+
+	c = probing(t, Config{TailLossProbe: true, MinRTO: 200 * time.Millisecond})
 	c.user(Send(100))
 	rto := mustStatus(t, c).RTO
-	require.Equal(t, 300*time.Millisecond, rto)
+	require.Equal(t, 200*time.Millisecond, rto)
 	c.timer(TimerProbe, c.now.Add(rto))
 }
 

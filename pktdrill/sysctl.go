@@ -19,7 +19,8 @@ var Profiles = []string{"rfc", "linux", "freebsd"}
 //   - "rfc": tcpfsm's defaults, which follow the RFCs.
 //   - "linux": what Linux's packetdrill suite (with its defaults.sh)
 //     expects, as far as Config can say it: an initial window of 10
-//     segments, a 200 ms minimum RTO, early retransmit and the tail loss
+//     segments, a 200 ms floor on the RTO's variance term (RTO = SRTT +
+//     max(4*RTTVAR, 200 ms)), early retransmit and the tail loss
 //     probe, a 40 ms delayed ACK after quick ACKs for the first 16
 //     segments, CUBIC, slow start counting every acknowledged byte, a
 //     receive buffer of 15 MiB (so
@@ -34,21 +35,22 @@ func ProfileConfig(name string) (tcpfsm.Config, error) {
 		return tcpfsm.Config{}, nil
 	case "linux":
 		return tcpfsm.Config{
-			InitialWindow10: true,
-			InitialRTO:      time.Second,
-			MinRTO:          200 * time.Millisecond,
-			MaxRTO:          120 * time.Second,
-			EarlyRetransmit: true,
-			TailLossProbe:   true,
-			DelayedACK:      40 * time.Millisecond,
-			QuickACKAtStart: true,
-			Congestion:      tcpfsm.CUBIC,
-			SlowStartLimit:  -1,
-			RecvBuffer:      15 << 20,
-			SynRetries:      5,
-			MSL:             30 * time.Second,
-			FinWait2Timeout: 60 * time.Second,
-			R2:              925 * time.Second,
+			InitialWindow10:  true,
+			InitialRTO:       time.Second,
+			MinRTO:           200 * time.Millisecond,
+			MinRTOOnVariance: true,
+			MaxRTO:           120 * time.Second,
+			EarlyRetransmit:  true,
+			TailLossProbe:    true,
+			DelayedACK:       40 * time.Millisecond,
+			QuickACKAtStart:  true,
+			Congestion:       tcpfsm.CUBIC,
+			SlowStartLimit:   -1,
+			RecvBuffer:       15 << 20,
+			SynRetries:       5,
+			MSL:              30 * time.Second,
+			FinWait2Timeout:  60 * time.Second,
+			R2:               925 * time.Second,
 		}, nil
 	case "freebsd":
 		return tcpfsm.Config{
