@@ -77,9 +77,9 @@ func (t *TCB) cubicGrow(acked uint32, now Time) {
 func (t *TCB) onLoss(timeout bool) {
 	smss := t.effMSS()
 	flight := t.SndNxt.Diff(t.SndUna)
+	t.cubicWMax = t.cwnd // W_max for CUBIC; RecoverFS for PRR
+	t.cubicEpoch = 0
 	if t.cfg.opts&optCUBIC != 0 {
-		t.cubicWMax = t.cwnd
-		t.cubicEpoch = 0
 		t.ssthresh = max(uint32(float64(t.cwnd)*cubicBeta), 2*smss)
 	} else if !timeout || t.retries <= 1 {
 		// A repeated timeout of the same segment keeps ssthresh (RFC 5681
@@ -106,6 +106,9 @@ func (t *TCB) onDupAck(now Time, out []Action) []Action {
 	smss := t.effMSS()
 	switch {
 	case t.flags&flagRecovery != 0:
+		if t.prrOn() {
+			return out // prrACK paces recovery
+		}
 		t.cwnd += smss
 		if count(t.sacked[:]) > 0 {
 			return t.retransmitHole(now, out) // SACK shows the next hole
@@ -118,6 +121,9 @@ func (t *TCB) onDupAck(now Time, out []Action) []Action {
 		t.flags |= flagRecovery
 		t.flags &^= flagProbe | flagProbeRtx // recovery takes over from a probe; mark is free
 		t.sndRtx = t.SndUna
+		if t.prrOn() {
+			return out // prrACK sends the fast retransmit
+		}
 		return t.retransmitHole(now, out)
 	}
 	return out
@@ -152,10 +158,17 @@ func (t *TCB) onRecoveryAck(acked uint32, now Time, out []Action) []Action {
 	if t.SndUna.GreaterThan(t.recover) {
 		flight := t.SndNxt.Diff(t.SndUna)
 		t.cwnd = min(t.ssthresh, max(flight, smss)+smss)
+		if t.prrOn() {
+			t.cwnd = t.ssthresh // RFC 6937 section 3.1
+			t.cubicEpoch = 0    // the PRR counts
+		}
 		t.flags &^= flagRecovery | flagRtxMark
 		t.dupAcks = 0
 		t.sndRtx = t.SndNxt
 		return out
+	}
+	if t.prrOn() {
+		return out // prrACK paces recovery
 	}
 	if acked >= t.cwnd {
 		t.cwnd = smss

@@ -266,3 +266,24 @@ func TestSlowStartWithoutLimitNeedsAUsedWindow(t *testing.T) {
 	c.peer(pkt(".", 301, 101+2*1460, win(60000)))
 	require.Equal(t, 10*c.tcb.effMSS(), c.tcb.cwnd)
 }
+
+func TestPartialACKAfterNewDataInRecovery(t *testing.T) {
+	// RFC6582 3.2 step 3 when the inflated window has let new data go:
+	// the partial ACK still retransmits the next hole. Segments 1 and 4 of
+	// 10 are lost; dup ACKs for 2, 3, 5 to 10 arrive, the last five of
+	// them letting queued data out.
+	c := inFlight(t, Config{}, 10, 0)
+	for range 3 {
+		c.peer(pkt(".", 301, 101, win(60000)))
+	}
+	c.sent(". seq=101 len=1460")
+	c.user(Send(20 * 1460))
+	for range 6 {
+		c.peer(pkt(".", 301, 101, win(60000)))
+	}
+	require.NotEmpty(t, c.take(ActSend), "the inflated window sends new data")
+	c.peer(pkt(".", 301, 101+3*1460, win(60000))) // partial: the hole at segment 4
+	sent := c.take(ActSend)
+	require.NotEmpty(t, sent)
+	require.Equal(t, Seq(101+3*1460), sent[0].Seg.Seq, "the next hole first")
+}

@@ -166,6 +166,12 @@ type Config struct {
 	// trip; RFC 3465 warns of the bursts), and, as Linux, only while at
 	// least half the window was in flight.
 	SlowStartLimit int
+	// PRR paces fast recovery by Proportional Rate Reduction (RFC 6937)
+	// when the peer SACKs: the window follows the data the peer reports
+	// delivered, falling smoothly to ssthresh, instead of RFC 5681's
+	// inflation by one segment per duplicate ACK, which stalls and then
+	// bursts; recovery ends with the window at ssthresh. Default off.
+	PRR bool
 	// TimerActions reports every change of a timer as an ActTimer action,
 	// for hosts that keep a timer per connection. Default off: a host
 	// reads NextDeadline after each Step, which says the same for less
@@ -303,6 +309,7 @@ const (
 	optSlowStartAll                      // Config.SlowStartLimit negative
 	optQuickStart                        // Config.QuickACKAtStart
 	optMinRTOVar                         // Config.MinRTOOnVariance
+	optPRR                               // Config.PRR
 )
 
 type settingOpts uint16
@@ -403,6 +410,9 @@ func (c *Config) compile() (settings, error) {
 	}
 	if c.MinRTOOnVariance {
 		s.more |= optMinRTOVar
+	}
+	if c.PRR {
+		s.more |= optPRR
 	}
 	switch {
 	case c.SlowStartLimit < 0:

@@ -367,6 +367,11 @@ func (t *TCB) arriveOther(seg *Segment, idle time.Duration, now Time, out []Acti
 		if seg.Ack.LessThan(t.SndUna.Add(-t.MaxSndWnd)) {
 			return t.challengeACK(now, drop(out, DropBadACK))
 		}
+		prr := t.prrOn()
+		var before prrMark
+		if prr {
+			before = t.prrBefore()
+		}
 		if t.flags&flagSACK != 0 && seg.Options.NumSACK > 0 {
 			t.recordSACK(&seg.Options)
 		}
@@ -387,6 +392,9 @@ func (t *TCB) arriveOther(seg *Segment, idle time.Duration, now Time, out []Acti
 		}
 		if t.flags&flagRtxMark != 0 {
 			out = t.lostRetransmit(now, out)
+		}
+		if prr && t.flags&flagRecovery != 0 {
+			out = t.prrACK(before, now, out)
 		}
 		// Window update (RFC 9293 section 3.10.7.4, WL1/WL2 rule).
 		if t.SndUna.LessThanEq(seg.Ack) &&

@@ -193,6 +193,9 @@ func (t *TCB) emitData(out []Action, seq Seq, n uint32, fin bool, now Time) []Ac
 	}
 	out = t.stopDelayedACK(out)
 	t.lastSend = msOf(now)
+	if t.flags&flagRecovery != 0 && t.prrOn() {
+		t.prrSent(n)
+	}
 	out, a := push(out, ActSend)
 	a.DataSeq, a.DataLen = seq, n
 	t.segment(&a.Seg, seq, f, now)
@@ -203,6 +206,9 @@ func (t *TCB) emitData(out []Action, seq Seq, n uint32, fin bool, now Time) []Ac
 // smaller of the send window and the congestion window, which limited
 // transmit opens by one segment per duplicate ACK (RFC 3042).
 func (t *TCB) sendLimit() Seq {
+	if t.flags&flagRecovery != 0 && t.prrOn() {
+		return t.prrLimit()
+	}
 	cw := t.cwnd
 	if t.flags&flagRecovery == 0 && t.dupAcks > 0 && t.dupAcks < 3 {
 		cw += uint32(t.dupAcks) * t.effMSS()
@@ -372,8 +378,10 @@ func b2u(b bool) uint32 {
 // advanceSndNxt moves SND.NXT over newly sent data (and FIN), and starts an
 // RTT measurement if none is running (RFC 6298 section 3).
 func (t *TCB) advanceSndNxt(now Time, n uint32, fin bool) {
+	if t.sndRtx == t.SndNxt {
+		t.sndRtx = t.SndNxt.Add(n + b2u(fin)) // nothing waits to be resent
+	}
 	t.SndNxt = t.SndNxt.Add(n + b2u(fin))
-	t.sndRtx = t.SndNxt
 	if fin {
 		t.flags |= flagFinSent
 	}

@@ -43,8 +43,8 @@ type TCB struct {
 	rto         uint32    // current RTO in microseconds, with backoff
 	cwnd        uint32    // congestion window in bytes (RFC 5681)
 	ssthresh    uint32    // slow-start threshold in bytes
-	cubicWMax   uint32    // CUBIC W_max in bytes (RFC 9438)
-	cubicEpoch  uint32    // CUBIC epoch start in milliseconds; 0 when none
+	cubicWMax   uint32    // CUBIC W_max in bytes (RFC 9438); the window at the latest loss
+	cubicEpoch  uint32    // CUBIC epoch start in milliseconds; 0 when none (in recovery with PRR, its counts: prr.go)
 	rtxStart    uint32    // when the segment being retransmitted was first sent, in ms
 	rttStart    uint32    // when the timed segment was sent, in µs
 	lastSend    uint32    // when data was last sent, in ms (RFC 5681 section 4.1)

@@ -20,8 +20,8 @@ var Profiles = []string{"rfc", "linux", "freebsd"}
 //   - "linux": what Linux's packetdrill suite (with its defaults.sh)
 //     expects, as far as Config can say it: an initial window of 10
 //     segments, a 200 ms floor on the RTO's variance term (RTO = SRTT +
-//     max(4*RTTVAR, 200 ms)), early retransmit and the tail loss
-//     probe, a 40 ms delayed ACK after quick ACKs for the first 16
+//     max(4*RTTVAR, 200 ms)), early retransmit, the tail loss
+//     probe, proportional rate reduction in fast recovery, a 40 ms delayed ACK after quick ACKs for the first 16
 //     segments, CUBIC, slow start counting every acknowledged byte, a
 //     receive buffer of 15 MiB (so
 //     window scale 8), 5 SYN retries, a 60 s TIME-WAIT and FIN-WAIT-2
@@ -39,6 +39,7 @@ func ProfileConfig(name string) (tcpfsm.Config, error) {
 			InitialRTO:       time.Second,
 			MinRTO:           200 * time.Millisecond,
 			MinRTOOnVariance: true,
+			PRR:              true,
 			MaxRTO:           120 * time.Second,
 			EarlyRetransmit:  true,
 			TailLossProbe:    true,
