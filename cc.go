@@ -19,9 +19,10 @@ func (t *TCB) growCwnd(acked uint32, now Time) {
 		switch {
 		case t.cfg.more&optSlowStartAll != 0:
 			// As Linux: only while the window is used, at least half of it
-			// in flight before this ACK (its cwnd-limited test; RFC 7661
-			// section 4.3 keeps an unused window from growing the same way).
-			if flight := t.SndNxt.Diff(t.SndUna) + acked; t.cwnd < 2*flight {
+			// in flight before this ACK or at the round's fullest (its
+			// cwnd-limited test, tcp_is_cwnd_limited; RFC 7661 section
+			// 4.3 keeps an unused window from growing the same way).
+			if flight := t.SndNxt.Diff(t.SndUna) + acked; t.cwnd < 2*max(flight, t.ssRoundFlight()) {
 				t.cwnd += acked
 			}
 		case t.cfg.more&optSlowStart2 != 0:
@@ -29,12 +30,42 @@ func (t *TCB) growCwnd(acked uint32, now Time) {
 		default:
 			t.cwnd += min(acked, smss)
 		}
+		if t.cwnd >= t.ssthresh {
+			t.cubicEpoch = 0 // slow start's round record ends; CUBIC's epoch starts afresh
+		}
 	case t.cfg.opts&optCUBIC != 0:
 		t.cubicGrow(acked, now)
 	default:
 		t.cwnd += max(1, smss*smss/t.cwnd)
 	}
 	t.cwnd = min(t.cwnd, maxQueued)
+}
+
+// Slow start with Config.SlowStartLimit < 0 keeps the largest flight of
+// the current round in cubicEpoch, which CUBIC uses only in congestion
+// avoidance and PRR only in recovery; growCwnd, onLoss and the restart
+// after idle clear it when slow start begins or ends.
+
+// ssRoundFlight is the largest flight since everything sent was last
+// acknowledged, in slow start with Config.SlowStartLimit < 0.
+func (t *TCB) ssRoundFlight() uint32 {
+	if t.cfg.more&optSlowStartAll == 0 || t.flags&flagRecovery != 0 || t.cwnd >= t.ssthresh {
+		return 0
+	}
+	return t.cubicEpoch
+}
+
+// noteSSFlight records the flight after sending, in slow start with
+// Config.SlowStartLimit < 0, and forgets it once everything sent is
+// acknowledged: the round is over.
+func (t *TCB) noteSSFlight() {
+	if t.cfg.more&optSlowStartAll == 0 || t.flags&flagRecovery != 0 || t.cwnd >= t.ssthresh {
+		return
+	}
+	t.cubicEpoch = max(t.cubicEpoch, t.SndNxt.Diff(t.SndUna))
+	if t.SndUna == t.SndNxt {
+		t.cubicEpoch = 0
+	}
 }
 
 // CUBIC constants (RFC 9438 section 4.1).

@@ -287,3 +287,42 @@ func TestPartialACKAfterNewDataInRecovery(t *testing.T) {
 	require.NotEmpty(t, sent)
 	require.Equal(t, Seq(101+3*1460), sent[0].Seg.Seq, "the next hole first")
 }
+
+func TestSlowStartGrowsToTwiceTheRoundsFlight(t *testing.T) {
+	// As Linux (SlowStartLimit -1, its tcp_is_cwnd_limited): a full
+	// window of 10 segments sent by an application that then writes no
+	// more opens the window to 20 over that flight's ACKs, though fewer
+	// segments remain in flight as they come.
+	c := inFlight(t, Config{SlowStartLimit: -1}, 10, 0)
+	smss := c.tcb.effMSS()
+	for i := 2; i <= 10; i += 2 {
+		c.peer(pkt(".", 301, Seq(101+i*1460), win(60000)))
+	}
+	require.Equal(t, 20*smss, c.tcb.cwnd)
+}
+
+func TestSlowStartCountsDeliveredData(t *testing.T) {
+	// As Linux (SlowStartLimit -1): bytes SACKed before the cumulative
+	// ACK, or announced by duplicate ACKs without SACK, do not open the
+	// window again when that ACK covers them. Segments 1 and 2 of 10
+	// arrive before segment 0.
+	for _, sack := range []bool{true, false} {
+		var opts []func(*Segment)
+		if sack {
+			opts = append(opts, sackOK())
+		}
+		c := inFlight(t, Config{SlowStartLimit: -1}, 10, 0, opts...)
+		smss := c.tcb.effMSS()
+		before := c.tcb.cwnd
+		for i := 2; i <= 3; i++ {
+			dup := pkt(".", 301, 101, win(60000))
+			if sack {
+				dup = pkt(".", 301, 101, win(60000), sackSegs(1, i))
+			}
+			c.peer(dup)
+		}
+		require.Equal(t, before, c.tcb.cwnd)
+		c.peer(pkt(".", 301, Seq(101+3*1460), win(60000)))
+		require.Equal(t, before+smss, c.tcb.cwnd, "SACK %v: one segment newly delivered", sack)
+	}
+}

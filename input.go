@@ -543,6 +543,17 @@ func (t *TCB) ackAdvance(ack Seq, tsecr uint32, now Time, out []Action) []Action
 			tsecr = 0
 		}
 	}
+	grow := data // what opens the congestion window
+	if t.cfg.more&optSlowStartAll != 0 && t.cwnd < t.ssthresh && t.flags&flagRecovery == 0 {
+		// As Linux counts delivery: bytes SACKed before, or announced by
+		// a duplicate ACK without SACK, opened no window then and open
+		// none now.
+		if t.flags&flagSACK != 0 {
+			grow -= min(grow, t.sackedIn(t.SndUna, ack))
+		} else {
+			grow -= min(grow, uint32(t.dupAcks)*t.effMSS())
+		}
+	}
 	t.SndUna = ack
 	if t.sndRtx.LessThan(ack) {
 		t.sndRtx = ack
@@ -568,7 +579,10 @@ func (t *TCB) ackAdvance(ack Seq, tsecr uint32, now Time, out []Action) []Action
 			out = t.onRecoveryAck(acked, now, out)
 		} else {
 			t.dupAcks = 0
-			t.growCwnd(data, now)
+			t.growCwnd(grow, now)
+			if t.SndUna == t.SndNxt {
+				t.noteSSFlight() // the round is over
+			}
 		}
 	}
 	if t.flags&(flagProbe|flagProbeRtx) == flagProbe && !ack.LessThan(t.mark) {

@@ -78,7 +78,9 @@ func drawEvent(t *rapid.T, tcb *TCB, seg *Segment) Event {
 func TestRandomEventsKeepInvariants(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		cfg := Config{RecvBuffer: uint32(rapid.SampledFrom([]int{0, 100, 5000, 1 << 20}).Draw(rt, "rbuf")),
-			TailLossProbe: rapid.Bool().Draw(rt, "tlp"), PRR: rapid.Bool().Draw(rt, "prr")}
+			TailLossProbe: rapid.Bool().Draw(rt, "tlp"), PRR: rapid.Bool().Draw(rt, "prr"),
+			SlowStartLimit: rapid.SampledFrom([]int{0, -1}).Draw(rt, "sslimit"),
+			Congestion:     rapid.SampledFrom([]CongestionAlgorithm{NewReno, CUBIC}).Draw(rt, "cc")}
 		var c *conn
 		if rapid.IntRange(0, 3).Draw(rt, "opts") == 0 {
 			// Every option negotiated: window scaling, timestamps, SACK.
@@ -139,8 +141,12 @@ func FuzzStep(f *testing.F) {
 	f.Add(uint8(1), []byte{7, 0x02, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6, 1})
 	f.Add(uint8(2), []byte{7, 0x12, 0, 0, 0, 0, 0, 0, 0, 101, 0, 10, 0, 0})
 	f.Fuzz(func(t *testing.T, state uint8, prog []byte) {
-		fx := fixtures[int(state&0x3f)%len(fixtures)]
-		c := fx.make(t, Config{TailLossProbe: state&0x80 != 0, PRR: state&0x40 != 0})
+		fx := fixtures[int(state&0x1f)%len(fixtures)]
+		cfg := Config{TailLossProbe: state&0x80 != 0, PRR: state&0x40 != 0}
+		if state&0x20 != 0 {
+			cfg.SlowStartLimit, cfg.Congestion = -1, CUBIC // as Linux
+		}
+		c := fx.make(t, cfg)
 		c.clear()
 		for len(prog) > 0 {
 			op := prog[0]

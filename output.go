@@ -265,6 +265,9 @@ func (t *TCB) sendData(now Time, out []Action) []Action {
 	if t.SndUna == t.SndNxt && t.SndNxt.LessThan(t.sndEnd) &&
 		sinceMs(now, t.lastSend) > t.rtoDur() {
 		t.cwnd = min(t.cwnd, t.iw())
+		if t.cwnd < t.ssthresh {
+			t.cubicEpoch = 0 // slow start again: a new round (cc.go)
+		}
 		limit = t.sendLimit()
 	}
 
@@ -299,6 +302,9 @@ func (t *TCB) sendData(now Time, out []Action) []Action {
 		t.advanceSndNxt(now, 0, true)
 	}
 
+	if t.SndNxt != sent {
+		t.noteSSFlight()
+	}
 	if t.SndNxt != t.SndUna {
 		if t.SndNxt != sent && t.running(TimerProbe) {
 			// The PTO counts from the latest new data (RFC 8985 section 7.2).
