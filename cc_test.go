@@ -326,3 +326,25 @@ func TestSlowStartCountsDeliveredData(t *testing.T) {
 		require.Equal(t, before+smss, c.tcb.cwnd, "SACK %v: one segment newly delivered", sack)
 	}
 }
+
+func TestZeroWindowProbesKeepCwnd(t *testing.T) {
+	// RFC5681 4.1: the window shrinks to the restart window before
+	// transmission begins after an idle spell, not while the peer's closed
+	// window holds the data back and the persist timer probes it; once the
+	// window opens after more than an RTO, the restart applies.
+	c := inFlight(t, Config{}, 10, 0)
+	c.tcb.cwnd = 30 * 1460
+	c.peer(pkt(".", 301, 101+10*1460, win(0)))
+	cw := c.tcb.cwnd
+	c.user(Send(20 * 1460))
+	for range 3 {
+		d, ok := c.tcb.NextDeadline()
+		require.True(t, ok)
+		c.advanceTo(d) // a window probe
+		require.Equal(t, cw, c.tcb.cwnd, "probing is not a restart")
+	}
+	c.clear()
+	c.peer(pkt(".", 301, 101+10*1460, win(60000)))
+	require.Equal(t, c.tcb.iw(), c.tcb.cwnd, "the restart window once sending begins")
+	require.Len(t, c.take(ActSend), int(c.tcb.iw()/1460))
+}

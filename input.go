@@ -337,12 +337,6 @@ func (t *TCB) arriveOther(seg *Segment, idle time.Duration, now Time, out []Acti
 		}
 	}
 
-	// TS.Recent follows the segment that the next ACK acknowledges
-	// (RFC 7323 section 4.3).
-	if t.flags&flagTS != 0 && hasTS && int32(seg.Options.TSVal-t.tsRecent) >= 0 && seq.LessThanEq(t.lastAckSent) {
-		t.tsRecent = seg.Options.TSVal
-	}
-
 	// Fifth, the ACK field.
 	if f&FlagACK == 0 {
 		return drop(out, DropNoACK)
@@ -353,6 +347,7 @@ func (t *TCB) arriveOther(seg *Segment, idle time.Duration, now Time, out []Acti
 			out = replyRST(out, seg)
 			return drop(out, DropBadACK)
 		}
+		t.noteTSRecent(seg, seq, hasTS)
 		t.SndWnd = wnd
 		t.MaxSndWnd = max(t.MaxSndWnd, t.SndWnd)
 		t.SndWl1, t.SndWl2 = seq, seg.Ack
@@ -367,6 +362,7 @@ func (t *TCB) arriveOther(seg *Segment, idle time.Duration, now Time, out []Acti
 		if seg.Ack.LessThan(t.SndUna.Add(-t.MaxSndWnd)) {
 			return t.challengeACK(now, drop(out, DropBadACK))
 		}
+		t.noteTSRecent(seg, seq, hasTS)
 		prr := t.prrOn()
 		var before prrMark
 		if prr {
@@ -880,4 +876,16 @@ func (t *TCB) processFIN(now Time, out []Action) []Action {
 		return t.toTimeWait(now, out)
 	}
 	return out
+}
+
+// noteTSRecent keeps the segment's TSval as TS.Recent when the segment
+// is the one the next ACK acknowledges (RFC 7323 section 4.3). It runs
+// only once the ACK field has been found acceptable: a segment dropped for
+// an ACK of data never sent, or far older than SND.UNA, leaves TS.Recent
+// as it was, so that a forged segment cannot move it and have PAWS drop
+// the peer's real ones.
+func (t *TCB) noteTSRecent(seg *Segment, seq Seq, hasTS bool) {
+	if t.flags&flagTS != 0 && hasTS && int32(seg.Options.TSVal-t.tsRecent) >= 0 && seq.LessThanEq(t.lastAckSent) {
+		t.tsRecent = seg.Options.TSVal
+	}
 }

@@ -236,6 +236,23 @@ func TestPAWS(t *testing.T) {
 	require.Equal(t, uint32(10), c.tcb.tsRecent)
 }
 
+func TestUnacceptableACKLeavesTSRecent(t *testing.T) {
+	// RFC7323 4.3 with RFC9293 3.10.7.4 / RFC5961 5.2: a segment dropped
+	// for its ACK field (data never sent, or older than SND.UNA by more
+	// than MAX.SND.WND) is not the one the next ACK acknowledges, so its
+	// TSval does not become TS.Recent; else a forged one with a high TSval
+	// would have PAWS drop the peer's real segments.
+	for _, ack := range []Seq{9999, Seq(1 << 31)} {
+		c := negotiated(t, Config{}, tsopt(5000, 100))
+		c.peer(pkt("F.", 301, ack, tsopt(200000, 100)))
+		c.drops(DropBadACK)
+		require.Equal(t, uint32(5000), c.tcb.tsRecent, "ack %d", ack)
+		c.clear()
+		c.peer(pkt(".", 301, 101, data(10), tsopt(5001, 100)))
+		require.Len(t, c.take(ActAccept), 1, "the peer's next segment passes PAWS")
+	}
+}
+
 func TestEffectiveMSSWithTimestamps(t *testing.T) {
 	// MUST-16: peer MSS 1460 with timestamps: 1448-byte payloads.
 	c := negotiated(t, Config{}, tsopt(5000, 100))

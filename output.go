@@ -261,8 +261,9 @@ func (t *TCB) sendData(now Time, out []Action) []Action {
 	}
 
 	// Restart after idle: the window the ACK clock no longer backs shrinks
-	// to the restart window (RFC 5681 section 4.1).
-	if t.SndUna == t.SndNxt && t.SndNxt.LessThan(t.sndEnd) &&
+	// to the restart window before transmission begins (RFC 5681 section
+	// 4.1), not while a closed peer window holds the data back.
+	if t.SndUna == t.SndNxt && t.SndNxt.LessThan(t.sndEnd) && t.SndWnd > 0 &&
 		sinceMs(now, t.lastSend) > t.rtoDur() {
 		t.cwnd = min(t.cwnd, t.iw())
 		if t.cwnd < t.ssthresh {

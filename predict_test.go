@@ -213,27 +213,28 @@ func requireStepIsFullPath(t testingT, tcb TCB, ev Event, now Time) TCB {
 }
 
 // TestInOrderDataWithDataWaitingTakesTheFullPath: in-order data arriving
-// while queued data waits for the peer's window, after an idle spell. The
-// full path's output shrinks cwnd to the restart window (RFC 5681 section
-// 4.1) even though it sends nothing, so Step must not take the shortcut.
+// while queued data waits for the peer's window to open further (sender
+// silly-window avoidance holds it), after an idle spell. The full path's
+// output shrinks cwnd to the restart window (RFC 5681 section 4.1) even
+// though it sends nothing, so Step must not take the shortcut.
 func TestInOrderDataWithDataWaitingTakesTheFullPath(t *testing.T) {
 	c := established(t, Config{})
 	for range 4 { // grow cwnd past the initial window
 		c.user(Send(4000))
 		c.peer(pkt(".", 301, c.tcb.SndNxt, win(60000)))
 	}
-	// The window closes, and data waits for it; the persist timer is due
-	// an RTO later, and before it fires the last data sent is over an RTO
-	// old.
+	// The window shrinks to 100 bytes, and data waits for more; the
+	// persist timer is due an RTO later, and before it fires the last data
+	// sent is over an RTO old.
 	c.advance(900 * time.Millisecond)
-	c.peer(pkt(".", 301, c.tcb.SndNxt, win(0)))
+	c.peer(pkt(".", 301, c.tcb.SndNxt, win(100)))
 	c.user(Send(1000))
 	require.True(t, c.tcb.running(TimerPersist))
 	c.advance(600 * time.Millisecond)
 	require.Greater(t, sinceMs(c.now, c.tcb.lastSend), c.tcb.rtoDur())
 	iw := c.tcb.iw()
 	require.Greater(t, c.tcb.cwnd, iw)
-	seg := pkt("P.", 301, c.tcb.SndNxt, win(0), data(100))
+	seg := pkt("P.", 301, c.tcb.SndNxt, win(100), data(100))
 	after := requireStepIsFullPath(t, c.tcb, Arrive(&seg, 0), c.now)
 	require.Equal(t, iw, after.cwnd, "restart after idle")
 	require.Equal(t, Seq(401), after.RcvNxt)
