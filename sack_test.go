@@ -213,3 +213,18 @@ func TestDSACKForOutOfOrderSegmentWithFIN(t *testing.T) {
 	c.state(CloseWait)
 	c.sentACK(". seq=101 ack=652")
 }
+
+func TestStatusReportsSACKedAndDupACKs(t *testing.T) {
+	// Status shows what the scoreboard holds (RFC 2018 section 4) and the
+	// duplicate ACKs so far (RFC 5681 section 2), before any recovery.
+	c := inFlight(t, Config{}, 4, 0, sackOK())
+	c.peer(pkt(".", 301, 101, win(60000), sackBlocks(1561, 4481)))
+	st := mustStatus(t, c)
+	require.Equal(t, uint32(2920), st.SACKed)
+	require.Equal(t, 1, st.DupACKs)
+	require.False(t, st.Recovery)
+	c.peer(pkt(".", 301, 4481, win(60000)))
+	st = mustStatus(t, c)
+	require.Zero(t, st.SACKed)
+	require.Zero(t, st.DupACKs)
+}

@@ -203,6 +203,8 @@ type Status struct {
 	Timestamps bool          // timestamps in use (RFC 7323)
 	SACK       bool          // the peer accepts SACK blocks (RFC 2018)
 	Recovery   bool          // in fast recovery (RFC 6582)
+	DupACKs    int           // duplicate ACKs in a row (RFC 5681 section 2)
+	SACKed     uint32        // bytes beyond SND.UNA the peer has SACKed (RFC 2018 section 4)
 	Urgent     uint32        // unread bytes up to the peer's urgent pointer (RFC 9293 MUST-33)
 }
 
@@ -228,7 +230,8 @@ func (t *TCB) Status() (Status, error) {
 		SndShift: t.sndShift(), RcvShift: t.rcvShift(),
 		Timestamps: t.flags&flagTS != 0, SACK: t.flags&flagSACK != 0,
 		Recovery: t.flags&flagRecovery != 0,
-		Urgent:   t.urgentPending(),
+		DupACKs:  int(t.dupAcks), SACKed: t.sackedBytes(),
+		Urgent: t.urgentPending(),
 	}, nil
 }
 

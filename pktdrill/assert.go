@@ -105,11 +105,14 @@ func (r *runner) tcpInfo() (map[string]int64, error) {
 		opts |= 4
 	}
 	m["tcpi_options"] = opts
+	m["tcpi_sacked"] = (int64(st.SACKed) + mss - 1) / mss
 	switch {
 	case st.Recovery:
 		m["tcpi_ca_state"] = 3
 	case st.Retries > 0:
 		m["tcpi_ca_state"] = 4
+	case st.DupACKs > 0 || st.SACKed > 0:
+		m["tcpi_ca_state"] = 1 // Disorder: duplicate ACKs or SACKs, no recovery yet
 	default:
 		m["tcpi_ca_state"] = 0
 	}

@@ -192,3 +192,24 @@ func FuzzRunScript(f *testing.F) {
 		}
 	})
 }
+
+// TestDisorderState: SACKs or duplicate ACKs with no recovery yet read as
+// TCP_CA_Disorder, and tcpi_sacked counts the SACKed segments.
+func TestDisorderState(t *testing.T) {
+	script := `0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 listen(3, 1) = 0
++0 < S 0:0(0) win 32792 <mss 1000,sackOK,nop,nop,nop,wscale 7>
++0 > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,nop,wscale 8>
++.1 < . 1:1(0) ack 1 win 320
++0 accept(3, ..., ...) = 4
++0 write(4, ..., 4000) = 4000
++0 > P. 1:4001(4000) ack 1
++0 %{ assert tcpi_ca_state == TCP_CA_Open, tcpi_ca_state }%
++.1 < . 1:1(0) ack 1 win 320 <sack 1001:3001,nop,nop>
++0 %{
+assert tcpi_ca_state == TCP_CA_Disorder, tcpi_ca_state
+assert tcpi_sacked == 2, tcpi_sacked
+}%`
+	res := RunScript(script, Options{Profile: "linux", IgnoreUnexpected: true})
+	require.Equal(t, Pass, res.Verdict, res.Reason())
+}
