@@ -368,12 +368,16 @@ func (t *TCB) arriveOther(seg *Segment, idle time.Duration, now Time, out []Acti
 		if prr {
 			before = t.prrBefore()
 		}
+		// A duplicate ACK as RFC 5681 section 2 defines it: the same
+		// window as before; or, when it carries SACK blocks, as RFC 6675
+		// section 2 does: SACK blocks that report data not SACKed before,
+		// whatever the window.
+		same := wnd == t.SndWnd
 		if t.flags&flagSACK != 0 && seg.Options.NumSACK > 0 {
-			t.recordSACK(&seg.Options)
+			same = t.recordSACK(&seg.Options)
 		}
-		// A duplicate ACK as RFC 5681 section 2 defines it.
 		dup := t.SndUna != t.SndNxt && seg.Ack == t.SndUna && len(seg.Payload) == 0 &&
-			f&FlagFIN == 0 && wnd == t.SndWnd
+			f&FlagFIN == 0 && same
 		advanced := t.SndUna.LessThan(seg.Ack)
 		if advanced {
 			out = t.ackAdvance(seg.Ack, t.echo(seg), now, out)
@@ -447,14 +451,26 @@ func (t *TCB) urgent(up Seq, out []Action) []Action {
 
 // recordSACK adds the peer's SACK blocks that lie within (SND.UNA,
 // SND.NXT] to the scoreboard (RFC 2018 section 4). Blocks that are old, or
-// for data never sent, are ignored.
-func (t *TCB) recordSACK(o *Options) {
+// for data never sent, are ignored. When the scoreboard is full, a block
+// above every range it holds takes the lowest one's place: the highest
+// SACKed data is what shows the holes below it lost, and forgetting a
+// lower range costs at most resending data the peer holds (RFC 2018
+// section 8 lets a sender discard SACK information).
+// It reports whether a block held data the scoreboard did not.
+func (t *TCB) recordSACK(o *Options) (news bool) {
 	for _, b := range o.SACKBlocks() {
 		l, r := MaxSeq(b.Left, t.SndUna), MinSeq(b.Right, t.SndNxt)
 		if l.LessThan(r) && t.SndUna.LessThanEq(b.Left) && b.Right.LessThanEq(t.SndNxt) {
-			addRange(t.sacked[:], t.SndUna, l, r)
+			if t.sackedIn(l, r) < r.Diff(l) {
+				news = true
+			}
+			if _, ok := addRange(t.sacked[:], t.SndUna, l, r); !ok && highest(t.sacked[:], t.SndUna).LessThan(l) {
+				dropFirst(t.sacked[:], 1)
+				addRange(t.sacked[:], t.SndUna, l, r)
+			}
 		}
 	}
+	return news
 }
 
 // enterFinWait2: our FIN is acknowledged; the close is done but the TCB

@@ -111,8 +111,11 @@ func (t *TCB) prrACK(b prrMark, now Time, out []Action) []Action {
 	smss := t.effMSS()
 	var delivered uint32
 	if b.recovery {
-		// Bytes SACKed earlier and now acknowledged were delivered then.
-		delivered = t.SndUna.Diff(b.una) + t.sackedBytes() - b.sacked
+		// Bytes SACKed earlier and now acknowledged were delivered then;
+		// a range the full scoreboard forgot counts as nothing.
+		if now, was := t.SndUna.Diff(b.una)+t.sackedBytes(), b.sacked; now > was {
+			delivered = now - was
+		}
 	}
 	pd, po := t.prrCounts()
 	pd += segmentsOf(delivered, smss)

@@ -228,3 +228,32 @@ func TestStatusReportsSACKedAndDupACKs(t *testing.T) {
 	require.Zero(t, st.SACKed)
 	require.Zero(t, st.DupACKs)
 }
+
+func TestSACKDuplicateACKDefinition(t *testing.T) {
+	// RFC6675 2: an ACK carrying SACK blocks is a duplicate when they
+	// report data not SACKed before, whatever its window; repeating known
+	// blocks is not. Three such ACKs with a new window each start fast
+	// retransmit.
+	c := inFlight(t, Config{}, 10, 0, sackOK())
+	c.peer(pkt(".", 301, 101, win(50000), sackSegs(2, 3)))
+	require.Equal(t, uint8(1), c.tcb.dupAcks, "new SACK information, another window")
+	c.peer(pkt(".", 301, 101, win(50000), sackSegs(2, 3)))
+	require.Equal(t, uint8(1), c.tcb.dupAcks, "nothing new")
+	c.peer(pkt(".", 301, 101, win(40000), sackSegs(2, 3), sackSegs(6, 7)))
+	c.peer(pkt(".", 301, 101, win(30000), sackSegs(2, 3), sackSegs(6, 7), sackSegs(8, 9)))
+	require.True(t, c.tcb.flags&flagRecovery != 0)
+	c.sent(". seq=101 len=1460")
+}
+
+func TestFullScoreboardKeepsTheHighestSACK(t *testing.T) {
+	// RFC2018 8: the sender may forget SACK information. With every slot
+	// taken, a block above all of them replaces the lowest range, since
+	// the highest SACKed data is what shows the holes below it lost; a
+	// block in between is forgotten instead.
+	c := inFlight(t, Config{}, 10, 0, sackOK())
+	c.peer(pkt(".", 301, 101, win(60000), sackSegs(2, 3), sackSegs(6, 7)))
+	c.peer(pkt(".", 301, 101, win(60000), sackSegs(8, 9)))
+	require.Equal(t, sackBoard{{Seq(101 + 6*1460), Seq(101 + 7*1460)}, {Seq(101 + 8*1460), Seq(101 + 9*1460)}}, c.tcb.sacked)
+	c.peer(pkt(".", 301, 101, win(60000), sackSegs(4, 5)))
+	require.Equal(t, sackBoard{{Seq(101 + 6*1460), Seq(101 + 7*1460)}, {Seq(101 + 8*1460), Seq(101 + 9*1460)}}, c.tcb.sacked)
+}
