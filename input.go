@@ -363,18 +363,19 @@ func (t *TCB) arriveOther(seg *Segment, idle time.Duration, now Time, out []Acti
 			return t.challengeACK(now, drop(out, DropBadACK))
 		}
 		t.noteTSRecent(seg, seq, hasTS)
-		prr := t.prrOn()
-		var before prrMark
-		if prr {
-			before = t.prrBefore()
-		}
 		// A duplicate ACK as RFC 5681 section 2 defines it: the same
 		// window as before; or, when it carries SACK blocks, as RFC 6675
 		// section 2 does: SACK blocks that report data not SACKed before,
 		// whatever the window.
 		same := wnd == t.SndWnd
-		if t.flags&flagSACK != 0 && seg.Options.NumSACK > 0 {
-			same = t.recordSACK(&seg.Options)
+		var before prrMark // for PRR: the state before this ACK
+		if t.flags&flagSACK != 0 && (seg.Options.NumSACK > 0 || t.flags&flagRecovery != 0) {
+			if t.cfg.more&optPRR != 0 {
+				before = t.prrBefore()
+			}
+			if seg.Options.NumSACK > 0 {
+				same = t.recordSACK(&seg.Options)
+			}
 		}
 		dup := t.SndUna != t.SndNxt && seg.Ack == t.SndUna && len(seg.Payload) == 0 &&
 			f&FlagFIN == 0 && same
@@ -393,7 +394,7 @@ func (t *TCB) arriveOther(seg *Segment, idle time.Duration, now Time, out []Acti
 		if t.flags&flagRtxMark != 0 {
 			out = t.lostRetransmit(now, out)
 		}
-		if prr && t.flags&flagRecovery != 0 {
+		if before.taken && t.flags&flagRecovery != 0 {
 			out = t.prrACK(before, now, out)
 		}
 		// Window update (RFC 9293 section 3.10.7.4, WL1/WL2 rule).

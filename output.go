@@ -205,10 +205,8 @@ func (t *TCB) emitData(out []Action, seq Seq, n uint32, fin bool, now Time) []Ac
 // sendLimit is the right edge of what may be in flight: SND.UNA plus the
 // smaller of the send window and the congestion window, which limited
 // transmit opens by one segment per duplicate ACK (RFC 3042).
+// In recovery with PRR, prrLimit takes its place.
 func (t *TCB) sendLimit() Seq {
-	if t.flags&flagRecovery != 0 && t.prrOn() {
-		return t.prrLimit()
-	}
 	cw := t.cwnd
 	if t.flags&flagRecovery == 0 && t.dupAcks > 0 && t.dupAcks < 3 {
 		cw += uint32(t.dupAcks) * t.effMSS()
@@ -234,6 +232,9 @@ func (t *TCB) sendData(now Time, out []Action) []Action {
 	}
 	mss := t.effMSS()
 	limit := t.sendLimit()
+	if t.flags&flagRecovery != 0 && t.prrOn() {
+		limit = t.prrLimit()
+	}
 	room := func(seq Seq) uint32 {
 		if seq.LessThan(limit) {
 			return limit.Diff(seq)
@@ -385,10 +386,11 @@ func b2u(b bool) uint32 {
 // advanceSndNxt moves SND.NXT over newly sent data (and FIN), and starts an
 // RTT measurement if none is running (RFC 6298 section 3).
 func (t *TCB) advanceSndNxt(now Time, n uint32, fin bool) {
+	nxt := t.SndNxt.Add(n + b2u(fin))
 	if t.sndRtx == t.SndNxt {
-		t.sndRtx = t.SndNxt.Add(n + b2u(fin)) // nothing waits to be resent
+		t.sndRtx = nxt // nothing waits to be resent
 	}
-	t.SndNxt = t.SndNxt.Add(n + b2u(fin))
+	t.SndNxt = nxt
 	if fin {
 		t.flags |= flagFinSent
 	}

@@ -93,13 +93,14 @@ func (t *TCB) pipe() uint32 {
 
 // prrMark is what PRR reads of the connection before an ACK is applied.
 type prrMark struct {
-	una, lostEnd Seq
-	sacked       uint32
-	recovery     bool
+	una, lostEnd    Seq
+	sacked          uint32
+	taken, recovery bool
 }
 
 func (t *TCB) prrBefore() prrMark {
-	return prrMark{una: t.SndUna, lostEnd: t.lostEnd(), sacked: t.sackedBytes(), recovery: t.flags&flagRecovery != 0}
+	return prrMark{una: t.SndUna, lostEnd: t.lostEnd(), sacked: t.sackedBytes(), taken: true,
+		recovery: t.flags&flagRecovery != 0}
 }
 
 // prrACK sets the congestion window after an ACK in fast recovery (RFC
