@@ -354,13 +354,17 @@ type Header struct {
 // (RFC 9293 section 3.1). Its SACK blocks are only a's D-SACK block, if
 // any: if a.Header.SACK is set, TCB.SegmentOf adds those of the TCB's
 // out-of-order data.
-func (a *Action) Segment() Segment {
+func (a *Action) Segment() (s Segment) {
+	a.fill(&s)
+	return s
+}
+
+// fill sets the fields of s, a zero Segment, that a describes.
+func (a *Action) fill(s *Segment) {
 	h := &a.Header
-	s := Segment{
-		SrcPort: h.SrcPort, DstPort: h.DstPort,
-		Seq: a.DataSeq, Ack: h.Ack, Flags: h.Flags,
-		Window: h.Window, Urgent: h.Urgent,
-	}
+	s.SrcPort, s.DstPort = h.SrcPort, h.DstPort
+	s.Seq, s.Ack, s.Flags = a.DataSeq, h.Ack, h.Flags
+	s.Window, s.Urgent = h.Window, h.Urgent
 	s.Options.Present = h.Options
 	s.Options.MSS, s.Options.WindowScale = h.MSS, h.WindowScale
 	s.Options.TSVal, s.Options.TSEcr = h.TSVal, h.TSEcr
@@ -368,7 +372,6 @@ func (a *Action) Segment() Segment {
 		s.Options.SACK[0] = h.DSACK
 		s.Options.NumSACK = 1
 	}
-	return s
 }
 
 // String describes the action in one line, for traces and test failures.

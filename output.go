@@ -154,8 +154,8 @@ func (t *TCB) segment(a *Action, seq Seq, f Flags, now Time) {
 // as many as the option space holds beside the D-SACK block (RFC 2883
 // section 4). t is the TCB whose Step appended a, not stepped since: the
 // blocks are those of its state now.
-func (t *TCB) SegmentOf(a *Action) Segment {
-	s := a.Segment()
+func (t *TCB) SegmentOf(a *Action) (s Segment) {
+	a.fill(&s)
 	if a.Header.SACK {
 		t.addSACK(&s.Options)
 	}
