@@ -310,20 +310,20 @@ func (r DropReason) String() string {
 	return "DropReason(" + strconv.Itoa(int(r)) + ")"
 }
 
-// Action is one output of Step: a tagged struct whose Kind says which
-// fields matter. Actions are appended to a caller-supplied slice, so a
+// Action is one output of Step, what RFC 9293 section 3.10 says to do in
+// answer to an event: a tagged struct whose Kind says which fields matter. Actions are appended to a caller-supplied slice, so a
 // Step allocates nothing once the slice has room. An Action is 64 bytes:
 // an ActSend describes its segment by the header fields the TCB cannot
 // work out again later (Header), and TCB.SegmentOf or TCB.AppendSegment
 // adds the rest.
 type Action struct {
 	Deadline Time       // ActTimer: when the timer fires; zero if stopped
-	Kind     ActionKind //
+	Kind     ActionKind // what the host must do
 	Note     Note       // ActNotify
 	Timer    TimerKind  // ActTimer
 	Drop     DropReason // ActDrop
 	N        uint32     // ActNotify with NoteSendAcked: bytes acknowledged
-	DataSeq  Seq        // ActAccept: sequence number of the first data byte; ActSend: SEG.SEQ, which is that too
+	DataSeq  Seq        // ActAccept: sequence number of the first data byte; ActSend: SEG.SEQ, the first data byte's if DataLen > 0
 	DataLen  uint32     // ActSend, ActAccept: data bytes
 	Offset   uint32     // ActAccept: offset of the first byte in the arriving payload
 	Header   Header     // ActSend: the segment's header
@@ -341,7 +341,7 @@ type Header struct {
 	Ack              Seq       // SEG.ACK, if Flags has FlagACK
 	TSVal, TSEcr     uint32    // the timestamps option's values (RFC 7323 section 3), if Options has OptTimestamps
 	DSACK            SACKBlock // a D-SACK block, sent first among the SACK blocks (RFC 2883 section 4); none if empty
-	Window           uint16    // SEG.WND as carried, after window scaling (RFC 7323 section 2.3)
+	Window           uint16    // SEG.WND as carried: the window shifted right by our scale (RFC 7323 section 2.3)
 	Urgent           uint16    // SEG.UP, if Flags has FlagURG (RFC 9293 section 3.8.5)
 	MSS              uint16    // the MSS option's value (RFC 9293 section 3.7.1), if Options has OptMSS
 	Flags            Flags     // the control bits
