@@ -80,6 +80,7 @@ func (c *conn) step(ev Event) error {
 		x := act{Action: out[i]}
 		if x.Kind == ActSend {
 			x.Seg = after.SegmentOf(&out[i])
+			checkEncoding(c.t, &after, &out[i], &x.Seg)
 		}
 		c.acts = append(c.acts, x)
 	}
@@ -133,6 +134,20 @@ func (c *conn) advance(d time.Duration) { c.t.Helper(); c.advanceTo(c.now.Add(d)
 
 // at returns a time in seconds since the start of the test.
 func at(sec float64) Time { return Time(sec * float64(time.Second)) }
+
+// checkEncoding checks that t encodes the ActSend a as the segment s it
+// returned for it: AppendSegment writes what Segment.AppendTo does, and
+// HeaderLen says how long the header is.
+func checkEncoding(tt testingT, t *TCB, a *Action, s *Segment) {
+	tt.Helper()
+	payload := make([]byte, a.DataLen)
+	want := *s
+	want.Payload = payload
+	wire := t.AppendSegment(nil, a, payload)
+	require.Equal(tt, want.AppendTo(nil), wire, "AppendSegment of %v", a)
+	require.Equal(tt, s.HeaderLen(), t.HeaderLen(a), "HeaderLen of %v", a)
+	require.Equal(tt, len(wire)-int(a.DataLen), t.HeaderLen(a), "HeaderLen of %v", a)
+}
 
 // take removes and returns the actions of one kind, in order.
 func (c *conn) take(k ActionKind) []Action {

@@ -153,54 +153,93 @@ func (t *TCB) segment(a *Action, seq Seq, f Flags, now Time) {
 // holding the latest segment first, then the others (RFC 2018 section 4),
 // as many as the option space holds beside the D-SACK block (RFC 2883
 // section 4). t is the TCB whose Step appended a, not stepped since: the
-// blocks are those of its state now.
+// blocks are those of its state now. If a.Header.SACK is not set, t is
+// not read.
 func (t *TCB) SegmentOf(a *Action) (s Segment) {
 	a.fill(&s)
 	if a.Header.SACK {
-		t.addSACK(&s.Options)
+		s.Options.NumSACK = uint8(len(t.sackBlocks(a, s.Options.SACK[:0])))
 	}
 	return s
+}
+
+// HeaderLen returns the length of the header, options included, that
+// AppendSegment writes for the ActSend a (RFC 9293 section 3.1): 20 to 60
+// bytes. Like SegmentOf, it reads t only if a.Header.SACK is set.
+func (t *TCB) HeaderLen(a *Action) int {
+	n := 0
+	if a.Header.SACK || a.Header.DSACK.Left != a.Header.DSACK.Right {
+		var blocks [MaxSACKBlocks]SACKBlock
+		n = len(t.sackBlocks(a, blocks[:0]))
+	}
+	return HeaderLen + a.Header.Options.encodedLen(n)
 }
 
 // AppendSegment appends to b the ActSend a encoded with payload as its
 // text: the segment SegmentOf returns, in the layout Segment.AppendTo
 // writes (RFC 9293 section 3.1). payload is the a.DataLen bytes of the
-// send stream from a.DataSeq on. The checksum field is zero: SetChecksum
-// on the appended bytes fills it in. As SegmentOf, it reads t's
-// out-of-order data, so it is called before t is stepped again. It does
-// not allocate when b has room.
+// send stream from a.DataSeq on; a host that copies them itself passes
+// nil and appends them after the header. The checksum field is zero:
+// SetChecksum on the whole segment fills it in. Like SegmentOf, it reads
+// t only if a.Header.SACK is set, and then before t is stepped again. It
+// does not allocate when b has room.
 func (t *TCB) AppendSegment(b []byte, a *Action, payload []byte) []byte {
-	s := t.SegmentOf(a)
-	s.Payload = payload
-	return s.AppendTo(b)
+	h := &a.Header
+	var sack []SACKBlock
+	var blocks [MaxSACKBlocks]SACKBlock
+	if h.SACK || h.DSACK.Left != h.DSACK.Right {
+		sack = t.sackBlocks(a, blocks[:0])
+	}
+	optLen := h.Options.encodedLen(len(sack))
+	seq := a.DataSeq
+	b = append(b,
+		byte(h.SrcPort>>8), byte(h.SrcPort),
+		byte(h.DstPort>>8), byte(h.DstPort),
+		byte(seq>>24), byte(seq>>16), byte(seq>>8), byte(seq),
+		byte(h.Ack>>24), byte(h.Ack>>16), byte(h.Ack>>8), byte(h.Ack),
+		byte((HeaderLen+optLen)/4)<<4, byte(h.Flags),
+		byte(h.Window>>8), byte(h.Window),
+		0, 0,
+		byte(h.Urgent>>8), byte(h.Urgent),
+	)
+	if h.Options != 0 || len(sack) > 0 {
+		b = appendOptions(b, h.Options, h.MSS, h.WindowScale, h.TSVal, h.TSEcr, sack)
+	}
+	return append(b, payload...)
 }
 
-// addSACK adds to o the blocks of the out-of-order data, the one holding
-// the latest segment first; after a D-SACK block in o, only as many as
-// leave it room.
-func (t *TCB) addSACK(o *Options) {
+// sackBlocks appends to dst, which has room for MaxSACKBlocks, the SACK
+// blocks of a's segment: its D-SACK block, then if a.Header.SACK is set
+// those of the out-of-order data, the one holding the latest segment
+// first; after a D-SACK block, only as many as leave it room.
+func (t *TCB) sackBlocks(a *Action, dst []SACKBlock) []SACKBlock {
+	h := &a.Header
+	if h.DSACK.Left != h.DSACK.Right {
+		dst = append(dst, h.DSACK)
+	}
+	if !h.SACK {
+		return dst
+	}
 	n := count(t.ooo[:])
-	room := n
-	if o.NumSACK > 0 {
-		k := o.NumSACK
-		o.NumSACK = MaxSACKBlocks // as many as could fit
-		room = min(n, o.sackFit()-1)
-		o.NumSACK = k
+	room := min(n, cap(dst)-len(dst))
+	if len(dst) > 0 {
+		room = min(n, h.Options.sackRoom()-len(dst))
 	}
 	if room <= 0 {
-		return
+		return dst
 	}
 	last := int(t.oooLast)
 	if last < n {
-		o.AddSACK(SACKBlock(t.ooo[last]))
+		dst = append(dst, SACKBlock(t.ooo[last]))
 		room--
 	}
 	for i := 0; i < n && room > 0; i++ {
 		if i != last {
-			o.AddSACK(SACKBlock(t.ooo[i]))
+			dst = append(dst, SACKBlock(t.ooo[i]))
 			room--
 		}
 	}
+	return dst
 }
 
 // sendACK sends <SEQ=seq><ACK=RCV.NXT><CTL=ACK> (RFC 9293 section 3.3.2:

@@ -761,8 +761,17 @@ func (e *Endpoint) output(buf []byte, now tcpfsm.Time) int {
 // encode writes one queued segment; it skips (false) one whose data the
 // buffer no longer holds because it was acknowledged meanwhile.
 func (e *Endpoint) encode(buf []byte, a *tcpfsm.Action) (int, bool) {
-	s := e.io.segment(a, true)
-	hl := s.HeaderLen()
+	// A segment with the TCB's SACK blocks is encoded with the options
+	// apply kept for it; any other from the action alone, which
+	// AppendSegment and HeaderLen take without reading the TCB.
+	var s tcpfsm.Segment
+	hl := 0 // known to fit if buf holds the largest header and the data
+	if a.Header.SACK {
+		s = e.io.segment(a, true)
+		hl = s.HeaderLen()
+	} else if len(buf) < tcpfsm.HeaderLen+tcpfsm.MaxOptionsLen+int(a.DataLen) {
+		hl = e.tcb.HeaderLen(a)
+	}
 	if hl+int(a.DataLen) > len(buf) {
 		return 0, false
 	}
@@ -772,7 +781,13 @@ func (e *Endpoint) encode(buf []byte, a *tcpfsm.Action) (int, bool) {
 			return 0, false
 		}
 	}
-	b := s.AppendTo(buf[:0])
+	var b []byte
+	if a.Header.SACK {
+		b = s.AppendTo(buf[:0])
+	} else {
+		b = e.tcb.AppendSegment(buf[:0], a, nil)
+		hl = len(b)
+	}
 	if a.DataLen > 0 {
 		b = b[:hl+int(a.DataLen)]
 		io := e.io
@@ -791,15 +806,14 @@ func (e *Endpoint) encode(buf []byte, a *tcpfsm.Action) (int, bool) {
 	return len(b), true
 }
 
-// segment returns the segment the queued ActSend a describes, with the
-// SACK options apply kept for it; take says a leaves the queue.
+// segment returns the segment the queued ActSend a, which carries SACK
+// blocks, describes, with the options apply kept for it; take says a
+// leaves the queue.
 func (io *endpointIO) segment(a *tcpfsm.Action, take bool) tcpfsm.Segment {
 	s := a.Segment()
-	if a.Header.SACK {
-		s.Options = io.sack[io.sackHead]
-		if take {
-			io.sackHead++
-		}
+	s.Options = io.sack[io.sackHead]
+	if take {
+		io.sackHead++
 	}
 	return s
 }

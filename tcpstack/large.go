@@ -60,9 +60,12 @@ func (e *Endpoint) outputLarge(buf []byte, now tcpfsm.Time) (n, segSize int) {
 }
 
 // headerLen is the header length of the queued ActSend a.
-func (io *endpointIO) headerLen(a *tcpfsm.Action) int {
-	s := io.segment(a, false)
-	return s.HeaderLen()
+func (e *Endpoint) headerLen(a *tcpfsm.Action) int {
+	if a.Header.SACK {
+		s := e.io.segment(a, false)
+		return s.HeaderLen()
+	}
+	return e.tcb.HeaderLen(a)
 }
 
 // merge appends to the segment first, encoded in buf[:n], the payload of
@@ -82,7 +85,7 @@ func (e *Endpoint) merge(buf []byte, n int, first *tcpfsm.Action) int {
 		a := &io.queue[io.head]
 		if a.Kind != tcpfsm.ActSend || a.DataLen == 0 || a.DataLen > size || a.DataSeq != end ||
 			a.Header.Flags&^(tcpfsm.FlagPSH|tcpfsm.FlagFIN) != tcpfsm.FlagACK ||
-			io.headerLen(a) != hl || n+added+int(a.DataLen) > len(buf) ||
+			e.headerLen(a) != hl || n+added+int(a.DataLen) > len(buf) ||
 			int(a.DataSeq.Diff(io.sndSeq))+int(a.DataLen) > io.snd.len() {
 			break
 		}
@@ -97,7 +100,9 @@ func (e *Endpoint) merge(buf []byte, n int, first *tcpfsm.Action) int {
 		}
 		end = a.DataSeq.Add(a.DataLen)
 		last = a.Header.Flags
-		io.segment(a, true) // off the queue, with its SACK options
+		if a.Header.SACK {
+			io.sackHead++ // off the queue, with its SACK options
+		}
 		io.head++
 		if a.DataLen < size || last&(tcpfsm.FlagPSH|tcpfsm.FlagFIN) != 0 {
 			break // only the last part may be short, or push, or close
