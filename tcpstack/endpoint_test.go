@@ -705,7 +705,9 @@ func TestEndpointQueuedACKsKeepTheirSACKBlocks(t *testing.T) {
 		require.NoError(t, err)
 		got = append(got, append([]tcpfsm.SACKBlock(nil), s.Options.SACKBlocks()...))
 	}
-	b := func(i, j int) tcpfsm.SACKBlock { return tcpfsm.SACKBlock{Left: start.Add(uint32(100 * i)), Right: start.Add(uint32(100 * j))} }
+	b := func(i, j int) tcpfsm.SACKBlock {
+		return tcpfsm.SACKBlock{Left: start.Add(uint32(100 * i)), Right: start.Add(uint32(100 * j))}
+	}
 	require.Equal(t, [][]tcpfsm.SACKBlock{
 		{b(1, 2)},
 		{b(3, 4), b(1, 2)},
