@@ -375,6 +375,9 @@ func (a *Action) fill(s *Segment) {
 }
 
 // String describes the action in one line, for traces and test failures.
+// An ActSend is shown as tcpdump shows its segment (Segment.String),
+// with its D-SACK block but not the SACK blocks it takes from the TCB:
+// " +sack" at the end says it has those (Header.SACK).
 func (a Action) String() string {
 	b := []byte(a.Kind.String())
 	switch a.Kind {
