@@ -257,7 +257,7 @@ func TestChallengeACKRateLimitPerConnection(t *testing.T) {
 	for range 100 {
 		a.peer(pkt("R", 302, 0))
 	}
-	require.Len(t, a.take(ActSend), 5)
+	require.Len(t, a.takeSent(), 5)
 	b.peer(pkt("R", 302, 0))
 	b.sent(". seq=101 ack=301")
 	a.advance(time.Second)

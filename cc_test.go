@@ -16,7 +16,7 @@ func inFlight(t *testing.T, cfg Config, n int, extra uint32, opts ...func(*Segme
 	c.tcb.cwnd = uint32(n) * c.tcb.effMSS()
 	c.peer(pkt(".", 301, 101, append([]func(*Segment){win(60000)}, opts...)...))
 	c.user(Send(uint32(n)*c.tcb.effMSS() + extra))
-	require.Len(t, c.take(ActSend), n)
+	require.Len(t, c.takeSent(), n)
 	c.clear()
 	return c
 }
@@ -114,7 +114,7 @@ func TestRestartAfterIdle(t *testing.T) {
 	c.advance(3 * time.Second)
 	c.user(Send(100_000))
 	var sent uint32
-	for _, a := range c.take(ActSend) {
+	for _, a := range c.takeSent() {
 		sent += a.DataLen
 	}
 	require.LessOrEqual(t, sent, uint32(3*1460), "at most IW after an idle RTO")
@@ -283,7 +283,7 @@ func TestPartialACKAfterNewDataInRecovery(t *testing.T) {
 	}
 	require.NotEmpty(t, c.take(ActSend), "the inflated window sends new data")
 	c.peer(pkt(".", 301, 101+3*1460, win(60000))) // partial: the hole at segment 4
-	sent := c.take(ActSend)
+	sent := c.takeSent()
 	require.NotEmpty(t, sent)
 	require.Equal(t, Seq(101+3*1460), sent[0].Seg.Seq, "the next hole first")
 }

@@ -327,7 +327,7 @@ func TestFiveCausesOfRST(t *testing.T) {
 		c.user(Send(10))
 		c.clear()
 		c.advance(time.Minute)
-		sent := c.take(ActSend)
+		sent := c.takeSent()
 		require.Equal(t, FlagRST, sent[len(sent)-1].Seg.Flags)
 		c.state(Closed)
 	})
@@ -351,7 +351,7 @@ func TestCloseFullResetsWhenDataIsLost(t *testing.T) {
 		require.NotEmpty(t, notes)
 		require.Equal(t, NoteAborted, notes[len(notes)-1].Note)
 		var flags []Flags
-		for _, a := range c.take(ActSend) {
+		for _, a := range c.takeSent() {
 			flags = append(flags, a.Seg.Flags&FlagRST)
 		}
 		require.Contains(t, flags, FlagRST, "a RST went out")
@@ -486,7 +486,7 @@ func TestDelayedFINACKRidesOnOurFIN(t *testing.T) {
 	c.sent("F. seq=101 ack=302")
 	c.state(LastAck)
 	c.advance(time.Second / 2)
-	require.Empty(t, c.take(ActSend), "no ACK follows: the FIN carried it")
+	require.Empty(t, c.takeSent(), "no ACK follows: the FIN carried it")
 
 	// An application that closes later: the ACK goes when the timer fires.
 	c = established(t, Config{DelayFINACK: true})

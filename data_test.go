@@ -55,7 +55,7 @@ func TestDefaultPeerMSS(t *testing.T) {
 		c.peer(pkt("S.", 300, 101, win(60000)))
 		c.clear()
 		c.user(Send(10_000))
-		for _, a := range c.take(ActSend) {
+		for _, a := range c.takeSent() {
 			require.LessOrEqual(t, a.DataLen, tc.want)
 			require.False(t, a.Seg.Options.Has(OptMSS), "MUST-65: no MSS on non-SYN segments")
 		}

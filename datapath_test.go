@@ -51,7 +51,7 @@ func TestDataPathAllocatesNothing(t *testing.T) {
 		out = stepData(&tcb, &seg, out)
 		require.Len(t, out, 3, "accept, readable, the ACK: %v", out)
 		require.Equal(t, ActSend, out[2].Kind)
-		require.Equal(t, options, out[2].Seg.Options.Has(OptTimestamps))
+		require.Equal(t, options, out[2].Header.Options&OptTimestamps != 0)
 		require.Zero(t, testing.AllocsPerRun(1000, func() { out = stepData(&tcb, &seg, out) }), "options=%v", options)
 		// Sending too: a write and the ACK that frees it.
 		require.Zero(t, testing.AllocsPerRun(1000, func() {

@@ -45,7 +45,12 @@
 // (Arrive) as it happens, and Reoffer data it kept after a
 // DropOutOfOrderFull once RCV.NXT has moved; perform the actions in order (transmit ActSend
 // segments, keep ActAccept bytes, report ActNotify notes); and Step a Tick
-// whenever the clock reaches TCB.NextDeadline.
+// whenever the clock reaches TCB.NextDeadline. Encode each ActSend with
+// TCB.AppendSegment (or TCB.SegmentOf) before the next Step of its TCB:
+// an Action carries the header fields the TCB cannot work out again, and
+// the SACK blocks come from the TCB's out-of-order data as it is then
+// (RFC 2018 section 4). A host that sends later keeps the Segment, or its
+// Options, from then.
 //
 // For an Endpoint or a Stack: call Input for every segment that arrives,
 // Write, Read, CloseWrite and Close as the application does, and Tick when

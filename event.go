@@ -171,10 +171,12 @@ type ActionKind uint8
 
 // The actions Step appends.
 const (
-	// ActSend: transmit Action.Seg. Its payload is Action.DataLen bytes of
-	// the send stream starting at sequence number Action.DataSeq; the host
-	// copies them from its send buffer (byte i of the stream, counted from
-	// 0, has sequence number ISS+1+i). Action.Seg.Payload is nil.
+	// ActSend: transmit the segment Action.Header describes, with
+	// sequence number Action.DataSeq. Its payload is Action.DataLen bytes
+	// of the send stream from Action.DataSeq on; the host copies them from
+	// its send buffer (byte i of the stream, counted from 0, has sequence
+	// number ISS+1+i). TCB.AppendSegment encodes it, TCB.SegmentOf
+	// returns it as a Segment (RFC 9293 section 3.1).
 	ActSend ActionKind = iota + 1
 	// ActAccept: keep Action.DataLen bytes of the arriving segment's
 	// payload, starting at Action.Offset, as stream bytes from sequence
@@ -308,29 +310,84 @@ func (r DropReason) String() string {
 	return "DropReason(" + strconv.Itoa(int(r)) + ")"
 }
 
-// Action is one output of Step: a tagged struct whose Kind says which
-// fields matter. Actions are appended to a caller-supplied slice, so a
-// Step allocates nothing once the slice has room.
+// Action is one output of Step, what RFC 9293 section 3.10 says to do in
+// answer to an event: a tagged struct whose Kind says which fields matter. Actions are appended to a caller-supplied slice, so a
+// Step allocates nothing once the slice has room. An Action is 64 bytes:
+// an ActSend describes its segment by the header fields the TCB cannot
+// work out again later (Header), and TCB.SegmentOf or TCB.AppendSegment
+// adds the rest.
 type Action struct {
-	Kind     ActionKind
+	Deadline Time       // ActTimer: when the timer fires; zero if stopped
+	Kind     ActionKind // what the host must do
 	Note     Note       // ActNotify
 	Timer    TimerKind  // ActTimer
 	Drop     DropReason // ActDrop
 	N        uint32     // ActNotify with NoteSendAcked: bytes acknowledged
-	DataSeq  Seq        // ActSend, ActAccept: sequence number of the first data byte
+	DataSeq  Seq        // ActAccept: sequence number of the first data byte; ActSend: SEG.SEQ, the first data byte's if DataLen > 0
 	DataLen  uint32     // ActSend, ActAccept: data bytes
 	Offset   uint32     // ActAccept: offset of the first byte in the arriving payload
-	Deadline Time       // ActTimer: when the timer fires; zero if stopped
-	Seg      Segment    // ActSend: the segment, without payload bytes
+	Header   Header     // ActSend: the segment's header
+}
+
+// Header is the header of a segment an ActSend sends (RFC 9293 section
+// 3.1), but for three fields: the sequence number is Action.DataSeq, the
+// checksum is the host's to compute over the encoded bytes (SetChecksum),
+// and the SACK blocks that describe the TCB's out-of-order data (RFC 2018
+// section 4) are only marked by SACK: TCB.SegmentOf and
+// TCB.AppendSegment read them from the TCB when the host encodes the
+// segment, which it must do before it steps that TCB again.
+type Header struct {
+	SrcPort, DstPort uint16    // the ports, as on the wire
+	Ack              Seq       // SEG.ACK, if Flags has FlagACK
+	TSVal, TSEcr     uint32    // the timestamps option's values (RFC 7323 section 3), if Options has OptTimestamps
+	DSACK            SACKBlock // a D-SACK block, sent first among the SACK blocks (RFC 2883 section 4); none if empty
+	Window           uint16    // SEG.WND as carried: the window shifted right by our scale (RFC 7323 section 2.3)
+	Urgent           uint16    // SEG.UP, if Flags has FlagURG (RFC 9293 section 3.8.5)
+	MSS              uint16    // the MSS option's value (RFC 9293 section 3.7.1), if Options has OptMSS
+	Flags            Flags     // the control bits
+	Options          OptionSet // the options carried, besides SACK blocks
+	WindowScale      uint8     // the window scale option's shift (RFC 7323 section 2.2), if Options has OptWindowScale
+	SACK             bool      // the segment carries SACK blocks for the TCB's out-of-order data (RFC 2018 section 4)
+}
+
+// Segment returns the segment a describes, an ActSend, without payload
+// (RFC 9293 section 3.1). Its SACK blocks are only a's D-SACK block, if
+// any: if a.Header.SACK is set, TCB.SegmentOf adds those of the TCB's
+// out-of-order data.
+func (a *Action) Segment() (s Segment) {
+	a.fill(&s)
+	return s
+}
+
+// fill sets the fields of s, a zero Segment, that a describes.
+func (a *Action) fill(s *Segment) {
+	h := &a.Header
+	s.SrcPort, s.DstPort = h.SrcPort, h.DstPort
+	s.Seq, s.Ack, s.Flags = a.DataSeq, h.Ack, h.Flags
+	s.Window, s.Urgent = h.Window, h.Urgent
+	s.Options.Present = h.Options
+	s.Options.MSS, s.Options.WindowScale = h.MSS, h.WindowScale
+	s.Options.TSVal, s.Options.TSEcr = h.TSVal, h.TSEcr
+	if h.DSACK.Left != h.DSACK.Right {
+		s.Options.SACK[0] = h.DSACK
+		s.Options.NumSACK = 1
+	}
 }
 
 // String describes the action in one line, for traces and test failures.
+// An ActSend is shown as tcpdump shows its segment (Segment.String),
+// with its D-SACK block but not the SACK blocks it takes from the TCB:
+// " +sack" at the end says it has those (Header.SACK).
 func (a Action) String() string {
 	b := []byte(a.Kind.String())
 	switch a.Kind {
 	case ActSend:
 		b = append(b, ' ')
-		b = a.Seg.appendText(b, a.DataLen)
+		s := a.Segment()
+		b = s.appendText(b, a.DataLen)
+		if a.Header.SACK {
+			b = append(b, " +sack"...)
+		}
 	case ActAccept:
 		b = append(b, " seq "...)
 		b = strconv.AppendUint(b, uint64(a.DataSeq), 10)

@@ -16,13 +16,13 @@ func ExampleStep() {
 	var now tcpfsm.Time
 	out, _ := server.Step(tcpfsm.ListenOn(80), now, nil)
 	out, _ = client.Step(tcpfsm.Open(40000, 80, 100), now, out[:0])
-	syn := sent(out)
+	syn := sent(&client, out)
 	fmt.Println("client:", client.State, "sends", syn.String())
 	out, _ = server.Step(tcpfsm.Arrive(&syn, 300), now, out[:0])
-	synAck := sent(out)
+	synAck := sent(&server, out)
 	fmt.Println("server:", server.State, "sends", synAck.String())
 	out, _ = client.Step(tcpfsm.Arrive(&synAck, 0), now, out[:0])
-	ack := sent(out)
+	ack := sent(&client, out)
 	fmt.Println("client:", client.State, "sends", ack.String())
 	_, _ = server.Step(tcpfsm.Arrive(&ack, 0), now, out[:0])
 	fmt.Println("server:", server.State)
@@ -33,11 +33,12 @@ func ExampleStep() {
 	// server: ESTABLISHED
 }
 
-// sent returns the segment of the first ActSend action in out.
-func sent(out []tcpfsm.Action) tcpfsm.Segment {
-	for _, a := range out {
-		if a.Kind == tcpfsm.ActSend {
-			return a.Seg
+// sent returns the segment of the first ActSend action in out, which t
+// has just appended (TCB.SegmentOf).
+func sent(t *tcpfsm.TCB, out []tcpfsm.Action) tcpfsm.Segment {
+	for i := range out {
+		if out[i].Kind == tcpfsm.ActSend {
+			return t.SegmentOf(&out[i])
 		}
 	}
 	return tcpfsm.Segment{}

@@ -41,7 +41,14 @@ type conn struct {
 	t    testingT
 	tcb  TCB
 	now  Time
-	acts []Action // actions not yet consumed by an expectation
+	acts []act // actions not yet consumed by an expectation
+}
+
+// act is an action as the harness keeps it: an ActSend's segment is
+// resolved (TCB.SegmentOf) right after its Step, as a host encodes it.
+type act struct {
+	Action
+	Seg Segment // ActSend: the segment, without payload
 }
 
 func newConn(t testingT, cfg Config) *conn {
@@ -69,7 +76,14 @@ func (c *conn) step(ev Event) error {
 	}
 	checkInvariants(c.t, &ev, &before, &after, out)
 	c.tcb = after
-	c.acts = append(c.acts, out...)
+	for i := range out {
+		x := act{Action: out[i]}
+		if x.Kind == ActSend {
+			x.Seg = after.SegmentOf(&out[i])
+			checkEncoding(c.t, &after, &out[i], &x.Seg)
+		}
+		c.acts = append(c.acts, x)
+	}
 	return nil
 }
 
@@ -121,9 +135,35 @@ func (c *conn) advance(d time.Duration) { c.t.Helper(); c.advanceTo(c.now.Add(d)
 // at returns a time in seconds since the start of the test.
 func at(sec float64) Time { return Time(sec * float64(time.Second)) }
 
+// checkEncoding checks that t encodes the ActSend a as the segment s it
+// returned for it: AppendSegment writes what Segment.AppendTo does, and
+// HeaderLen says how long the header is.
+func checkEncoding(tt testingT, t *TCB, a *Action, s *Segment) {
+	tt.Helper()
+	payload := make([]byte, a.DataLen)
+	want := *s
+	want.Payload = payload
+	wire := t.AppendSegment(nil, a, payload)
+	require.Equal(tt, want.AppendTo(nil), wire, "AppendSegment of %v", a)
+	require.Equal(tt, s.HeaderLen(), t.HeaderLen(a), "HeaderLen of %v", a)
+	require.Equal(tt, len(wire)-int(a.DataLen), t.HeaderLen(a), "HeaderLen of %v", a)
+}
+
 // take removes and returns the actions of one kind, in order.
 func (c *conn) take(k ActionKind) []Action {
-	var got, rest []Action
+	var got []Action
+	for _, a := range c.takeActs(k) {
+		got = append(got, a.Action)
+	}
+	return got
+}
+
+// takeSent removes and returns the ActSend actions, with their segments.
+func (c *conn) takeSent() []act { return c.takeActs(ActSend) }
+
+// takeActs removes and returns the actions of one kind, in order.
+func (c *conn) takeActs(k ActionKind) []act {
+	var got, rest []act
 	for _, a := range c.acts {
 		if a.Kind == k {
 			got = append(got, a)
@@ -138,7 +178,7 @@ func (c *conn) take(k ActionKind) []Action {
 // sent checks that exactly these segments went out since the last check.
 func (c *conn) sent(want ...string) {
 	c.t.Helper()
-	got := c.take(ActSend)
+	got := c.takeSent()
 	var gs []string
 	for _, a := range got {
 		gs = append(gs, a.String())
@@ -189,7 +229,7 @@ func (c *conn) timer(k TimerKind, want Time) {
 func (c *conn) clear() { c.acts = nil }
 
 // matchSegment checks a sent segment against "FLAGS key=value ...".
-func matchSegment(t testingT, want string, a Action) {
+func matchSegment(t testingT, want string, a act) {
 	t.Helper()
 	fields := strings.Fields(want)
 	s := a.Seg
@@ -277,7 +317,7 @@ func checkInvariants(t testingT, ev *Event, before, after *TCB, out []Action) {
 				closedNotes++
 			}
 		}
-		if x.Kind == ActSend && after.State.IsSynchronized() && x.Seg.Flags&(FlagSYN|FlagRST) == 0 && x.DataLen > 0 {
+		if x.Kind == ActSend && after.State.IsSynchronized() && x.Header.Flags&(FlagSYN|FlagRST) == 0 && x.DataLen > 0 {
 			require.True(t, x.DataSeq.Add(x.DataLen).LessThanEq(before.SndUna.Add(max(before.SndWnd, after.SndWnd))) ||
 				x.DataSeq.Add(x.DataLen).LessThanEq(after.SndUna.Add(after.SndWnd)),
 				"no data beyond the peer's window: %v", x)

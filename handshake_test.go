@@ -269,7 +269,7 @@ func TestOldDuplicateSYN(t *testing.T) {
 	b.user(ListenOn(peerPort))
 	old := Segment{SrcPort: ourPort, DstPort: peerPort, Seq: 90, Flags: FlagSYN, Window: 1000}
 	require.NoError(t, b.step(Arrive(&old, 300)))
-	synack := b.take(ActSend)[0].Seg
+	synack := b.takeSent()[0].Seg
 	require.Equal(t, Seq(91), synack.Ack)
 	a.peer(synack)
 	a.sent("R seq=91")
@@ -282,7 +282,7 @@ func TestOldDuplicateSYN(t *testing.T) {
 	b.clear()
 	require.NoError(t, b.step(Arrive(&syn, 400)))
 	b.state(SynReceived)
-	a.peer(b.take(ActSend)[0].Seg)
+	a.peer(b.takeSent()[0].Seg)
 	a.state(Established)
 }
 
@@ -344,7 +344,7 @@ func TestSynRetriesLinuxLike(t *testing.T) {
 	for c.tcb.State == SynSent {
 		d, _ := c.tcb.NextDeadline()
 		c.advanceTo(d)
-		n += len(c.take(ActSend))
+		n += len(c.takeSent())
 	}
 	require.Equal(t, 6, n, "six retransmissions")
 	require.Equal(t, at(123), c.now, "1+2+4+8+16+32+60 s with the 60 s RTO cap")

@@ -36,7 +36,8 @@ func (t *TCB) segmentArrives(seg *Segment, iss Seq, now Time, out []Action) []Ac
 // arriveClosed: RFC 9293 section 3.10.7.1.
 func (t *TCB) arriveClosed(seg *Segment, out []Action) []Action {
 	if r, ok := ResetFor(seg); ok {
-		out = append(out, Action{Kind: ActSend, Seg: r})
+		out = append(out, Action{Kind: ActSend, DataSeq: r.Seq,
+			Header: Header{SrcPort: r.SrcPort, DstPort: r.DstPort, Ack: r.Ack, Flags: r.Flags}})
 	}
 	return drop(out, DropClosed)
 }
@@ -45,10 +46,10 @@ func (t *TCB) arriveClosed(seg *Segment, out []Action) []Action {
 // are in use (RFC 7323 section 3.2 SHOULD).
 func (t *TCB) emitRST(out []Action, seq Seq, now Time) []Action {
 	out, a := push(out, ActSend)
-	s := &a.Seg
-	s.SrcPort, s.DstPort, s.Seq, s.Flags = t.LocalPort, t.RemotePort, seq, FlagRST
+	s := &a.Header
+	s.SrcPort, s.DstPort, a.DataSeq, s.Flags = t.LocalPort, t.RemotePort, seq, FlagRST
 	if t.flags&flagTS != 0 {
-		s.Options.Present, s.Options.TSVal, s.Options.TSEcr = OptTimestamps, t.tsVal(now), t.tsRecent
+		s.Options, s.TSVal, s.TSEcr = OptTimestamps, t.tsVal(now), t.tsRecent
 	}
 	return out
 }
@@ -56,7 +57,7 @@ func (t *TCB) emitRST(out []Action, seq Seq, now Time) []Action {
 // replyRST answers seg with <SEQ=SEG.ACK><CTL=RST>.
 func replyRST(out []Action, seg *Segment) []Action {
 	out, a := push(out, ActSend)
-	a.Seg.SrcPort, a.Seg.DstPort, a.Seg.Seq, a.Seg.Flags = seg.DstPort, seg.SrcPort, seg.Ack, FlagRST
+	a.Header.SrcPort, a.Header.DstPort, a.DataSeq, a.Header.Flags = seg.DstPort, seg.SrcPort, seg.Ack, FlagRST
 	return out
 }
 

@@ -251,7 +251,7 @@ func TestNoEarlyRetransmission(t *testing.T) {
 			if c.step(ev) != nil {
 				continue // e.g. SEND after the connection gave up
 			}
-			for _, a := range c.take(ActSend) {
+			for _, a := range c.takeSent() {
 				if a.DataLen == 0 {
 					continue
 				}

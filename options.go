@@ -201,25 +201,29 @@ func (o *Options) hasDSACK(ack Seq) bool {
 // sackFit returns how many SACK blocks fit in the option space left after
 // the other options.
 func (o *Options) sackFit() int {
-	if o.NumSACK == 0 {
-		return 0
-	}
-	room := (MaxOptionsLen - o.baseLen() - 4) / 8
-	return max(0, min(int(o.NumSACK), MaxSACKBlocks, room))
+	return min(int(o.NumSACK), o.Present.sackRoom())
+}
+
+// sackRoom is how many SACK blocks fit beside the options in p.
+func (p OptionSet) sackRoom() int {
+	return max(0, min(MaxSACKBlocks, (MaxOptionsLen-p.baseLen()-4)/8))
 }
 
 // baseLen is the encoded length of everything but SACK blocks.
-func (o *Options) baseLen() int {
+func (o *Options) baseLen() int { return o.Present.baseLen() }
+
+// baseLen is the encoded length of the options in p, SACK blocks aside.
+func (p OptionSet) baseLen() int {
 	n := 0
-	if o.Present&OptMSS != 0 {
+	if p&OptMSS != 0 {
 		n += 4
 	}
-	if o.Present&OptTimestamps != 0 {
+	if p&OptTimestamps != 0 {
 		n += 12 // SACK-permitted or NOP NOP, then TS
-	} else if o.Present&OptSACKPermitted != 0 {
+	} else if p&OptSACKPermitted != 0 {
 		n += 4 // NOP NOP SACK-permitted
 	}
-	if o.Present&OptWindowScale != 0 {
+	if p&OptWindowScale != 0 {
 		n += 4 // NOP WS
 	}
 	return n
@@ -227,43 +231,55 @@ func (o *Options) baseLen() int {
 
 // encodedLen is the number of option bytes appendTo writes: always a
 // multiple of 4 and at most MaxOptionsLen.
-func (o *Options) encodedLen() int {
-	n := o.baseLen()
-	if k := o.sackFit(); k > 0 {
+func (o *Options) encodedLen() int { return o.Present.encodedLen(int(o.NumSACK)) }
+
+// encodedLen is the number of option bytes appendOptions writes for the
+// options in p and nsack SACK blocks.
+func (p OptionSet) encodedLen(nsack int) int {
+	n := p.baseLen()
+	if k := min(nsack, p.sackRoom()); k > 0 {
 		n += 4 + 8*k
 	}
 	return n
 }
 
-// appendTo writes the options in Linux's layout (tcp_options_write): MSS;
-// SACK-permitted sharing a word pair with timestamps (or NOP NOP before it);
-// NOP and window scale; NOP NOP and SACK blocks. Every option is 32-bit
-// aligned, so no padding is needed.
+// appendTo writes the options (appendOptions).
 func (o *Options) appendTo(b []byte) []byte {
-	if o.Present&OptMSS != 0 {
-		b = append(b, OptKindMSS, 4, byte(o.MSS>>8), byte(o.MSS))
+	return appendOptions(b, o.Present, o.MSS, o.WindowScale, o.TSVal, o.TSEcr, o.SACK[:min(int(o.NumSACK), MaxSACKBlocks)])
+}
+
+// appendOptions writes the options in p, with these values, in Linux's
+// layout (tcp_options_write): MSS; SACK-permitted sharing a word pair with
+// timestamps (or NOP NOP before it); NOP and window scale; NOP NOP and as
+// many of the SACK blocks as fit. Every option is 32-bit aligned, so no
+// padding is needed.
+func appendOptions(b []byte, p OptionSet, mss uint16, wscale uint8, tsVal, tsEcr uint32, sack []SACKBlock) []byte {
+	if p&OptMSS != 0 {
+		b = append(b, OptKindMSS, 4, byte(mss>>8), byte(mss))
 	}
-	if o.Present&OptTimestamps != 0 {
-		if o.Present&OptSACKPermitted != 0 {
+	if p&OptTimestamps != 0 {
+		if p&OptSACKPermitted != 0 {
 			b = append(b, OptKindSACKPermitted, 2)
 		} else {
 			b = append(b, OptKindNOP, OptKindNOP)
 		}
 		b = append(b, OptKindTimestamps, 10,
-			byte(o.TSVal>>24), byte(o.TSVal>>16), byte(o.TSVal>>8), byte(o.TSVal),
-			byte(o.TSEcr>>24), byte(o.TSEcr>>16), byte(o.TSEcr>>8), byte(o.TSEcr))
-	} else if o.Present&OptSACKPermitted != 0 {
+			byte(tsVal>>24), byte(tsVal>>16), byte(tsVal>>8), byte(tsVal),
+			byte(tsEcr>>24), byte(tsEcr>>16), byte(tsEcr>>8), byte(tsEcr))
+	} else if p&OptSACKPermitted != 0 {
 		b = append(b, OptKindNOP, OptKindNOP, OptKindSACKPermitted, 2)
 	}
-	if o.Present&OptWindowScale != 0 {
-		b = append(b, OptKindNOP, OptKindWindowScale, 3, o.WindowScale)
+	if p&OptWindowScale != 0 {
+		b = append(b, OptKindNOP, OptKindWindowScale, 3, wscale)
 	}
-	if k := o.sackFit(); k > 0 {
-		b = append(b, OptKindNOP, OptKindNOP, OptKindSACK, byte(2+8*k))
-		for _, s := range o.SACK[:k] {
-			b = append(b,
-				byte(s.Left>>24), byte(s.Left>>16), byte(s.Left>>8), byte(s.Left),
-				byte(s.Right>>24), byte(s.Right>>16), byte(s.Right>>8), byte(s.Right))
+	if len(sack) > 0 {
+		if k := min(len(sack), p.sackRoom()); k > 0 {
+			b = append(b, OptKindNOP, OptKindNOP, OptKindSACK, byte(2+8*k))
+			for _, s := range sack[:k] {
+				b = append(b,
+					byte(s.Left>>24), byte(s.Left>>16), byte(s.Left>>8), byte(s.Left),
+					byte(s.Right>>24), byte(s.Right>>16), byte(s.Right>>8), byte(s.Right))
+			}
 		}
 	}
 	return b

@@ -46,7 +46,7 @@ func negotiated(t testingT, cfg Config, opts ...func(*Segment)) *conn {
 func TestOurSYNOffersEveryOption(t *testing.T) {
 	c := newConn(t, Config{RecvBuffer: 1 << 20})
 	c.user(Open(ourPort, peerPort, 100))
-	s := c.take(ActSend)[0].Seg
+	s := c.takeSent()[0].Seg
 	require.True(t, s.Options.Has(OptMSS|OptWindowScale|OptSACKPermitted|OptTimestamps))
 	require.Equal(t, uint8(5), s.Options.WindowScale, "the shift a 1 MiB buffer needs")
 	require.Equal(t, uint16(0xffff), s.Window, "the SYN's window is never scaled (RFC 7323 2.2)")
@@ -55,7 +55,7 @@ func TestOurSYNOffersEveryOption(t *testing.T) {
 
 	c = newConn(t, Config{NoWindowScale: true, NoTimestamps: true, NoSACK: true})
 	c.user(Open(ourPort, peerPort, 100))
-	require.Equal(t, OptMSS, c.take(ActSend)[0].Seg.Options.Present)
+	require.Equal(t, OptMSS, c.takeSent()[0].Seg.Options.Present)
 }
 
 func TestSynAckEchoesOnlyWhatTheSYNOffered(t *testing.T) {
@@ -64,14 +64,14 @@ func TestSynAckEchoesOnlyWhatTheSYNOffered(t *testing.T) {
 	c.user(ListenOn(ourPort))
 	s := pkt("S", 300, 0)
 	require.NoError(t, c.step(Arrive(&s, 100)))
-	require.Equal(t, OptMSS, c.take(ActSend)[0].Seg.Options.Present)
+	require.Equal(t, OptMSS, c.takeSent()[0].Seg.Options.Present)
 	require.Zero(t, c.tcb.shifts)
 
 	c = newConn(t, Config{RecvBuffer: 1 << 20})
 	c.user(ListenOn(ourPort))
 	s = pkt("S", 300, 0, wsopt(3), tsopt(777, 123456), sackOK())
 	require.NoError(t, c.step(Arrive(&s, 100)))
-	sa := c.take(ActSend)[0].Seg
+	sa := c.takeSent()[0].Seg
 	require.True(t, sa.Options.Has(OptMSS|OptWindowScale|OptSACKPermitted|OptTimestamps))
 	require.Equal(t, uint32(777), sa.Options.TSEcr, "TSecr echoes the SYN's TSval; its garbage TSecr is ignored")
 	require.Equal(t, uint16(0xffff), sa.Window)
@@ -89,7 +89,7 @@ func TestWindowScaleOnlyOnSYN(t *testing.T) {
 	c.peer(pkt(".", 301, 101, win(0xffff), tsopt(5002, 100), wsopt(2)))
 	require.Equal(t, uint8(14), c.tcb.sndShift(), "WS on a non-SYN segment is ignored")
 	c.user(Send(100_000))
-	for _, a := range c.take(ActSend) {
+	for _, a := range c.takeSent() {
 		require.False(t, a.Seg.Options.Has(OptWindowScale), "no WS on non-SYN segments")
 		require.False(t, a.Seg.Options.Has(OptSACKPermitted), "SACK-permitted only on SYNs (RFC 2018 2)")
 	}
@@ -127,20 +127,20 @@ func TestTimestampsOnEverySegment(t *testing.T) {
 	c.user(Send(10))
 	c.peer(pkt("P.", 301, 111, data(5), tsopt(5100, 1100)))
 	c.user(Close())
-	for _, a := range c.take(ActSend) {
+	for _, a := range c.takeSent() {
 		require.True(t, a.Seg.Options.Has(OptTimestamps), "%v", a)
 		require.Equal(t, uint32(1100), a.Seg.Options.TSVal)
 	}
 	require.Equal(t, uint32(5100), c.tcb.tsRecent)
 	c.user(Abort())
-	rst := c.take(ActSend)[0].Seg
+	rst := c.takeSent()[0].Seg
 	require.Equal(t, FlagRST, rst.Flags)
 	require.True(t, rst.Options.Has(OptTimestamps), "RST carries TS")
 
 	c = negotiated(t, Config{QuickACK: true}) // no TS from the peer
 	c.user(Send(10))
 	c.peer(pkt("P.", 301, 111, data(5)))
-	for _, a := range c.take(ActSend) {
+	for _, a := range c.takeSent() {
 		require.False(t, a.Seg.Options.Has(OptTimestamps))
 	}
 }
@@ -164,7 +164,7 @@ func TestTSRecentUpdateRule(t *testing.T) {
 	c.peer(pkt(".", 301, 101, data(100), tsopt(6000, 100)))
 	c.peer(pkt(".", 401, 101, data(100), tsopt(6001, 100)))
 	c.advance(200 * time.Millisecond)
-	ack := c.take(ActSend)
+	ack := c.takeSent()
 	require.Len(t, ack, 1)
 	require.Equal(t, uint32(6000), ack[0].Seg.Options.TSEcr)
 	c.peer(pkt(".", 701, 101, data(100), tsopt(7000, 100))) // out of order
@@ -258,7 +258,7 @@ func TestEffectiveMSSWithTimestamps(t *testing.T) {
 	c := negotiated(t, Config{}, tsopt(5000, 100))
 	c.peer(pkt(".", 301, 101, win(60000), tsopt(5001, 100)))
 	c.user(Send(5000))
-	sent := c.take(ActSend)
+	sent := c.takeSent()
 	require.Equal(t, uint32(1448), sent[0].DataLen)
 	st, _ := c.tcb.Status()
 	require.True(t, st.Timestamps)
@@ -272,7 +272,7 @@ func TestPathMTU(t *testing.T) {
 	c.clear()
 	cwnd := c.tcb.cwnd
 	c.user(PathMTU(1240)) // at once, not at the RTO: SND.UNA on in the new size
-	sent := c.take(ActSend)
+	sent := c.takeSent()
 	require.NotEmpty(t, sent)
 	require.Equal(t, Seq(101), sent[0].DataSeq)
 	for _, a := range sent {
@@ -280,7 +280,7 @@ func TestPathMTU(t *testing.T) {
 	}
 	require.Equal(t, cwnd, c.tcb.cwnd, "no congestion response")
 	c.user(PathMTU(1240)) // the same again: nothing more
-	require.Empty(t, c.take(ActSend))
+	require.Empty(t, c.takeSent())
 	c.user(PathMTU(1)) // clamps to 64
 	require.Equal(t, uint16(64), c.tcb.sndMSS)
 	c = newConn(t, Config{})

@@ -53,26 +53,27 @@ func (t *TCB) iw() uint32 {
 func (t *TCB) sendSYN(now Time, out []Action) []Action {
 	o := &t.cfg
 	out, a := push(out, ActSend)
-	s := &a.Seg
-	s.SrcPort, s.DstPort, s.Seq, s.Flags = t.LocalPort, t.RemotePort, t.Iss, FlagSYN
+	a.DataSeq = t.Iss
+	s := &a.Header
+	s.SrcPort, s.DstPort, s.Flags = t.LocalPort, t.RemotePort, FlagSYN
 	s.Window = uint16(min(o.rcvBuf, 0xffff)) // never scaled (RFC 7323 section 2.2)
-	s.Options.Present, s.Options.MSS = OptMSS, o.mss
+	s.Options, s.MSS = OptMSS, o.mss
 	active := t.State == SynSent
 	if o.opts&optWS != 0 && (active || t.flags&flagPeerWS != 0) {
-		s.Options.Present |= OptWindowScale
-		s.Options.WindowScale = o.wscale
+		s.Options |= OptWindowScale
+		s.WindowScale = o.wscale
 	}
 	if o.opts&optSACK != 0 && (active || t.flags&flagSACK != 0) {
-		s.Options.Present |= OptSACKPermitted
+		s.Options |= OptSACKPermitted
 	}
 	if o.opts&optTS != 0 && (active || t.flags&flagTS != 0) {
-		s.Options.Present |= OptTimestamps
-		s.Options.TSVal = t.tsVal(now)
+		s.Options |= OptTimestamps
+		s.TSVal = t.tsVal(now)
 	}
 	if !active {
 		s.Flags |= FlagACK
 		s.Ack = t.RcvNxt
-		s.Options.TSEcr = t.tsRecent
+		s.TSEcr = t.tsRecent
 		t.lastAckSent = t.RcvNxt
 		t.flags &^= flagAckNow | flagAckDelayed
 	}
@@ -123,32 +124,21 @@ func (t *TCB) output(now Time, out []Action) []Action {
 	return out
 }
 
-// segment fills s (a zero Segment) with a segment from us with
-// ACK=RCV.NXT and the window and options every synchronized segment
-// carries: timestamps once agreed, and SACK blocks while data is held out
-// of order (RFC 2018 section 4).
-func (t *TCB) segment(s *Segment, seq Seq, f Flags, now Time) {
+// segment fills a (a zero ActSend) with a segment from us with
+// SEQ=seq, ACK=RCV.NXT and the window and options every synchronized
+// segment carries: timestamps once agreed, and SACK blocks while data is
+// held out of order (RFC 2018 section 4), which SegmentOf adds.
+func (t *TCB) segment(a *Action, seq Seq, f Flags, now Time) {
+	a.DataSeq = seq
+	s := &a.Header
 	s.SrcPort, s.DstPort = t.LocalPort, t.RemotePort
-	s.Seq, s.Ack, s.Flags, s.Window = seq, t.RcvNxt, f|FlagACK, t.advertise()
+	s.Ack, s.Flags, s.Window = t.RcvNxt, f|FlagACK, t.advertise()
 	if t.flags&flagTS != 0 {
-		s.Options.Present = OptTimestamps
-		s.Options.TSVal = t.tsVal(now)
-		s.Options.TSEcr = t.tsRecent
+		s.Options = OptTimestamps
+		s.TSVal = t.tsVal(now)
+		s.TSEcr = t.tsRecent
 	}
-	if t.flags&flagSACK != 0 && t.ooo[0].Left != t.ooo[0].Right {
-		n := count(t.ooo[:])
-		// The block holding the latest segment first, then the others.
-		last := int(t.oooLast)
-		if last < n {
-			r := t.ooo[last]
-			s.Options.AddSACK(SACKBlock(r))
-		}
-		for i, r := range t.ooo[:n] {
-			if i != last {
-				s.Options.AddSACK(SACKBlock(r))
-			}
-		}
-	}
+	s.SACK = t.flags&flagSACK != 0 && t.ooo[0].Left != t.ooo[0].Right
 	if t.flags&flagUrgPending != 0 && seq.LessThan(t.sndUp) {
 		s.Flags |= FlagURG
 		s.Urgent = uint16(min(t.sndUp.Diff(seq), 0xffff))
@@ -157,27 +147,116 @@ func (t *TCB) segment(s *Segment, seq Seq, f Flags, now Time) {
 	t.flags &^= flagAckNow | flagAckDelayed
 }
 
+// SegmentOf returns the segment the ActSend a describes, without payload
+// (RFC 9293 section 3.1): a.Segment, and if a.Header.SACK is set, after
+// a's D-SACK block, the SACK blocks of t's out-of-order data: the block
+// holding the latest segment first, then the others (RFC 2018 section 4),
+// as many as the option space holds beside the D-SACK block (RFC 2883
+// section 4). t is the TCB whose Step appended a, not stepped since: the
+// blocks are those of its state now. If a.Header.SACK is not set, t is
+// not read.
+func (t *TCB) SegmentOf(a *Action) (s Segment) {
+	a.fill(&s)
+	if a.Header.SACK {
+		s.Options.NumSACK = uint8(len(t.sackBlocks(a, s.Options.SACK[:0])))
+	}
+	return s
+}
+
+// HeaderLen returns the length of the header, options included, that
+// AppendSegment writes for the ActSend a (RFC 9293 section 3.1): 20 to 60
+// bytes. Like SegmentOf, it reads t only if a.Header.SACK is set.
+func (t *TCB) HeaderLen(a *Action) int {
+	n := 0
+	if a.Header.SACK || a.Header.DSACK.Left != a.Header.DSACK.Right {
+		var blocks [MaxSACKBlocks]SACKBlock
+		n = len(t.sackBlocks(a, blocks[:0]))
+	}
+	return HeaderLen + a.Header.Options.encodedLen(n)
+}
+
+// AppendSegment appends to b the ActSend a encoded with payload as its
+// text: the segment SegmentOf returns, in the layout Segment.AppendTo
+// writes (RFC 9293 section 3.1). payload is the a.DataLen bytes of the
+// send stream from a.DataSeq on; a host that copies them itself passes
+// nil and appends them after the header. The checksum field is zero:
+// SetChecksum on the whole segment fills it in. Like SegmentOf, it reads
+// t only if a.Header.SACK is set, and then before t is stepped again. It
+// does not allocate when b has room.
+func (t *TCB) AppendSegment(b []byte, a *Action, payload []byte) []byte {
+	h := &a.Header
+	var sack []SACKBlock
+	var blocks [MaxSACKBlocks]SACKBlock
+	if h.SACK || h.DSACK.Left != h.DSACK.Right {
+		sack = t.sackBlocks(a, blocks[:0])
+	}
+	optLen := h.Options.encodedLen(len(sack))
+	seq := a.DataSeq
+	b = append(b,
+		byte(h.SrcPort>>8), byte(h.SrcPort),
+		byte(h.DstPort>>8), byte(h.DstPort),
+		byte(seq>>24), byte(seq>>16), byte(seq>>8), byte(seq),
+		byte(h.Ack>>24), byte(h.Ack>>16), byte(h.Ack>>8), byte(h.Ack),
+		byte((HeaderLen+optLen)/4)<<4, byte(h.Flags),
+		byte(h.Window>>8), byte(h.Window),
+		0, 0,
+		byte(h.Urgent>>8), byte(h.Urgent),
+	)
+	if h.Options != 0 || len(sack) > 0 {
+		b = appendOptions(b, h.Options, h.MSS, h.WindowScale, h.TSVal, h.TSEcr, sack)
+	}
+	return append(b, payload...)
+}
+
+// sackBlocks appends to dst, which has room for MaxSACKBlocks, the SACK
+// blocks of a's segment: its D-SACK block, then if a.Header.SACK is set
+// those of the out-of-order data, the one holding the latest segment
+// first; after a D-SACK block, only as many as leave it room.
+func (t *TCB) sackBlocks(a *Action, dst []SACKBlock) []SACKBlock {
+	h := &a.Header
+	if h.DSACK.Left != h.DSACK.Right {
+		dst = append(dst, h.DSACK)
+	}
+	if !h.SACK {
+		return dst
+	}
+	n := count(t.ooo[:])
+	room := min(n, cap(dst)-len(dst))
+	if len(dst) > 0 {
+		room = min(n, h.Options.sackRoom()-len(dst))
+	}
+	if room <= 0 {
+		return dst
+	}
+	last := int(t.oooLast)
+	if last < n {
+		dst = append(dst, SACKBlock(t.ooo[last]))
+		room--
+	}
+	for i := 0; i < n && room > 0; i++ {
+		if i != last {
+			dst = append(dst, SACKBlock(t.ooo[i]))
+			room--
+		}
+	}
+	return dst
+}
+
 // sendACK sends <SEQ=seq><ACK=RCV.NXT><CTL=ACK> (RFC 9293 section 3.3.2:
 // seq is SND.NXT except for keep-alive and window probes).
 func (t *TCB) sendACK(out []Action, seq Seq, now Time) []Action {
 	out = t.stopDelayedACK(out)
 	out, a := push(out, ActSend)
-	t.segment(&a.Seg, seq, 0, now)
+	t.segment(a, seq, 0, now)
 	return out
 }
 
 // sendDSACK sends an ACK whose first SACK block is d, a duplicate the peer
 // sent (RFC 2883 section 4), before the usual blocks; the last of those
-// makes way if the option space has no room.
+// makes way if the option space has no room (SegmentOf).
 func (t *TCB) sendDSACK(out []Action, d SACKBlock, now Time) []Action {
 	out = t.sendACK(out, t.SndNxt, now)
-	o := &out[len(out)-1].Seg.Options
-	n := int(o.NumSACK)
-	o.NumSACK = MaxSACKBlocks // as many as could fit
-	n = min(n, o.sackFit()-1)
-	copy(o.SACK[1:n+1], o.SACK[:n])
-	o.SACK[0] = d
-	o.NumSACK = uint8(n + 1)
+	out[len(out)-1].Header.DSACK = d
 	return out
 }
 
@@ -197,8 +276,8 @@ func (t *TCB) emitData(out []Action, seq Seq, n uint32, fin bool, now Time) []Ac
 		t.prrSent(n)
 	}
 	out, a := push(out, ActSend)
-	a.DataSeq, a.DataLen = seq, n
-	t.segment(&a.Seg, seq, f, now)
+	a.DataLen = n
+	t.segment(a, seq, f, now)
 	return out
 }
 

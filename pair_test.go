@@ -80,7 +80,7 @@ func (p *pair) step(i int, ev Event) error {
 		a := &p.out[j]
 		switch a.Kind {
 		case ActSend:
-			s := a.Seg
+			s := p.tcb[i].SegmentOf(a)
 			s.Payload = zeros[:a.DataLen]
 			p.sent[i]++
 			if p.trace != nil {

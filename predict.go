@@ -128,13 +128,13 @@ func (t *TCB) inOrderData(seg *Segment, more bool, now Time, out []Action) ([]Ac
 		// known to be absent.
 		out = t.stopDelayedACK(out)
 		out, a = push(out, ActSend)
-		s := &a.Seg
+		s := &a.Header
 		s.SrcPort, s.DstPort = t.LocalPort, t.RemotePort
-		s.Seq, s.Ack, s.Flags, s.Window = t.SndNxt, t.RcvNxt, FlagACK, t.advertise()
+		a.DataSeq, s.Ack, s.Flags, s.Window = t.SndNxt, t.RcvNxt, FlagACK, t.advertise()
 		if t.flags&flagTS != 0 {
-			s.Options.Present = OptTimestamps
-			s.Options.TSVal = t.tsVal(now)
-			s.Options.TSEcr = t.tsRecent
+			s.Options = OptTimestamps
+			s.TSVal = t.tsVal(now)
+			s.TSEcr = t.tsRecent
 		}
 		t.lastAckSent = t.RcvNxt
 		t.flags &^= flagAckNow | flagAckDelayed

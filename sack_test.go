@@ -12,7 +12,7 @@ func TestNoSACKBlocksWithoutPermission(t *testing.T) {
 	// RFC2018 4 (gate).
 	c := negotiated(t, Config{})
 	c.peer(pkt(".", 401, 101, data(100)))
-	a := c.take(ActSend)
+	a := c.takeSent()
 	require.Len(t, a, 1)
 	require.Zero(t, a[0].Seg.Options.NumSACK)
 }
@@ -24,18 +24,18 @@ func TestFirstSACKBlockIsTheLatest(t *testing.T) {
 	c.peer(pkt(".", 601, 101, data(100))) // hole B [501,601), block [601,701)
 	c.clear()
 	c.peer(pkt(".", 701, 101, data(100))) // extends the second block
-	a := c.take(ActSend)
+	a := c.takeSent()
 	require.Len(t, a, 1)
 	require.Equal(t, []SACKBlock{{601, 801}, {401, 501}}, a[0].Seg.Options.SACKBlocks())
 	c.peer(pkt(".", 401, 101, data(100))) // a duplicate: a D-SACK block, then the block holding it (RFC 2883)
-	a = c.take(ActSend)
+	a = c.takeSent()
 	require.Equal(t, []SACKBlock{{401, 501}, {401, 501}, {601, 801}}, a[0].Seg.Options.SACKBlocks())
 	c.peer(pkt(".", 301, 101, data(100))) // fills hole A
-	a = c.take(ActSend)
+	a = c.takeSent()
 	require.Equal(t, ". seq=101 ack=501", ". seq=101 ack="+itoa(a[0].Seg.Ack))
 	require.Equal(t, []SACKBlock{{601, 801}}, a[0].Seg.Options.SACKBlocks())
 	c.peer(pkt(".", 501, 101, data(100)))
-	a = c.take(ActSend)
+	a = c.takeSent()
 	require.Equal(t, Seq(801), a[0].Seg.Ack)
 	require.Zero(t, a[0].Seg.Options.NumSACK, "no holes, no SACK")
 }
@@ -46,7 +46,7 @@ func TestSACKBlocksWithTimestamps(t *testing.T) {
 	for i := range 3 {
 		c.peer(pkt(".", Seq(401+200*i), 101, data(100), tsopt(5001, 100)))
 	}
-	a := c.take(ActSend)
+	a := c.takeSent()
 	last := a[len(a)-1].Seg
 	require.Equal(t, uint8(3), last.Options.NumSACK)
 	require.True(t, last.Options.Has(OptTimestamps))
@@ -69,7 +69,7 @@ func TestDSACKReportsDuplicate(t *testing.T) {
 	c.sentACK(". seq=101 ack=401", SACKBlock{301, 401}, SACKBlock{501, 601})
 	// The next ACK has the usual blocks only: a D-SACK block is reported once.
 	c.peer(pkt(".", 701, 101, data(100)))
-	a := c.take(ActSend)
+	a := c.takeSent()
 	require.Equal(t, []SACKBlock{{701, 801}, {501, 601}}, a[0].Seg.Options.SACKBlocks())
 
 	// A duplicate of data held out of order: the D-SACK block, then the
@@ -85,7 +85,7 @@ func TestDSACKReportsDuplicate(t *testing.T) {
 	c.clear()
 	c.peer(pkt(".", 301, 101, data(100)))
 	c.drops(DropUnacceptable)
-	a = c.take(ActSend)
+	a = c.takeSent()
 	require.Len(t, a, 1)
 	require.Zero(t, a[0].Seg.Options.NumSACK)
 }
@@ -101,7 +101,7 @@ func TestDSACKMakesRoom(t *testing.T) {
 	}
 	c.clear()
 	c.peer(pkt(".", 301, 101, data(100), tsopt(5002, 100)))
-	a := c.take(ActSend)
+	a := c.takeSent()
 	require.Len(t, a, 1)
 	require.Equal(t, []SACKBlock{{301, 401}, {901, 1001}, {501, 601}}, a[0].Seg.Options.SACKBlocks())
 	require.LessOrEqual(t, a[0].Seg.HeaderLen(), HeaderLen+MaxOptionsLen)
@@ -137,7 +137,7 @@ func TestDSACKReportsDuplicateHead(t *testing.T) {
 	c.peer(pkt(".", 301, 101, data(100)))
 	c.clear()
 	c.peer(pkt(".", 351, 101, data(100)))
-	for _, s := range c.take(ActSend) {
+	for _, s := range c.takeSent() {
 		require.Zero(t, s.Seg.Options.NumSACK)
 	}
 }
@@ -189,7 +189,7 @@ func TestOverlap(t *testing.T) {
 // want (as matchSegment reads it), carrying these SACK blocks in order.
 func (c *conn) sentACK(want string, blocks ...SACKBlock) {
 	c.t.Helper()
-	a := c.take(ActSend)
+	a := c.takeSent()
 	require.Len(c.t, a, 1, "one ACK: %v", a)
 	matchSegment(c.t, want, a[0])
 	if len(blocks) == 0 {

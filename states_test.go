@@ -148,8 +148,11 @@ func TestActionString(t *testing.T) {
 		a    Action
 		want string
 	}{
-		{Action{Kind: ActSend, DataLen: 10, Seg: Segment{Seq: 5, Ack: 7, Flags: FlagACK | FlagPSH, Window: 3}},
+		{Action{Kind: ActSend, DataSeq: 5, DataLen: 10, Header: Header{Ack: 7, Flags: FlagACK | FlagPSH, Window: 3}},
 			"send Flags [P.], seq 5:15, ack 7, win 3, length 10"},
+		{Action{Kind: ActSend, DataSeq: 5, Header: Header{Ack: 7, Flags: FlagACK, Window: 3, Options: OptTimestamps,
+			TSVal: 1, TSEcr: 2, DSACK: SACKBlock{3, 5}, SACK: true}},
+			"send Flags [.], ack 7, win 3, options [nop,nop,TS val 1 ecr 2,nop,nop,sack 1 {3:5}], length 0 +sack"},
 		{Action{Kind: ActAccept, DataSeq: 9, DataLen: 4, Offset: 2}, "accept seq 9 len 4 from offset 2"},
 		{Action{Kind: ActNotify, Note: NoteSendAcked, N: 12}, "notify send-acked 12"},
 		{Action{Kind: ActTimer, Timer: TimerClose, Deadline: at(2)}, "timer close at 2s"},

@@ -143,7 +143,7 @@ func TestKeepaliveNotWhileDataOutstanding(t *testing.T) {
 	c.user(Send(10))
 	c.clear()
 	c.advanceTo(at(60))
-	for _, a := range c.take(ActSend) {
+	for _, a := range c.takeSent() {
 		require.NotEqual(t, Seq(100), a.Seg.Seq, "no keep-alive with data outstanding")
 	}
 }

@@ -54,8 +54,9 @@ func TestTimeWaitRecordAnswersAsTheTCB(t *testing.T) {
 		var tcbAck *Segment
 		tcbGone := c.tcb.State == Closed
 		for i := range out {
-			if a := &out[i]; a.Kind == ActSend && a.Seg.Flags == FlagACK {
-				tcbAck = &a.Seg
+			if a := &out[i]; a.Kind == ActSend && a.Header.Flags == FlagACK {
+				s := c.tcb.SegmentOf(a)
+				tcbAck = &s
 			}
 		}
 		var reply Segment
@@ -110,7 +111,7 @@ func TestTimeWaitAnswersLikeLinux(t *testing.T) {
 		rec, ok := c.tcb.TimeWaitRecord()
 		require.True(t, ok)
 		c.peer(tc.seg)
-		sent := c.take(ActSend)
+		sent := c.takeSent()
 		if tc.ack {
 			require.Len(t, sent, 1, tc.name)
 			require.Equal(t, FlagACK, sent[0].Seg.Flags, tc.name)

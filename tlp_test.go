@@ -61,7 +61,7 @@ func TestTailLossProbeSendsNewDataPastCwnd(t *testing.T) {
 	// retransmits it at once, without waiting for three duplicate ACKs.
 	c := probing(t, Config{TailLossProbe: true})
 	c.user(Send(30 * 1460))
-	sent := c.take(ActSend)
+	sent := c.takeSent()
 	cwnd := mustStatus(t, c).Cwnd
 	require.Equal(t, int(cwnd/1460), len(sent), "a full congestion window")
 	probe := c.tcb.SndNxt
@@ -142,11 +142,11 @@ func TestLostRetransmissionResent(t *testing.T) {
 	c.sent(". seq=1561 len=1460")
 	require.True(t, mustStatus(t, c).Recovery)
 	mark := c.tcb.SndNxt
-	var resent []Action
+	var resent []act
 	for right := Seq(8861); !right.GreaterThan(mark.Add(1460)); right = right.Add(1460) {
 		c.clear()
 		dup(right)
-		for _, a := range c.take(ActSend) {
+		for _, a := range c.takeSent() {
 			if a.Seg.Seq == 1561 {
 				resent = append(resent, a)
 			}

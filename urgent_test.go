@@ -60,7 +60,7 @@ func TestUrgentSend(t *testing.T) {
 	c := established(t, Config{NoDelay: true})
 	c.peer(pkt(".", 301, 101, win(60000)))
 	c.user(SendUrgent(3000))
-	sent := c.take(ActSend)
+	sent := c.takeSent()
 	require.Len(t, sent, 3)
 	for _, a := range sent {
 		require.True(t, a.Seg.Flags.Has(FlagURG))
@@ -68,5 +68,5 @@ func TestUrgentSend(t *testing.T) {
 	}
 	c.peer(pkt(".", 301, 3101, win(60000)))
 	c.user(Send(10))
-	require.False(t, c.take(ActSend)[0].Seg.Flags.Has(FlagURG), "urgent mode ends once acknowledged")
+	require.False(t, c.takeSent()[0].Seg.Flags.Has(FlagURG), "urgent mode ends once acknowledged")
 }

@@ -278,7 +278,7 @@ func (r *runner) coalesce(want *packet) sent {
 	for n < len(r.pending) && total < want.length {
 		s := &r.pending[n]
 		if s.c != got.c || s.at != got.at || s.a.DataLen == 0 ||
-			s.a.DataSeq != got.a.DataSeq.Add(total) || s.a.Seg.Flags&(tcpfsm.FlagSYN|tcpfsm.FlagRST) != 0 {
+			s.a.DataSeq != got.a.DataSeq.Add(total) || s.seg.Flags&(tcpfsm.FlagSYN|tcpfsm.FlagRST) != 0 {
 			break
 		}
 		total += s.a.DataLen
@@ -288,8 +288,8 @@ func (r *runner) coalesce(want *packet) sent {
 		return got
 	}
 	for _, s := range r.pending[:n] {
-		got.a.Seg.Flags |= s.a.Seg.Flags
-		got.a.Seg.Ack, got.a.Seg.Window = s.a.Seg.Ack, s.a.Seg.Window
+		got.seg.Flags |= s.seg.Flags
+		got.seg.Ack, got.seg.Window = s.seg.Ack, s.seg.Window
 	}
 	got.a.DataLen = total
 	r.pending = r.pending[n:]
@@ -299,7 +299,7 @@ func (r *runner) coalesce(want *packet) sent {
 // describe prints a sent segment in script terms (relative numbers).
 func (r *runner) describe(x *sent) string {
 	a := &x.a
-	s := &a.Seg
+	s := &x.seg
 	var b strings.Builder
 	b.WriteString(flagText(s.Flags))
 	rel := s.Seq.Diff(x.c.lISS)
@@ -316,7 +316,7 @@ func (r *runner) describe(x *sent) string {
 
 func (r *runner) match(w *packet, x *sent) string {
 	a := &x.a
-	s := &a.Seg
+	s := &x.seg
 	c := x.c
 	ignore := tcpfsm.FlagECE | tcpfsm.FlagCWR
 	if r.o.IgnorePush {

@@ -203,9 +203,10 @@ const (
 
 // sent is a segment tcpfsm sent that no line has matched yet.
 type sent struct {
-	a  tcpfsm.Action
-	c  *conn
-	at tcpfsm.Time
+	a   tcpfsm.Action
+	seg tcpfsm.Segment // a's segment (TCB.SegmentOf), taken right after its Step
+	c   *conn
+	at  tcpfsm.Time
 }
 
 type runner struct {
@@ -549,10 +550,11 @@ func (r *runner) step(c *conn, ev tcpfsm.Event) error {
 	for _, a := range r.out {
 		switch a.Kind {
 		case tcpfsm.ActSend:
-			if a.Seg.Flags&tcpfsm.FlagSYN != 0 {
-				c.lISS = a.Seg.Seq // sequence numbers are relative to it from now on
+			seg := c.tcb.SegmentOf(&a)
+			if seg.Flags&tcpfsm.FlagSYN != 0 {
+				c.lISS = seg.Seq // sequence numbers are relative to it from now on
 			}
-			r.pending = append(r.pending, sent{a: a, c: c, at: r.now})
+			r.pending = append(r.pending, sent{a: a, seg: seg, c: c, at: r.now})
 		case tcpfsm.ActNotify:
 			c.note(a.Note, r.now)
 		}

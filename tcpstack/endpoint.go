@@ -200,6 +200,13 @@ type endpointIO struct {
 	queue []tcpfsm.Action
 	head  int
 
+	// sack holds, in queue order from sackHead on, the options of each
+	// queued segment that carries SACK blocks (Header.SACK), taken from
+	// the TCB right after the Step that sent it, as the TCB's contract
+	// asks: its out-of-order data may change before Output encodes it.
+	sack     []tcpfsm.Options
+	sackHead int
+
 	sndSeq   tcpfsm.Seq // sequence number of snd's first byte
 	sentHigh tcpfsm.Seq // end of the highest data encoded so far (for Stats.Retransmits)
 
@@ -562,6 +569,12 @@ func (e *Endpoint) step(ev tcpfsm.Event, now tcpfsm.Time) error { return e.stepW
 func (e *Endpoint) stepWith(ev tcpfsm.Event, seg *tcpfsm.Segment, now tcpfsm.Time) error {
 	io := e.buffers()
 	base := len(io.queue)
+	if base == 0 {
+		if io.sack == nil {
+			io.sack = make([]tcpfsm.Options, 0, 4) // once per buffer set, not during a loss
+		}
+		io.sack, io.sackHead = io.sack[:0], 0
+	}
 	q, err := e.tcb.Step(ev, now, io.queue)
 	if err != nil {
 		return err // Step added nothing
@@ -635,6 +648,10 @@ func (e *Endpoint) apply(q []tcpfsm.Action, base int, seg *tcpfsm.Segment) []tcp
 		a := &q[i]
 		switch a.Kind {
 		case tcpfsm.ActSend:
+			if a.Header.SACK {
+				s := e.tcb.SegmentOf(a)
+				e.io.sack = append(e.io.sack, s.Options)
+			}
 			if w != i {
 				q[w] = *a
 			}
@@ -744,8 +761,17 @@ func (e *Endpoint) output(buf []byte, now tcpfsm.Time) int {
 // encode writes one queued segment; it skips (false) one whose data the
 // buffer no longer holds because it was acknowledged meanwhile.
 func (e *Endpoint) encode(buf []byte, a *tcpfsm.Action) (int, bool) {
-	s := &a.Seg
-	hl := s.HeaderLen()
+	// A segment with the TCB's SACK blocks is encoded with the options
+	// apply kept for it; any other from the action alone, which
+	// AppendSegment and HeaderLen take without reading the TCB.
+	var s tcpfsm.Segment
+	hl := 0 // known to fit if buf holds the largest header and the data
+	if a.Header.SACK {
+		s = e.io.segment(a, true)
+		hl = s.HeaderLen()
+	} else if len(buf) < tcpfsm.HeaderLen+tcpfsm.MaxOptionsLen+int(a.DataLen) {
+		hl = e.tcb.HeaderLen(a)
+	}
 	if hl+int(a.DataLen) > len(buf) {
 		return 0, false
 	}
@@ -755,7 +781,13 @@ func (e *Endpoint) encode(buf []byte, a *tcpfsm.Action) (int, bool) {
 			return 0, false
 		}
 	}
-	b := s.AppendTo(buf[:0])
+	var b []byte
+	if a.Header.SACK {
+		b = s.AppendTo(buf[:0])
+	} else {
+		b = e.tcb.AppendSegment(buf[:0], a, nil)
+		hl = len(b)
+	}
 	if a.DataLen > 0 {
 		b = b[:hl+int(a.DataLen)]
 		io := e.io
@@ -772,6 +804,18 @@ func (e *Endpoint) encode(buf []byte, a *tcpfsm.Action) (int, bool) {
 	}
 	e.stats.segmentsOut++
 	return len(b), true
+}
+
+// segment returns the segment the queued ActSend a, which carries SACK
+// blocks, describes, with the options apply kept for it; take says a
+// leaves the queue.
+func (io *endpointIO) segment(a *tcpfsm.Action, take bool) tcpfsm.Segment {
+	s := a.Segment()
+	s.Options = io.sack[io.sackHead]
+	if take {
+		io.sackHead++
+	}
+	return s
 }
 
 // release frees the send buffer up to SND.UNA, keeping bytes a queued

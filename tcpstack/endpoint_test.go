@@ -676,3 +676,41 @@ func TestEndpointBulkLargeMovesTheStream(t *testing.T) {
 	require.Zero(t, testing.AllocsPerRun(20, k.op))
 	require.ErrorIs(t, r.InputVerified(k.pkt[:40], addrA.Addr(), netip.MustParseAddr("::1"), now), tcpfsm.ErrAddress)
 }
+
+// A segment queued for Output carries the SACK blocks of the Step that
+// sent it, even if more segments arrive before Output runs (RFC 2018
+// section 4: each ACK reports the out-of-order data held when it was
+// made; the TCB's Action leaves those blocks to be read right after the
+// Step).
+func TestEndpointQueuedACKsKeepTheirSACKBlocks(t *testing.T) {
+	w := newWire(t, EndpointConfig{}, EndpointConfig{}, 1)
+	connect(t, w)
+	rcv := w.ep[1]
+	start := w.ep[0].TCB().SndNxt
+	tcb := rcv.TCB()
+	packet := func(i int) []byte {
+		seg := tcpfsm.Segment{SrcPort: addrA.Port(), DstPort: addrB.Port(), Seq: start.Add(uint32(100 * i)),
+			Ack: tcb.SndNxt, Flags: tcpfsm.FlagACK, Window: 0xffff, Payload: make([]byte, 100),
+			Options: tcpfsm.Options{Present: tcpfsm.OptTimestamps, TSVal: tcb.TSRecent() + 1}}
+		b := seg.AppendTo(nil)
+		require.NoError(t, tcpfsm.SetChecksum(b, addrA.Addr(), addrB.Addr()))
+		return b
+	}
+	for _, i := range []int{1, 3, 2} { // two holes, then the second fills: no Output in between
+		require.NoError(t, rcv.Input(packet(i), addrA.Addr(), addrB.Addr(), w.now))
+	}
+	var got [][]tcpfsm.SACKBlock
+	for n, _, _ := rcv.Output(w.buf, w.now); n > 0; n, _, _ = rcv.Output(w.buf, w.now) {
+		s, err := tcpfsm.ParseSegment(w.buf[:n])
+		require.NoError(t, err)
+		got = append(got, append([]tcpfsm.SACKBlock(nil), s.Options.SACKBlocks()...))
+	}
+	b := func(i, j int) tcpfsm.SACKBlock {
+		return tcpfsm.SACKBlock{Left: start.Add(uint32(100 * i)), Right: start.Add(uint32(100 * j))}
+	}
+	require.Equal(t, [][]tcpfsm.SACKBlock{
+		{b(1, 2)},
+		{b(3, 4), b(1, 2)},
+		{b(1, 4)},
+	}, got)
+}

@@ -59,24 +59,33 @@ func (e *Endpoint) outputLarge(buf []byte, now tcpfsm.Time) (n, segSize int) {
 	return 0, 0
 }
 
+// headerLen is the header length of the queued ActSend a.
+func (e *Endpoint) headerLen(a *tcpfsm.Action) int {
+	if a.Header.SACK {
+		s := e.io.segment(a, false)
+		return s.HeaderLen()
+	}
+	return e.tcb.HeaderLen(a)
+}
+
 // merge appends to the segment first, encoded in buf[:n], the payload of
 // the queued segments that continue it (see OutputLarge), takes them off
 // the queue, and returns how many bytes it appended.
 func (e *Endpoint) merge(buf []byte, n int, first *tcpfsm.Action) int {
-	if first.DataLen == 0 || first.Seg.Flags != tcpfsm.FlagACK {
+	if first.DataLen == 0 || first.Header.Flags != tcpfsm.FlagACK {
 		return 0
 	}
 	io := e.io
 	size := first.DataLen
-	hl := first.Seg.HeaderLen()
+	hl := int(buf[12]>>4) * 4 // first's header, encoded
 	end := first.DataSeq.Add(size)
 	added := 0
 	var last tcpfsm.Flags
 	for io.head < len(io.queue) {
 		a := &io.queue[io.head]
 		if a.Kind != tcpfsm.ActSend || a.DataLen == 0 || a.DataLen > size || a.DataSeq != end ||
-			a.Seg.Flags&^(tcpfsm.FlagPSH|tcpfsm.FlagFIN) != tcpfsm.FlagACK ||
-			a.Seg.HeaderLen() != hl || n+added+int(a.DataLen) > len(buf) ||
+			a.Header.Flags&^(tcpfsm.FlagPSH|tcpfsm.FlagFIN) != tcpfsm.FlagACK ||
+			e.headerLen(a) != hl || n+added+int(a.DataLen) > len(buf) ||
 			int(a.DataSeq.Diff(io.sndSeq))+int(a.DataLen) > io.snd.len() {
 			break
 		}
@@ -90,7 +99,10 @@ func (e *Endpoint) merge(buf []byte, n int, first *tcpfsm.Action) int {
 			io.sentHigh = end
 		}
 		end = a.DataSeq.Add(a.DataLen)
-		last = a.Seg.Flags
+		last = a.Header.Flags
+		if a.Header.SACK {
+			io.sackHead++ // off the queue, with its SACK options
+		}
 		io.head++
 		if a.DataLen < size || last&(tcpfsm.FlagPSH|tcpfsm.FlagFIN) != 0 {
 			break // only the last part may be short, or push, or close

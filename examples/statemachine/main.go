@@ -142,7 +142,7 @@ func (h *host) step(i int, ev tcpfsm.Event, why string) {
 		switch a.Kind {
 		case tcpfsm.ActSend:
 			h.count++
-			seg := a.Seg
+			seg := s.tcb.SegmentOf(&a) // encoded before the next Step, as SACK blocks need
 			seg.Payload = payload[:a.DataLen]
 			lost := h.count == h.o.lose
 			h.arrow(i, &seg, lost)

@@ -18,9 +18,10 @@ import (
 // segments carry their lengths; tcpfsm's point at one shared buffer).
 //
 // tcpfsm: the host steps an event and gets Actions appended to its slice;
-// it passes each ActSend's Seg to the peer's Step by pointer (no copy),
-// after pointing Seg.Payload at DataLen bytes of the shared buffer, and
-// skips every other action on its Kind. A data segment that arrives is
+// it builds each ActSend's segment from the action and the sender's TCB
+// (TCB.SegmentOf, a copy of the header fields, no encoding), points its
+// Payload at DataLen bytes of the shared buffer, passes it to the peer's
+// Step by pointer, and skips every other action on its Kind. A data segment that arrives is
 // read at once (a Receive event). The TCBs run with options off (no window
 // scaling, timestamps or SACK), every ACK immediate (QuickACK) and no
 // timer actions (the default), the closest setting to ControlBlock's; they
@@ -80,10 +81,11 @@ func (p *fsmPair) exchange() {
 			idle = 0
 			segs++
 			n := a.DataLen
+			seg := p.t[i].SegmentOf(a)
 			if n > 0 {
-				a.Seg.Payload = p.payload[:n]
+				seg.Payload = p.payload[:n]
 			}
-			to, _ = p.t[1-i].Step(tcpfsm.Arrive(&a.Seg, 5000), p.now, to)
+			to, _ = p.t[1-i].Step(tcpfsm.Arrive(&seg, 5000), p.now, to)
 			if n > 0 {
 				to, _ = p.t[1-i].Step(tcpfsm.Receive(n), p.now, to)
 			}
