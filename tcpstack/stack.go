@@ -611,6 +611,10 @@ func (s *Stack) input(tcp []byte, src, dst netip.Addr, now tcpfsm.Time) error {
 		// reading what arrived before the FIN.
 		s.toTimeWait(e)
 	} else if e != nil {
+		if e.is(epHalfOpen) && seg.Flags&(tcpfsm.FlagACK|tcpfsm.FlagRST|tcpfsm.FlagSYN) == tcpfsm.FlagACK &&
+			seg.Ack != e.tcb.Iss.Add(1) && s.cookieTakesOver(e, k, &seg, now) {
+			return nil
+		}
 		if e.is(epHalfOpen) && seg.Flags&(tcpfsm.FlagACK|tcpfsm.FlagRST|tcpfsm.FlagSYN) == tcpfsm.FlagACK && s.acceptQueueFull(e) {
 			s.stats.AcceptOverflow++
 			return nil // the handshake completes once Accept makes room
@@ -1055,6 +1059,34 @@ func (s *Stack) sendCookie(k tuple, syn *tcpfsm.Segment, now tcpfsm.Time) {
 	}
 	s.replies = append(s.replies, reply{seg: sa, src: k.addr(&k.local), dst: k.addr(&k.remote)})
 	s.stats.CookiesSent++
+}
+
+// cookieTakesOver handles an ACK for a half-open connection e that does
+// not acknowledge e's SYN-ACK but carries a valid cookie: the peer's first
+// SYN found the backlog full and was answered with a cookie, and a
+// retransmission of it made e once the backlog had room. The peer is
+// ESTABLISHED by the cookie, so the connection is the cookie's, as Linux
+// builds it when an ACK does not match the request it finds. Without
+// this, e would answer the unacceptable ACK with a RST (RFC 9293 section
+// 3.10.7.3) and reset the peer's good connection. e goes without a word.
+// It reports whether it took the segment.
+func (s *Stack) cookieTakesOver(e *Endpoint, k tuple, ack *tcpfsm.Segment, now tcpfsm.Time) bool {
+	l, ok := s.listeners[k.lport]
+	if !ok || e.is(epForwarded) || e.State() != tcpfsm.SynReceived {
+		return false
+	}
+	if _, ok := s.cookies.check(k, ack.Seq.Add(^uint32(0)), ack.Ack.Add(^uint32(0)), now); !ok {
+		return false
+	}
+	_ = e.step(tcpfsm.Abort(), now)
+	if e.io != nil {
+		e.io.queue, e.io.head = e.io.queue[:0], 0 // the RST the abort queued stays unsent
+	}
+	s.after(e, now)
+	if e.is(epOwned) {
+		s.disown(e)
+	}
+	return s.cookieInput(l, k, ack, now)
 }
 
 // cookieInput builds a connection from an ACK that carries a valid cookie.

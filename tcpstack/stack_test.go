@@ -1574,3 +1574,61 @@ func TestBatchSendsOneACK(t *testing.T) {
 		require.NoError(t, stackInvariants(n.s[1]))
 	}
 }
+
+func TestCookieACKForAHalfOpenTuple(t *testing.T) {
+	// RFC4987 3.6 with a backlog that empties in between: the peer's first
+	// SYN found the backlog full and got a cookie SYN-ACK; its
+	// retransmission found room and made a half-open connection with an
+	// ISS of its own. The peer, ESTABLISHED by the cookie, ACKs the
+	// cookie: the connection is the cookie's, as Linux builds it when an
+	// ACK does not match the request it finds, and nobody is reset.
+	s, err := New(Config{Backlog: 1, CookieKey: [16]byte{7}})
+	require.NoError(t, err)
+	l, err := s.Listen(80)
+	require.NoError(t, err)
+	buf := make([]byte, 65536)
+	drain := func() (out []tcpfsm.Segment) {
+		for m, _, _ := s.Output(buf, 0); m > 0; m, _, _ = s.Output(buf, 0) {
+			seg, err := tcpfsm.ParseSegment(buf[:m])
+			require.NoError(t, err)
+			seg.Payload = nil
+			out = append(out, seg)
+		}
+		return out
+	}
+	send := func(seg tcpfsm.Segment, src netip.Addr) {
+		b := seg.AppendTo(nil)
+		_ = tcpfsm.SetChecksum(b, src, ipB)
+		require.NoError(t, s.Input(b, src, ipB, 0))
+	}
+	filler, fsrc := spoofedSYN(0, tcpfsm.Options{})
+	require.NoError(t, s.Input(filler, fsrc, ipB, 0))
+	drain()
+	syn := tcpfsm.Segment{SrcPort: 5000, DstPort: 80, Seq: 1000, Flags: tcpfsm.FlagSYN, Window: 65535,
+		Options: tcpfsm.Options{Present: tcpfsm.OptMSS, MSS: 1460}}
+	send(syn, ipA)
+	out := drain()
+	require.Len(t, out, 1)
+	require.Equal(t, uint64(1), s.Stats().CookiesSent)
+	cookie := out[0].Seq
+	// The filler goes away, and the retransmitted SYN takes its place.
+	send(tcpfsm.Segment{SrcPort: 1024, DstPort: 80, Seq: 1, Flags: tcpfsm.FlagRST}, fsrc)
+	require.Zero(t, l.HalfOpen())
+	send(syn, ipA)
+	out = drain()
+	require.Len(t, out, 1)
+	require.NotEqual(t, cookie, out[0].Seq, "the half-open connection's own ISS")
+	require.Equal(t, 1, l.HalfOpen())
+
+	send(tcpfsm.Segment{SrcPort: 5000, DstPort: 80, Seq: 1001, Ack: cookie.Add(1), Flags: tcpfsm.FlagACK | tcpfsm.FlagPSH,
+		Window: 65535, Payload: []byte("GET")}, ipA)
+	for _, seg := range drain() {
+		require.Zero(t, seg.Flags&tcpfsm.FlagRST, "no reset: %v", seg)
+	}
+	require.Equal(t, uint64(1), s.Stats().CookiesAccepted)
+	require.Zero(t, l.HalfOpen())
+	e, ok := l.Accept()
+	require.True(t, ok)
+	require.Equal(t, 3, e.Buffered())
+	require.Equal(t, cookie, e.TCB().Iss)
+}
