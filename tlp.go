@@ -12,18 +12,15 @@ import "time"
 // segment goes out and the RTO takes over again. No PTO is armed, and
 // none fires a probe, during fast recovery.
 //
-// This TCB keeps no per-segment send times, so it has no full RACK. Two
-// choices follow from that, and differ from RFC 8985:
-//   - With no new data to send, the probe is the oldest unacknowledged
-//     segment rather than the newest: without RACK nothing would mark the
-//     segments before a SACKed newest one lost, while the oldest one
-//     repairs the first hole (or, if only ACKs were lost, draws an ACK
-//     for everything) and the PTO is armed again for the next.
-//   - A probe of new data that the peer SACKs while data sent before it is
-//     still unacknowledged proves that data lost: it was sent at least a
-//     PTO before a segment that arrived, which is RACK's rule (RFC 8985
-//     section 6.2) with the probe as the one segment whose send time is
-//     known. Fast recovery starts at once (probeSACKed).
+// The probe is a new segment if there is one to send, else the highest
+// segment sent so far again (RFC 8985 section 7.3). This TCB keeps no
+// per-segment send times, so it has no full RACK; it applies RACK's rule
+// (section 6.2) to the probe instead: a probe that the peer SACKs while
+// data sent before it is still unacknowledged proves that data lost, as
+// it went at least a PTO before a segment that arrived. Fast recovery
+// starts at once (probeSACKed), so every hole of a lossy tail is resent
+// within about a round trip. (If the probe is a retransmission whose
+// original arrived first, the data before it was sent earlier still.)
 //
 // A retransmitted probe may repair a loss, or only duplicate a segment
 // whose ACK was lost. The ACKs that follow tell which (RFC 8985 section
@@ -97,14 +94,15 @@ func (t *TCB) onProbeTimeout(now Time, out []Action) []Action {
 		out = t.emitData(out, t.SndNxt, n, fin, now)
 		t.advanceSndNxt(now, n, fin)
 	} else {
-		// The oldest segment again; its FIN with it if it reaches it.
+		// The highest segment again, with our FIN if it was sent: the
+		// FIN alone once every byte is acknowledged.
 		end := MinSeq(t.sndEnd, t.SndNxt)
 		var n uint32
 		if t.SndUna.LessThan(end) {
 			n = min(mss, end.Diff(t.SndUna))
 		}
-		fin := t.flags&flagFinSent != 0 && t.SndUna.Add(n) == t.sndEnd
-		out = t.emitData(out, t.SndUna, n, fin, now)
+		fin := t.flags&flagFinSent != 0
+		out = t.emitData(out, end.Add(-n), n, fin, now)
 		t.flags &^= flagRttTiming // Karn
 		// TLPRxtOut and TLPHighRxt (RFC 8985 section 7.4.1): the ACKs
 		// that follow tell whether this repaired a loss.
@@ -115,15 +113,24 @@ func (t *TCB) onProbeTimeout(now Time, out []Action) []Action {
 	return t.arm(out, TimerRetransmit, now, t.rtoDur())
 }
 
-// probeSACKed starts fast recovery when the peer SACKs a probe of new
-// data while data sent before it is unacknowledged: that data was sent
-// at least a PTO earlier than a segment that arrived, so it is lost
-// (RFC 8985 section 6.2, for the probe).
+// probeSACKed starts fast recovery when the peer SACKs the probe while
+// data sent before it is unacknowledged: that data was sent at least a
+// PTO earlier than a segment that arrived, so it is lost (RFC 8985
+// section 6.2, for the probe). A probe of new data starts at mark; a
+// resent one is the highest segment, whose last byte is below TLPHighRxt
+// (mark) and, but for a FIN, SND.NXT.
 func (t *TCB) probeSACKed(now Time, out []Action) []Action {
-	if t.flags&(flagProbe|flagProbeRtx|flagRecovery) != flagProbe || !t.SndUna.LessThan(t.mark) {
+	if t.flags&(flagProbe|flagRecovery) != flagProbe {
 		return out
 	}
-	if _, ok := covering(t.sacked[:], t.mark); !ok {
+	probe := t.mark
+	if t.flags&flagProbeRtx != 0 {
+		probe = MinSeq(t.sndEnd, t.mark).Add(^uint32(0))
+	}
+	if !t.SndUna.LessThan(probe) {
+		return out
+	}
+	if _, ok := covering(t.sacked[:], probe); !ok {
 		return out
 	}
 	t.flags &^= flagProbe | flagProbeRtx

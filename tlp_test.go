@@ -32,7 +32,7 @@ func mustStatus(t *testing.T, c *conn) Status {
 
 func TestTailLossProbeAfterLostACKs(t *testing.T) {
 	// RFC8985 7.2, 7.3: two segments go out and no ACK comes back. After
-	// the PTO (2*SRTT) the oldest segment goes again, the RTO takes over,
+	// the PTO (2*SRTT) the highest segment goes again, the RTO takes over,
 	// and one ACK for everything ends it.
 	c := probing(t, Config{TailLossProbe: true})
 	start := c.now
@@ -43,7 +43,7 @@ func TestTailLossProbeAfterLostACKs(t *testing.T) {
 	c.advance(39 * time.Millisecond)
 	c.nothing()
 	c.advance(time.Millisecond)
-	c.sent(". seq=1561 len=1460")
+	c.sent("P. seq=3021 len=1460")
 	c.timer(TimerProbe, 0)
 	c.timer(TimerRetransmit, c.now.Add(time.Second))
 	c.peer(pkt(".", 301, 4481, win(65535)))
@@ -113,7 +113,7 @@ func TestTailLossProbeLostToo(t *testing.T) {
 	c.user(Send(2920))
 	c.clear()
 	c.advance(40 * time.Millisecond)
-	c.sent(". seq=1561 len=1460")
+	c.sent("P. seq=3021 len=1460")
 	c.advance(time.Second)
 	c.sent(". seq=1561 len=1460")
 	c.timer(TimerProbe, 0)
@@ -224,8 +224,8 @@ func TestTailLossProbeAllocatesNothing(t *testing.T) {
 }
 
 // lostACKsProbed is TestTailLossProbeAfterLostACKs up to the probe: two
-// segments out, their ACKs lost, and the probe (the oldest segment again)
-// sent; SND.NXT is 4481.
+// segments out, their ACKs lost, and the probe (the highest segment
+// again) sent; SND.NXT is 4481.
 func lostACKsProbed(t *testing.T) *conn {
 	c := probing(t, Config{TailLossProbe: true})
 	c.user(Send(2920))
@@ -241,7 +241,7 @@ func TestTailLossProbeDSACKMeansNoLoss(t *testing.T) {
 	// stays, and the next flight is guarded by a PTO again.
 	c := lostACKsProbed(t)
 	ssthresh := c.tcb.ssthresh
-	c.peer(pkt(".", 301, 4481, win(65535), sackBlocks(1561, 3021)))
+	c.peer(pkt(".", 301, 4481, win(65535), sackBlocks(3021, 4481)))
 	require.Equal(t, ssthresh, c.tcb.ssthresh, "no loss")
 	require.Zero(t, c.tcb.flags&(flagProbe|flagProbeRtx), "the episode is over")
 	c.user(Send(1460))
@@ -288,6 +288,27 @@ func TestTailLossProbeRepairedALoss(t *testing.T) {
 	require.Equal(t, c.tcb.cwnd, c.tcb.ssthresh)
 	require.False(t, mustStatus(t, c).Recovery)
 	require.Zero(t, c.tcb.flags&(flagProbe|flagProbeRtx), "the episode is over")
+}
+
+func TestTailLossProbeOfALossyTail(t *testing.T) {
+	// RFC8985 7.3 and 6.2: the last three of four segments are lost.
+	// The probe is the highest segment again; the peer SACKs it while the
+	// two before it are missing, so they are lost (sent a PTO before a
+	// segment that arrived), and fast recovery resends the first at once
+	// and the next on the ACK that follows, instead of a PTO or an RTO
+	// for each.
+	c := probing(t, Config{TailLossProbe: true})
+	c.user(Send(4 * 1460))
+	c.advance(5 * time.Millisecond)
+	c.peer(pkt(".", 301, 3021, win(65535)))
+	c.clear()
+	c.advanceTo(mustDeadline(t, c, TimerProbe))
+	c.sent("P. seq=5941 len=1460")
+	c.peer(pkt(".", 301, 3021, win(65535), sackBlocks(5941, 7401)))
+	require.True(t, mustStatus(t, c).Recovery, "the probe's SACK shows the tail lost")
+	c.sent(". seq=3021 len=1460")
+	c.peer(pkt(".", 301, 4481, win(65535), sackBlocks(5941, 7401)))
+	c.sent(". seq=4481 len=1460")
 }
 
 func mustDeadline(t *testing.T, c *conn, k TimerKind) Time {
