@@ -62,7 +62,7 @@ func (t *twTable) find(k *tuple) (slot uint32, pos int, ok bool) {
 		if v == 0 {
 			return 0, i, false
 		}
-		if t.slots[v-1].key == *k {
+		if t.slots[v-1].key.equal(k) {
 			return v - 1, i, true
 		}
 	}
