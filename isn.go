@@ -44,14 +44,31 @@ func NewISNGeneratorWithKey(key [16]byte) *ISNGenerator {
 // by one every 4 µs, so a new incarnation of a connection starts above
 // the old one (RFC 9293 section 3.4.1); different 4-tuples are offset by
 // unrelated amounts. It does not allocate.
+//
+// F hashes the addresses and ports as bytes: 4-byte addresses when both
+// are IPv4 (or IPv4-mapped), 16-byte ones otherwise. SipHash takes the
+// input's length into its last block, so the two forms never collide,
+// and an IPv4 tuple's 12 bytes take 8 SipHash rounds where 36 take 14.
 func (g *ISNGenerator) ISN(local, remote netip.AddrPort, now Time) Seq {
 	var buf [36]byte
-	l16, r16 := local.Addr().As16(), remote.Addr().As16()
-	copy(buf[0:16], l16[:])
-	copy(buf[16:32], r16[:])
-	binary.BigEndian.PutUint16(buf[32:], local.Port())
-	binary.BigEndian.PutUint16(buf[34:], remote.Port())
-	f := uint32(siphash.Sum64(g.k0, g.k1, buf[:]))
+	la, ra := local.Addr().Unmap(), remote.Addr().Unmap()
+	var in []byte
+	if la.Is4() && ra.Is4() {
+		l4, r4 := la.As4(), ra.As4()
+		copy(buf[0:4], l4[:])
+		copy(buf[4:8], r4[:])
+		binary.BigEndian.PutUint16(buf[8:], local.Port())
+		binary.BigEndian.PutUint16(buf[10:], remote.Port())
+		in = buf[:12]
+	} else {
+		l16, r16 := la.As16(), ra.As16()
+		copy(buf[0:16], l16[:])
+		copy(buf[16:32], r16[:])
+		binary.BigEndian.PutUint16(buf[32:], local.Port())
+		binary.BigEndian.PutUint16(buf[34:], remote.Port())
+		in = buf[:]
+	}
+	f := uint32(siphash.Sum64(g.k0, g.k1, in))
 	m := uint32(int64(now) / 4000) // 4 µs ticks
 	return Seq(m + f)
 }
