@@ -856,9 +856,11 @@ func (s *Stack) timeWaitInput(k tuple, r tcpfsm.TimeWaitRecord, seg *tcpfsm.Segm
 // NextDeadline returns the earliest deadline over every connection and
 // TIME-WAIT record, exactly: a host sleeps until it, then calls Tick.
 func (s *Stack) NextDeadline() (tcpfsm.Time, bool) {
-	d, ok := s.timers.nextDeadline()
-	if tw, twOK := s.tw.next(); twOK && (!ok || tw < d) {
-		d, ok = tw, true
+	d, ok := s.timers.nextDeadline(s.armed)
+	if s.tw.n > 0 {
+		if tw, twOK := s.tw.next(); twOK && (!ok || tw < d) {
+			d, ok = tw, true
+		}
 	}
 	if s.fwd != nil {
 		if f, fOK := s.nextDeferred(); fOK && (!ok || f < d) {
@@ -870,7 +872,9 @@ func (s *Stack) NextDeadline() (tcpfsm.Time, bool) {
 
 // Tick fires every timer due at now.
 func (s *Stack) Tick(now tcpfsm.Time) {
-	s.tw.expire(now)
+	if s.tw.n > 0 {
+		s.tw.expire(now)
+	}
 	if s.fwd != nil {
 		s.expireDeferred(now)
 	}

@@ -149,8 +149,12 @@ func (w *wheel) slotStart(lvl, i int) int64 {
 	return w.cur&^(1<<(shift+wheelBits)-1) | int64(i)<<shift
 }
 
-// nextDeadline returns the earliest live deadline.
-func (w *wheel) nextDeadline() (tcpfsm.Time, bool) {
+// nextDeadline returns the earliest live deadline; armed counts the live
+// ones. With none, the stale entries are left for sweep.
+func (w *wheel) nextDeadline(armed int) (tcpfsm.Time, bool) {
+	if armed == 0 {
+		return 0, false
+	}
 	if !w.minKnow {
 		w.findMin()
 	}

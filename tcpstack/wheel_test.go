@@ -133,7 +133,7 @@ func TestWheelMatchesModel(t *testing.T) {
 				e.bits |= epOwned // a new connection in its place
 			default:
 				want, ok := m.want()
-				got, gotOK := m.w.nextDeadline()
+				got, gotOK := m.w.nextDeadline(m.armed)
 				require.Equal(t, ok, gotOK, "seed %d step %d", seed, step)
 				require.Equal(t, want, got, "seed %d step %d", seed, step)
 				if !ok {
@@ -164,7 +164,7 @@ func TestWheelMatchesModel(t *testing.T) {
 					m.armed--
 				})
 				require.Equal(t, due, m.fired, "seed %d step %d: fired", seed, step)
-				if d, ok := m.w.nextDeadline(); ok {
+				if d, ok := m.w.nextDeadline(m.armed); ok {
 					require.Greater(t, d, m.now)
 				}
 			}
@@ -195,7 +195,7 @@ func TestWheelFiresWhatFiringArms(t *testing.T) {
 		}
 	})
 	require.Equal(t, []*Endpoint{a, b}, order)
-	d, ok := m.w.nextDeadline()
+	d, ok := m.w.nextDeadline(m.armed)
 	require.True(t, ok)
 	require.Equal(t, m.now.Add(time.Microsecond), d)
 }
@@ -216,7 +216,7 @@ func TestWheelSweepsStaleEntries(t *testing.T) {
 	}
 	m.set(m.eps[0], m.eps[0].timerAt+1) // the next arm sweeps
 	require.Equal(t, 1, m.w.n, "only the live entry left")
-	d, ok := m.w.nextDeadline()
+	d, ok := m.w.nextDeadline(m.armed)
 	require.True(t, ok)
 	require.Equal(t, m.eps[0].timerAt, d)
 	total := 0
@@ -249,7 +249,7 @@ func TestWheelAllocatesNothing(t *testing.T) {
 			}
 		}
 		for {
-			d, ok := m.w.nextDeadline()
+			d, ok := m.w.nextDeadline(m.armed)
 			if !ok {
 				break
 			}
@@ -288,7 +288,7 @@ func BenchmarkWheel(b *testing.B) {
 				if i%64 == 63 {
 					m.now = m.now.Add(100 * time.Microsecond)
 					m.w.expire(m.now, fire)
-					m.w.nextDeadline()
+					m.w.nextDeadline(m.armed)
 				}
 			}
 		})
