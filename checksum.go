@@ -23,10 +23,12 @@ var ErrAddress = errors.New("tcpfsm: checksum: addresses must both be valid IPv4
 // in it. Over a segment that already holds a correct checksum the result is
 // zero. Checksum does not allocate.
 func Checksum(src, dst netip.Addr, tcp []byte) uint16 {
-	acc := pseudoHeaderSum(src, dst, uint32(len(tcp)))
-	acc = sumBytes(tcp, acc)
-	return ^bits.ReverseBytes16(fold(acc))
+	acc, _ := pseudoHeaderSum(src, dst, uint32(len(tcp)))
+	return finish(sumBytes(tcp, acc))
 }
+
+// finish folds a sum and complements it into checksum-field order.
+func finish(acc uint64) uint16 { return ^bits.ReverseBytes16(fold(acc)) }
 
 // SetChecksum computes the checksum of the wire-format segment tcp with the
 // pseudo-header for src and dst and stores it at bytes 16 and 17
@@ -36,11 +38,12 @@ func SetChecksum(tcp []byte, src, dst netip.Addr) error {
 	if len(tcp) < HeaderLen {
 		return &ParseError{Err: ErrTruncated, Offset: len(tcp), Value: len(tcp), Limit: HeaderLen, reason: reasonShort}
 	}
-	if !sameFamily(src, dst) {
+	acc, ok := pseudoHeaderSum(src, dst, uint32(len(tcp)))
+	if !ok {
 		return ErrAddress
 	}
 	tcp[16], tcp[17] = 0, 0
-	binary.BigEndian.PutUint16(tcp[16:], Checksum(src, dst, tcp))
+	binary.BigEndian.PutUint16(tcp[16:], finish(sumBytes(tcp, acc)))
 	return nil
 }
 
@@ -48,21 +51,29 @@ func SetChecksum(tcp []byte, src, dst netip.Addr) error {
 // correct checksum for the pseudo-header of src and dst (RFC 9293 MUST-3).
 // It reports false for addresses that are invalid or of different families.
 func VerifyChecksum(tcp []byte, src, dst netip.Addr) bool {
-	return len(tcp) >= HeaderLen && sameFamily(src, dst) && Checksum(src, dst, tcp) == 0
-}
-
-func sameFamily(a, b netip.Addr) bool {
-	return a.IsValid() && b.IsValid() && a.Unmap().Is4() == b.Unmap().Is4()
+	if len(tcp) < HeaderLen {
+		return false
+	}
+	acc, ok := pseudoHeaderSum(src, dst, uint32(len(tcp)))
+	return ok && finish(sumBytes(tcp, acc)) == 0
 }
 
 // The sums below work in little-endian 16-bit lanes, which RFC 1071
 // section 2(B) shows gives the byte-swapped big-endian sum; Checksum swaps
 // the folded result back.
 
-// pseudoHeaderSum sums the pseudo-header fields into a 64-bit accumulator.
-func pseudoHeaderSum(src, dst netip.Addr, length uint32) uint64 {
+// pseudoHeaderSum sums the pseudo-header fields into a 64-bit accumulator,
+// and reports whether src and dst are both valid and of one family (an
+// IPv4-mapped IPv6 address counting as IPv4). Two plain IPv4 addresses,
+// the common case, take the first test.
+func pseudoHeaderSum(src, dst netip.Addr, length uint32) (uint64, bool) {
 	var acc uint64
-	src, dst = src.Unmap(), dst.Unmap()
+	ok := true
+	if !src.Is4() || !dst.Is4() {
+		ok = src.IsValid() && dst.IsValid()
+		src, dst = src.Unmap(), dst.Unmap()
+		ok = ok && src.Is4() == dst.Is4()
+	}
 	if src.Is4() && dst.Is4() {
 		s, d := src.As4(), dst.As4()
 		acc = uint64(binary.LittleEndian.Uint32(s[:])) + uint64(binary.LittleEndian.Uint32(d[:]))
@@ -78,7 +89,7 @@ func pseudoHeaderSum(src, dst netip.Addr, length uint32) uint64 {
 	// as big-endian 16-bit words seen through little-endian lanes.
 	acc += uint64(bits.ReverseBytes16(uint16(length>>16))) + uint64(bits.ReverseBytes16(uint16(length)))
 	acc += uint64(bits.ReverseBytes16(ProtocolTCP))
-	return acc
+	return acc, ok
 }
 
 // sumBytes adds b to the ones'-complement accumulator acc in 64-bit lanes,
