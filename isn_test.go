@@ -1,6 +1,8 @@
 package tcpfsm
 
 import (
+	"encoding/binary"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 	"time"
@@ -83,5 +85,17 @@ func BenchmarkISN(b *testing.B) {
 			}
 			_ = sink
 		})
+	}
+}
+
+func TestSip12IsSipHash(t *testing.T) {
+	// sip12 equals SipHash-2-4 of the 12 bytes its words hold.
+	r := rand.New(rand.NewPCG(5, 6))
+	for range 1000 {
+		k0, k1, w0, w1 := r.Uint64(), r.Uint64(), r.Uint64(), r.Uint32()
+		var b [12]byte
+		binary.LittleEndian.PutUint64(b[:], w0)
+		binary.LittleEndian.PutUint32(b[8:], w1)
+		require.Equal(t, siphash.Sum64(k0, k1, b[:]), sip12(k0, k1, w0, w1))
 	}
 }
