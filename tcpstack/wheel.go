@@ -25,10 +25,12 @@ import (
 // once per level, eight times in all).
 //
 // Stopping a deadline does not look for its entry: the endpoint's timerAt
-// changes and the entry goes stale (timerEntry.live); stale entries are
-// dropped when their slot is reached, and all of them are swept once they
-// outnumber the live ones, so the wheel stays within a constant factor of
-// the armed connections.
+// changes and the entry goes stale (timerEntry.live); stale entries move
+// down with the live ones (telling them apart costs a load from the
+// endpoint) and are dropped when their slot of level 0 is reached, or
+// when nextDeadline finds a slot of nothing else, and all of them are
+// swept once they outnumber the live ones, so the wheel stays within a
+// constant factor of the armed connections.
 type wheel struct {
 	slots    [wheelLevels][wheelSlots][]timerEntry
 	occupied [wheelLevels]uint64 // bit i: slots[l][i] is not empty
