@@ -23,7 +23,7 @@ var allowedImports = map[string][]string{
 	"ip":      {"encoding/binary", "errors", "math/bits", "net/netip"},
 	"ipstack": {"errors", "net/netip", "github.com/tcpfsm/tcpfsm", "github.com/tcpfsm/tcpfsm/ip"},
 	"tcpstack": {"crypto/rand", "encoding/binary", "errors", "hash/maphash", "io", "math/bits", "net/netip",
-		"iter", "slices", "time", "github.com/tcpfsm/tcpfsm", "github.com/tcpfsm/tcpfsm/internal/minheap",
+		"iter", "slices", "time", "github.com/tcpfsm/tcpfsm",
 		"github.com/tcpfsm/tcpfsm/internal/siphash"},
 }
 

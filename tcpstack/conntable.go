@@ -82,6 +82,17 @@ func (t *connTable) hash(k *tuple) uint64 {
 	return mix(h^t.seed[4], e^t.seed[0])
 }
 
+// equal reports whether k and o name the same connection: == on tuples,
+// in word-sized loads and the ports first (they tell most connections
+// apart), where == calls the runtime's generated equality.
+func (k *tuple) equal(o *tuple) bool {
+	le := binary.LittleEndian
+	return k.rport == o.rport && k.lport == o.lport &&
+		le.Uint64(k.remote[8:]) == le.Uint64(o.remote[8:]) && le.Uint64(k.remote[:8]) == le.Uint64(o.remote[:8]) &&
+		le.Uint64(k.local[8:]) == le.Uint64(o.local[8:]) && le.Uint64(k.local[:8]) == le.Uint64(o.local[:8]) &&
+		k.v4 == o.v4
+}
+
 // mix multiplies x and y to 128 bits and xors the halves.
 func mix(x, y uint64) uint64 {
 	hi, lo := bits.Mul64(x, y)
@@ -99,7 +110,7 @@ func (t *connTable) get(k *tuple) *Endpoint {
 	s := t.seg(h)
 	for i := h; ; i++ {
 		e := s.slots[i%segSlots]
-		if e == nil || e.key == *k {
+		if e == nil || e.key.equal(k) {
 			return e
 		}
 	}

@@ -143,7 +143,7 @@ type Endpoint struct {
 
 	sh      *endpointShared // settings shared by a stack's endpoints
 	io      *endpointIO     // buffers and output queue; a stack's idle endpoint has none
-	timerAt tcpfsm.Time     // the deadline last pushed on the owning stack's timer heap; 0 if none
+	timerAt tcpfsm.Time     // the deadline last armed on the owning stack's timing wheel; 0 if none
 
 	stats endpointCounters
 

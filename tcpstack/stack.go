@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/tcpfsm/tcpfsm"
-	"github.com/tcpfsm/tcpfsm/internal/minheap"
 	"github.com/tcpfsm/tcpfsm/internal/siphash"
 )
 
@@ -112,8 +111,9 @@ func (k *tuple) Remote() netip.AddrPort { return netip.AddrPortFrom(k.addr(&k.re
 // Stack is many connections keyed by their addresses and ports: listeners
 // with a bounded SYN backlog and SYN cookies under pressure, RSTs for
 // segments that match nothing, compact TIME-WAIT records, ephemeral ports,
-// and one next deadline across every connection (a heap, so a Tick costs
-// O(log n) per due timer, not a scan). Like Endpoint, it does no I/O.
+// and one next deadline across every connection (a timing wheel, so
+// arming, stopping and firing a connection's timer each cost O(1), not a
+// scan). Like Endpoint, it does no I/O.
 //
 // Host call order: Listen and Dial as the application asks; Input every
 // arriving segment; Tick when the clock reaches NextDeadline; after each,
@@ -124,8 +124,8 @@ type Stack struct {
 	listeners map[uint16]*Listener
 	tw        twTable         // TIME-WAIT records
 	orphans   map[uint16]int  // by port: half-open connections of closed listeners
-	timers    timerHeap       // deadlines of connections
-	armed     int             // connections with a deadline on the heap (the rest of it is stale)
+	timers    wheel           // deadlines of connections
+	armed     int             // connections with a deadline in the wheel (its other entries are stale)
 	active    fifo[*Endpoint] // connections with output waiting
 	replies   []reply         // segments the stack itself sends (RSTs, cookie SYN-ACKs)
 	ready     fifo[*Endpoint] // endpoints whose readiness changed (Config.Readiness)
@@ -725,13 +725,14 @@ func (s *Stack) disown(e *Endpoint) {
 	e.bits &^= epOwned
 	e.signal(ReadyRead | ReadyWrite | ReadyClosed)
 	if e.timerAt != 0 {
-		e.timerAt = 0
 		s.armed--
+		s.timers.stop(e.timerAt, s.armed)
+		e.timerAt = 0
 	}
 }
 
 // after brings the stack's view of a connection up to date after any call
-// on it: output to send, its deadline on the heap, acceptance, TIME-WAIT,
+// on it: output to send, its deadline in the wheel, acceptance, TIME-WAIT,
 // removal.
 func (s *Stack) after(e *Endpoint, now tcpfsm.Time) {
 	if !e.is(epOwned) {
@@ -763,15 +764,19 @@ func (s *Stack) after(e *Endpoint, now tcpfsm.Time) {
 	switch {
 	case !ok:
 		if e.timerAt != 0 {
-			e.timerAt = 0 // its heap entry is stale now
 			s.armed--
+			s.timers.stop(e.timerAt, s.armed) // its entry is stale now
+			e.timerAt = 0
 		}
 	case d != e.timerAt:
-		if e.timerAt == 0 {
+		if e.timerAt != 0 {
+			s.timers.stop(e.timerAt, s.armed-1)
+		} else {
 			s.armed++
 		}
 		e.timerAt = d
-		s.pushTimer(timerEntry{at: d, ep: e})
+		s.timers.sweep(s.armed)
+		s.timers.arm(timerEntry{at: d, ep: e}, s.armed)
 	}
 }
 
@@ -819,35 +824,6 @@ func (s *Stack) leaveBacklog(e *Endpoint, now tcpfsm.Time) {
 	_ = e.Abort(now)
 }
 
-// pushTimer adds a deadline to the heap, first dropping the stale entries
-// if they have come to outnumber the live ones, so the heap stays within
-// a constant factor of the connections with timers.
-func (s *Stack) pushTimer(t timerEntry) {
-	s.sweepTimers()
-	s.timers.push(t)
-}
-
-// sweepTimers drops the stale heap entries once they outnumber the live
-// ones, and gives back the heap's memory if it is mostly unused (many
-// connections went idle).
-func (s *Stack) sweepTimers() {
-	if len(s.timers) < 2*s.armed+64 {
-		return
-	}
-	live := s.timers[:0]
-	for _, x := range s.timers {
-		if x.live() {
-			live = append(live, x)
-		}
-	}
-	clear(s.timers[len(live):])
-	if cap(live) > 4*len(live)+256 {
-		live = append(timerHeap(nil), live...)
-	}
-	s.timers = live
-	s.timers.init()
-}
-
 // toTimeWait replaces a connection in TIME-WAIT by a compact record. The
 // Endpoint the application holds keeps saying TIME-WAIT; TimeWaits
 // counts the records still running.
@@ -881,46 +857,40 @@ func (s *Stack) timeWaitInput(k tuple, r tcpfsm.TimeWaitRecord, seg *tcpfsm.Segm
 	return false
 }
 
-// NextDeadline returns the earliest deadline over every connection.
+// NextDeadline returns the earliest deadline over every connection and
+// TIME-WAIT record, exactly: a host sleeps until it, then calls Tick.
 func (s *Stack) NextDeadline() (tcpfsm.Time, bool) {
-	s.sweepTimers()
-	for len(s.timers) > 0 && !s.timers[0].live() {
-		s.timers.pop()
-	}
-	tw, twOK := s.tw.next()
-	if s.fwd != nil {
-		if d, ok := s.nextDeferred(); ok && (!twOK || d < tw) {
-			tw, twOK = d, true
+	d, ok := s.timers.nextDeadline(s.armed)
+	if s.tw.n > 0 {
+		if tw, twOK := s.tw.next(); twOK && (!ok || tw < d) {
+			d, ok = tw, true
 		}
 	}
-	switch {
-	case len(s.timers) > 0 && twOK:
-		return min(s.timers[0].at, tw), true
-	case len(s.timers) > 0:
-		return s.timers[0].at, true
-	case twOK:
-		return tw, true
+	if s.fwd != nil {
+		if f, fOK := s.nextDeferred(); fOK && (!ok || f < d) {
+			d, ok = f, true
+		}
 	}
-	return 0, false
+	return d, ok
 }
 
 // Tick fires every timer due at now.
 func (s *Stack) Tick(now tcpfsm.Time) {
-	s.tw.expire(now)
+	if s.tw.n > 0 {
+		s.tw.expire(now)
+	}
 	if s.fwd != nil {
 		s.expireDeferred(now)
 	}
-	for len(s.timers) > 0 && s.timers[0].at <= now {
-		t := s.timers.pop()
-		if !t.live() {
-			continue
-		}
-		e := t.ep
-		e.timerAt = 0
-		s.armed--
-		e.Tick(now)
-		s.after(e, now)
-	}
+	s.timers.expire(now, func(t timerEntry) { s.fire(t.ep, now) })
+}
+
+// fire runs the timers of a connection whose deadline is due at now.
+func (s *Stack) fire(e *Endpoint, now tcpfsm.Time) {
+	e.timerAt = 0
+	s.armed--
+	e.Tick(now)
+	s.after(e, now)
 }
 
 // Output writes the next segment to send into buf and returns its length
@@ -1136,33 +1106,6 @@ func (s *Stack) cookieInput(l *Listener, k tuple, ack *tcpfsm.Segment, now tcpfs
 	s.after(e, now)
 	return true
 }
-
-// timerHeap is a min-heap of connection deadlines. Entries go stale when
-// a connection's deadline moves or it leaves the table; stale ones are
-// skipped when they surface, and swept when they pile up (sweepTimers).
-type timerHeap []timerEntry
-
-type timerEntry struct {
-	at tcpfsm.Time
-	ep *Endpoint
-}
-
-// Less orders entries by deadline (minheap.Lesser).
-func (t timerEntry) Less(u timerEntry) bool { return t.at < u.at }
-
-// live reports whether the entry still stands for its endpoint's deadline.
-func (t timerEntry) live() bool { return t.ep.is(epOwned) && t.ep.timerAt == t.at }
-
-func (h *timerHeap) push(t timerEntry) { *h = minheap.Push(*h, t) }
-
-func (h *timerHeap) pop() timerEntry {
-	t, rest := minheap.Pop(*h)
-	*h = rest
-	return t
-}
-
-// init orders the whole slice as a heap.
-func (h timerHeap) init() { minheap.Init(h) }
 
 // fifo is a first-in, first-out queue in a slice whose space is reused:
 // popping moves a head index, and pushing slides the live part down once

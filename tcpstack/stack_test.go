@@ -860,7 +860,7 @@ func runStackProgram(t *testing.T, prog []byte) (int, int) {
 // stackInvariants reports the first way in which a Stack's counters and
 // queues disagree with its connection table: every endpoint in the table
 // is found by its key, is no CLOSED, LISTEN or TIME-WAIT connection left
-// behind, has its deadline on the heap, and counts in its listener's
+// behind, has its deadline in the timer wheel, and counts in its listener's
 // backlog exactly when it is half-open; every TIME-WAIT record has a live
 // entry in the expiry queue.
 func stackInvariants(s *Stack) error {
@@ -869,7 +869,7 @@ func stackInvariants(s *Stack) error {
 	armed, n := 0, 0
 	seen := map[*connSeg]bool{}
 	onHeap := map[*Endpoint]bool{}
-	for _, x := range s.timers {
+	for _, x := range s.timers.entries() {
 		if x.live() {
 			onHeap[x.ep] = true
 		}
@@ -903,13 +903,13 @@ func stackInvariants(s *Stack) error {
 			d, ok := e.NextDeadline()
 			switch {
 			case e.timerAt != 0 && (!ok || d != e.timerAt):
-				return fmt.Errorf("%v: heap says %v, endpoint %v %v", e.key.Remote(), e.timerAt, d, ok)
+				return fmt.Errorf("%v: wheel says %v, endpoint %v %v", e.key.Remote(), e.timerAt, d, ok)
 			case e.timerAt == 0 && ok:
-				return fmt.Errorf("%v: deadline %v not on the heap", e.key.Remote(), d)
+				return fmt.Errorf("%v: deadline %v not in the wheel", e.key.Remote(), d)
 			case e.timerAt != 0:
 				armed++
 				if !onHeap[e] {
-					return fmt.Errorf("%v: no live heap entry", e.key.Remote())
+					return fmt.Errorf("%v: no live wheel entry", e.key.Remote())
 				}
 			}
 		}
@@ -999,38 +999,6 @@ func TestTimeWaitQueueKeepsDeadlineOrder(t *testing.T) {
 		got = append(got, q.queue.pop().at)
 	}
 	require.Equal(t, []tcpfsm.Time{5, 10, 20, 25, 30, 40, 50}, got)
-}
-
-func TestTimerHeapSweepsStaleEntries(t *testing.T) {
-	// Connections whose deadlines moved leave stale heap entries; once
-	// they outnumber the live ones they are swept, and a mostly empty
-	// heap gives its memory back.
-	s, err := New(Config{})
-	require.NoError(t, err)
-	eps := make([]*Endpoint, 200)
-	for i := range eps {
-		eps[i] = &Endpoint{bits: epOwned}
-	}
-	for round := range 20 {
-		for i, e := range eps {
-			at := tcpfsm.Time(1000 + round*1000 + i)
-			if e.timerAt == 0 {
-				s.armed++
-			}
-			e.timerAt = at
-			s.pushTimer(timerEntry{at: at, ep: e})
-		}
-	}
-	require.LessOrEqual(t, len(s.timers), 2*s.armed+64+len(eps), "stale entries swept")
-	for _, e := range eps[1:] {
-		e.bits &^= epOwned // gone: only one connection keeps a deadline
-	}
-	s.armed = 1
-	d, ok := s.NextDeadline()
-	require.True(t, ok)
-	require.Equal(t, eps[0].timerAt, d)
-	require.Len(t, s.timers, 1)
-	require.Less(t, cap(s.timers), 300, "the heap's memory given back")
 }
 
 func TestListenerClosedWithHalfOpenConnections(t *testing.T) {

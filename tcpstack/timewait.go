@@ -62,7 +62,7 @@ func (t *twTable) find(k *tuple) (slot uint32, pos int, ok bool) {
 		if v == 0 {
 			return 0, i, false
 		}
-		if t.slots[v-1].key == *k {
+		if t.slots[v-1].key.equal(k) {
 			return v - 1, i, true
 		}
 	}
@@ -160,6 +160,9 @@ func (t *twTable) live(e twEntry) bool {
 
 // next returns the earliest deadline, dropping stale entries first.
 func (t *twTable) next() (tcpfsm.Time, bool) {
+	if t.n == 0 {
+		return 0, false // and the queue is empty (removeAt)
+	}
 	for t.queue.len() > 0 && !t.live(t.queue.front()) {
 		t.queue.pop()
 	}

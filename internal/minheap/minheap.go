@@ -1,7 +1,6 @@
-// Package minheap is a binary min-heap kept in a plain slice: the
-// Stack's connection deadlines and the simulator's packet deliveries
-// both use it. Unlike container/heap it needs no interface value per
-// operation and allocates only when the slice grows.
+// Package minheap is a binary min-heap kept in a plain slice, for the
+// simulator's packet deliveries. Unlike container/heap it needs no
+// interface value per operation and allocates only when the slice grows.
 package minheap
 
 // Lesser is an element that orders itself against another.
