@@ -29,8 +29,11 @@ import "time"
 // D-SACK, says the probe repaired a loss, and the window falls as for
 // one (probeAcked).
 
-// minPTO is the floor of the probe timeout, as Linux uses.
-const minPTO = 10 * time.Millisecond
+// ptoSlack is added to the probe timeout when more than one segment is
+// in flight: the time an ACK the receiver sends at once may still take
+// beyond the round trip (its scheduling, timer granularity), as Linux adds
+// its TCP_TIMEOUT_MIN. RFC 8985 section 7.2 leaves it to the sender.
+const ptoSlack = 2 * time.Millisecond
 
 // probeEligible reports whether the PTO may guard the data in flight
 // instead of the RTO (RFC 8985 section 7.2): the option is on, the peer
@@ -48,14 +51,15 @@ func (t *TCB) probeEligible() bool {
 const wcDelAckT = 200 * time.Millisecond
 
 // pto is the probe timeout: 2*SRTT, plus the peer's worst-case delayed
-// ACK when one segment is in flight (its ACK may be held back), at least
-// minPTO, and never later than the RTO (RFC 8985 section 7.2).
+// ACK when one segment is in flight (its ACK may be held back), or
+// ptoSlack when more are, and never later than the RTO (RFC 8985
+// section 7.2).
 func (t *TCB) pto() time.Duration {
-	d := 2 * time.Duration(t.srtt) * time.Microsecond
+	d := 2*time.Duration(t.srtt)*time.Microsecond + ptoSlack
 	if t.SndNxt.Diff(t.SndUna) <= t.effMSS() {
-		d += wcDelAckT
+		d += wcDelAckT - ptoSlack
 	}
-	return min(max(d, minPTO), t.rtoDur())
+	return min(d, t.rtoDur())
 }
 
 // armLossTimer arms the timer that guards the data in flight: the PTO

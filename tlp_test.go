@@ -32,15 +32,15 @@ func mustStatus(t *testing.T, c *conn) Status {
 
 func TestTailLossProbeAfterLostACKs(t *testing.T) {
 	// RFC8985 7.2, 7.3: two segments go out and no ACK comes back. After
-	// the PTO (2*SRTT) the highest segment goes again, the RTO takes over,
+	// the PTO (2*SRTT, plus 2 ms) the highest segment goes again, the RTO takes over,
 	// and one ACK for everything ends it.
 	c := probing(t, Config{TailLossProbe: true})
 	start := c.now
 	c.user(Send(2920))
 	c.sent(". seq=1561 len=1460", "P. seq=3021 len=1460")
-	c.timer(TimerProbe, start.Add(40*time.Millisecond))
+	c.timer(TimerProbe, start.Add(42*time.Millisecond))
 	c.timer(TimerRetransmit, 0)
-	c.advance(39 * time.Millisecond)
+	c.advance(41 * time.Millisecond)
 	c.nothing()
 	c.advance(time.Millisecond)
 	c.sent("P. seq=3021 len=1460")
@@ -65,7 +65,7 @@ func TestTailLossProbeSendsNewDataPastCwnd(t *testing.T) {
 	cwnd := mustStatus(t, c).Cwnd
 	require.Equal(t, int(cwnd/1460), len(sent), "a full congestion window")
 	probe := c.tcb.SndNxt
-	c.advance(40 * time.Millisecond)
+	c.advance(42 * time.Millisecond)
 	c.sent(". seq=" + itoa(probe) + " len=1460")
 	require.Equal(t, probe.Add(1460), c.tcb.SndNxt)
 
@@ -96,6 +96,19 @@ func TestTailLossProbeTimeout(t *testing.T) {
 	c.timer(TimerProbe, c.now.Add(rto))
 }
 
+func TestTailLossProbeOnAShortPath(t *testing.T) {
+	// RFC8985 7.2: on a path of 1 ms, two segments in flight are probed
+	// after 2*SRTT and the 2 ms slack, not after a 10 ms floor.
+	c := probing(t, Config{TailLossProbe: true})
+	for range 100 {
+		c.tcb.rttSample(time.Millisecond)
+	}
+	srtt := mustStatus(t, c).SRTT
+	require.InDelta(t, float64(time.Millisecond), float64(srtt), float64(10*time.Microsecond))
+	c.user(Send(2920))
+	c.timer(TimerProbe, c.now.Add(2*srtt+2*time.Millisecond))
+}
+
 func TestTailLossProbeNeedsSACKAndOption(t *testing.T) {
 	// Off by default, and off without SACK: the RTO guards the flight.
 	for _, cfg := range []Config{{}, {TailLossProbe: true, NoSACK: true}} {
@@ -112,7 +125,7 @@ func TestTailLossProbeLostToo(t *testing.T) {
 	c := probing(t, Config{TailLossProbe: true})
 	c.user(Send(2920))
 	c.clear()
-	c.advance(40 * time.Millisecond)
+	c.advance(42 * time.Millisecond)
 	c.sent("P. seq=3021 len=1460")
 	c.advance(time.Second)
 	c.sent(". seq=1561 len=1460")
@@ -187,10 +200,10 @@ func TestTailLossProbeRestartsOnNewData(t *testing.T) {
 	c.advance(30 * time.Millisecond)
 	c.user(Send(1460))
 	c.sent("P. seq=3021 len=1460")
-	c.timer(TimerProbe, c.now.Add(40*time.Millisecond))
+	c.timer(TimerProbe, c.now.Add(42*time.Millisecond))
 	c.advance(10 * time.Millisecond)
 	c.user(Receive(0)) // no new data: the PTO stays
-	c.timer(TimerProbe, c.now.Add(30*time.Millisecond))
+	c.timer(TimerProbe, c.now.Add(32*time.Millisecond))
 }
 
 func TestTailLossProbeAllocatesNothing(t *testing.T) {
@@ -229,7 +242,7 @@ func TestTailLossProbeAllocatesNothing(t *testing.T) {
 func lostACKsProbed(t *testing.T) *conn {
 	c := probing(t, Config{TailLossProbe: true})
 	c.user(Send(2920))
-	c.advance(40 * time.Millisecond)
+	c.advance(42 * time.Millisecond)
 	c.clear()
 	require.True(t, c.tcb.flags&flagProbeRtx != 0, "the probe was a retransmission")
 	return c
