@@ -10,7 +10,8 @@ import (
 )
 
 // code runs a "%{ ... }%" block: its assert statements are checked
-// against the latest connection's tcp_info; other Python is skipped.
+// against the latest connection's tcp_info, and "NAME = expression"
+// defines a name later expressions may use; other Python is skipped.
 func (r *runner) code(block string) error {
 	body := strings.TrimPrefix(block, "%{")
 	body, _, _ = strings.Cut(body, "}%")
@@ -23,6 +24,26 @@ func (r *runner) code(block string) error {
 	}
 	for _, line := range stmts {
 		line = strings.TrimSpace(line)
+		if name, value, ok := assignment(line); ok {
+			e := &evaluator{toks: tokenize(value), vars: r.vars}
+			v, err := e.expr()
+			if err == nil && e.pos < len(e.toks) {
+				err = fmt.Errorf("unexpected %q", e.toks[e.pos])
+			}
+			if err != nil {
+				var u *UnsupportedError
+				if errors.As(err, &u) {
+					u.Line = r.line
+					return u
+				}
+				return r.fail("an expression", err.Error())
+			}
+			if r.vars == nil {
+				r.vars = map[string]int64{}
+			}
+			r.vars[name] = v
+			continue
+		}
 		if !strings.HasPrefix(line, "assert ") && !strings.HasPrefix(line, "assert(") {
 			continue
 		}
@@ -34,7 +55,7 @@ func (r *runner) code(block string) error {
 		if err != nil {
 			return err
 		}
-		e := &evaluator{toks: tokenize(expr), info: info}
+		e := &evaluator{toks: tokenize(expr), info: info, vars: r.vars}
 		v, err := e.expr()
 		if err == nil && e.pos < len(e.toks) {
 			err = fmt.Errorf("unexpected %q", e.toks[e.pos])
@@ -125,7 +146,27 @@ type evaluator struct {
 	toks []string
 	pos  int
 	info map[string]int64
-	seen []string // the fields read, for the failure message
+	vars map[string]int64 // names the script defined
+	seen []string         // the fields read, for the failure message
+}
+
+// assignment splits "NAME = expression", a Python assignment of a plain
+// name (not a tcp_info field, not a comparison).
+func assignment(line string) (name, value string, ok bool) {
+	name, value, ok = strings.Cut(line, "=")
+	if !ok || strings.HasPrefix(value, "=") {
+		return "", "", false
+	}
+	name = strings.TrimSpace(name)
+	if name == "" || strings.HasPrefix(name, "tcpi_") {
+		return "", "", false
+	}
+	for i, c := range name {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
+			return "", "", false
+		}
+	}
+	return name, strings.TrimSpace(value), true
 }
 
 func tokenize(s string) []string {
@@ -332,6 +373,9 @@ func (e *evaluator) unary() (int64, error) {
 		return v, nil
 	}
 	if v, ok := symbols[t]; ok {
+		return v, nil
+	}
+	if v, ok := e.vars[t]; ok {
 		return v, nil
 	}
 	if t == "True" {

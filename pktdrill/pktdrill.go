@@ -226,9 +226,10 @@ type runner struct {
 	ignored   []string
 
 	socks   map[int]*sock
-	conns   []*conn // every connection, newest last
-	latest  *conn   // the connection tcp_info assertions read
-	scratch *conn   // a CLOSED TCB answering segments nobody owns
+	conns   []*conn          // every connection, newest last
+	latest  *conn            // the connection tcp_info assertions read
+	vars    map[string]int64 // names %{ }% blocks defined
+	scratch *conn            // a CLOSED TCB answering segments nobody owns
 	epolls  map[int]*epoll
 	blocked []*blockedCall
 

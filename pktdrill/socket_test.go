@@ -213,3 +213,24 @@ assert tcpi_sacked == 2, tcpi_sacked
 	res := RunScript(script, Options{Profile: "linux", IgnoreUnexpected: true})
 	require.Equal(t, Pass, res.Verdict, res.Reason())
 }
+
+// TestScriptNames: "%{ NAME = expression }%" defines a name that later
+// assertions read, as the Python that packetdrill runs does.
+func TestScriptNames(t *testing.T) {
+	script := `0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 listen(3, 1) = 0
++0 < S 0:0(0) win 32792 <mss 1000>
++0 > S. 0:0(0) ack 1 <mss 1460>
++0 < . 1:1(0) ack 1 win 32792
++0 accept(3, ..., ...) = 4
++0 %{ INFINITE = 0x7fffffff }%
++0 %{ assert tcpi_snd_ssthresh == INFINITE, tcpi_snd_ssthresh }%`
+	require.Equal(t, Pass, RunScript(script, Options{}).Verdict)
+	res := RunScript(strings.Replace(script, "0x7fffffff", "5", 1), Options{})
+	require.Equal(t, Fail, res.Verdict)
+	require.Contains(t, res.Reason(), "tcpi_snd_ssthresh = 2147483647")
+	for _, line := range []string{"a == 1", "tcpi_x = 1", "2x = 1", "= 1"} {
+		_, _, ok := assignment(line)
+		require.False(t, ok, line)
+	}
+}
