@@ -245,15 +245,16 @@ func TestSACKDuplicateACKDefinition(t *testing.T) {
 	c.sent(". seq=101 len=1460")
 }
 
-func TestFullScoreboardKeepsTheHighestSACK(t *testing.T) {
+func TestFullScoreboardKeepsItsRanges(t *testing.T) {
 	// RFC2018 8: the sender may forget SACK information. With every slot
-	// taken, a block above all of them replaces the lowest range, since
-	// the highest SACKed data is what shows the holes below it lost; a
-	// block in between is forgotten instead.
+	// taken, a block that touches no range is forgotten, and the ranges
+	// stay; the ACK that carried it still counts as a duplicate (RFC6675
+	// 2), since the peer reported data not SACKed before.
 	c := inFlight(t, Config{}, 10, 0, sackOK())
 	c.peer(pkt(".", 301, 101, win(60000), sackSegs(2, 3), sackSegs(6, 7)))
+	full := sackBoard{{Seq(101 + 2*1460), Seq(101 + 3*1460)}, {Seq(101 + 6*1460), Seq(101 + 7*1460)}}
+	require.Equal(t, full, c.tcb.sacked)
 	c.peer(pkt(".", 301, 101, win(60000), sackSegs(8, 9)))
-	require.Equal(t, sackBoard{{Seq(101 + 6*1460), Seq(101 + 7*1460)}, {Seq(101 + 8*1460), Seq(101 + 9*1460)}}, c.tcb.sacked)
-	c.peer(pkt(".", 301, 101, win(60000), sackSegs(4, 5)))
-	require.Equal(t, sackBoard{{Seq(101 + 6*1460), Seq(101 + 7*1460)}, {Seq(101 + 8*1460), Seq(101 + 9*1460)}}, c.tcb.sacked)
+	require.Equal(t, full, c.tcb.sacked)
+	require.Equal(t, uint8(2), c.tcb.dupAcks)
 }
