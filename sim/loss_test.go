@@ -30,9 +30,7 @@ func lossyTransfer(t testing.TB, seed uint64, tlp bool) (time.Duration, uint32) 
 // transfers with and without the tail loss probe (RFC 8985 section 7):
 // every byte arrives either way, and with the probe the transfers take
 // less virtual time in total, because losses at the tail of a flight
-// are repaired after a PTO of two round trips instead of an RTO. (Fast
-// recovery repairs most losses either way, so the gain is a tenth or
-// more, not a multiple.)
+// are repaired after a PTO of two round trips instead of an RTO.
 func TestTailLossProbeShortensLossyTransfers(t *testing.T) {
 	var with, without time.Duration
 	for seed := uint64(1); seed <= 20; seed++ {
@@ -42,7 +40,7 @@ func TestTailLossProbeShortensLossyTransfers(t *testing.T) {
 		with += d
 	}
 	t.Logf("20 transfers of 512 KiB at 5%% loss and 5%% reordering: %v without the probe, %v with it", without, with)
-	require.Less(t, with, without*9/10)
+	require.Less(t, with, without*3/4)
 }
 
 // BenchmarkLossyTransfer reports the virtual time (vms/op) one lossy
