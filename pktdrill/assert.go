@@ -26,17 +26,9 @@ func (r *runner) code(block string) error {
 		line = strings.TrimSpace(line)
 		if name, value, ok := assignment(line); ok {
 			e := &evaluator{toks: tokenize(value), vars: r.vars}
-			v, err := e.expr()
-			if err == nil && e.pos < len(e.toks) {
-				err = fmt.Errorf("unexpected %q", e.toks[e.pos])
-			}
+			v, err := r.evaluate(e)
 			if err != nil {
-				var u *UnsupportedError
-				if errors.As(err, &u) {
-					u.Line = r.line
-					return u
-				}
-				return r.fail("an expression", err.Error())
+				return err
 			}
 			if r.vars == nil {
 				r.vars = map[string]int64{}
@@ -56,23 +48,33 @@ func (r *runner) code(block string) error {
 			return err
 		}
 		e := &evaluator{toks: tokenize(expr), info: info, vars: r.vars}
-		v, err := e.expr()
-		if err == nil && e.pos < len(e.toks) {
-			err = fmt.Errorf("unexpected %q", e.toks[e.pos])
-		}
+		v, err := r.evaluate(e)
 		if err != nil {
-			var u *UnsupportedError
-			if errors.As(err, &u) {
-				u.Line = r.line
-				return u
-			}
-			return r.fail("an expression", err.Error())
+			return err
 		}
 		if v == 0 {
 			return r.fail(expr, e.describe())
 		}
 	}
 	return nil
+}
+
+// evaluate computes e's whole expression; what it cannot read is an
+// UnsupportedError for this line, and what does not parse fails it.
+func (r *runner) evaluate(e *evaluator) (int64, error) {
+	v, err := e.expr()
+	if err == nil && e.pos < len(e.toks) {
+		err = fmt.Errorf("unexpected %q", e.toks[e.pos])
+	}
+	if err != nil {
+		var u *UnsupportedError
+		if errors.As(err, &u) {
+			u.Line = r.line
+			return 0, u
+		}
+		return 0, r.fail("an expression", err.Error())
+	}
+	return v, nil
 }
 
 // tcpInfo returns the tcp_info fields tcpfsm can report for the latest

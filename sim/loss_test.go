@@ -14,14 +14,20 @@ import (
 // took and the sender's retransmissions. Linux-like timers (200 ms RTO
 // floor) and early retransmit; tlp turns the tail loss probe on.
 func lossyTransfer(t testing.TB, seed uint64, tlp bool) (time.Duration, uint32) {
-	cfg := tcpstack.Config{Endpoint: tcpstack.EndpointConfig{SendBuffer: 1 << 20,
-		Config: tcpfsm.Config{RecvBuffer: 1 << 20, MinRTO: 200 * time.Millisecond, MSL: time.Millisecond,
-			EarlyRetransmit: true, TailLossProbe: tlp}}}
-	link := Link{Delay: 500 * time.Microsecond, Loss: 0.05, Reorder: 0.05}
-	n := New(seed)
-	a, _ := n.AddNode(addrA, cfg, link)
-	b, _ := n.AddNode(addrB, cfg, link)
-	r, err := Exchange{Up: 512 << 10, Limit: time.Hour}.Run(n, a, b)
+	return transferOver(t, seed, tcpfsm.Config{EarlyRetransmit: true, TailLossProbe: tlp},
+		Link{Delay: 500 * time.Microsecond, Loss: 0.05, Reorder: 0.05}, 512<<10)
+}
+
+// transferOver sends n bytes one way between two nodes with the settings
+// cfg (with 1 MiB buffers, a 200 ms RTO floor and a 1 ms MSL) over link,
+// and returns the virtual time it took and the sender's retransmissions.
+func transferOver(t testing.TB, seed uint64, cfg tcpfsm.Config, link Link, n int) (time.Duration, uint32) {
+	cfg.RecvBuffer, cfg.MinRTO, cfg.MSL = 1<<20, 200*time.Millisecond, time.Millisecond
+	sc := tcpstack.Config{Endpoint: tcpstack.EndpointConfig{SendBuffer: 1 << 20, Config: cfg}}
+	net := New(seed)
+	a, _ := net.AddNode(addrA, sc, link)
+	b, _ := net.AddNode(addrB, sc, link)
+	r, err := Exchange{Up: n, Limit: time.Hour}.Run(net, a, b)
 	require.NoError(t, err)
 	return r.Took, r.ClientStats.Retransmits
 }

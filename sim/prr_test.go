@@ -6,7 +6,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/tcpfsm/tcpfsm"
-	"github.com/tcpfsm/tcpfsm/tcpstack"
 )
 
 // recoveryTransfer sends 2 MiB one way over a 20 ms round trip that loses
@@ -14,16 +13,8 @@ import (
 // retransmit and the tail loss probe, and returns the virtual time it
 // took and the sender's retransmissions; prr turns Config.PRR on.
 func recoveryTransfer(t testing.TB, seed uint64, prr bool) (time.Duration, uint32) {
-	cfg := tcpstack.Config{Endpoint: tcpstack.EndpointConfig{SendBuffer: 1 << 20,
-		Config: tcpfsm.Config{RecvBuffer: 1 << 20, MinRTO: 200 * time.Millisecond, MSL: time.Millisecond,
-			EarlyRetransmit: true, TailLossProbe: true, PRR: prr, Congestion: tcpfsm.CUBIC}}}
-	link := Link{Delay: 10 * time.Millisecond, Loss: 0.03, Reorder: 0.01}
-	n := New(seed)
-	a, _ := n.AddNode(addrA, cfg, link)
-	b, _ := n.AddNode(addrB, cfg, link)
-	r, err := Exchange{Up: 2 << 20, Limit: time.Hour}.Run(n, a, b)
-	require.NoError(t, err)
-	return r.Took, r.ClientStats.Retransmits
+	cfg := tcpfsm.Config{EarlyRetransmit: true, TailLossProbe: true, PRR: prr, Congestion: tcpfsm.CUBIC}
+	return transferOver(t, seed, cfg, Link{Delay: 10 * time.Millisecond, Loss: 0.03, Reorder: 0.01}, 2<<20)
 }
 
 // TestPRRRetransmitsLess runs the same 20 seeded lossy transfers with and
