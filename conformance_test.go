@@ -17,7 +17,7 @@ func TestConformanceTestsExist(t *testing.T) {
 	require.NoError(t, err)
 	files, err := filepath.Glob("*_test.go")
 	require.NoError(t, err)
-	for _, dir := range []string{"tcpstack", "internal/*", "ip", "ipstack", "host", "wireguard/netstack"} { // the layers above the state machine
+	for _, dir := range []string{"tcpstack", "internal/*", "ip", "ipstack", "host", "wireguard/netstack", "sim"} { // the layers above the state machine, and the simulator
 		more, err := filepath.Glob(dir + "/*_test.go")
 		require.NoError(t, err)
 		files = append(files, more...)
