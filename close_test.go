@@ -230,6 +230,31 @@ func TestFinWait2Timeout(t *testing.T) {
 	c.notes(NoteTimedOut)
 }
 
+func TestFinWait2AfterCloseFullTimesOut(t *testing.T) {
+	// SHLD-3 and MAY-1: a connection the user closed with CloseFull takes
+	// no more data, so in FIN-WAIT-2 it waits 2*MSL for the peer's FIN and
+	// no longer (a peer whose RST was lost cannot keep it); one the user
+	// closed only for sending waits for ever (TestHalfCloseKeepsReceiving).
+	c := established(t, Config{MSL: time.Minute})
+	c.user(CloseFull())
+	c.peer(pkt(".", 301, 102))
+	c.state(FinWait2)
+	c.clear()
+	c.advance(2*time.Minute - time.Millisecond)
+	c.state(FinWait2)
+	c.advance(time.Millisecond)
+	c.state(Closed)
+	c.notes(NoteTimedOut)
+
+	// CloseFull after the FIN was acknowledged starts the wait then.
+	c = finWait2(t, Config{MSL: time.Minute})
+	c.advance(time.Hour)
+	c.state(FinWait2)
+	c.user(CloseFull())
+	c.advance(2 * time.Minute)
+	c.state(Closed)
+}
+
 func TestLostFINRetransmitted(t *testing.T) {
 	// The first teardown segment lost: FIN retransmitted with backoff.
 	c := finWait1(t, Config{})

@@ -74,7 +74,10 @@ type Config struct {
 	UserTimeout time.Duration
 	// FinWait2Timeout closes a connection that sits in FIN-WAIT-2 this long
 	// without the peer's FIN (a Linux-like option; RFC 9293 has no such
-	// timer and MAY-1 allows waiting forever). Default 0: off.
+	// timer and MAY-1 allows waiting forever). Default 0: a connection
+	// whose user only closed its sending side waits for ever (MAY-1); one
+	// the user closed with CloseFull, which takes no more data (SHLD-3),
+	// waits 2*MSL, so a peer that vanished cannot hold it for ever.
 	FinWait2Timeout time.Duration
 
 	// Keepalive turns keep-alive probes on (RFC 9293 MAY-5, MUST-24,

@@ -256,6 +256,9 @@ func (t *TCB) closeFull(now Time, out []Action) ([]Action, error) {
 		return t.abort(now, out)
 	case t.flags&flagCloseCalled != 0:
 		t.flags |= flagReadShut
+		if t.State == FinWait2 && !t.running(TimerClose) {
+			out = t.armFinWait2(now, out)
+		}
 		return out, nil
 	}
 	out, err := t.close(now, out)

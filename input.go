@@ -479,10 +479,23 @@ func (t *TCB) recordSACK(o *Options) (news bool) {
 func (t *TCB) enterFinWait2(now Time, out []Action) []Action {
 	t.State = FinWait2
 	out = t.stopFlightTimers(out)
-	if t.cfg.fw2 != 0 {
-		out = t.arm(out, TimerClose, now, t.cfg.fw2.dur())
-	}
+	out = t.armFinWait2(now, out)
 	return notify(out, NoteCloseDone)
+}
+
+// armFinWait2 arms the FIN-WAIT-2 timeout: Config.FinWait2Timeout if set;
+// else, once the user has closed with CloseFull, 2*MSL. Such a connection
+// takes no more data (SHLD-3), so only the peer's FIN is awaited, and a
+// peer that vanished (its RST lost) must not keep it for ever; one that
+// closed only its sending side waits as long as the peer sends (MAY-1).
+func (t *TCB) armFinWait2(now Time, out []Action) []Action {
+	switch {
+	case t.cfg.fw2 != 0:
+		return t.arm(out, TimerClose, now, t.cfg.fw2.dur())
+	case t.flags&flagReadShut != 0:
+		return t.arm(out, TimerClose, now, 2*t.cfg.msl.dur())
+	}
+	return out
 }
 
 // arriveRST applies the three RST checks of RFC 5961 section 3.2 and the

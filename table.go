@@ -163,7 +163,7 @@ var Transitions = []Transition{
 	{FinWait2, OnClose, Closed, "RST", "a full CLOSE after CLOSE, with data unread: lost (SHLD-3)"},
 	{FinWait2, OnACK, Closed, "RST", "new data after a full CLOSE: lost (SHLD-3)"},
 	{FinWait2, OnFIN, Closed, "RST", "new data with a FIN after a full CLOSE: lost (SHLD-3)"},
-	{FinWait2, OnTimeout, Closed, "", "the FIN-WAIT-2 timeout (option)"},
+	{FinWait2, OnTimeout, Closed, "", "the FIN-WAIT-2 timeout (option; 2*MSL after CloseFull)"},
 
 	{CloseWait, OnClose, LastAck, "FIN", "CLOSE (3.10.4)"},
 	{CloseWait, OnRST, Closed, "", "connection reset (3.10.7.4)"},
