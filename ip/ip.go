@@ -281,12 +281,13 @@ func Checksum(b []byte, initial uint32) uint16 {
 // PseudoHeaderSum is the unfolded one's-complement sum of the pseudo
 // header of RFC 768 and RFC 9293 section 3.1 (IPv4) or RFC 8200 section
 // 8.1 (IPv6) for an upper-layer packet of length bytes, to pass to
-// Checksum. IPv4-mapped addresses count as IPv4.
+// Checksum. Two IPv4 or IPv4-mapped addresses count as IPv4; otherwise
+// both go in their 16-byte form (an IPv6 packet may carry a mapped
+// address), and an invalid one as zeros.
 func PseudoHeaderSum(src, dst netip.Addr, proto uint8, length int) uint32 {
-	src, dst = src.Unmap(), dst.Unmap()
 	var acc uint64
-	if src.Is4() {
-		s, d := src.As4(), dst.As4()
+	if s4, d4 := src.Unmap(), dst.Unmap(); s4.Is4() && d4.Is4() {
+		s, d := s4.As4(), d4.As4()
 		acc = uint64(binary.BigEndian.Uint16(s[0:])) + uint64(binary.BigEndian.Uint16(s[2:])) +
 			uint64(binary.BigEndian.Uint16(d[0:])) + uint64(binary.BigEndian.Uint16(d[2:]))
 	} else {

@@ -468,3 +468,20 @@ func FuzzParseUDP(f *testing.F) {
 		}
 	})
 }
+
+func TestPseudoHeaderSumMixedFamilies(t *testing.T) {
+	// RFC 8200 section 8.1: an IPv6 packet may carry an IPv4-mapped
+	// address; the pseudo-header then holds both addresses' 16 bytes, and
+	// nothing panics. Two mapped addresses count as IPv4.
+	mapped := netip.MustParseAddr("::ffff:10.0.0.1")
+	v6 := netip.MustParseAddr("2001:db8::1")
+	want := uint64(0x0000 + 0xffff + 0x0a00 + 0x0001 + 0x2001 + 0x0db8 + 0x0001 + ProtoUDP + 8)
+	if got := PseudoHeaderSum(mapped, v6, ProtoUDP, 8); got != uint32(fold(want)) {
+		t.Fatalf("mapped and IPv6: %#x, want %#x", got, fold(want))
+	}
+	v4 := PseudoHeaderSum(netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), ProtoUDP, 8)
+	if got := PseudoHeaderSum(mapped, netip.MustParseAddr("::ffff:10.0.0.2"), ProtoUDP, 8); got != v4 {
+		t.Fatalf("two mapped addresses: %#x, want IPv4's %#x", got, v4)
+	}
+	_ = PseudoHeaderSum(netip.Addr{}, v6, ProtoUDP, 8) // must not panic
+}
