@@ -81,36 +81,17 @@ func sip12(k0, k1, w0 uint64, w1 uint32) uint64 {
 	v3 := k1 ^ 0x7465646279746573
 	last := uint64(w1) | 12<<56 // the length in the last block's top byte
 	v3 ^= w0
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	v0, v1, v2, v3 = siphash.Round(v0, v1, v2, v3)
+	v0, v1, v2, v3 = siphash.Round(v0, v1, v2, v3)
 	v0 ^= w0
 	v3 ^= last
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	v0, v1, v2, v3 = siphash.Round(v0, v1, v2, v3)
+	v0, v1, v2, v3 = siphash.Round(v0, v1, v2, v3)
 	v0 ^= last
 	v2 ^= 0xff
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	v0, v1, v2, v3 = siphash.Round(v0, v1, v2, v3)
+	v0, v1, v2, v3 = siphash.Round(v0, v1, v2, v3)
+	v0, v1, v2, v3 = siphash.Round(v0, v1, v2, v3)
+	v0, v1, v2, v3 = siphash.Round(v0, v1, v2, v3)
 	return v0 ^ v1 ^ v2 ^ v3
-}
-
-// sipRound is one SipRound.
-func sipRound(v0, v1, v2, v3 uint64) (uint64, uint64, uint64, uint64) {
-	v0 += v1
-	v1 = bits.RotateLeft64(v1, 13)
-	v1 ^= v0
-	v0 = bits.RotateLeft64(v0, 32)
-	v2 += v3
-	v3 = bits.RotateLeft64(v3, 16)
-	v3 ^= v2
-	v0 += v3
-	v3 = bits.RotateLeft64(v3, 21)
-	v3 ^= v0
-	v2 += v1
-	v1 = bits.RotateLeft64(v1, 17)
-	v1 ^= v2
-	v2 = bits.RotateLeft64(v2, 32)
-	return v0, v1, v2, v3
 }

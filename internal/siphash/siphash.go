@@ -14,28 +14,12 @@ func Sum64(k0, k1 uint64, p []byte) uint64 {
 	v1 := k1 ^ 0x646f72616e646f6d
 	v2 := k0 ^ 0x6c7967656e657261
 	v3 := k1 ^ 0x7465646279746573
-	round := func() {
-		v0 += v1
-		v1 = bits.RotateLeft64(v1, 13)
-		v1 ^= v0
-		v0 = bits.RotateLeft64(v0, 32)
-		v2 += v3
-		v3 = bits.RotateLeft64(v3, 16)
-		v3 ^= v2
-		v0 += v3
-		v3 = bits.RotateLeft64(v3, 21)
-		v3 ^= v0
-		v2 += v1
-		v1 = bits.RotateLeft64(v1, 17)
-		v1 ^= v2
-		v2 = bits.RotateLeft64(v2, 32)
-	}
 	n := len(p)
 	for len(p) >= 8 {
 		m := binary.LittleEndian.Uint64(p)
 		v3 ^= m
-		round()
-		round()
+		v0, v1, v2, v3 = Round(v0, v1, v2, v3)
+		v0, v1, v2, v3 = Round(v0, v1, v2, v3)
 		v0 ^= m
 		p = p[8:]
 	}
@@ -44,13 +28,33 @@ func Sum64(k0, k1 uint64, p []byte) uint64 {
 	last[7] = byte(n)
 	m := binary.LittleEndian.Uint64(last[:])
 	v3 ^= m
-	round()
-	round()
+	v0, v1, v2, v3 = Round(v0, v1, v2, v3)
+	v0, v1, v2, v3 = Round(v0, v1, v2, v3)
 	v0 ^= m
 	v2 ^= 0xff
-	round()
-	round()
-	round()
-	round()
+	v0, v1, v2, v3 = Round(v0, v1, v2, v3)
+	v0, v1, v2, v3 = Round(v0, v1, v2, v3)
+	v0, v1, v2, v3 = Round(v0, v1, v2, v3)
+	v0, v1, v2, v3 = Round(v0, v1, v2, v3)
 	return v0 ^ v1 ^ v2 ^ v3
+}
+
+// Round is one SipRound of SipHash's state, for callers that feed a
+// message of known shape without building it in memory.
+func Round(v0, v1, v2, v3 uint64) (uint64, uint64, uint64, uint64) {
+	v0 += v1
+	v1 = bits.RotateLeft64(v1, 13)
+	v1 ^= v0
+	v0 = bits.RotateLeft64(v0, 32)
+	v2 += v3
+	v3 = bits.RotateLeft64(v3, 16)
+	v3 ^= v2
+	v0 += v3
+	v3 = bits.RotateLeft64(v3, 21)
+	v3 ^= v0
+	v2 += v1
+	v1 = bits.RotateLeft64(v1, 17)
+	v1 ^= v2
+	v2 = bits.RotateLeft64(v2, 32)
+	return v0, v1, v2, v3
 }
