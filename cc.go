@@ -49,17 +49,23 @@ func (t *TCB) growCwnd(acked uint32, now Time) {
 // ssRoundFlight is the largest flight since everything sent was last
 // acknowledged, in slow start with Config.SlowStartLimit < 0.
 func (t *TCB) ssRoundFlight() uint32 {
-	if t.cfg.more&optSlowStartAll == 0 || t.flags&flagRecovery != 0 || t.cwnd >= t.ssthresh {
+	if !t.ssRoundKept() {
 		return 0
 	}
 	return t.cubicEpoch
+}
+
+// ssRoundKept reports whether cubicEpoch holds slow start's round record:
+// Linux's slow start, out of recovery, below ssthresh.
+func (t *TCB) ssRoundKept() bool {
+	return t.cfg.more&optSlowStartAll != 0 && t.flags&flagRecovery == 0 && t.cwnd < t.ssthresh
 }
 
 // noteSSFlight records the flight after sending, in slow start with
 // Config.SlowStartLimit < 0, and forgets it once everything sent is
 // acknowledged: the round is over.
 func (t *TCB) noteSSFlight() {
-	if t.cfg.more&optSlowStartAll == 0 || t.flags&flagRecovery != 0 || t.cwnd >= t.ssthresh {
+	if !t.ssRoundKept() {
 		return
 	}
 	t.cubicEpoch = max(t.cubicEpoch, t.SndNxt.Diff(t.SndUna))

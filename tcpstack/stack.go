@@ -611,13 +611,14 @@ func (s *Stack) input(tcp []byte, src, dst netip.Addr, now tcpfsm.Time) error {
 		// reading what arrived before the FIN.
 		s.toTimeWait(e)
 	} else if e != nil {
-		if e.is(epHalfOpen) && seg.Flags&(tcpfsm.FlagACK|tcpfsm.FlagRST|tcpfsm.FlagSYN) == tcpfsm.FlagACK &&
-			seg.Ack != e.tcb.Iss.Add(1) && s.cookieTakesOver(e, k, &seg, now) {
-			return nil
-		}
-		if e.is(epHalfOpen) && seg.Flags&(tcpfsm.FlagACK|tcpfsm.FlagRST|tcpfsm.FlagSYN) == tcpfsm.FlagACK && s.acceptQueueFull(e) {
-			s.stats.AcceptOverflow++
-			return nil // the handshake completes once Accept makes room
+		if e.is(epHalfOpen) && seg.Flags&(tcpfsm.FlagACK|tcpfsm.FlagRST|tcpfsm.FlagSYN) == tcpfsm.FlagACK {
+			if seg.Ack != e.tcb.Iss.Add(1) && s.cookieTakesOver(e, k, &seg, now) {
+				return nil
+			}
+			if s.acceptQueueFull(e) {
+				s.stats.AcceptOverflow++
+				return nil // the handshake completes once Accept makes room
+			}
 		}
 		var err error
 		if s.batching && e.State() == tcpfsm.Established {
