@@ -307,7 +307,7 @@ func TestAbort(t *testing.T) {
 	c.user(Send(100))
 	c.clear()
 	c.user(Abort())
-	c.sent("R seq=201")
+	c.sent("R. seq=201 ack=301")
 	c.state(Closed)
 	c.notes(NoteAborted)
 
@@ -340,7 +340,7 @@ func TestFiveCausesOfRST(t *testing.T) {
 	t.Run("2 one side fails and aborts", func(t *testing.T) {
 		c := established(t, Config{})
 		c.user(Abort())
-		c.sent("R seq=101")
+		c.sent("R. seq=101 ack=301")
 	})
 	t.Run("3 a segment for a connection that does not exist", func(t *testing.T) {
 		c := newConn(t, Config{}) // e.g. the host rebooted and lost the connection
@@ -353,13 +353,13 @@ func TestFiveCausesOfRST(t *testing.T) {
 		c.clear()
 		c.advance(time.Minute)
 		sent := c.takeSent()
-		require.Equal(t, FlagRST, sent[len(sent)-1].Seg.Flags)
+		require.Equal(t, FlagRST|FlagACK, sent[len(sent)-1].Seg.Flags)
 		c.state(Closed)
 	})
 	t.Run("5 an application releases a finished connection at once", func(t *testing.T) {
 		c := closeWait(t, Config{})
 		c.user(Abort()) // instead of CLOSE, LAST-ACK and the wait for the ACK
-		c.sent("R seq=101")
+		c.sent("R. seq=101 ack=302")
 		c.state(Closed)
 	})
 }

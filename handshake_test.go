@@ -377,7 +377,7 @@ func TestLostSYNACKServerRetransmits(t *testing.T) {
 		c.sent("S. seq=1000 ack=101")
 	}
 	c.advanceTo(at(63))
-	c.sent("R seq=1001") // the peer had our ISN: a give-up resets
+	c.sent("R. seq=1001 ack=101") // the peer had our ISN: a give-up resets
 	c.state(Closed)
 	c.notes(NoteStalled, NoteTimedOut)
 }

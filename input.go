@@ -42,12 +42,17 @@ func (t *TCB) arriveClosed(seg *Segment, out []Action) []Action {
 	return drop(out, DropClosed)
 }
 
-// emitRST sends <SEQ=seq><CTL=RST> to the peer, with timestamps if they
-// are in use (RFC 7323 section 3.2 SHOULD).
+// emitRST sends <SEQ=seq><ACK=RCV.NXT><CTL=RST,ACK> to the peer, with
+// timestamps if they are in use (RFC 7323 section 3.2 SHOULD). The ACK
+// field is sent because the connection is synchronized ("once a
+// connection is established, this is always sent", RFC 9293 section
+// 3.1); a receiver checks a RST by its sequence number alone (RFC 5961
+// section 3.2), and Linux and FreeBSD send the same RST,ACK when a
+// connection is aborted.
 func (t *TCB) emitRST(out []Action, seq Seq, now Time) []Action {
 	out, a := push(out, ActSend)
 	s := &a.Header
-	s.SrcPort, s.DstPort, a.DataSeq, s.Flags = t.LocalPort, t.RemotePort, seq, FlagRST
+	s.SrcPort, s.DstPort, a.DataSeq, s.Flags, s.Ack = t.LocalPort, t.RemotePort, seq, FlagRST|FlagACK, t.RcvNxt
 	if t.flags&flagTS != 0 {
 		s.Options, s.TSVal, s.TSEcr = OptTimestamps, t.tsVal(now), t.tsRecent
 	}

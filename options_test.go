@@ -134,7 +134,7 @@ func TestTimestampsOnEverySegment(t *testing.T) {
 	require.Equal(t, uint32(5100), c.tcb.tsRecent)
 	c.user(Abort())
 	rst := c.takeSent()[0].Seg
-	require.Equal(t, FlagRST, rst.Flags)
+	require.Equal(t, FlagRST|FlagACK, rst.Flags)
 	require.True(t, rst.Options.Has(OptTimestamps), "RST carries TS")
 
 	c = negotiated(t, Config{QuickACK: true}) // no TS from the peer

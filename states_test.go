@@ -66,11 +66,11 @@ func TestAbortFromEveryState(t *testing.T) {
 	rst := map[State]bool{SynReceived: true, Established: true, FinWait1: true, FinWait2: true, CloseWait: true}
 	for _, f := range fixtures[1:] {
 		c := f.make(t, Config{})
-		sndNxt := c.tcb.SndNxt
+		sndNxt, rcvNxt := c.tcb.SndNxt, c.tcb.RcvNxt
 		c.user(Abort())
 		c.state(Closed)
 		if rst[f.state] {
-			c.sent("R seq=" + itoa(sndNxt))
+			c.sent("R. seq=" + itoa(sndNxt) + " ack=" + itoa(rcvNxt))
 		} else {
 			c.nothing()
 		}

@@ -76,7 +76,7 @@ func TestR1StalledAndR2GiveUp(t *testing.T) {
 	c.state(Established)
 	c.clear()
 	c.advanceTo(at(31)) // 31 s after first send >= 20 s
-	c.sent("R seq=111")
+	c.sent("R. seq=111 ack=301")
 	c.state(Closed)
 	c.notes(NoteTimedOut)
 
@@ -132,7 +132,7 @@ func TestKeepalive(t *testing.T) {
 	c.advanceTo(at(14400 + 120))
 	c.sent(". seq=100 ack=301")
 	c.advanceTo(at(14400 + 180))
-	c.sent("R seq=101")
+	c.sent("R. seq=101 ack=301")
 	c.state(Closed)
 	c.notes(NoteTimedOut)
 }
