@@ -298,12 +298,18 @@ type settings struct {
 	mss                                uint16
 	opts                               settingOpts
 	r1, synRetries, keepCount, chLimit uint8
-	wscale                             uint8    // the shift we offer
-	more                               moreOpts // settings beyond opts' 16 bits
+	more                               moreOpts // settings beyond opts' 16 bits, and the shift we offer
 }
 
-// moreOpts are settings that did not fit settingOpts.
-type moreOpts uint8
+// moreOpts are settings that did not fit settingOpts, in its low 12
+// bits, and the window-scale shift we offer (0 to 14), in its top 4.
+type moreOpts uint16
+
+// wsShift is where moreOpts keeps the window-scale shift.
+const wsShift = 12
+
+// wscale returns the window-scale shift we offer (RFC 7323 section 2.3).
+func (s *settings) wscale() uint8 { return uint8(s.more >> wsShift) }
 
 const (
 	optTimerActions moreOpts = 1 << iota // Config.TimerActions
@@ -386,9 +392,11 @@ func (c *Config) compile() (settings, error) {
 	}
 	// The smallest shift that lets the window cover the buffer (RFC 7323
 	// section 2.3), at most 14.
-	for s.wscale < 14 && s.rcvBuf>>s.wscale > 0xffff {
-		s.wscale++
+	ws := moreOpts(0)
+	for ws < 14 && s.rcvBuf>>ws > 0xffff {
+		ws++
 	}
+	s.more |= ws << wsShift
 	for _, o := range []struct {
 		on  bool
 		bit settingOpts

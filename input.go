@@ -108,7 +108,7 @@ func (t *TCB) peerSYN(seg *Segment) {
 	t.sndMSS = min(peer, t.cfg.mss)
 	if o.Has(OptWindowScale) && t.cfg.opts&optWS != 0 {
 		t.flags |= flagPeerWS
-		t.shifts = min(o.WindowScale, 14)<<4 | t.cfg.wscale
+		t.shifts = min(o.WindowScale, 14)<<4 | t.cfg.wscale()
 	}
 	if o.Has(OptTimestamps) && t.cfg.opts&optTS != 0 {
 		t.flags |= flagTS

@@ -61,7 +61,7 @@ func (t *TCB) sendSYN(now Time, out []Action) []Action {
 	active := t.State == SynSent
 	if o.opts&optWS != 0 && (active || t.flags&flagPeerWS != 0) {
 		s.Options |= OptWindowScale
-		s.WindowScale = o.wscale
+		s.WindowScale = o.wscale()
 	}
 	if o.opts&optSACK != 0 && (active || t.flags&flagSACK != 0) {
 		s.Options |= OptSACKPermitted

@@ -176,7 +176,7 @@ func (t *TCB) RecvBuffer() int { return int(t.cfg.rcvBuf) }
 // WindowScale returns the window scale the TCB offers in its SYN or
 // SYN-ACK (Rcv.Wind.Shift, RFC 7323 section 2.2): the smallest that lets
 // RecvBuffer be advertised.
-func (t *TCB) WindowScale() uint8 { return t.cfg.wscale }
+func (t *TCB) WindowScale() uint8 { return t.cfg.wscale() }
 
 // Status is what the STATUS call returns (RFC 9293 section 3.10.6).
 type Status struct {
