@@ -200,6 +200,26 @@ func TestACKOfUnsentData(t *testing.T) {
 	c.drops(DropBadACK)
 }
 
+func TestDropACKOfUnsent(t *testing.T) {
+	// Config.DropACKOfUnsent: the same segment is dropped unanswered, and
+	// nothing in it is taken: not its data, its FIN, its window or its
+	// timestamp (which would otherwise poison TS.Recent).
+	c := negotiated(t, Config{DropACKOfUnsent: true}, tsopt(5000, 100))
+	c.clear()
+	c.peer(pkt("F.", 301, 9999, data(10), tsopt(900000, 100)))
+	c.drops(DropBadACK)
+	c.nothing()
+	require.Empty(t, c.take(ActAccept))
+	require.Equal(t, Seq(301), c.tcb.RcvNxt)
+	require.Equal(t, uint32(5000), c.tcb.TSRecent())
+	c.state(Established)
+	// The next acceptable segment is answered with TS.Recent unchanged.
+	c.peer(pkt("P.", 301, 101, data(10), tsopt(5001, 100)))
+	require.Len(t, c.take(ActAccept), 1)
+	require.Equal(t, Seq(311), c.tcb.RcvNxt)
+	require.Equal(t, uint32(5001), c.tcb.TSRecent())
+}
+
 func TestDuplicateACKWithData(t *testing.T) {
 	// RFC9293 3.10.7.4 (dup ACK): data delivered, SND.UNA unchanged.
 	c := established(t, Config{})

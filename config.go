@@ -187,6 +187,15 @@ type Config struct {
 	// so the peer learns without delay that its FIN arrived, whatever the
 	// application does (the RFCs allow both).
 	DelayFINACK bool
+	// DropACKOfUnsent drops a segment whose ACK acknowledges data not yet
+	// sent (SEG.ACK > SND.NXT) without answering it, as Linux does. RFC
+	// 9293 section 3.10.7.4 and RFC 5961 section 5.2 answer it with an
+	// ACK, the default; the answer tells a peer whose idea of the
+	// sequence space is wrong where we are, but also gives one ACK for
+	// every such segment anyone sends. Either way the segment is dropped,
+	// counted as DropBadACK, and nothing in it (data, FIN, window,
+	// timestamp) is taken.
+	DropACKOfUnsent bool
 }
 
 // CongestionAlgorithm names a congestion control algorithm.
@@ -312,13 +321,14 @@ const wsShift = 12
 func (s *settings) wscale() uint8 { return uint8(s.more >> wsShift) }
 
 const (
-	optTimerActions moreOpts = 1 << iota // Config.TimerActions
-	optDelayFINACK                       // Config.DelayFINACK
-	optSlowStart2                        // Config.SlowStartLimit 2
-	optSlowStartAll                      // Config.SlowStartLimit negative
-	optQuickStart                        // Config.QuickACKAtStart
-	optMinRTOVar                         // Config.MinRTOOnVariance
-	optPRR                               // Config.PRR
+	optTimerActions  moreOpts = 1 << iota // Config.TimerActions
+	optDelayFINACK                        // Config.DelayFINACK
+	optSlowStart2                         // Config.SlowStartLimit 2
+	optSlowStartAll                       // Config.SlowStartLimit negative
+	optQuickStart                         // Config.QuickACKAtStart
+	optMinRTOVar                          // Config.MinRTOOnVariance
+	optPRR                                // Config.PRR
+	optDropUnsentACK                      // Config.DropACKOfUnsent
 )
 
 type settingOpts uint16
@@ -424,6 +434,9 @@ func (c *Config) compile() (settings, error) {
 	}
 	if c.PRR {
 		s.more |= optPRR
+	}
+	if c.DropACKOfUnsent {
+		s.more |= optDropUnsentACK
 	}
 	switch {
 	case c.SlowStartLimit < 0:

@@ -362,7 +362,9 @@ func (t *TCB) arriveOther(seg *Segment, idle time.Duration, now Time, out []Acti
 	} else {
 		// RFC 5961 section 5.2: SND.UNA-MAX.SND.WND =< SEG.ACK =< SND.NXT.
 		if seg.Ack.GreaterThan(t.SndNxt) {
-			t.flags |= flagAckNow
+			if t.cfg.more&optDropUnsentACK == 0 {
+				t.flags |= flagAckNow
+			}
 			return drop(out, DropBadACK)
 		}
 		if seg.Ack.LessThan(t.SndUna.Add(-t.MaxSndWnd)) {

@@ -25,7 +25,8 @@ var Profiles = []string{"rfc", "linux", "freebsd"}
 //     segments, CUBIC, slow start counting every acknowledged byte, a
 //     receive buffer of 15 MiB (so
 //     window scale 8), 5 SYN retries, a 60 s TIME-WAIT and FIN-WAIT-2
-//     timeout and a 120 s maximum RTO.
+//     timeout, a 120 s maximum RTO, and no answer to an ACK of data
+//     not yet sent.
 //   - "freebsd": FreeBSD's defaults: an initial window of 10 segments, a
 //     30 ms minimum RTO, a 100 ms delayed ACK, CUBIC, a 30 s MSL and a
 //     64 KiB receive buffer.
@@ -52,6 +53,7 @@ func ProfileConfig(name string) (tcpfsm.Config, error) {
 			MSL:              30 * time.Second,
 			FinWait2Timeout:  60 * time.Second,
 			R2:               925 * time.Second,
+			DropACKOfUnsent:  true,
 		}, nil
 	case "freebsd":
 		return tcpfsm.Config{
