@@ -147,8 +147,8 @@ type Config struct {
 	EarlyRetransmit bool
 	// TailLossProbe sends a probe segment when the ACKs of a flight stop
 	// coming for about two round trips, instead of waiting for the RTO:
-	// new data if there is some, else the oldest unacknowledged segment
-	// again (RFC 8985 section 7; the RFC resends the newest, see tlp.go).
+	// new data if there is some, else the highest segment sent again
+	// (RFC 8985 section 7.3; our FIN alone if it went alone, see tlp.go).
 	// Its ACK either acknowledges everything (the ACKs were lost) or, by
 	// SACKing the probe, shows that what was sent before it is lost, and
 	// fast recovery starts at once (the RACK rule of RFC 8985 section

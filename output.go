@@ -381,6 +381,7 @@ func (t *TCB) sendData(now Time, out []Action) []Action {
 	if t.flags&(flagCloseCalled|flagFinSent) == flagCloseCalled && t.SndNxt == t.sndEnd {
 		out = t.emitData(out, t.SndNxt, 0, true, now)
 		t.advanceSndNxt(now, 0, true)
+		t.flags |= flagFinAlone
 	}
 
 	if t.SndNxt != sent {

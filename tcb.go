@@ -105,6 +105,7 @@ const (
 	flagRtxMark                       // in recovery, mark is SND.NXT at the latest retransmission
 	flagProbeRtx                      // with flagProbe: the probe was a retransmission and mark is SND.NXT when it went (RFC 8985 section 7.4)
 	flagReadShut                      // the user closed with CloseFull: new data resets the connection (RFC 9293 SHLD-3)
+	flagFinAlone                      // with flagFinSent: our FIN went in a segment of its own, the highest one sent
 )
 
 // MaxSendBuffer is the largest send buffer a host may keep: the most

@@ -73,9 +73,10 @@ func (t *TCB) armLossTimer(now Time, out []Action) []Action {
 
 // onProbeTimeout sends the tail loss probe (RFC 8985 section 7.3): a new
 // segment if there is unsent data and the peer's window has room for it
-// (the congestion window does not hold a probe back), else the oldest
-// unacknowledged segment. The retransmission timer then guards the
-// flight.
+// (the congestion window does not hold a probe back), else the highest
+// segment sent: the last MSS of data, with our FIN if it was sent with
+// it, or the FIN alone if it went alone. The retransmission timer then
+// guards the flight.
 func (t *TCB) onProbeTimeout(now Time, out []Action) []Action {
 	if t.SndUna == t.SndNxt {
 		return out
@@ -99,13 +100,13 @@ func (t *TCB) onProbeTimeout(now Time, out []Action) []Action {
 		t.advanceSndNxt(now, n, fin)
 	} else {
 		// The highest segment again, with our FIN if it was sent: the
-		// FIN alone once every byte is acknowledged.
+		// FIN alone if it went alone, or once every byte is acknowledged.
 		end := MinSeq(t.sndEnd, t.SndNxt)
+		fin := t.flags&flagFinSent != 0
 		var n uint32
-		if t.SndUna.LessThan(end) {
+		if t.SndUna.LessThan(end) && (!fin || t.flags&flagFinAlone == 0) {
 			n = min(mss, end.Diff(t.SndUna))
 		}
-		fin := t.flags&flagFinSent != 0
 		out = t.emitData(out, end.Add(-n), n, fin, now)
 		t.flags &^= flagRttTiming // Karn
 		// TLPRxtOut and TLPHighRxt (RFC 8985 section 7.4.1): the ACKs
@@ -122,7 +123,7 @@ func (t *TCB) onProbeTimeout(now Time, out []Action) []Action {
 // PTO earlier than a segment that arrived, so it is lost (RFC 8985
 // section 6.2, for the probe). A probe of new data starts at mark; a
 // resent one is the highest segment, whose last byte is below TLPHighRxt
-// (mark) and, but for a FIN, SND.NXT.
+// (mark) and, but for a FIN, SND.NXT; or our FIN, if it went alone.
 func (t *TCB) probeSACKed(now Time, out []Action) []Action {
 	if t.flags&(flagProbe|flagRecovery) != flagProbe {
 		return out
@@ -130,6 +131,9 @@ func (t *TCB) probeSACKed(now Time, out []Action) []Action {
 	probe := t.mark
 	if t.flags&flagProbeRtx != 0 {
 		probe = MinSeq(t.sndEnd, t.mark).Add(^uint32(0))
+		if t.flags&(flagFinSent|flagFinAlone) == flagFinSent|flagFinAlone {
+			probe = t.sndEnd // the FIN alone was resent
+		}
 	}
 	if !t.SndUna.LessThan(probe) {
 		return out

@@ -329,3 +329,32 @@ func mustDeadline(t *testing.T, c *conn, k TimerKind) Time {
 	require.True(t, ok, "%v not running", k)
 	return d
 }
+
+func TestTailLossProbeResendsALoneFIN(t *testing.T) {
+	// RFC8985 7.3: the highest segment sent is our FIN, which went on its
+	// own after the data; the probe is that FIN alone, not the last data
+	// segment with it. The peer SACKs it while the last data segment is
+	// missing, so that segment is lost and fast recovery resends it.
+	c := probing(t, Config{TailLossProbe: true})
+	c.user(Send(2 * 1460))
+	c.sent(". seq=1561 len=1460", "P. seq=3021 len=1460")
+	c.advance(5 * time.Millisecond)
+	c.user(Close())
+	c.sent("F. seq=4481")
+	c.advanceTo(mustDeadline(t, c, TimerProbe))
+	c.sent("F. seq=4481")
+	c.peer(pkt(".", 301, 3021, win(65535), sackBlocks(4481, 4482)))
+	require.True(t, mustStatus(t, c).Recovery, "the probe's SACK shows the segment before it lost")
+	c.sent("FP. seq=3021 len=1460")
+
+	// A FIN that went with the last data is probed with that data.
+	c = probing(t, Config{TailLossProbe: true})
+	c.user(Send(5 * 1460)) // the congestion window holds four
+	c.sent(". seq=1561 len=1460", ". seq=3021 len=1460", ". seq=4481 len=1460", ". seq=5941 len=1460")
+	c.user(Close())
+	c.nothing()
+	c.peer(pkt(".", 301, 3021, win(65535)))
+	c.sent("FP. seq=7401 len=1460")
+	c.advanceTo(mustDeadline(t, c, TimerProbe))
+	c.sent("FP. seq=7401 len=1460")
+}
