@@ -263,22 +263,27 @@ func (t *TCB) retransmitHole(now Time, out []Action) []Action {
 	return out
 }
 
-// lostRetransmit resends the segment at SND.UNA when the peer SACKs a
-// full segment sent after the latest retransmission of this recovery
-// while SND.UNA, retransmitted no later, is still missing: that
-// retransmission was lost too. It is RACK's rule
-// (RFC 8985 section 6.2) with the SND.NXT of the retransmission standing
-// for its send time, as Linux's lost-retransmit detection does. Without
-// it only the RTO repairs a lost retransmission. One recovery, one
-// window reduction: resending does not reduce it again (RFC 6675).
-func (t *TCB) lostRetransmit(now Time, out []Action) []Action {
+// lostRetransmit resends the segment at SND.UNA when, while SND.UNA is
+// still missing after its retransmission in this recovery, the peer SACKs
+// data sent after that retransmission: a full segment of new data sent
+// after the latest retransmission, or (rtxSACKed) data that this recovery
+// retransmitted later, as holes are resent in sequence order from SND.UNA
+// on. SND.UNA's retransmission was lost too. It is RACK's rule (RFC 8985
+// section 6.2, with no reordering window in recovery) with the order of
+// sending standing for send times, as Linux's lost-retransmit detection
+// does. Without it only the RTO repairs a lost retransmission. One
+// recovery, one window reduction: resending does not reduce it again
+// (RFC 6675).
+func (t *TCB) lostRetransmit(rtxSACKed bool, now Time, out []Action) []Action {
 	if t.flags&flagRecovery == 0 {
 		t.flags &^= flagRtxMark
 		return out
 	}
-	hi := highest(t.sacked[:], t.SndUna)
-	if !t.SndUna.LessThan(t.sndRtx) || !hi.GreaterThan(t.mark) || hi.Diff(t.mark) < t.effMSS() {
-		return out // SND.UNA not yet resent, or nothing sent later has arrived
+	if !t.SndUna.LessThan(t.sndRtx) {
+		return out // SND.UNA not yet resent
+	}
+	if hi := highest(t.sacked[:], t.SndUna); !rtxSACKed && (!hi.GreaterThan(t.mark) || hi.Diff(t.mark) < t.effMSS()) {
+		return out // nothing sent later has arrived
 	}
 	t.sndRtx = t.SndUna
 	return t.retransmitHole(now, out) // and marks it again

@@ -377,12 +377,16 @@ func (t *TCB) arriveOther(seg *Segment, idle time.Duration, now Time, out []Acti
 		// whatever the window.
 		same := wnd == t.SndWnd
 		var before prrMark // for PRR: the state before this ACK
+		var rtxSACKed bool // for lostRetransmit
 		if t.flags&flagSACK != 0 && (seg.Options.NumSACK > 0 || t.flags&flagRecovery != 0) {
 			if t.cfg.more&optPRR != 0 {
 				before = t.prrBefore()
 			}
 			if seg.Options.NumSACK > 0 {
-				same = t.recordSACK(&seg.Options)
+				same, rtxSACKed = t.recordSACK(&seg.Options)
+				// An ACK below SND.UNA left the peer before one already
+				// taken: what it SACKs may be the originals.
+				rtxSACKed = rtxSACKed && !seg.Ack.LessThan(t.SndUna)
 			}
 		}
 		dup := t.SndUna != t.SndNxt && seg.Ack == t.SndUna && len(seg.Payload) == 0 &&
@@ -399,8 +403,8 @@ func (t *TCB) arriveOther(seg *Segment, idle time.Duration, now Time, out []Acti
 		if t.flags&flagProbe != 0 {
 			out = t.probeSACKed(now, out)
 		}
-		if t.flags&flagRtxMark != 0 {
-			out = t.lostRetransmit(now, out)
+		if t.flags&flagRtxMark != 0 || rtxSACKed {
+			out = t.lostRetransmit(rtxSACKed, now, out)
 		}
 		if before.taken && t.flags&flagRecovery != 0 {
 			out = t.prrACK(before, now, out)
@@ -467,18 +471,23 @@ func (t *TCB) urgent(up Seq, out []Action) []Action {
 // lossy transfers (sim.TestPRRRetransmitsLess) replacing the lowest range
 // with a higher block resent half as much again under NewReno. It
 // reports whether a block held data the scoreboard did not, which makes
-// the ACK a duplicate (RFC 6675 section 2) whether or not it was kept.
-func (t *TCB) recordSACK(o *Options) (news bool) {
+// the ACK a duplicate (RFC 6675 section 2) whether or not it was kept,
+// and, in recovery, whether new data lies above SND.UNA and below sndRtx:
+// data that this recovery retransmitted after SND.UNA (lostRetransmit).
+func (t *TCB) recordSACK(o *Options) (news, afterRtx bool) {
 	for _, b := range o.SACKBlocks() {
 		l, r := MaxSeq(b.Left, t.SndUna), MinSeq(b.Right, t.SndNxt)
 		if l.LessThan(r) && t.SndUna.LessThanEq(b.Left) && b.Right.LessThanEq(t.SndNxt) {
 			if t.sackedIn(l, r) < r.Diff(l) {
 				news = true
+				// Only a block the scoreboard takes is known to be new:
+				// one that a full scoreboard discards comes again.
+				_, kept := addRange(t.sacked[:], t.SndUna, l, r)
+				afterRtx = afterRtx || kept && t.SndUna.LessThan(l) && l.LessThan(t.sndRtx)
 			}
-			addRange(t.sacked[:], t.SndUna, l, r)
 		}
 	}
-	return news
+	return news, afterRtx && t.flags&flagRecovery != 0
 }
 
 // enterFinWait2: our FIN is acknowledged; the close is done but the TCB

@@ -358,3 +358,59 @@ func TestTailLossProbeResendsALoneFIN(t *testing.T) {
 	c.advanceTo(mustDeadline(t, c, TimerProbe))
 	c.sent("FP. seq=7401 len=1460")
 }
+
+func TestLostRetransmissionSeenByALaterRetransmission(t *testing.T) {
+	// RFC8985 6.2 (RACK's rule, with the order of sending as send times):
+	// in fast recovery SND.UNA's segment is resent first and the next hole
+	// after it; when the peer SACKs that later retransmission while
+	// SND.UNA is still missing, SND.UNA's retransmission was lost too and
+	// it goes again at once, instead of after the RTO. An ACK below
+	// SND.UNA that SACKs the same data proves nothing: it left the peer
+	// before one already taken, so it may report the originals.
+	for _, stale := range []bool{false, true} {
+		c := probing(t, Config{InitialWindow10: true})
+		c.user(Send(10 * 1460))
+		require.Len(t, c.takeSent(), 10)
+		// 1561 and 3021 are lost; 4481 on arrive.
+		for _, right := range []Seq{5941, 7401, 8861} {
+			c.peer(pkt(".", 301, 1561, win(65535), sackBlocks(4481, right)))
+		}
+		require.True(t, mustStatus(t, c).Recovery)
+		require.Equal(t, Seq(1561), c.takeSent()[0].Seg.Seq, "fast retransmit")
+		c.peer(pkt(".", 301, 1561, win(65535), sackBlocks(4481, 10321)))
+		require.Equal(t, Seq(3021), c.takeSent()[0].Seg.Seq, "the next hole")
+		ack := Seq(1561)
+		if stale {
+			ack = 1 // below SND.UNA
+		}
+		c.peer(pkt(".", 301, ack, win(65535), sackBlocks(3021, 10321)))
+		var resent bool
+		for _, a := range c.takeSent() {
+			resent = resent || a.Seg.Seq == 1561
+		}
+		require.Equal(t, !stale, resent, "SND.UNA resent once its later hole's retransmission is SACKed (stale ACK: %v)", stale)
+	}
+}
+
+func TestLostRetransmissionNotSeenInADiscardedBlock(t *testing.T) {
+	// A SACK block that the full 2-range scoreboard discards is reported
+	// again by every ACK: it looks new each time, and must not count as
+	// the peer SACKing a retransmission that followed SND.UNA's.
+	c := probing(t, Config{InitialWindow10: true})
+	c.user(Send(10 * 1460))
+	for _, right := range []Seq{5941, 7401, 8861} {
+		c.peer(pkt(".", 301, 1561, win(65535), sackBlocks(4481, right)))
+	}
+	c.peer(pkt(".", 301, 1561, win(65535), sackBlocks(4481, 10321)))
+	require.True(t, mustStatus(t, c).Recovery)
+	require.Equal(t, Seq(4481), c.tcb.sndRtx, "1561 and 3021 resent")
+	// Two ranges held; a third block below sndRtx touches neither.
+	c.tcb.sacked = sackBoard{{4481, 5941}, {7401, 10321}}
+	c.tcb.sndRtx = 8861
+	var o Options
+	o.AddSACK(SACKBlock{6001, 6101})
+	news, afterRtx := c.tcb.recordSACK(&o)
+	require.True(t, news, "the block is new to the scoreboard")
+	require.False(t, afterRtx, "but not kept, so not known to be new")
+	require.Equal(t, sackBoard{{4481, 5941}, {7401, 10321}}, c.tcb.sacked)
+}
