@@ -42,6 +42,7 @@ type conn struct {
 	advMSS    uint16      // the MSS our SYN announced
 	rcvMSS    uint32      // the largest segment received, as the runner delivered it
 	lastData  tcpfsm.Time // when data last arrived (or the connection began)
+	pace      *pacer      // pacing state, once fq paces the connection (fq.go)
 }
 
 // note records what a TCB tells its user.
