@@ -33,7 +33,10 @@
 //     shutdown, getsockopt and setsockopt (SO_ERROR, SO_RCVBUF, SO_SNDBUF,
 //     SO_LINGER, SO_KEEPALIVE, TCP_NODELAY, TCP_MAXSEG, TCP_USER_TIMEOUT,
 //     TCP_CONGESTION, ...), fcntl (O_NONBLOCK), poll and epoll. A return
-//     value and errno are compared with the script's.
+//     value and errno are compared with the script's. Under -profile
+//     linux the send buffer counts memory as Linux does (skbs of the
+//     write's size goal, each with its overhead, cut as they are sent),
+//     which decides when a write blocks and when it wakes.
 //   - "%{ assert EXPR }%" lines check tcp_info fields (tcpi_state,
 //     tcpi_rto, tcpi_snd_cwnd, tcpi_snd_ssthresh, tcpi_rtt, tcpi_unacked,
 //     tcpi_retransmits, tcpi_ca_state, ...) of the latest connection, as
@@ -575,9 +578,16 @@ func (r *runner) step(c *conn, ev tcpfsm.Event) error {
 	if err != nil {
 		return err
 	}
+	var hi tcpfsm.Seq // the end of the data sent
+	hasData := false
 	for _, a := range r.out {
 		switch a.Kind {
 		case tcpfsm.ActSend:
+			if a.DataLen > 0 {
+				if end := a.DataSeq.Add(a.DataLen); !hasData || hi.LessThan(end) {
+					hi, hasData = end, true
+				}
+			}
 			seg := c.tcb.SegmentOf(&a)
 			if seg.Flags&tcpfsm.FlagSYN != 0 {
 				c.lISS = seg.Seq // sequence numbers are relative to it from now on
@@ -590,6 +600,9 @@ func (r *runner) step(c *conn, ev tcpfsm.Event) error {
 		}
 	}
 	r.paceAfterStep(c, ev)
+	if r.linuxSend() {
+		r.sendQueueStep(c, hi, hasData)
+	}
 	return nil
 }
 
