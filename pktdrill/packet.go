@@ -241,7 +241,7 @@ func (r *runner) expect(at tcpfsm.Time, spec string) error {
 		late = at.Add(time.Hour) // "*": any time, within reason
 	}
 	if len(r.pending) == 0 {
-		if err := r.advance(late.Add(r.o.Tolerance)); err != nil {
+		if err := r.advanceUntil(late.Add(r.o.Tolerance), true); err != nil {
 			return err
 		}
 	}

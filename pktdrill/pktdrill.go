@@ -33,7 +33,10 @@
 //     shutdown, getsockopt and setsockopt (SO_ERROR, SO_RCVBUF, SO_SNDBUF,
 //     SO_LINGER, SO_KEEPALIVE, TCP_NODELAY, TCP_MAXSEG, TCP_USER_TIMEOUT,
 //     TCP_CONGESTION, ...), fcntl (O_NONBLOCK), poll and epoll. A return
-//     value and errno are compared with the script's.
+//     value and errno are compared with the script's. Under -profile
+//     linux the send buffer counts memory as Linux does (skbs of the
+//     write's size goal, each with its overhead, cut as they are sent),
+//     which decides when a write blocks and when it wakes.
 //   - "%{ assert EXPR }%" lines check tcp_info fields (tcpi_state,
 //     tcpi_rto, tcpi_snd_cwnd, tcpi_snd_ssthresh, tcpi_rtt, tcpi_unacked,
 //     tcpi_retransmits, tcpi_ca_state, ...) of the latest connection, as
@@ -43,7 +46,11 @@
 //     the sysctls they set (sysctl -q net.ipv4.X=V, set_sysctls.py
 //     /proc/sys/net/ipv4/X=V, or a sourced defaults.sh found beside the
 //     script) change the Config where a Config field exists, and are
-//     listed as ignored otherwise.
+//     listed as ignored otherwise. Under -profile linux, "tc qdisc
+//     replace dev tun0 root fq" makes the runner pace what tcpfsm sends
+//     as Linux's TCP and its fq qdisc would (see fq.go), with the
+//     sysctls tcp_pacing_ss_ratio, tcp_pacing_ca_ratio and
+//     tcp_min_tso_segs.
 //   - Options on lines of their own before the first event:
 //     --ip_version, --tolerance_usecs, and tcpfsm's own --tail_loss_probe,
 //     --early_retransmit and --rto_min_ms=N.
@@ -237,13 +244,16 @@ type runner struct {
 	tsOffsetSet bool
 	sndBufDef   int // tcp_wmem default
 	rcvBufDef   int // tcp_rmem default
+
+	host hostParams // sysctls of the modelled Linux host (fq.go)
+	fq   bool       // the fq qdisc paces what tcpfsm sends (fq.go)
 }
 
 func newRunner(o Options) (*runner, error) {
 	if o.Tolerance == 0 {
 		o.Tolerance = 4 * time.Millisecond
 	}
-	r := &runner{o: o, cfg: o.Config, socks: map[int]*sock{}, epolls: map[int]*epoll{}}
+	r := &runner{o: o, cfg: o.Config, socks: map[int]*sock{}, epolls: map[int]*epoll{}, host: defaultHost}
 	r.sndBufDef, r.rcvBufDef = 16384, 131072
 	if o.Profile != "" {
 		p, err := ProfileConfig(o.Profile)
@@ -517,13 +527,30 @@ func (r *runner) option(l string) error {
 // advance moves the clock to t, firing due timers on the way and waking
 // blocked calls that can complete.
 func (r *runner) advance(t tcpfsm.Time) error {
-	for {
+	return r.advanceUntil(t, false)
+}
+
+// advanceUntil is advance; with firstSend it stops at the first moment
+// by t when a segment has been sent, so what a script does after seeing
+// it happens at its own time.
+func (r *runner) advanceUntil(t tcpfsm.Time, firstSend bool) error {
+	for !firstSend || len(r.pending) == 0 {
 		var next tcpfsm.Time
 		var who *conn
 		for _, c := range r.conns {
 			if d, ok := c.tcb.NextDeadline(); ok && d <= t && (who == nil || d < next) {
 				next, who = d, c
 			}
+		}
+		// A packet the qdisc releases before (or with) the next timer
+		// goes first.
+		if at, c := r.paceNext(); c != nil && at <= t && (who == nil || at <= next) {
+			r.now = max(r.now, at)
+			r.paceRelease(c)
+			if err := r.wake(); err != nil {
+				return err
+			}
+			continue
 		}
 		if who == nil {
 			break
@@ -535,6 +562,9 @@ func (r *runner) advance(t tcpfsm.Time) error {
 		if err := r.wake(); err != nil {
 			return err
 		}
+	}
+	if firstSend && len(r.pending) > 0 {
+		return nil
 	}
 	r.now = max(r.now, t)
 	return r.wake()
@@ -548,17 +578,30 @@ func (r *runner) step(c *conn, ev tcpfsm.Event) error {
 	if err != nil {
 		return err
 	}
+	var hi tcpfsm.Seq // the end of the data sent
+	hasData := false
 	for _, a := range r.out {
 		switch a.Kind {
 		case tcpfsm.ActSend:
+			if a.DataLen > 0 {
+				if end := a.DataSeq.Add(a.DataLen); !hasData || hi.LessThan(end) {
+					hi, hasData = end, true
+				}
+			}
 			seg := c.tcb.SegmentOf(&a)
 			if seg.Flags&tcpfsm.FlagSYN != 0 {
 				c.lISS = seg.Seq // sequence numbers are relative to it from now on
 			}
-			r.pending = append(r.pending, sent{a: a, seg: seg, c: c, at: r.now})
+			if s := (sent{a: a, seg: seg, c: c, at: r.now}); !r.paceHold(c, s) {
+				r.pending = append(r.pending, s)
+			}
 		case tcpfsm.ActNotify:
 			c.note(a.Note, r.now)
 		}
+	}
+	r.paceAfterStep(c, ev)
+	if r.linuxSend() {
+		r.sendQueueStep(c, hi, hasData)
 	}
 	return nil
 }

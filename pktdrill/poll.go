@@ -47,7 +47,13 @@ func (r *runner) readiness(s *sock) int64 {
 		}
 		if !c.wrShut && !closed {
 			st, err := c.tcb.Status()
-			if err == nil {
+			switch {
+			case err != nil:
+			case r.linuxSend():
+				if c.writeable(s) { // skbs' memory, as Linux counts it
+					m |= out | wrnorm
+				}
+			default:
 				used := int64(st.Unsent) + int64(st.InFlight)
 				if int64(s.sndBuf)-used >= used/2 {
 					m |= out | wrnorm

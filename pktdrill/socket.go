@@ -42,6 +42,9 @@ type conn struct {
 	advMSS    uint16      // the MSS our SYN announced
 	rcvMSS    uint32      // the largest segment received, as the runner delivered it
 	lastData  tcpfsm.Time // when data last arrived (or the connection began)
+	pace      *pacer      // pacing state, once fq paces the connection (fq.go)
+	wq        []wskb      // Linux's send queue, as skbs (-profile linux)
+	maxWnd    uint32      // the largest window the peer offered (max_window)
 }
 
 // note records what a TCB tells its user.
@@ -254,16 +257,17 @@ func fields(s string) map[string]string {
 
 // call is one system call line, parsed.
 type call struct {
-	name   string
-	args   []string
-	ret    string // what the script expects: "0", "-1", "0x2", "..."
-	errno  string // the errno the script expects with -1
-	line   int
-	text   string
-	at     tcpfsm.Time
-	end    tcpfsm.Time // when a blocking call must have returned
-	bytes  int         // a write's progress while it blocks
-	expiry tcpfsm.Time // a poll or epoll_wait timeout; zero for none
+	name    string
+	args    []string
+	ret     string // what the script expects: "0", "-1", "0x2", "..."
+	errno   string // the errno the script expects with -1
+	line    int
+	text    string
+	at      tcpfsm.Time
+	end     tcpfsm.Time // when a blocking call must have returned
+	bytes   int         // a write's progress while it blocks
+	memWait bool        // a write blocks for send buffer memory (-profile linux)
+	expiry  tcpfsm.Time // a poll or epoll_wait timeout; zero for none
 }
 
 // blockedCall is a blocking call waiting, in script time, to complete.
@@ -660,6 +664,9 @@ func (r *runner) write(s *sock, cl *call, first bool) (int64, string, error) {
 	if want > 1<<30 {
 		return 0, "", r.fail("a write of at most 1 GiB", cl.args[2])
 	}
+	if r.linuxSend() {
+		return r.linuxWrite(s, c, cl, want, nonblock)
+	}
 	left := want - int64(cl.bytes)
 	n := min(left, sendRoom(s, c))
 	if n > 0 {
@@ -943,4 +950,169 @@ func (r *runner) setsockopt(s *sock, name, val string) (int64, string, error) {
 		return needConfig(func(c *tcpfsm.Config) { c.SynRetries = int(v) })
 	}
 	return 0, "", r.unsupported("setsockopt %s", name)
+}
+
+// Linux's send buffer, under -profile linux.
+//
+// Linux charges a socket's send buffer (sk_wmem_queued, against
+// sk_sndbuf, which is twice SO_SNDBUF) with the truesize of each skb in
+// its send queue: the payload plus skbOverhead. tcp_sendmsg packs the
+// user's bytes into skbs of size_goal bytes (tcp_xmit_size_goal: 64 KiB
+// bounded by half the largest window the peer offered, in whole
+// segments), appending to the last unsent skb while it has room and
+// allocating a new one only while sk_wmem_queued < sk_sndbuf, so a
+// write may overshoot the buffer by most of an skb. A full skb is
+// pushed at once. Sending cuts an skb into packets of the TSO size
+// (tso_fragment), each cut costing a new skb's overhead; ACKs free whole
+// skbs and trim a partly acknowledged one by its acknowledged bytes. A
+// write that blocked is woken when the free space is at least half of
+// what is queued (sk_stream_write_space: sk_stream_wspace >=
+// sk_stream_min_wspace), and POLLOUT follows the same rule (tcp_poll).
+// Retransmissions, which may cut skbs too, are not modelled, nor the
+// growth of an unlocked sk_sndbuf with cwnd (tcp_sndbuf_expand).
+
+// wskb is one skb of the modelled send queue: a range of the byte
+// stream, sent or not.
+type wskb struct {
+	start, end tcpfsm.Seq
+	sent       bool
+}
+
+// linuxSend says the socket layer models Linux's send buffer.
+func (r *runner) linuxSend() bool { return r.o.Profile == "linux" }
+
+// wmemQueued is sk_wmem_queued: what the send queue's skbs cost.
+func (c *conn) wmemQueued() int64 {
+	var n int64
+	for _, b := range c.wq {
+		n += int64(b.end.Diff(b.start)) + skbOverhead
+	}
+	return n
+}
+
+// writeable is __sk_stream_is_writeable: the free space is at least
+// half of what is queued.
+func (c *conn) writeable(s *sock) bool {
+	q := c.wmemQueued()
+	return int64(s.sndBuf)-q >= q/2
+}
+
+// sizeGoal is tcp_xmit_size_goal: how many bytes tcp_sendmsg puts in
+// one skb.
+func (c *conn) sizeGoal(st *tcpfsm.Status) uint32 {
+	mss := effMSS(st)
+	goal := uint32(65536) // sk_gso_max_size
+	cutoff := c.maxWnd
+	if cutoff > 536 {
+		cutoff /= 2
+	}
+	if cutoff > 0 && goal > cutoff { // tcp_bound_to_half_wnd
+		hdr := uint32(20)
+		if st.Timestamps {
+			hdr = 32
+		}
+		goal = max(cutoff, 68-hdr)
+	}
+	return max(goal/mss*mss, mss)
+}
+
+// linuxWrite is write's body under Linux's send buffer: it copies the
+// caller's bytes into skbs as tcp_sendmsg_locked does, handing each
+// full skb (and the last bytes) to the TCB.
+func (r *runner) linuxWrite(s *sock, c *conn, cl *call, want int64, nonblock bool) (int64, string, error) {
+	if cl.memWait && !c.writeable(s) {
+		return 0, "", errBlock // not woken yet
+	}
+	cl.memWait = false
+	for int64(cl.bytes) < want {
+		st, err := c.tcb.Status()
+		if err != nil {
+			return -1, "EPIPE", nil
+		}
+		goal := c.sizeGoal(&st)
+		var room uint32
+		if n := len(c.wq); n > 0 && !c.wq[n-1].sent {
+			room = goal - min(goal, c.wq[n-1].end.Diff(c.wq[n-1].start))
+		}
+		if room == 0 {
+			if c.wmemQueued() >= int64(s.sndBuf) {
+				break // sk_stream_memory_free fails: wait for space
+			}
+			end := st.SndUna.Add(st.InFlight + st.Unsent)
+			c.wq = append(c.wq, wskb{start: end, end: end})
+			room = goal
+		}
+		n := uint32(min(int64(room), want-int64(cl.bytes)))
+		tail := &c.wq[len(c.wq)-1]
+		tail.end = tail.end.Add(n)
+		cl.bytes += int(n)
+		if err := r.step(c, tcpfsm.Send(n)); err != nil {
+			return -1, "EPIPE", nil
+		}
+	}
+	if int64(cl.bytes) == want {
+		return want, "", nil
+	}
+	if nonblock {
+		if cl.bytes > 0 {
+			return int64(cl.bytes), "", nil
+		}
+		return -1, "EAGAIN", nil
+	}
+	cl.memWait = true
+	return 0, "", errBlock
+}
+
+// sendQueueStep updates the modelled send queue after a step that sent
+// data up to hi (if sent): the unsent skbs below hi are cut into
+// packets of the TSO size, and what the peer acknowledged is freed.
+func (r *runner) sendQueueStep(c *conn, hi tcpfsm.Seq, sent bool) {
+	st, err := c.tcb.Status()
+	if err != nil {
+		c.wq = nil
+		return
+	}
+	c.maxWnd = max(c.maxWnd, st.SndWnd)
+	if len(c.wq) == 0 {
+		return
+	}
+	if sent {
+		mss := effMSS(&st)
+		var rate uint64
+		if c.pace != nil {
+			rate = c.pace.rate
+		} else {
+			rate = r.host.pacingRate(&st, (st.InFlight+mss-1)/mss)
+		}
+		tso := r.host.tsoSegs(rate, mss) * mss
+		for i := 0; i < len(c.wq); i++ {
+			b := &c.wq[i]
+			if b.sent || b.end.Diff(b.start) == 0 {
+				continue
+			}
+			if !b.start.LessThan(hi) {
+				break
+			}
+			cut := b.start.Add(min(tso, hi.Diff(b.start)))
+			if cut.LessThan(b.end) {
+				// tso_fragment: the rest becomes a new skb.
+				rest := wskb{start: cut, end: b.end}
+				b.end = cut
+				c.wq = append(c.wq[:i+1], append([]wskb{rest}, c.wq[i+1:]...)...)
+			}
+			c.wq[i].sent = true
+		}
+	}
+	for len(c.wq) > 0 {
+		b := &c.wq[0]
+		if !b.sent || !b.start.LessThan(st.SndUna) {
+			break
+		}
+		if !st.SndUna.LessThan(b.end) {
+			c.wq = c.wq[1:]
+			continue
+		}
+		b.start = st.SndUna // tcp_trim_head
+		break
+	}
 }

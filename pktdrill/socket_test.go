@@ -234,3 +234,49 @@ func TestScriptNames(t *testing.T) {
 		require.False(t, ok, line)
 	}
 }
+
+// sndbufScript: SO_SNDBUF 20000 (40000 in the kernel), MSS 1000, a peer
+// window of 60000 (so 30000-byte skbs) and TSO packets of 10 segments.
+// write(70000) fills a 30000-byte skb, sends 10 segments (cutting the
+// skb), tops the rest up to 30000 bytes and blocks with 40000 bytes and
+// two skbs queued. The ACK of 10001 frees one skb, but sending 20 more
+// segments cuts two: 30000 bytes in three skbs is not writeable (free
+// space below half of what is queued). The ACK of 20001 leaves 20000
+// bytes in two skbs: writeable, and the write completes. Counting bytes
+// alone, the write would take 10000 bytes at each ACK and return only
+// after the third.
+const sndbufScript = "`sysctl -q net.ipv4.tcp_min_tso_segs=10`" + `
+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 bind(3, ..., ...) = 0
++0 listen(3, 1) = 0
++.1 < S 0:0(0) win 60000 <mss 1000>
++0 > S. 0:0(0) ack 1 <...>
++.1 < . 1:1(0) ack 1 win 60000
++0 accept(3, ..., ...) = 4
++0 setsockopt(4, SOL_SOCKET, SO_SNDBUF, [20000], 4) = 0
++0...0.200 write(4, ..., 70000) = 70000
++.1 < . 1:1(0) ack 10001 win 60000
++.1 < . 1:1(0) ack 20001 win 60000
++.1 < . 1:1(0) ack 30001 win 60000
+`
+
+// TestLinuxSendBuffer: under -profile linux a blocking write wakes as
+// Linux's skb accounting says, not when bytes alone would fit.
+func TestLinuxSendBuffer(t *testing.T) {
+	res := RunScript(sndbufScript, linuxOpts)
+	require.Equal(t, Pass, res.Verdict, "%v", res.Err)
+
+	// Not at the first ACK.
+	res = RunScript(strings.Replace(sndbufScript, "0.200", "0.100", 1), linuxOpts)
+	require.Equal(t, Fail, res.Verdict)
+	require.Contains(t, res.Reason(), "returned at 400ms")
+
+	// POLLOUT follows the same rule: not writeable after the first ACK,
+	// writeable after the second.
+	poll := strings.Replace(sndbufScript, "+0...0.200 write(4, ..., 70000) = 70000",
+		"+0 fcntl(4, F_SETFL, O_RDWR|O_NONBLOCK) = 0\n+0 write(4, ..., 70000) = 40000", 1)
+	poll = strings.Replace(poll, "+.1 < . 1:1(0) ack 20001", "+0 poll([{fd=4, events=POLLOUT}], 1, 0) = 0\n+.1 < . 1:1(0) ack 20001", 1)
+	poll += "+0 poll([{fd=4, events=POLLOUT}], 1, 0) = 1\n"
+	res = RunScript(poll, linuxOpts)
+	require.Equal(t, Pass, res.Verdict, "%v", res.Err)
+}

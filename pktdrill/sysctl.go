@@ -189,6 +189,8 @@ func (r *runner) command(cmd string, depth int) error {
 			}
 		}
 		r.ignored = append(r.ignored, "ip route (other than advmss)")
+	case prog == "tc":
+		r.tc(w[1:])
 	case strings.HasSuffix(prog, ".sh") && depth == 0 && r.o.Dir != "" && !strings.Contains(w[0], "$"):
 		b, err := os.ReadFile(filepath.Join(r.o.Dir, w[0]))
 		if err != nil {
@@ -284,7 +286,7 @@ func (r *runner) sysctl(key, val string) error {
 	case name == "tcp_challenge_ack_limit" && one:
 		c.ChallengeACKLimit = int(min(max(n, 1), 255))
 	default:
-		applied = false
+		applied = r.hostSysctl(name, one, n)
 	}
 	if !applied {
 		r.ignored = append(r.ignored, key)
