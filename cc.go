@@ -32,6 +32,9 @@ func (t *TCB) growCwnd(acked uint32, now Time) {
 		}
 		if t.cwnd >= t.ssthresh {
 			t.cubicEpoch = 0 // slow start's round record ends; CUBIC's epoch starts afresh
+			if t.ssthresh == maxQueued {
+				t.cubicWMax = 0 // no loss yet: HyStart's record (hystart.go), no W_max
+			}
 		}
 	case t.cfg.opts&optCUBIC != 0:
 		t.cubicGrow(acked, now)

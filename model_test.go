@@ -80,6 +80,7 @@ func TestRandomEventsKeepInvariants(t *testing.T) {
 		cfg := Config{RecvBuffer: uint32(rapid.SampledFrom([]int{0, 100, 5000, 1 << 20}).Draw(rt, "rbuf")),
 			TailLossProbe: rapid.Bool().Draw(rt, "tlp"), PRR: rapid.Bool().Draw(rt, "prr"),
 			SlowStartLimit: rapid.SampledFrom([]int{0, -1}).Draw(rt, "sslimit"),
+			HyStart:        rapid.Bool().Draw(rt, "hystart"),
 			Congestion:     rapid.SampledFrom([]CongestionAlgorithm{NewReno, CUBIC}).Draw(rt, "cc")}
 		var c *conn
 		if rapid.IntRange(0, 3).Draw(rt, "opts") == 0 {
@@ -144,7 +145,7 @@ func FuzzStep(f *testing.F) {
 		fx := fixtures[int(state&0x1f)%len(fixtures)]
 		cfg := Config{TailLossProbe: state&0x80 != 0, PRR: state&0x40 != 0}
 		if state&0x20 != 0 {
-			cfg.SlowStartLimit, cfg.Congestion = -1, CUBIC // as Linux
+			cfg.SlowStartLimit, cfg.Congestion, cfg.HyStart = -1, CUBIC, true // as Linux
 		}
 		c := fx.make(t, cfg)
 		c.clear()
