@@ -32,6 +32,9 @@ func (t *TCB) growCwnd(acked uint32, now Time) {
 		}
 		if t.cwnd >= t.ssthresh {
 			t.cubicEpoch = 0 // slow start's round record ends; CUBIC's epoch starts afresh
+			if t.ssthresh == maxQueued {
+				t.cubicWMax = 0 // no loss yet: HyStart's record (hystart.go), no W_max
+			}
 		}
 	case t.cfg.opts&optCUBIC != 0:
 		t.cubicGrow(acked, now)
@@ -93,12 +96,17 @@ func (t *TCB) cubicGrow(acked uint32, now Time) {
 	}
 	wmax := float64(t.cubicWMax) / smss
 	cw := float64(t.cwnd) / smss
-	k := math.Cbrt(wmax * (1 - cubicBeta) / cubicC)
+	// cwnd_epoch, the window congestion avoidance began with: ssthresh,
+	// beta*W_max after a loss; W_max itself when slow start ended without
+	// one (HyStart), so K = 0 and W_est starts there (RFC 9438 sections
+	// 4.2, 4.3 and 4.10).
+	w0 := min(float64(t.ssthresh)/smss, wmax)
+	k := math.Cbrt((wmax - w0) / cubicC)
 	rtt := float64(max(t.srtt, 1000)) / 1e6
 	el := sinceMs(now, t.cubicEpoch).Seconds()
 	target := cubicC*math.Pow(el+rtt-k, 3) + wmax
 	target = min(max(target, cw), 1.5*cw)
-	west := wmax*cubicBeta + 3*(1-cubicBeta)/(1+cubicBeta)*(el/rtt)
+	west := w0 + 3*(1-cubicBeta)/(1+cubicBeta)*(el/rtt)
 	target = max(target, west)
 	inc := (target - cw) / cw * float64(acked)
 	if inc < 1 {

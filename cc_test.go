@@ -348,3 +348,21 @@ func TestZeroWindowProbesKeepCwnd(t *testing.T) {
 	require.Equal(t, c.tcb.iw(), c.tcb.cwnd, "the restart window once sending begins")
 	require.Len(t, c.take(ActSend), int(c.tcb.iw()/1460))
 }
+
+func TestCUBICWithoutLossGrowsFromTheWindow(t *testing.T) {
+	// RFC 9438 section 4.10: when slow start ends without a loss (as
+	// HyStart ends it, ssthresh = cwnd), W_max is the window congestion
+	// avoidance starts with and K = 0; W_est starts there too (section
+	// 4.3). The window grows at once instead of waiting out the K of a
+	// loss that never happened.
+	c := inFlight(t, Config{Congestion: CUBIC}, 40, 100_000)
+	tcb := &c.tcb
+	tcb.cwnd, tcb.ssthresh, tcb.srtt = 40*1460, 40*1460, 100_000
+	now := c.now.Add(10 * time.Second)
+	tcb.growCwnd(1460, now) // the epoch begins
+	require.Equal(t, uint32(40*1460), tcb.cubicWMax)
+	cw := float64(tcb.cwnd) / 1460
+	tcb.growCwnd(1460, now.Add(time.Second))
+	west := 40 + 3*(1-cubicBeta)/(1+cubicBeta)*(1.0/0.1) // above W_cubic(1.1 s) = 40.53
+	require.InDelta(t, (cw+(west-cw)/cw)*1460, float64(tcb.cwnd), 1)
+}

@@ -175,6 +175,21 @@ type Config struct {
 	// inflation by one segment per duplicate ACK, which stalls and then
 	// bursts; recovery ends with the window at ssthresh. Default off.
 	PRR bool
+	// HyStart leaves the initial slow start when the round-trip time
+	// rises, before the queue it builds overflows: HyStart's delay
+	// increase test (RFC 9406 section 4.2, with its constants
+	// N_RTT_SAMPLE = 8, MIN_RTT_THRESH = 4 ms, MAX_RTT_THRESH = 16 ms,
+	// MIN_RTT_DIVISOR = 8) in the form Linux's CUBIC uses. Once the
+	// window is at least 16 segments, the smallest RTT sample of a round
+	// trip, tested from the round's ninth ACK on, is compared with the
+	// smallest sample of the connection (RFC 9406 compares with the
+	// previous round's), and a rise of more than min(max(that/8, 4 ms),
+	// 16 ms) sets ssthresh to the window: congestion avoidance starts
+	// at once, without RFC 9406's Conservative Slow Start. As RFC 9406
+	// section 4.2 recommends, only the initial slow start (ssthresh still
+	// at its initial value, no loss yet) is tested. See hystart.go for
+	// how rounds and samples are taken. Default off.
+	HyStart bool
 	// TimerActions reports every change of a timer as an ActTimer action,
 	// for hosts that keep a timer per connection. Default off: a host
 	// reads NextDeadline after each Step, which says the same for less
@@ -329,6 +344,7 @@ const (
 	optMinRTOVar                          // Config.MinRTOOnVariance
 	optPRR                                // Config.PRR
 	optDropUnsentACK                      // Config.DropACKOfUnsent
+	optHyStart                            // Config.HyStart
 )
 
 type settingOpts uint16
@@ -437,6 +453,9 @@ func (c *Config) compile() (settings, error) {
 	}
 	if c.DropACKOfUnsent {
 		s.more |= optDropUnsentACK
+	}
+	if c.HyStart {
+		s.more |= optHyStart
 	}
 	switch {
 	case c.SlowStartLimit < 0:

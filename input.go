@@ -604,14 +604,18 @@ func (t *TCB) ackAdvance(ack Seq, tsecr uint32, now Time, out []Action) []Action
 	if t.sacked[0].Left != t.sacked[0].Right {
 		trimBelow(t.sacked[:], ack)
 	}
+	var rtt uint32 // this ACK's RTT sample in µs, for HyStart
 	if t.flags&flagRttTiming != 0 && t.rttSeq.LessThanEq(ack) {
 		t.flags &^= flagRttTiming
 		if tsecr == 0 {
-			t.rttSampleUs(uint64(usOf(now) - t.rttStart))
+			rtt = max(usOf(now)-t.rttStart, 1)
+			t.rttSampleUs(uint64(rtt))
 		}
 	}
 	if tsecr != 0 {
-		t.rttSampleUs(uint64(t.tsVal(now)-tsecr) * 1000)
+		us := uint64(t.tsVal(now)-tsecr) * 1000
+		rtt = uint32(min(max(us, 1), 1<<31))
+		t.rttSampleUs(us)
 	}
 	if t.flags&flagUrgPending != 0 && !t.SndUna.LessThan(t.sndUp) {
 		t.flags &^= flagUrgPending
@@ -621,6 +625,7 @@ func (t *TCB) ackAdvance(ack Seq, tsecr uint32, now Time, out []Action) []Action
 			out = t.onRecoveryAck(acked, now, out)
 		} else {
 			t.dupAcks = 0
+			t.hyStartAck(rtt)
 			t.growCwnd(grow, now)
 			if t.SndUna == t.SndNxt {
 				t.noteSSFlight() // the round is over

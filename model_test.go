@@ -81,6 +81,7 @@ func TestRandomEventsKeepInvariants(t *testing.T) {
 			TailLossProbe: rapid.Bool().Draw(rt, "tlp"), PRR: rapid.Bool().Draw(rt, "prr"),
 			DropACKOfUnsent: rapid.Bool().Draw(rt, "dropunsent"),
 			SlowStartLimit:  rapid.SampledFrom([]int{0, -1}).Draw(rt, "sslimit"),
+			HyStart:         rapid.Bool().Draw(rt, "hystart"),
 			Congestion:      rapid.SampledFrom([]CongestionAlgorithm{NewReno, CUBIC}).Draw(rt, "cc")}
 		var c *conn
 		if rapid.IntRange(0, 3).Draw(rt, "opts") == 0 {
@@ -145,7 +146,7 @@ func FuzzStep(f *testing.F) {
 		fx := fixtures[int(state&0x1f)%len(fixtures)]
 		cfg := Config{TailLossProbe: state&0x80 != 0, PRR: state&0x40 != 0}
 		if state&0x20 != 0 {
-			cfg.SlowStartLimit, cfg.Congestion, cfg.DropACKOfUnsent = -1, CUBIC, true // as Linux
+			cfg.SlowStartLimit, cfg.Congestion, cfg.DropACKOfUnsent, cfg.HyStart = -1, CUBIC, true, true // as Linux
 		}
 		c := fx.make(t, cfg)
 		c.clear()

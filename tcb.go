@@ -43,7 +43,7 @@ type TCB struct {
 	rto         uint32    // current RTO in microseconds, with backoff
 	cwnd        uint32    // congestion window in bytes (RFC 5681)
 	ssthresh    uint32    // slow-start threshold in bytes
-	cubicWMax   uint32    // CUBIC W_max in bytes (RFC 9438); the window at the latest loss
+	cubicWMax   uint32    // CUBIC W_max in bytes (RFC 9438); the window at the latest loss (before any, with HyStart, its RTT record: hystart.go)
 	cubicEpoch  uint32    // CUBIC epoch start in milliseconds; 0 when none (in recovery with PRR, its counts: prr.go)
 	rtxStart    uint32    // when the segment being retransmitted was first sent, in ms
 	rttStart    uint32    // when the timed segment was sent, in µs
@@ -76,7 +76,8 @@ type TCB struct {
 	// retransmitted probe went (TLPHighRxt); with flagRtxMark (only in
 	// recovery, when no probe is outstanding), SND.NXT at the latest
 	// retransmission, so data from there on was sent after every
-	// retransmission so far.
+	// retransmission so far. With neither, in the initial slow start
+	// with Config.HyStart, it is the end of HyStart's round (hystart.go).
 	mark Seq
 }
 

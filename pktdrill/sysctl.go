@@ -22,7 +22,8 @@ var Profiles = []string{"rfc", "linux", "freebsd"}
 //     segments, a 200 ms floor on the RTO's variance term (RTO = SRTT +
 //     max(4*RTTVAR, 200 ms)), early retransmit, the tail loss
 //     probe, proportional rate reduction in fast recovery, a 40 ms delayed ACK after quick ACKs for the first 16
-//     segments, CUBIC, slow start counting every acknowledged byte, a
+//     segments, CUBIC with HyStart's delay test (hystart_detect's
+//     HYSTART_DELAY), slow start counting every acknowledged byte, a
 //     receive buffer of 15 MiB (so
 //     window scale 8), 5 SYN retries, a 60 s TIME-WAIT and FIN-WAIT-2
 //     timeout, a 120 s maximum RTO, and no answer to an ACK of data
@@ -48,6 +49,7 @@ func ProfileConfig(name string) (tcpfsm.Config, error) {
 			QuickACKAtStart:  true,
 			Congestion:       tcpfsm.CUBIC,
 			SlowStartLimit:   -1,
+			HyStart:          true,
 			RecvBuffer:       15 << 20,
 			SynRetries:       5,
 			MSL:              30 * time.Second,
@@ -177,6 +179,10 @@ func (r *runner) command(cmd string, depth int) error {
 	case prog == "echo" && len(w) >= 4 && w[len(w)-2] == ">" && strings.HasPrefix(w[len(w)-1], "/proc/sys/"):
 		k := strings.ReplaceAll(strings.TrimPrefix(w[len(w)-1], "/proc/sys/"), "/", ".")
 		return r.sysctl(k, strings.Join(w[1:len(w)-2], " "))
+	case prog == "echo" && len(w) >= 4 && w[len(w)-2] == ">" && strings.HasPrefix(w[len(w)-1], cubicParams):
+		// tcp_cubic's module parameters, as sysctls named tcp_cubic.NAME.
+		k := "tcp_cubic." + strings.TrimPrefix(w[len(w)-1], cubicParams)
+		return r.sysctl(k, strings.Join(w[1:len(w)-2], " "))
 	case prog == "ip" && len(w) > 2 && w[1] == "route":
 		// A route's advmss is the MSS our SYNs announce.
 		for i := 2; i+1 < len(w); i++ {
@@ -203,6 +209,9 @@ func (r *runner) command(cmd string, depth int) error {
 	}
 	return nil
 }
+
+// cubicParams is where Linux's tcp_cubic module takes its parameters.
+const cubicParams = "/sys/module/tcp_cubic/parameters/"
 
 // shellInt evaluates a number as a shell would write it: 42, 0x70403 or
 // $((15*1024*1024)).
@@ -283,6 +292,15 @@ func (r *runner) sysctl(key, val string) error {
 		return r.unsupported("path MTU probing (RFC 4821)")
 	case name == "tcp_rfc1337" && one:
 		c.TimeWaitRST = n == 0
+	case name == "tcp_cubic.hystart" && one:
+		c.HyStart = n != 0
+	case name == "tcp_cubic.hystart_detect" && one:
+		// Bit 2 is the delay test, which Config.HyStart is; bit 1, the
+		// ACK-train test, has no counterpart.
+		c.HyStart = n&2 != 0
+		if n&1 != 0 {
+			r.ignored = append(r.ignored, key+" (HYSTART_ACK_TRAIN)")
+		}
 	case name == "tcp_challenge_ack_limit" && one:
 		c.ChallengeACKLimit = int(min(max(n, 1), 255))
 	default:
