@@ -120,6 +120,28 @@ func TestRestartAfterIdle(t *testing.T) {
 	require.LessOrEqual(t, sent, uint32(3*1460), "at most IW after an idle RTO")
 }
 
+func TestNoRestartAfterIdle(t *testing.T) {
+	// Config.NoRestartAfterIdle (RFC 5681 4.1's SHOULD, off): the window
+	// is kept over the pause, and CUBIC's epoch moves on by the idle
+	// time (RFC 9438 5.8), so the pause earns no growth.
+	c := inFlight(t, Config{NoRestartAfterIdle: true, Congestion: CUBIC}, 10, 0)
+	c.advance(10 * time.Millisecond)
+	c.tcb.cwnd, c.tcb.ssthresh, c.tcb.cubicWMax = 30*1460, 20*1460, 40*1460
+	epoch := msOf(c.now)
+	c.tcb.cubicEpoch = epoch
+	c.peer(pkt(".", 301, 101+10*1460, win(65535)))
+	require.Equal(t, epoch, c.tcb.cubicEpoch, "the epoch began before the ACK")
+	cwnd := c.tcb.cwnd
+	c.advance(3 * time.Second)
+	c.user(Send(100_000))
+	var sent uint32
+	for _, a := range c.takeSent() {
+		sent += a.DataLen
+	}
+	require.Equal(t, cwnd/1460*1460, sent, "the whole window after an idle RTO")
+	require.Equal(t, epoch+3000, c.tcb.cubicEpoch, "the epoch moved on by the pause")
+}
+
 func TestSACKDoesNotStartRecoveryAlone(t *testing.T) {
 	// RFC2018 5.1.
 	c := inFlight(t, Config{}, 4, 0, sackOK())

@@ -211,6 +211,14 @@ type Config struct {
 	// counted as DropBadACK, and nothing in it (data, FIN, window,
 	// timestamp) is taken.
 	DropACKOfUnsent bool
+	// NoRestartAfterIdle keeps the congestion window when sending resumes
+	// after more than an RTO without sending, instead of shrinking it to
+	// the restart window (RFC 5681 section 4.1's SHOULD; Linux's
+	// tcp_slow_start_after_idle=0, common for long-lived tunnels whose
+	// path does not change while they pause). CUBIC's curve then moves
+	// on by the idle time, so the pause earns no growth (RFC 9438 section
+	// 5.8). Default off: the RFC's restart.
+	NoRestartAfterIdle bool
 }
 
 // CongestionAlgorithm names a congestion control algorithm.
@@ -345,6 +353,7 @@ const (
 	optPRR                                // Config.PRR
 	optDropUnsentACK                      // Config.DropACKOfUnsent
 	optHyStart                            // Config.HyStart
+	optNoIdleRestart                      // Config.NoRestartAfterIdle
 )
 
 type settingOpts uint16
@@ -456,6 +465,9 @@ func (c *Config) compile() (settings, error) {
 	}
 	if c.HyStart {
 		s.more |= optHyStart
+	}
+	if c.NoRestartAfterIdle {
+		s.more |= optNoIdleRestart
 	}
 	switch {
 	case c.SlowStartLimit < 0:

@@ -79,10 +79,11 @@ func TestRandomEventsKeepInvariants(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		cfg := Config{RecvBuffer: uint32(rapid.SampledFrom([]int{0, 100, 5000, 1 << 20}).Draw(rt, "rbuf")),
 			TailLossProbe: rapid.Bool().Draw(rt, "tlp"), PRR: rapid.Bool().Draw(rt, "prr"),
-			DropACKOfUnsent: rapid.Bool().Draw(rt, "dropunsent"),
-			SlowStartLimit:  rapid.SampledFrom([]int{0, -1}).Draw(rt, "sslimit"),
-			HyStart:         rapid.Bool().Draw(rt, "hystart"),
-			Congestion:      rapid.SampledFrom([]CongestionAlgorithm{NewReno, CUBIC}).Draw(rt, "cc")}
+			DropACKOfUnsent:    rapid.Bool().Draw(rt, "dropunsent"),
+			SlowStartLimit:     rapid.SampledFrom([]int{0, -1}).Draw(rt, "sslimit"),
+			HyStart:            rapid.Bool().Draw(rt, "hystart"),
+			NoRestartAfterIdle: rapid.Bool().Draw(rt, "noidlerestart"),
+			Congestion:         rapid.SampledFrom([]CongestionAlgorithm{NewReno, CUBIC}).Draw(rt, "cc")}
 		var c *conn
 		if rapid.IntRange(0, 3).Draw(rt, "opts") == 0 {
 			// Every option negotiated: window scaling, timestamps, SACK.
@@ -146,7 +147,7 @@ func FuzzStep(f *testing.F) {
 		fx := fixtures[int(state&0x1f)%len(fixtures)]
 		cfg := Config{TailLossProbe: state&0x80 != 0, PRR: state&0x40 != 0}
 		if state&0x20 != 0 {
-			cfg.SlowStartLimit, cfg.Congestion, cfg.DropACKOfUnsent, cfg.HyStart = -1, CUBIC, true, true // as Linux
+			cfg.SlowStartLimit, cfg.Congestion, cfg.DropACKOfUnsent, cfg.HyStart, cfg.NoRestartAfterIdle = -1, CUBIC, true, true, true // as Linux
 		}
 		c := fx.make(t, cfg)
 		c.clear()

@@ -342,14 +342,22 @@ func (t *TCB) sendData(now Time, out []Action) []Action {
 
 	// Restart after idle: the window the ACK clock no longer backs shrinks
 	// to the restart window before transmission begins (RFC 5681 section
-	// 4.1), not while a closed peer window holds the data back.
+	// 4.1), not while a closed peer window holds the data back. With
+	// Config.NoRestartAfterIdle the window stays, and CUBIC's curve moves
+	// on by the idle time: a flow that sent nothing earns no growth (RFC
+	// 9438 section 5.8).
 	if t.SndUna == t.SndNxt && t.SndNxt.LessThan(t.sndEnd) && t.SndWnd > 0 &&
 		sinceMs(now, t.lastSend) > t.rtoDur() {
-		t.cwnd = min(t.cwnd, t.iw())
-		if t.cwnd < t.ssthresh {
-			t.cubicEpoch = 0 // slow start again: a new round (cc.go)
+		switch {
+		case t.cfg.more&optNoIdleRestart == 0:
+			t.cwnd = min(t.cwnd, t.iw())
+			if t.cwnd < t.ssthresh {
+				t.cubicEpoch = 0 // slow start again: a new round (cc.go)
+			}
+			limit = t.sendLimit()
+		case t.cubicEpoch != 0 && t.cwnd >= t.ssthresh && t.cfg.opts&optCUBIC != 0 && t.flags&flagRecovery == 0:
+			t.cubicEpoch = min(t.cubicEpoch+(msOf(now)-t.lastSend), msOf(now))
 		}
-		limit = t.sendLimit()
 	}
 
 	// New data.

@@ -255,6 +255,8 @@ func (r *runner) sysctl(key, val string) error {
 		c.NoSACK = n == 0
 	case name == "tcp_window_scaling" && one:
 		c.NoWindowScale = n == 0
+	case name == "tcp_slow_start_after_idle" && one:
+		c.NoRestartAfterIdle = n == 0
 	case name == "tcp_rmem" && len(nums) == 3:
 		if nums[2] > 0 && nums[2] < 1<<31 {
 			c.RecvBuffer = uint32(nums[2])

@@ -30,3 +30,20 @@ func TestCubicModuleParameters(t *testing.T) {
 		require.Equal(t, tc.ignored, r.ignored, tc.cmd)
 	}
 }
+
+// TestSlowStartAfterIdle: net.ipv4.tcp_slow_start_after_idle, which
+// Linux's defaults.sh sets to 0, maps to Config.NoRestartAfterIdle.
+func TestSlowStartAfterIdle(t *testing.T) {
+	for _, tc := range []struct {
+		cmd string
+		off bool
+	}{
+		{"sysctl -q net.ipv4.tcp_slow_start_after_idle=0", true},
+		{"sysctl -q net.ipv4.tcp_slow_start_after_idle=1", false},
+	} {
+		r := &runner{}
+		require.NoError(t, r.shellText(tc.cmd, 0), tc.cmd)
+		require.Equal(t, tc.off, r.cfg.NoRestartAfterIdle, tc.cmd)
+		require.Empty(t, r.ignored, tc.cmd)
+	}
+}
