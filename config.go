@@ -445,29 +445,15 @@ func (c *Config) compile() (settings, error) {
 			s.opts |= o.bit
 		}
 	}
-	if c.TimerActions {
-		s.more |= optTimerActions
-	}
-	if c.DelayFINACK {
-		s.more |= optDelayFINACK
-	}
-	if c.QuickACKAtStart {
-		s.more |= optQuickStart
-	}
-	if c.MinRTOOnVariance {
-		s.more |= optMinRTOVar
-	}
-	if c.PRR {
-		s.more |= optPRR
-	}
-	if c.DropACKOfUnsent {
-		s.more |= optDropUnsentACK
-	}
-	if c.HyStart {
-		s.more |= optHyStart
-	}
-	if c.NoRestartAfterIdle {
-		s.more |= optNoIdleRestart
+	for _, o := range []struct {
+		on  bool
+		bit moreOpts
+	}{{c.TimerActions, optTimerActions}, {c.DelayFINACK, optDelayFINACK}, {c.QuickACKAtStart, optQuickStart},
+		{c.MinRTOOnVariance, optMinRTOVar}, {c.PRR, optPRR}, {c.DropACKOfUnsent, optDropUnsentACK},
+		{c.HyStart, optHyStart}, {c.NoRestartAfterIdle, optNoIdleRestart}} {
+		if o.on {
+			s.more |= o.bit
+		}
 	}
 	switch {
 	case c.SlowStartLimit < 0:

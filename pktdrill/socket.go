@@ -675,6 +675,12 @@ func (r *runner) write(s *sock, cl *call, first bool) (int64, string, error) {
 		}
 		cl.bytes += int(n)
 	}
+	return writeResult(cl, want, nonblock)
+}
+
+// writeResult ends a write that has queued cl.bytes of want: done, a
+// short or EAGAIN result for a non-blocking socket, or errBlock to wait.
+func writeResult(cl *call, want int64, nonblock bool) (int64, string, error) {
 	if int64(cl.bytes) == want {
 		return want, "", nil
 	}
@@ -1050,17 +1056,9 @@ func (r *runner) linuxWrite(s *sock, c *conn, cl *call, want int64, nonblock boo
 			return -1, "EPIPE", nil
 		}
 	}
-	if int64(cl.bytes) == want {
-		return want, "", nil
-	}
-	if nonblock {
-		if cl.bytes > 0 {
-			return int64(cl.bytes), "", nil
-		}
-		return -1, "EAGAIN", nil
-	}
-	cl.memWait = true
-	return 0, "", errBlock
+	n, errno, err := writeResult(cl, want, nonblock)
+	cl.memWait = err == errBlock
+	return n, errno, err
 }
 
 // sendQueueStep updates the modelled send queue after a step that sent
