@@ -625,7 +625,9 @@ func (t *TCB) ackAdvance(ack Seq, tsecr uint32, now Time, out []Action) []Action
 			out = t.onRecoveryAck(acked, now, out)
 		} else {
 			t.dupAcks = 0
-			t.hyStartAck(rtt)
+			if t.cfg.more&optHyStart != 0 {
+				t.hyStartAck(rtt)
+			}
 			t.growCwnd(grow, now)
 			if t.SndUna == t.SndNxt {
 				t.noteSSFlight() // the round is over
