@@ -3,6 +3,7 @@
 package tcpfsm
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"strconv"
@@ -36,6 +37,29 @@ func TestInstructionCountLoop(t *testing.T) {
 		}
 		return
 	}
+	if which == "lifecycle-prefix" {
+		// The first ICOUNT_K steps of BenchmarkLifecycle's connection;
+		// tools/icount.sh lifecycle-steps subtracts consecutive prefixes
+		// to cost each step. ICOUNT_LIST prints the steps instead.
+		script := lifecycleScript()
+		if os.Getenv("ICOUNT_LIST") != "" {
+			for i, r := range script {
+				what := r.ev.Kind.String()
+				if r.ev.Seg != nil {
+					what += " " + r.ev.Seg.Flags.String()
+				}
+				fmt.Printf("step %d: %s, end %d in %v\n", i, what, r.side, lifecycleStates(script[:i+1]))
+			}
+			return
+		}
+		k, _ := strconv.Atoi(os.Getenv("ICOUNT_K"))
+		var tcb [2]TCB
+		out := make([]Action, 0, 64)
+		for range n {
+			out = replayLifecycle(script[:min(k, len(script))], &tcb, out)
+		}
+		return
+	}
 	if which == "lifecycle" {
 		script := lifecycleScript()
 		var tcb [2]TCB
@@ -57,4 +81,12 @@ func TestInstructionCountLoop(t *testing.T) {
 	if got := tcb.RcvNxt.Diff(start); got != uint32(n)*1460 {
 		t.Fatalf("received %d bytes, want %d", got, n*1460)
 	}
+}
+
+// lifecycleStates replays script and returns the state of the end that
+// took its last step.
+func lifecycleStates(script []recorded) State {
+	var tcb [2]TCB
+	replayLifecycle(script, &tcb, nil)
+	return tcb[script[len(script)-1].side].State
 }

@@ -8,6 +8,9 @@
 #
 #   plain, options         BenchmarkDataSegment/plain, /ts+sack+ws (root)
 #   lifecycle              BenchmarkLifecycle, one connection (root)
+#   lifecycle-steps        the same, step by step: each step's count is the
+#                          difference between replaying the steps up to it
+#                          and up to the one before
 #   checksum               BenchmarkChecksum/64KiB, one checksum (root)
 #   stack                  BenchmarkStackConnections, one connection (./tcpstack)
 #   bulk, bulklarge        BenchmarkEndpointBulk/segments and /large, 64 KiB (./tcpstack)
@@ -34,11 +37,11 @@ binary() {
 	echo "$bin"
 }
 
-# count <binary> <ICOUNT_WHAT> <ops>: instructions of a run of that many
-# ops; a failed run prints its output and fails.
+# count <binary> <ICOUNT_WHAT> <ops> [VAR=value...]: instructions of a run
+# of that many ops; a failed run prints its output and fails.
 count() {
 	local out
-	if ! out=$(GOMAXPROCS=1 GOGC=off ICOUNT_N=$3 ICOUNT_WHAT=$2 valgrind --tool=cachegrind --cache-sim=no \
+	if ! out=$(env "${@:4}" GOMAXPROCS=1 GOGC=off ICOUNT_N=$3 ICOUNT_WHAT=$2 valgrind --tool=cachegrind --cache-sim=no \
 		--cachegrind-out-file=/dev/null "$1" -test.run '^TestInstructionCountLoop$' -test.v 2>&1); then
 		echo "icount.sh: ICOUNT_WHAT=$2 ICOUNT_N=$3 failed:" >&2
 		echo "$out" | grep -v '^==' >&2
@@ -48,6 +51,23 @@ count() {
 }
 
 for what in "$@"; do
+	if [ "$what" = lifecycle-steps ]; then
+		bin=$(binary . .)
+		prev=0
+		mapfile -t steps < <(ICOUNT_N=1 ICOUNT_WHAT=lifecycle-prefix ICOUNT_LIST=1 "$bin" -test.run '^TestInstructionCountLoop$' | grep '^step ')
+		for k in $(seq 0 ${#steps[@]}); do
+			a=$(count "$bin" lifecycle-prefix 2000 ICOUNT_K=$k)
+			b=$(count "$bin" lifecycle-prefix 4000 ICOUNT_K=$k)
+			c=$(((b - a) / 2000))
+			if [ "$k" -eq 0 ]; then
+				echo "lifecycle-steps: two fresh TCBs: $c instructions"
+			else
+				echo "lifecycle-steps: ${steps[k - 1]}: $((c - prev)) instructions"
+			fi
+			prev=$c
+		done
+		continue
+	fi
 	dir=. pkg=. icw=$what n1=50000 n2=100000
 	case $what in
 	plain | options) ;;
