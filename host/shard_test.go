@@ -679,7 +679,8 @@ func BenchmarkShardedBulk(b *testing.B) {
 			defer wg.Done()
 			for left.Add(-1) >= 0 {
 				if _, err := c.Write(data); err != nil {
-					failed.CompareAndSwap(nil, &err)
+					e := err // declared here, it does not escape on every write
+					failed.CompareAndSwap(nil, &e)
 					return
 				}
 			}
@@ -704,6 +705,78 @@ func BenchmarkShardedBulk(b *testing.B) {
 	for _, c := range conns {
 		_ = c.Close()
 	}
+}
+
+func TestShardedBulkAllocatesNothing(t *testing.T) {
+	// Streams of 64 KiB writes between two Shardeds, each round read to
+	// the end by the server: once the buffers, arenas and queues have
+	// grown, a round allocates nothing, in the Stacks (their buffers
+	// kept while the connections are busy) nor in the Hosts (segments
+	// written straight into the writer's arena). A round that stalls past
+	// the Stacks' hold on idle buffers would allocate, so the rounds get
+	// a few tries.
+	if raceEnabled {
+		t.Skip("the race detector slows rounds past the hold")
+	}
+	const streams, chunk, writes = 4, 64 << 10, 4
+	p := newShardedPair(t, 2, false, benchConfig(1<<20))
+	ln, err := p.server.ListenAddrPort(netip.AddrPortFrom(addrB, 80))
+	require.NoError(t, err)
+	defer ln.Close()
+	var read atomic.Int64
+	go func() {
+		for {
+			c, err := ln.AcceptTCP()
+			if err != nil {
+				return
+			}
+			go func() {
+				buf := make([]byte, 64<<10)
+				for {
+					n, err := c.Read(buf)
+					read.Add(int64(n))
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	conns := make([]*Conn, streams)
+	for i := range conns {
+		c, err := p.client.DialContextAddrPort(context.Background(), netip.AddrPortFrom(addrB, 80))
+		require.NoError(t, err)
+		conns[i] = c
+		defer c.Close()
+	}
+	data := make([]byte, chunk)
+	var want int64
+	round := func() {
+		for range writes {
+			for _, c := range conns {
+				if _, err := c.Write(data); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		want += streams * writes * chunk
+		for deadline := time.Now().Add(10 * time.Second); read.Load() < want; {
+			if time.Now().After(deadline) {
+				t.Fatalf("read %d of %d", read.Load(), want)
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
+	for range 50 {
+		round()
+	}
+	var allocs float64
+	for range 5 {
+		if allocs = testing.AllocsPerRun(20, round); allocs == 0 {
+			return
+		}
+	}
+	t.Fatalf("%v allocations a round", allocs)
 }
 
 // reportCPU reports the process's CPU time per operation since cpu0, and
