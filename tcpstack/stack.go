@@ -246,23 +246,25 @@ func (s *Stack) takeIO() *endpointIO {
 	return &endpointIO{queue: make([]tcpfsm.Action, 0, 8)}
 }
 
-// bufHold is how long a connection keeps its buffers after it last moved
-// data (or had any call or segment): a bulk flow empties them many times
-// a second, between one batch of segments and the next or one read and
-// the next write, and giving them back each time would have it take
-// (and, past the pools' bound, allocate) and grow them again at once.
-// An idle connection gives them back this long after its last activity.
+// bufHold is how long a connection whose buffers grew past minBuf keeps
+// them after it last moved data (or had any call or segment): a bulk
+// flow empties them many times a second, between one batch of segments
+// and the next or one read and the next write, and giving them back each
+// time would have it take (and, past the pools' bound, allocate) and
+// grow them again at once. It gives them back this long after its last
+// activity. Buffers of minBuf, all a request and its response need,
+// go back at once: the pools keep plenty of them.
 const bufHold = 10 * time.Millisecond
 
 // recycle takes back what a connection does not need now: the send
 // buffer once everything written is acknowledged, the receive buffer once
 // everything was read (and nothing waits out of order), the output queue
 // once drained. An idle connection then holds only its state. The
-// endpoint stays usable: it takes buffers again when data comes. A
-// connection that holds buffers and has not ended keeps them until
-// bufHold after now (its latest activity), when the stack's sweep gives
-// back what it still does not need.
-func (s *Stack) recycle(e *Endpoint, now tcpfsm.Time) {
+// endpoint stays usable: it takes buffers again when data comes. With
+// hold, a connection that has not ended and holds a buffer larger than
+// minBuf keeps its buffers until bufHold after now (its latest activity),
+// when the stack's sweep recycles it without hold.
+func (s *Stack) recycle(e *Endpoint, now tcpfsm.Time, hold bool) {
 	io := e.io
 	if io == nil {
 		return
@@ -271,7 +273,7 @@ func (s *Stack) recycle(e *Endpoint, now tcpfsm.Time) {
 	if st := e.tcb.State; st == tcpfsm.Closed || st == tcpfsm.TimeWait || st == tcpfsm.Listen {
 		io.snd.reset() // nothing left to retransmit
 		io.nheld = 0   // nor to receive
-	} else if len(io.snd.buf) > 0 || len(io.rcv.buf) > 0 {
+	} else if hold && (len(io.snd.buf) > minBuf || len(io.rcv.buf) > minBuf) {
 		io.keepUntil = now.Add(bufHold)
 		if !io.listed {
 			io.listed = true
@@ -282,12 +284,6 @@ func (s *Stack) recycle(e *Endpoint, now tcpfsm.Time) {
 		}
 		return
 	}
-	s.giveBack(e, io)
-}
-
-// giveBack returns to the pools the buffers of e that hold nothing, and
-// e's io itself once it holds no buffer and no output waits.
-func (s *Stack) giveBack(e *Endpoint, io *endpointIO) {
 	if len(io.snd.buf) > 0 && io.snd.len() == 0 {
 		s.putBuf(io.snd.buf)
 		io.snd = ring{}
@@ -332,7 +328,7 @@ func (s *Stack) sweep(now tcpfsm.Time) {
 		// when that changes; an endpoint the stack let go of keeps
 		// what it holds, as it did before it was listed.
 		if e.is(epOwned) && !e.is(epInActive) {
-			s.giveBack(e, io)
+			s.recycle(e, now, false)
 		}
 	}
 	for _, e := range kept {
@@ -811,7 +807,7 @@ func (s *Stack) after(e *Endpoint, now tcpfsm.Time) {
 		s.active.push(e)
 	}
 	if !e.is(epInActive) {
-		s.recycle(e, now)
+		s.recycle(e, now, true)
 		switch e.State() {
 		case tcpfsm.TimeWait:
 			s.toTimeWait(e)
@@ -895,7 +891,7 @@ func (s *Stack) toTimeWait(e *Endpoint) {
 	r, _ := e.tcb.TimeWaitRecord()
 	k := e.key
 	s.disown(e)
-	s.recycle(e, 0)
+	s.recycle(e, 0, false)
 	s.tw.put(k, r)
 	s.stats.TimeWaitRecords++
 }
