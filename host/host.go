@@ -266,8 +266,19 @@ func readBuffers(link Link) (bl BatchLink, batched bool, buf []byte, segs []Segm
 	return nil, false, make([]byte, 65536), make([]SegmentInfo, 1)
 }
 
+// segmentTaker is a link whose segments a Host can input where they lie,
+// without copying them into a buffer of its own: a shard's queue. The
+// segments stay valid until the next takeSegments.
+type segmentTaker interface {
+	takeSegments() (data []byte, segs []SegmentInfo, err error)
+}
+
 func (h *Host) readLoop() {
 	defer close(h.done)
+	if t, ok := h.link.(segmentTaker); ok {
+		h.takeLoop(t)
+		return
+	}
 	bl, batched, buf, segs := readBuffers(h.link)
 	for {
 		var k int
@@ -287,21 +298,43 @@ func (h *Host) readLoop() {
 			}
 			continue
 		}
-		h.mu.Lock()
-		now := h.clock.Now()
-		h.stack.BeginBatch()
-		for i := range segs[:k] {
-			sg := &segs[i]
-			if sg.Verified {
-				_ = h.stack.InputVerified(buf[sg.Off:sg.Off+sg.N], sg.Src, sg.Dst, now)
-			} else {
-				_ = h.stack.Input(buf[sg.Off:sg.Off+sg.N], sg.Src, sg.Dst, now)
-			}
-		}
-		h.stack.EndBatch(now) // one ACK per connection for the batch
-		h.flushLocked()
-		h.mu.Unlock()
+		h.inputBatch(buf, segs[:k])
 	}
+}
+
+// takeLoop is readLoop for a segmentTaker: it inputs each batch taken,
+// readBatch segments under one lock at a time.
+func (h *Host) takeLoop(t segmentTaker) {
+	for {
+		data, segs, err := t.takeSegments()
+		if err != nil {
+			return // the shard's queue closes only with the Sharded
+		}
+		for len(segs) > 0 {
+			k := min(len(segs), readBatch)
+			h.inputBatch(data, segs[:k])
+			segs = segs[k:]
+		}
+	}
+}
+
+// inputBatch inputs segments read together, which lie in buf, under one
+// lock, and acknowledges them together.
+func (h *Host) inputBatch(buf []byte, segs []SegmentInfo) {
+	h.mu.Lock()
+	now := h.clock.Now()
+	h.stack.BeginBatch()
+	for i := range segs {
+		sg := &segs[i]
+		if sg.Verified {
+			_ = h.stack.InputVerified(buf[sg.Off:sg.Off+sg.N], sg.Src, sg.Dst, now)
+		} else {
+			_ = h.stack.Input(buf[sg.Off:sg.Off+sg.N], sg.Src, sg.Dst, now)
+		}
+	}
+	h.stack.EndBatch(now) // one ACK per connection for the batch
+	h.flushLocked()
+	h.mu.Unlock()
 }
 
 func (h *Host) onTimer() {

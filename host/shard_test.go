@@ -456,44 +456,54 @@ func TestShardDialCancelled(t *testing.T) {
 func TestShardSegQueueBackpressure(t *testing.T) {
 	// A writer waits while the queue is over its limit and goes on
 	// when the reader takes what is queued; nothing is lost or
-	// reordered.
-	q := newSegQueue(4000)
-	const n = 200
-	var wg sync.WaitGroup
-	for w := range 3 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range n {
-				seg := make([]byte, 1000)
-				seg[0], seg[1] = byte(w), byte(i)
-				sg := [1]SegmentInfo{{N: len(seg), Src: addrA, Dst: addrB}}
-				var idx [1]uint16
-				if !q.push(seg, sg[:], idx[:], 0) {
-					return
+	// reordered, whether the reader copies segments out (ReadSegments)
+	// or reads them where they lie (takeSegments, as a shard's Host does).
+	for _, inPlace := range []bool{false, true} {
+		q := newSegQueue(4000)
+		const n = 200
+		var wg sync.WaitGroup
+		for w := range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range n {
+					seg := make([]byte, 1000)
+					seg[0], seg[1] = byte(w), byte(i)
+					sg := [1]SegmentInfo{{N: len(seg), Src: addrA, Dst: addrB}}
+					var idx [1]uint16
+					if !q.push(seg, sg[:], idx[:], 0) {
+						return
+					}
 				}
-			}
-		}()
-	}
-	buf := make([]byte, 1<<16)
-	segs := make([]SegmentInfo, 16)
-	var next [3]int
-	for got := 0; got < 3*n; {
-		k, err := q.ReadSegments(buf, segs)
-		require.NoError(t, err)
-		for _, sg := range segs[:k] {
-			require.Equal(t, 1000, sg.N)
-			require.Equal(t, addrA, sg.Src)
-			w, i := buf[sg.Off], int(buf[sg.Off+1])
-			require.Equal(t, next[w]%256, i, "writer %d's order", w)
-			next[w]++
+			}()
 		}
-		got += k
+		buf := make([]byte, 1<<16)
+		segs := make([]SegmentInfo, 16)
+		var next [3]int
+		read := func() ([]byte, []SegmentInfo, error) {
+			if inPlace {
+				return q.takeSegments()
+			}
+			k, err := q.ReadSegments(buf, segs)
+			return buf, segs[:k], err
+		}
+		for got := 0; got < 3*n; {
+			data, segs, err := read()
+			require.NoError(t, err)
+			for _, sg := range segs {
+				require.Equal(t, 1000, sg.N)
+				require.Equal(t, addrA, sg.Src)
+				w, i := data[sg.Off], int(data[sg.Off+1])
+				require.Equal(t, next[w]%256, i, "writer %d's order", w)
+				next[w]++
+			}
+			got += len(segs)
+		}
+		wg.Wait()
+		q.close()
+		_, _, err := read()
+		require.ErrorIs(t, err, net.ErrClosed)
 	}
-	wg.Wait()
-	q.close()
-	_, err := q.ReadSegments(buf, segs)
-	require.ErrorIs(t, err, net.ErrClosed)
 }
 
 func TestShardSegQueueKeepsSegmentInfo(t *testing.T) {
