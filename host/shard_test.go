@@ -717,6 +717,38 @@ func BenchmarkShardedBulk(b *testing.B) {
 	}
 }
 
+func TestShardedConnectionAllocations(t *testing.T) {
+	// A connection dialed with a context that is never canceled,
+	// accepted and closed at both ends allocates its two Endpoints, its
+	// two Conns and the dialer's wake-up channel: no addresses for
+	// errors that did not happen, no watch on the context.
+	p := newShardedPair(t, 1, false, benchConfig(0))
+	ln, err := p.server.ListenAddrPort(netip.AddrPortFrom(addrB, 80))
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.AcceptTCP()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+		}
+	}()
+	remote := netip.AddrPortFrom(addrB, 80)
+	dial := func() {
+		c, err := p.client.DialContextAddrPort(context.Background(), remote)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.Close()
+	}
+	for range 100 {
+		dial()
+	}
+	require.LessOrEqual(t, testing.AllocsPerRun(200, dial), 5.0)
+}
+
 func TestShardedBulkAllocatesNothing(t *testing.T) {
 	// Streams of 64 KiB writes between two Shardeds, each round read to
 	// the end by the server: once the buffers, arenas and queues have
