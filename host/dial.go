@@ -80,36 +80,41 @@ func (h *Host) DialContextAddrPort(ctx context.Context, remote netip.AddrPort) (
 // established (RFC 9293 section 3.10.1).
 func (h *Host) dialWith(ctx context.Context, remote netip.AddrPort, open func(local netip.Addr, remote netip.AddrPort, now tcpfsm.Time) (*tcpstack.Endpoint, error)) (*Conn, error) {
 	remote = netip.AddrPortFrom(remote.Addr().Unmap().WithZone(""), remote.Port())
-	raddr := h.netAddr(remote)
 	if !remote.Addr().IsValid() || remote.Addr().IsUnspecified() || remote.Port() == 0 {
-		return nil, opError("dial", nil, raddr, &net.AddrError{Err: "invalid remote address", Addr: remote.String()})
+		return nil, opError("dial", nil, h.netAddr(remote), &net.AddrError{Err: "invalid remote address", Addr: remote.String()})
 	}
 	local, ok := h.localFor(remote.Addr())
 	if !ok {
-		return nil, opError("dial", nil, raddr, &sysError{errno: syscall.ENETUNREACH, err: ErrNoLocalAddr})
+		return nil, opError("dial", nil, h.netAddr(remote), &sysError{errno: syscall.ENETUNREACH, err: ErrNoLocalAddr})
 	}
-	laddr := h.netAddr(netip.AddrPortFrom(local, 0))
+	// The error's addresses are made only for an error: a dial that
+	// succeeds does not allocate them.
+	dialErr := func(err error) error {
+		return opError("dial", h.netAddr(netip.AddrPortFrom(local, 0)), h.netAddr(remote), err)
+	}
 	if err := ctx.Err(); err != nil {
-		return nil, opError("dial", laddr, raddr, err)
+		return nil, dialErr(err)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
-		return nil, opError("dial", laddr, raddr, ErrClosed)
+		return nil, dialErr(ErrClosed)
 	}
 	e, err := open(local, remote, h.clock.Now())
 	if err != nil {
 		if errors.Is(err, tcpstack.ErrNoPorts) {
 			err = &sysError{errno: syscall.EADDRNOTAVAIL, err: err} // as connect(2) with no ephemeral port left
 		}
-		return nil, opError("dial", laddr, raddr, err)
+		return nil, dialErr(err)
 	}
 	c := h.newConn(e)
 	c.logged = true // a failure is logged here, not as the end of a connection
 	h.flushLocked()
 	ww := c.writeWake()
-	stop := context.AfterFunc(ctx, func() { wake(ww) })
-	defer stop()
+	if ctx.Done() != nil { // else it is never canceled: nothing to watch
+		stop := context.AfterFunc(ctx, func() { wake(ww) })
+		defer stop()
+	}
 	for !e.Connected() {
 		err := e.Err()
 		if err == nil && e.State() == tcpfsm.Closed {

@@ -70,6 +70,10 @@ type LargeLink interface {
 // an IPv4 or IPv6 packet carrying it stays within 64 KiB.
 const largeMax = 65535 - 60
 
+// outRoom is the room a Host gives the stack for one segment (Output
+// asks for the MSS plus 60 bytes): the largest a link can carry.
+const outRoom = 65536
+
 // SegmentInfo is what BatchLink.ReadSegments says of one segment: where
 // it is in the buffer, its IP addresses, and whether the link vouches
 // for its checksum.
@@ -133,11 +137,10 @@ type Host struct {
 	mu        sync.Mutex
 	stack     *tcpstack.Stack
 	timer     *time.Timer
-	out       []byte
 	evs       []tcpstack.ReadyEvent
 	queued    []packet        // segments the stack produced, in order, not yet written
-	spare     [][]byte        // buffers of written segments, for reuse
-	spareBig  [][]byte        // buffers of written large segments (largeMax), for reuse
+	arena     []byte          // the bytes of queued's segments, back to back
+	full      bool            // the arena filled up: the stack may have more to send
 	wake      chan struct{}   // tells the writer goroutine that segments are queued
 	live      int             // Conns whose Endpoint the host still wakes (SetValue): for tests
 	chans     []chan struct{} // wake-up channels to lend to waiting Reads and Writes
@@ -166,7 +169,7 @@ func New(link Link, cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Host{link: link, clock: tcpfsm.NewSystemClock(), stack: s, out: make([]byte, 65536),
+	h := &Host{link: link, clock: tcpfsm.NewSystemClock(), stack: s,
 		listeners: make(map[*tcpstack.Listener]*Listener),
 		closing:   make(chan struct{}), done: make(chan struct{}), wake: make(chan struct{}, 1),
 		addrs: append([]netip.Addr(nil), cfg.Addrs...), log: cfg.Logger,
@@ -263,8 +266,19 @@ func readBuffers(link Link) (bl BatchLink, batched bool, buf []byte, segs []Segm
 	return nil, false, make([]byte, 65536), make([]SegmentInfo, 1)
 }
 
+// segmentTaker is a link whose segments a Host can input where they lie,
+// without copying them into a buffer of its own: a shard's queue. The
+// segments stay valid until the next takeSegments.
+type segmentTaker interface {
+	takeSegments() (data []byte, segs []SegmentInfo, err error)
+}
+
 func (h *Host) readLoop() {
 	defer close(h.done)
+	if t, ok := h.link.(segmentTaker); ok {
+		h.takeLoop(t)
+		return
+	}
 	bl, batched, buf, segs := readBuffers(h.link)
 	for {
 		var k int
@@ -284,21 +298,43 @@ func (h *Host) readLoop() {
 			}
 			continue
 		}
-		h.mu.Lock()
-		now := h.clock.Now()
-		h.stack.BeginBatch()
-		for i := range segs[:k] {
-			sg := &segs[i]
-			if sg.Verified {
-				_ = h.stack.InputVerified(buf[sg.Off:sg.Off+sg.N], sg.Src, sg.Dst, now)
-			} else {
-				_ = h.stack.Input(buf[sg.Off:sg.Off+sg.N], sg.Src, sg.Dst, now)
-			}
-		}
-		h.stack.EndBatch(now) // one ACK per connection for the batch
-		h.flushLocked()
-		h.mu.Unlock()
+		h.inputBatch(buf, segs[:k])
 	}
+}
+
+// takeLoop is readLoop for a segmentTaker: it inputs each batch taken,
+// readBatch segments under one lock at a time.
+func (h *Host) takeLoop(t segmentTaker) {
+	for {
+		data, segs, err := t.takeSegments()
+		if err != nil {
+			return // the shard's queue closes only with the Sharded
+		}
+		for len(segs) > 0 {
+			k := min(len(segs), readBatch)
+			h.inputBatch(data, segs[:k])
+			segs = segs[k:]
+		}
+	}
+}
+
+// inputBatch inputs segments read together, which lie in buf, under one
+// lock, and acknowledges them together.
+func (h *Host) inputBatch(buf []byte, segs []SegmentInfo) {
+	h.mu.Lock()
+	now := h.clock.Now()
+	h.stack.BeginBatch()
+	for i := range segs {
+		sg := &segs[i]
+		if sg.Verified {
+			_ = h.stack.InputVerified(buf[sg.Off:sg.Off+sg.N], sg.Src, sg.Dst, now)
+		} else {
+			_ = h.stack.Input(buf[sg.Off:sg.Off+sg.N], sg.Src, sg.Dst, now)
+		}
+	}
+	h.stack.EndBatch(now) // one ACK per connection for the batch
+	h.flushLocked()
+	h.mu.Unlock()
 }
 
 func (h *Host) onTimer() {
@@ -322,87 +358,94 @@ type packet struct {
 // writeLoop writes the segments the stack produces, in order, in a
 // goroutine of its own: no connection's goroutine, nor the reader, waits
 // for the link's writes, and a burst of segments queued meanwhile goes
-// out in one pass.
+// out in one pass. It takes the queue and the arena that holds its
+// segments, and leaves in their place the ones it wrote last time; if
+// the arena had filled, it has the stack fill the other one while it
+// writes this one.
 func (h *Host) writeLoop() {
 	var batch []packet
+	var arena []byte
 	for {
 		select {
 		case <-h.wake:
 		case <-h.closing:
 			return
 		}
-		h.mu.Lock()
-		batch, h.queued = h.queued, batch[:0]
-		h.mu.Unlock()
-		for i := range batch {
-			p := &batch[i]
-			if p.segSize > 0 {
-				_ = h.large.WriteLargeSegment(p.b, p.segSize, p.src, p.dst)
-			} else {
-				_ = h.link.WriteSegment(p.b, p.src, p.dst)
+		for {
+			h.mu.Lock()
+			if len(h.queued) == 0 {
+				h.mu.Unlock()
+				break
 			}
-		}
-		h.mu.Lock()
-		for i := range batch {
-			if b := batch[i].b; len(h.spare) < maxSpare && cap(b) <= maxSpareSize {
-				h.spare = append(h.spare, b[:0])
-			} else if len(h.spareBig) < maxSpareBig && cap(b) == largeMax {
-				h.spareBig = append(h.spareBig, b[:0])
+			batch, h.queued = h.queued, batch[:0]
+			arena, h.arena = h.arena, arena[:0]
+			if h.full {
+				h.full = false
+				h.flushLocked()
 			}
-			batch[i] = packet{}
-		}
-		h.mu.Unlock()
-		if cap(batch) > maxBatchKeep {
-			batch = nil // a burst's long queue is not kept
+			h.mu.Unlock()
+			for i := range batch {
+				p := &batch[i]
+				if p.segSize > 0 {
+					_ = h.large.WriteLargeSegment(p.b, p.segSize, p.src, p.dst)
+				} else {
+					_ = h.link.WriteSegment(p.b, p.src, p.dst)
+				}
+				*p = packet{}
+			}
+			if cap(batch) > maxBatchKeep {
+				batch = nil // a burst's long queue is not kept
+			}
 		}
 	}
 }
 
-// The host keeps for reuse at most maxSpare segment buffers of at most
-// maxSpareSize bytes, and a write queue of at most maxBatchKeep entries:
-// an idle host keeps little (the load suite's heap limit counts it).
+// The host queues at most an arena of segments for the writer, of at
+// most maxArena bytes (growing from minArena); what the stack has to send
+// beyond that waits in the stack until the writer takes the arena. It
+// keeps a write queue of at most maxBatchKeep entries. So an idle host
+// keeps little (the load suite's heap limit counts it): two arenas and
+// two queues.
 const (
-	maxSpare     = 64
-	maxSpareBig  = 4 // 256 KiB of large-segment buffers
-	maxSpareSize = 2048
+	minArena     = 128 << 10
+	maxArena     = 256 << 10
 	maxBatchKeep = 1024
 )
 
 // flushLocked queues what the stack has to send for the writer
-// goroutine, sets the timer for the next deadline, and wakes the
-// connections and listeners whose readiness changed.
+// goroutine, as much as the arena holds, sets the timer for the next
+// deadline, and wakes the connections and listeners whose readiness
+// changed. The stack writes each segment straight into the arena: no
+// copy, and no allocation once the two arenas have grown.
 func (h *Host) flushLocked() {
 	now := h.clock.Now()
-	for {
+	room := outRoom
+	if h.large != nil {
+		room = largeMax
+	}
+	for !h.full {
+		if cap(h.arena)-len(h.arena) < room {
+			if cap(h.arena) >= maxArena {
+				h.full = true // the writer flushes again when it takes this arena
+				break
+			}
+			// Segments queued keep the old arena until written.
+			h.arena = make([]byte, 0, min(max(2*cap(h.arena), minArena), maxArena))
+		}
+		off := len(h.arena)
+		buf := h.arena[off : off+room]
 		var n, segSize int
 		var src, dst netip.Addr
 		if h.large != nil {
-			// A large segment is written straight into a buffer of its
-			// own, which goes to the writer without a copy.
-			var big []byte
-			if k := len(h.spareBig); k > 0 {
-				big, h.spareBig = h.spareBig[k-1], h.spareBig[:k-1]
-			} else {
-				big = make([]byte, largeMax)
-			}
-			n, segSize, src, dst = h.stack.OutputLarge(big[:largeMax], now)
-			if n > maxSpareSize {
-				h.queued = append(h.queued, packet{b: big[:n], src: src, dst: dst, segSize: segSize})
-				continue
-			}
-			copy(h.out, big[:n])
-			h.spareBig = append(h.spareBig, big[:0])
+			n, segSize, src, dst = h.stack.OutputLarge(buf, now)
 		} else {
-			n, src, dst = h.stack.Output(h.out, now)
+			n, src, dst = h.stack.Output(buf, now)
 		}
 		if n == 0 {
 			break
 		}
-		var b []byte
-		if k := len(h.spare); k > 0 && n <= maxSpareSize {
-			b, h.spare = h.spare[k-1], h.spare[:k-1]
-		}
-		h.queued = append(h.queued, packet{b: append(b, h.out[:n]...), src: src, dst: dst, segSize: segSize})
+		h.arena = h.arena[:off+n]
+		h.queued = append(h.queued, packet{b: h.arena[off : off+n : off+n], src: src, dst: dst, segSize: segSize})
 	}
 	if len(h.queued) > 0 {
 		wake(h.wake)

@@ -422,10 +422,11 @@ func (q *segQueue) close() {
 	}
 }
 
-// ReadSegments is BatchLink's: it copies the segments taken from the
-// queue into buf, taking more (with the lock) when none are left.
-func (q *segQueue) ReadSegments(buf []byte, out []SegmentInfo) (int, error) {
-	for q.rnext == len(q.rsegs) {
+// take waits for segments and takes every one queued, for the reader to
+// read from rdata and rsegs; it fails with net.ErrClosed once the queue
+// is closed and empty. The writers append to the other arena meanwhile.
+func (q *segQueue) take() error {
+	for {
 		q.mu.Lock()
 		if len(q.segs) > 0 {
 			q.data, q.rdata = q.rdata[:0], q.data
@@ -436,16 +437,37 @@ func (q *segQueue) ReadSegments(buf []byte, out []SegmentInfo) (int, error) {
 				q.room = nil
 			}
 			q.mu.Unlock()
-			break
+			return nil
 		}
 		closed := q.closed
 		q.mu.Unlock()
 		if closed {
-			return 0, net.ErrClosed
+			return net.ErrClosed
 		}
 		select {
 		case <-q.ready:
 		case <-q.done:
+		}
+	}
+}
+
+// takeSegments is segmentTaker's: every segment queued, in place, valid
+// until the next call. A shard's Host reads its queue this way, without
+// the copy ReadSegments makes.
+func (q *segQueue) takeSegments() ([]byte, []SegmentInfo, error) {
+	if err := q.take(); err != nil {
+		return nil, nil, err
+	}
+	q.rnext = len(q.rsegs)
+	return q.rdata, q.rsegs, nil
+}
+
+// ReadSegments is BatchLink's: it copies the segments taken from the
+// queue into buf, taking more (with the lock) when none are left.
+func (q *segQueue) ReadSegments(buf []byte, out []SegmentInfo) (int, error) {
+	if q.rnext == len(q.rsegs) {
+		if err := q.take(); err != nil {
+			return 0, err
 		}
 	}
 	k, off := 0, 0
@@ -494,6 +516,8 @@ func (l *shardLink) ReadSegment(buf []byte) (int, netip.Addr, netip.Addr, error)
 func (l *shardLink) ReadSegments(buf []byte, segs []SegmentInfo) (int, error) {
 	return l.q.ReadSegments(buf, segs)
 }
+
+func (l *shardLink) takeSegments() ([]byte, []SegmentInfo, error) { return l.q.takeSegments() }
 
 func (l *shardLink) WriteSegment(tcp []byte, src, dst netip.Addr) error {
 	return l.link.WriteSegment(tcp, src, dst)

@@ -456,44 +456,54 @@ func TestShardDialCancelled(t *testing.T) {
 func TestShardSegQueueBackpressure(t *testing.T) {
 	// A writer waits while the queue is over its limit and goes on
 	// when the reader takes what is queued; nothing is lost or
-	// reordered.
-	q := newSegQueue(4000)
-	const n = 200
-	var wg sync.WaitGroup
-	for w := range 3 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range n {
-				seg := make([]byte, 1000)
-				seg[0], seg[1] = byte(w), byte(i)
-				sg := [1]SegmentInfo{{N: len(seg), Src: addrA, Dst: addrB}}
-				var idx [1]uint16
-				if !q.push(seg, sg[:], idx[:], 0) {
-					return
+	// reordered, whether the reader copies segments out (ReadSegments)
+	// or reads them where they lie (takeSegments, as a shard's Host does).
+	for _, inPlace := range []bool{false, true} {
+		q := newSegQueue(4000)
+		const n = 200
+		var wg sync.WaitGroup
+		for w := range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range n {
+					seg := make([]byte, 1000)
+					seg[0], seg[1] = byte(w), byte(i)
+					sg := [1]SegmentInfo{{N: len(seg), Src: addrA, Dst: addrB}}
+					var idx [1]uint16
+					if !q.push(seg, sg[:], idx[:], 0) {
+						return
+					}
 				}
-			}
-		}()
-	}
-	buf := make([]byte, 1<<16)
-	segs := make([]SegmentInfo, 16)
-	var next [3]int
-	for got := 0; got < 3*n; {
-		k, err := q.ReadSegments(buf, segs)
-		require.NoError(t, err)
-		for _, sg := range segs[:k] {
-			require.Equal(t, 1000, sg.N)
-			require.Equal(t, addrA, sg.Src)
-			w, i := buf[sg.Off], int(buf[sg.Off+1])
-			require.Equal(t, next[w]%256, i, "writer %d's order", w)
-			next[w]++
+			}()
 		}
-		got += k
+		buf := make([]byte, 1<<16)
+		segs := make([]SegmentInfo, 16)
+		var next [3]int
+		read := func() ([]byte, []SegmentInfo, error) {
+			if inPlace {
+				return q.takeSegments()
+			}
+			k, err := q.ReadSegments(buf, segs)
+			return buf, segs[:k], err
+		}
+		for got := 0; got < 3*n; {
+			data, segs, err := read()
+			require.NoError(t, err)
+			for _, sg := range segs {
+				require.Equal(t, 1000, sg.N)
+				require.Equal(t, addrA, sg.Src)
+				w, i := data[sg.Off], int(data[sg.Off+1])
+				require.Equal(t, next[w]%256, i, "writer %d's order", w)
+				next[w]++
+			}
+			got += len(segs)
+		}
+		wg.Wait()
+		q.close()
+		_, _, err := read()
+		require.ErrorIs(t, err, net.ErrClosed)
 	}
-	wg.Wait()
-	q.close()
-	_, err := q.ReadSegments(buf, segs)
-	require.ErrorIs(t, err, net.ErrClosed)
 }
 
 func TestShardSegQueueKeepsSegmentInfo(t *testing.T) {
@@ -679,7 +689,8 @@ func BenchmarkShardedBulk(b *testing.B) {
 			defer wg.Done()
 			for left.Add(-1) >= 0 {
 				if _, err := c.Write(data); err != nil {
-					failed.CompareAndSwap(nil, &err)
+					e := err // declared here, it does not escape on every write
+					failed.CompareAndSwap(nil, &e)
 					return
 				}
 			}
@@ -704,6 +715,110 @@ func BenchmarkShardedBulk(b *testing.B) {
 	for _, c := range conns {
 		_ = c.Close()
 	}
+}
+
+func TestShardedConnectionAllocations(t *testing.T) {
+	// A connection dialed with a context that is never canceled,
+	// accepted and closed at both ends allocates its two Endpoints, its
+	// two Conns and the dialer's wake-up channel: no addresses for
+	// errors that did not happen, no watch on the context.
+	p := newShardedPair(t, 1, false, benchConfig(0))
+	ln, err := p.server.ListenAddrPort(netip.AddrPortFrom(addrB, 80))
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.AcceptTCP()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+		}
+	}()
+	remote := netip.AddrPortFrom(addrB, 80)
+	dial := func() {
+		c, err := p.client.DialContextAddrPort(context.Background(), remote)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.Close()
+	}
+	for range 100 {
+		dial()
+	}
+	require.LessOrEqual(t, testing.AllocsPerRun(200, dial), 5.0)
+}
+
+func TestShardedBulkAllocatesNothing(t *testing.T) {
+	// Streams of 64 KiB writes between two Shardeds, each round read to
+	// the end by the server: once the buffers, arenas and queues have
+	// grown, a round allocates nothing, in the Stacks (their buffers
+	// kept while the connections are busy) nor in the Hosts (segments
+	// written straight into the writer's arena). A round that stalls past
+	// the Stacks' hold on idle buffers would allocate, so the rounds get
+	// a few tries.
+	if raceEnabled {
+		t.Skip("the race detector slows rounds past the hold")
+	}
+	const streams, chunk, writes = 4, 64 << 10, 4
+	p := newShardedPair(t, 2, false, benchConfig(1<<20))
+	ln, err := p.server.ListenAddrPort(netip.AddrPortFrom(addrB, 80))
+	require.NoError(t, err)
+	defer ln.Close()
+	var read atomic.Int64
+	go func() {
+		for {
+			c, err := ln.AcceptTCP()
+			if err != nil {
+				return
+			}
+			go func() {
+				buf := make([]byte, 64<<10)
+				for {
+					n, err := c.Read(buf)
+					read.Add(int64(n))
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	conns := make([]*Conn, streams)
+	for i := range conns {
+		c, err := p.client.DialContextAddrPort(context.Background(), netip.AddrPortFrom(addrB, 80))
+		require.NoError(t, err)
+		conns[i] = c
+		defer c.Close()
+	}
+	data := make([]byte, chunk)
+	var want int64
+	round := func() {
+		for range writes {
+			for _, c := range conns {
+				if _, err := c.Write(data); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		want += streams * writes * chunk
+		for deadline := time.Now().Add(10 * time.Second); read.Load() < want; {
+			if time.Now().After(deadline) {
+				t.Fatalf("read %d of %d", read.Load(), want)
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
+	for range 50 {
+		round()
+	}
+	var allocs float64
+	for range 5 {
+		if allocs = testing.AllocsPerRun(20, round); allocs == 0 {
+			return
+		}
+	}
+	t.Fatalf("%v allocations a round", allocs)
 }
 
 // reportCPU reports the process's CPU time per operation since cpu0, and

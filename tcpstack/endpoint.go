@@ -218,6 +218,12 @@ type endpointIO struct {
 	replaying bool       // a replay is under way: drops are not held again
 	refused   bool       // the segment just replayed was dropped again
 	mark      replayMark // what the TCB's answers depended on at the last replay
+
+	// The owning stack keeps the buffers of a connection until keepUntil,
+	// bufHold after its latest activity; listed says the endpoint is in
+	// the stack's cooling list.
+	keepUntil tcpfsm.Time
+	listed    bool
 }
 
 // replayMark is what the TCB's answer to a Reoffer depends on: RCV.NXT

@@ -139,6 +139,8 @@ type Stack struct {
 	pooled    int             // bytes in free
 	lent      int             // bytes in buffers endpoints hold (takeBuf less putBuf)
 	freeIO    []*endpointIO   // buffer sets and output queues of idle connections
+	cooling   []*Endpoint     // connections keeping buffers for bufHold after their last activity
+	coolAt    tcpfsm.Time     // the earliest end of a hold in cooling, if any
 	fwd       *forwarder      // the ListenAll listener's state, if any
 	batching  bool            // between BeginBatch and EndBatch
 	batch     []*Endpoint     // endpoints given segments since BeginBatch, owed output at EndBatch
@@ -244,12 +246,25 @@ func (s *Stack) takeIO() *endpointIO {
 	return &endpointIO{queue: make([]tcpfsm.Action, 0, 8)}
 }
 
+// bufHold is how long a connection whose buffers grew past minBuf keeps
+// them after it last moved data (or had any call or segment): a bulk
+// flow empties them many times a second, between one batch of segments
+// and the next or one read and the next write, and giving them back each
+// time would have it take (and, past the pools' bound, allocate) and
+// grow them again at once. It gives them back this long after its last
+// activity. Buffers of minBuf, all a request and its response need,
+// go back at once: the pools keep plenty of them.
+const bufHold = 10 * time.Millisecond
+
 // recycle takes back what a connection does not need now: the send
 // buffer once everything written is acknowledged, the receive buffer once
 // everything was read (and nothing waits out of order), the output queue
 // once drained. An idle connection then holds only its state. The
-// endpoint stays usable: it takes buffers again when data comes.
-func (s *Stack) recycle(e *Endpoint) {
+// endpoint stays usable: it takes buffers again when data comes. With
+// hold, a connection that has not ended and holds a buffer larger than
+// minBuf keeps its buffers until bufHold after now (its latest activity),
+// when the stack's sweep recycles it without hold.
+func (s *Stack) recycle(e *Endpoint, now tcpfsm.Time, hold bool) {
 	io := e.io
 	if io == nil {
 		return
@@ -258,6 +273,16 @@ func (s *Stack) recycle(e *Endpoint) {
 	if st := e.tcb.State; st == tcpfsm.Closed || st == tcpfsm.TimeWait || st == tcpfsm.Listen {
 		io.snd.reset() // nothing left to retransmit
 		io.nheld = 0   // nor to receive
+	} else if hold && (len(io.snd.buf) > minBuf || len(io.rcv.buf) > minBuf) {
+		io.keepUntil = now.Add(bufHold)
+		if !io.listed {
+			io.listed = true
+			if len(s.cooling) == 0 || io.keepUntil < s.coolAt {
+				s.coolAt = io.keepUntil
+			}
+			s.cooling = append(s.cooling, e)
+		}
+		return
 	}
 	if len(io.snd.buf) > 0 && io.snd.len() == 0 {
 		s.putBuf(io.snd.buf)
@@ -269,6 +294,7 @@ func (s *Stack) recycle(e *Endpoint) {
 	}
 	if len(io.snd.buf) == 0 && len(io.rcv.buf) == 0 && !e.pending() {
 		e.io = nil
+		io.listed = false // an entry left in cooling no longer finds it
 		if len(s.freeIO) < maxFreeIO {
 			if cap(io.queue) > maxPooledQueue {
 				io.queue = nil // a burst's long queue is not kept
@@ -277,6 +303,39 @@ func (s *Stack) recycle(e *Endpoint) {
 			s.freeIO = append(s.freeIO, io)
 		}
 	}
+}
+
+// sweep gives back the buffers of the connections in cooling whose hold
+// ended by now, and keeps the others listed.
+func (s *Stack) sweep(now tcpfsm.Time) {
+	kept := s.cooling[:0]
+	var next tcpfsm.Time
+	for _, e := range s.cooling {
+		io := e.io
+		if io == nil || !io.listed {
+			continue // gave its io back, or listed twice and seen already
+		}
+		if now < io.keepUntil && e.is(epOwned) {
+			if len(kept) == 0 || io.keepUntil < next {
+				next = io.keepUntil
+			}
+			io.listed = false // until the loop ends: a second entry for e is skipped
+			kept = append(kept, e)
+			continue
+		}
+		io.listed = false
+		// One with output waiting, or ended, is recycled by after()
+		// when that changes; an endpoint the stack let go of keeps
+		// what it holds, as it did before it was listed.
+		if e.is(epOwned) && !e.is(epInActive) {
+			s.recycle(e, now, false)
+		}
+	}
+	for _, e := range kept {
+		e.io.listed = true
+	}
+	clear(s.cooling[len(kept):])
+	s.cooling, s.coolAt = kept, next
 }
 
 type reply struct {
@@ -748,7 +807,7 @@ func (s *Stack) after(e *Endpoint, now tcpfsm.Time) {
 		s.active.push(e)
 	}
 	if !e.is(epInActive) {
-		s.recycle(e)
+		s.recycle(e, now, true)
 		switch e.State() {
 		case tcpfsm.TimeWait:
 			s.toTimeWait(e)
@@ -832,7 +891,7 @@ func (s *Stack) toTimeWait(e *Endpoint) {
 	r, _ := e.tcb.TimeWaitRecord()
 	k := e.key
 	s.disown(e)
-	s.recycle(e)
+	s.recycle(e, 0, false)
 	s.tw.put(k, r)
 	s.stats.TimeWaitRecords++
 }
@@ -859,7 +918,8 @@ func (s *Stack) timeWaitInput(k tuple, r tcpfsm.TimeWaitRecord, seg *tcpfsm.Segm
 }
 
 // NextDeadline returns the earliest deadline over every connection and
-// TIME-WAIT record, exactly: a host sleeps until it, then calls Tick.
+// TIME-WAIT record, and the end of the earliest hold on an idle
+// connection's buffers, exactly: a host sleeps until it, then calls Tick.
 func (s *Stack) NextDeadline() (tcpfsm.Time, bool) {
 	d, ok := s.timers.nextDeadline(s.armed)
 	if s.tw.n > 0 {
@@ -872,6 +932,9 @@ func (s *Stack) NextDeadline() (tcpfsm.Time, bool) {
 			d, ok = f, true
 		}
 	}
+	if len(s.cooling) > 0 && (!ok || s.coolAt < d) {
+		d, ok = s.coolAt, true
+	}
 	return d, ok
 }
 
@@ -882,6 +945,9 @@ func (s *Stack) Tick(now tcpfsm.Time) {
 	}
 	if s.fwd != nil {
 		s.expireDeferred(now)
+	}
+	if len(s.cooling) > 0 && now >= s.coolAt {
+		s.sweep(now)
 	}
 	s.timers.expire(now, func(t timerEntry) { s.fire(t.ep, now) })
 }

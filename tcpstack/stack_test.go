@@ -1494,6 +1494,71 @@ func TestBufferPoolsFollowBusyConnections(t *testing.T) {
 	require.Zero(t, s.lent)
 }
 
+func TestSteadyBulkAllocatesNothing(t *testing.T) {
+	// Four connections with 1 MiB buffers each move 256 KiB a round, and
+	// every round empties every buffer, as a bulk flow's do between one
+	// write and the next. Once warm the rounds allocate nothing: the
+	// connections keep their buffers while they move data, rather than
+	// giving them back each time they empty (past the pools' bound, to the
+	// Go heap) and growing them again.
+	big := Config{Endpoint: EndpointConfig{SendBuffer: 1 << 20, Config: tcpfsm.Config{RecvBuffer: 1 << 20}}}
+	n := newStackNet(t, big, big)
+	l, err := n.s[1].Listen(80)
+	require.NoError(t, err)
+	const conns, chunk = 4, 256 << 10
+	var cls, srvs []*Endpoint
+	for range conns {
+		c, err := n.s[0].Dial(ipA, netip.AddrPortFrom(ipB, 80), n.now)
+		require.NoError(t, err)
+		cls = append(cls, c)
+	}
+	n.run(n.now.Add(time.Second), func() bool {
+		for e, ok := l.Accept(); ok; e, ok = l.Accept() {
+			srvs = append(srvs, e)
+		}
+		return len(srvs) == conns
+	})
+	require.Len(t, srvs, conns)
+	data := make([]byte, chunk)
+	rbuf := make([]byte, 64<<10)
+	round := func() {
+		for _, c := range cls {
+			if k, err := c.Write(data, n.now); err != nil || k != chunk {
+				t.Fatalf("wrote %d of %d: %v", k, chunk, err)
+			}
+		}
+		// The reader falls behind the segments and catches up, and the
+		// writer's data is all acknowledged before it writes again.
+		n.run(n.now.Add(time.Minute), func() bool {
+			for i, c := range cls {
+				if c.tcb.SndUna != c.tcb.SndEnd() || srvs[i].Buffered() != chunk {
+					return false
+				}
+			}
+			return true
+		})
+		for _, e := range srvs {
+			for read := 0; read < chunk; {
+				k, err := e.Read(rbuf, n.now)
+				if err != nil || k == 0 {
+					t.Fatalf("read %d of %d: %v", read, chunk, err)
+				}
+				read += k
+			}
+		}
+	}
+	for range 50 {
+		round()
+	}
+	require.Zero(t, testing.AllocsPerRun(10, round))
+
+	// Idle past the hold, the connections give every buffer back.
+	n.run(n.now.Add(time.Second), nil)
+	for _, e := range append(cls, srvs...) {
+		require.Nil(t, e.io, "an idle connection holds only its state")
+	}
+}
+
 func TestBatchSendsOneACK(t *testing.T) {
 	// RFC9293 MUST-58: segments read from a link together are acknowledged
 	// together. Six full segments in a batch draw one ACK, for all of
