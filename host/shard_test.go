@@ -746,7 +746,15 @@ func TestShardedConnectionAllocations(t *testing.T) {
 	for range 100 {
 		dial()
 	}
-	require.LessOrEqual(t, testing.AllocsPerRun(200, dial), 5.0)
+	// A busy machine adds a few (queues that grow when the accepting
+	// goroutine falls behind): the least of a few tries counts.
+	var allocs float64
+	for range 5 {
+		if allocs = testing.AllocsPerRun(200, dial); allocs <= 5 {
+			return
+		}
+	}
+	t.Fatalf("%v allocations a connection, want at most 5", allocs)
 }
 
 func TestShardedBulkAllocatesNothing(t *testing.T) {
