@@ -28,7 +28,11 @@ func Step(t TCB, ev Event, now Time, out []Action) (TCB, []Action, error) {
 // the actions in the order given.
 func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 	if ev.Kind == EvSegment && t.State == Established && ev.Seg != nil {
-		if out, ok := t.inOrderData(ev.Seg, ev.More, now, out); ok {
+		if len(ev.Seg.Payload) != 0 {
+			if out, ok := t.inOrderData(ev.Seg, ev.More, now, out); ok {
+				return out, nil
+			}
+		} else if out, ok := t.pureACK(ev.Seg, ev.More, now, out); ok {
 			return out, nil
 		}
 	}

@@ -143,3 +143,88 @@ func (t *TCB) inOrderData(seg *Segment, more bool, now Time, out []Action) ([]Ac
 	}
 	return out, true
 }
+
+// pureACK is the whole Step for prediction's second shape, an ACK of new
+// data with no text, in the common case: segmentArrives, predict and
+// ackAdvance done in line, then output. The common case is no recovery,
+// tail loss probe, timeout backoff, SACK scoreboard, FIN or urgent data
+// of ours, and none of the settings that add to ackAdvance's work
+// (keep-alive, a user timeout, HyStart, Linux's slow start). It reports
+// false, having changed nothing, for anything else. Step takes it before
+// dispatching; TestPredictionMatchesFullPath and FuzzStep hold it to the
+// full path.
+func (t *TCB) pureACK(seg *Segment, more bool, now Time, out []Action) ([]Action, bool) {
+	ack := seg.Ack
+	if len(seg.Payload) != 0 || seg.Flags&^FlagPSH != FlagACK || seg.Seq != t.RcvNxt ||
+		seg.DstPort != t.LocalPort || seg.SrcPort != t.RemotePort || seg.Options.NumSACK != 0 ||
+		!t.SndUna.LessThan(ack) || ack.GreaterThan(t.SndNxt) ||
+		t.flags&(flagFinPending|flagRecovery|flagProbe|flagProbeRtx|flagRtxMark|flagFinSent|flagUrgPending) != 0 ||
+		t.retries != 0 || t.sacked[0].Left != t.sacked[0].Right || t.cfg.userTimeout != 0 ||
+		t.cfg.more&(optSlowStartAll|optHyStart) != 0 || t.cfg.opts&optKeepalive != 0 {
+		return out, false
+	}
+	var tsecr uint32 // echo(seg)
+	if t.flags&flagTS != 0 {
+		if !seg.Options.Has(OptTimestamps) || int32(seg.Options.TSVal-t.tsRecent) < 0 {
+			return out, false
+		}
+		tsecr = seg.Options.TSEcr
+	}
+	t.lastRcv = now
+	t.keepProbes = 0
+	if t.flags&flagTS != 0 && seg.Seq.LessThanEq(t.lastAckSent) {
+		t.tsRecent = seg.Options.TSVal
+	}
+
+	// ackAdvance, with no SYN or FIN acknowledged, retries at zero and
+	// the scoreboard empty. An echo of a TSval we never sent gives no
+	// sample.
+	acked := ack.Diff(t.SndUna)
+	ms := msOf(now)
+	if tsecr != 0 {
+		if d := int32(ms + uint32(t.Iss) - tsecr); d < 0 || uint64(d)*1000 > t.cfg.maxRTO.us() {
+			tsecr = 0
+		}
+	}
+	t.SndUna = ack
+	if t.sndRtx.LessThan(ack) {
+		t.sndRtx = ack
+	}
+	if t.flags&flagRttTiming != 0 && t.rttSeq.LessThanEq(ack) {
+		t.flags &^= flagRttTiming
+		if tsecr == 0 {
+			t.rttSampleUs(uint64(max(usOf(now)-t.rttStart, 1)))
+		}
+	}
+	if tsecr != 0 {
+		t.rttSampleUs(uint64(ms+uint32(t.Iss)-tsecr) * 1000)
+	}
+	t.dupAcks = 0
+	t.growCwnd(acked, now)
+	if ack == t.SndNxt {
+		if t.timers[0] != 0 || t.timers[2] != 0 {
+			out = t.stopFlightTimers(out)
+		}
+	} else {
+		t.rtxStart = ms
+		out = t.armLossTimer(now, out)
+	}
+	var a *Action
+	out, a = push(out, ActNotify)
+	a.Note, a.N = NoteSendAcked, acked
+
+	// The window update rule.
+	if t.SndWl1.LessThan(seg.Seq) || (t.SndWl1 == seg.Seq && t.SndWl2.LessThanEq(ack)) {
+		wnd := uint32(seg.Window) << t.sndShift()
+		t.SndWnd = wnd
+		t.MaxSndWnd = max(t.MaxSndWnd, wnd)
+		t.SndWl1, t.SndWl2 = seg.Seq, ack
+	}
+	// Output has nothing to do with nothing to send or resend and no ACK
+	// owed: what is still in flight has the timer armed above.
+	if more || t.sndRtx == t.SndNxt && t.SndNxt == t.sndEnd &&
+		t.flags&(flagAckNow|flagAckDelayed|flagCloseCalled) == 0 {
+		return out, true
+	}
+	return t.output(now, out), true
+}

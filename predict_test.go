@@ -54,9 +54,22 @@ func drawNearPrediction(t *rapid.T, tcb *TCB) Segment {
 // out identical. It also counts how often prediction and inOrderData took
 // the segment, so the test fails if either never applies.
 func TestPredictionMatchesFullPath(t *testing.T) {
-	taken, inOrder, total := 0, 0, 0
+	taken, inOrder, pure, total := 0, 0, 0, 0
 	rapid.Check(t, func(rt *rapid.T) {
 		cfg := Config{RecvBuffer: uint32(rapid.SampledFrom([]int{0, 5000, 1 << 20}).Draw(rt, "rbuf"))}
+		if rapid.IntRange(0, 2).Draw(rt, "settings") == 0 {
+			// Settings the shortcuts must notice, or take in their stride.
+			cfg.Congestion = CongestionAlgorithm(rapid.IntRange(0, 1).Draw(rt, "cubic"))
+			cfg.TimerActions = rapid.Bool().Draw(rt, "timerActions")
+			cfg.Keepalive = rapid.IntRange(0, 3).Draw(rt, "keepalive") == 0
+			cfg.HyStart = rapid.IntRange(0, 3).Draw(rt, "hystart") == 0
+			cfg.SlowStartLimit = rapid.SampledFrom([]int{0, 0, 2, -1}).Draw(rt, "ssLimit")
+			cfg.PRR = rapid.Bool().Draw(rt, "prr")
+			cfg.QuickACK = rapid.Bool().Draw(rt, "quickACK")
+			if rapid.IntRange(0, 3).Draw(rt, "userTimeout") == 0 {
+				cfg.UserTimeout = time.Minute
+			}
+		}
 		var c *conn
 		if rapid.Bool().Draw(rt, "opts") {
 			c = negotiated(rt, cfg, wsopt(uint8(rapid.IntRange(0, 14).Draw(rt, "ws"))), tsopt(5000, 100), sackOK())
@@ -121,12 +134,17 @@ func TestPredictionMatchesFullPath(t *testing.T) {
 			if _, ok := probe.inOrderData(&seg, more, now, nil); ok {
 				inOrder++
 			}
+			probe = c.tcb
+			if _, ok := probe.pureACK(&seg, more, now, nil); ok {
+				pure++
+			}
 			total++
 		}
 	})
 	require.Greater(t, taken, total/50, "header prediction took %d of %d segments", taken, total)
-	t.Logf("prediction %d, inOrderData %d, of %d", taken, inOrder, total)
+	t.Logf("prediction %d, inOrderData %d, pureACK %d, of %d", taken, inOrder, pure, total)
 	require.Greater(t, inOrder, total/200, "inOrderData took %d of %d segments", inOrder, total)
+	require.Greater(t, pure, total/200, "pureACK took %d of %d segments", pure, total)
 }
 
 // advertiseReference is advertise written plainly, one rule per line, as
