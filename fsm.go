@@ -42,6 +42,9 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 	case EvListen:
 		return t.listen(ev, out)
 	case EvSend:
+		if out, ok := t.sendIdle(ev.N, ev.Urgent, now, out); ok {
+			return out, nil
+		}
 		return t.send(ev.N, ev.Urgent, now, out)
 	case EvReceive:
 		return t.receive(ev.N, now, out)

@@ -1,5 +1,7 @@
 package tcpfsm
 
+import "time"
+
 // Header prediction (Van Jacobson's, as in 4.4BSD's tcp_input): in a bulk
 // transfer almost every segment is either the next in-order data with
 // nothing new acknowledged, or a pure ACK of new data. predict recognises
@@ -227,4 +229,55 @@ func (t *TCB) pureACK(seg *Segment, more bool, now Time, out []Action) ([]Action
 		return out, true
 	}
 	return t.output(now, out), true
+}
+
+// sendIdle is the whole Step for a SEND on an idle connection, when
+// nothing is in flight or queued and the n bytes fit one segment and the
+// send and congestion windows: send, then output and sendData, done in
+// line. It reports false, having changed nothing, for anything else:
+// urgent data, recovery, a timer in slot 0 (persist above all), a restart
+// after idle (RFC 5681 section 4.1), limited transmit's extra room.
+// TestSendIdleMatchesFullPath and FuzzStep hold it to the full path.
+func (t *TCB) sendIdle(n uint32, urgent bool, now Time, out []Action) ([]Action, bool) {
+	if urgent || n == 0 || t.State != Established && t.State != CloseWait ||
+		t.SndUna != t.SndNxt || t.SndNxt != t.sndEnd || t.sndRtx != t.SndNxt ||
+		t.flags&(flagCloseCalled|flagRecovery|flagUrgPending|flagFinSent) != 0 ||
+		t.timers[0] != 0 || t.dupAcks != 0 {
+		return out, false
+	}
+	mss := t.effMSS()
+	if n > mss || n > t.SndWnd || n > t.cwnd {
+		return out, false
+	}
+	ms := msOf(now)
+	if time.Duration(ms-t.lastSend)*time.Millisecond > t.rtoDur() {
+		return out, false
+	}
+	seq := t.SndNxt
+	t.sndEnd = seq.Add(n)
+	if n < mss {
+		t.flags |= flagSmallSent // Nagle has nothing in flight to wait for
+	}
+	// emitData: the segment empties the queue, so it has PSH.
+	out = t.stopDelayedACK(out)
+	t.lastSend = ms
+	var a *Action
+	out, a = push(out, ActSend)
+	a.DataLen = n
+	t.segment(a, seq, FlagPSH, now)
+	// advanceSndNxt.
+	t.SndNxt, t.sndRtx = t.sndEnd, t.sndEnd
+	if t.flags&flagRttTiming == 0 {
+		t.flags |= flagRttTiming
+		t.rttSeq = t.SndNxt
+		t.rttStart = usOf(now)
+	}
+	t.noteSSFlight()
+	// startRetransmit, with slot 0 known to be free.
+	t.rtxStart = ms
+	out = t.armLossTimer(now, out)
+	if t.cfg.userTimeout != 0 && !t.running(TimerUser) {
+		out = t.arm(out, TimerUser, now, t.cfg.userTimeout.dur())
+	}
+	return out, true
 }
