@@ -27,13 +27,17 @@ func Step(t TCB, ev Event, now Time, out []Action) (TCB, []Action, error) {
 // happens, and Step a Tick whenever the clock reaches NextDeadline. Perform
 // the actions in the order given.
 func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
-	if ev.Kind == EvSegment && t.State == Established && ev.Seg != nil {
+	if ev.Kind == EvSegment && ev.Seg != nil {
 		if len(ev.Seg.Payload) != 0 {
-			if out, ok := t.inOrderData(ev.Seg, ev.More, now, out); ok {
+			if t.State == Established {
+				if out, ok := t.inOrderData(ev.Seg, ev.More, now, out); ok {
+					return out, nil
+				}
+			}
+		} else if t.State.sendsData() { // the states where our data or FIN may be in flight
+			if out, ok := t.pureACK(ev.Seg, ev.More, now, out); ok {
 				return out, nil
 			}
-		} else if out, ok := t.pureACK(ev.Seg, ev.More, now, out); ok {
-			return out, nil
 		}
 	}
 	switch ev.Kind {

@@ -146,21 +146,29 @@ func (t *TCB) inOrderData(seg *Segment, more bool, now Time, out []Action) ([]Ac
 	return out, true
 }
 
-// pureACK is the whole Step for prediction's second shape, an ACK of new
-// data with no text, in the common case: segmentArrives, predict and
-// ackAdvance done in line, then output. The common case is no recovery,
-// tail loss probe, timeout backoff, SACK scoreboard, FIN or urgent data
-// of ours, and none of the settings that add to ackAdvance's work
+// pureACK is the whole Step for an ACK of new data with no text, in
+// prediction's shape (see predict), in ESTABLISHED, CLOSE-WAIT, or a state
+// that waits for the ACK of our FIN (FIN-WAIT-1, CLOSING, LAST-ACK), in
+// the common case: segmentArrives, then predict or arriveOther, and
+// ackAdvance, done in line, then output. The common case is no recovery,
+// tail loss probe, timeout backoff, SACK scoreboard or urgent data of
+// ours, and none of the settings that add to ackAdvance's work
 // (keep-alive, a user timeout, HyStart, Linux's slow start). It reports
 // false, having changed nothing, for anything else. Step takes it before
-// dispatching; TestPredictionMatchesFullPath and FuzzStep hold it to the
-// full path.
+// dispatching; TestPredictionMatchesFullPath, TestPureACKMatchesFullPath
+// and FuzzStep hold it to the full path.
+//
+// In the states other than ESTABLISHED, arriveOther comes, for such a
+// segment, to what predict does: its checks before the ACK field pass
+// (the sequence number is RCV.NXT, acceptable in any window), and the
+// ACK is neither a duplicate nor carries SACK blocks. Then comes its
+// switch on the state, and text and FIN processing, which has none.
 func (t *TCB) pureACK(seg *Segment, more bool, now Time, out []Action) ([]Action, bool) {
 	ack := seg.Ack
 	if len(seg.Payload) != 0 || seg.Flags&^FlagPSH != FlagACK || seg.Seq != t.RcvNxt ||
 		seg.DstPort != t.LocalPort || seg.SrcPort != t.RemotePort || seg.Options.NumSACK != 0 ||
 		!t.SndUna.LessThan(ack) || ack.GreaterThan(t.SndNxt) ||
-		t.flags&(flagFinPending|flagRecovery|flagProbe|flagProbeRtx|flagRtxMark|flagFinSent|flagUrgPending) != 0 ||
+		t.flags&(flagFinPending|flagRecovery|flagProbe|flagProbeRtx|flagRtxMark|flagUrgPending) != 0 ||
 		t.retries != 0 || t.sacked[0].Left != t.sacked[0].Right || t.cfg.userTimeout != 0 ||
 		t.cfg.more&(optSlowStartAll|optHyStart) != 0 || t.cfg.opts&optKeepalive != 0 {
 		return out, false
@@ -178,10 +186,13 @@ func (t *TCB) pureACK(seg *Segment, more bool, now Time, out []Action) ([]Action
 		t.tsRecent = seg.Options.TSVal
 	}
 
-	// ackAdvance, with no SYN or FIN acknowledged, retries at zero and
-	// the scoreboard empty. An echo of a TSval we never sent gives no
-	// sample.
+	// ackAdvance, with no SYN acknowledged, retries at zero and the
+	// scoreboard empty. An echo of a TSval we never sent gives no sample.
 	acked := ack.Diff(t.SndUna)
+	data := acked
+	if t.flags&flagFinSent != 0 && ack == t.sndEnd.Add(1) {
+		data-- // the FIN
+	}
 	ms := msOf(now)
 	if tsecr != 0 {
 		if d := int32(ms + uint32(t.Iss) - tsecr); d < 0 || uint64(d)*1000 > t.cfg.maxRTO.us() {
@@ -201,8 +212,10 @@ func (t *TCB) pureACK(seg *Segment, more bool, now Time, out []Action) ([]Action
 	if tsecr != 0 {
 		t.rttSampleUs(uint64(ms+uint32(t.Iss)-tsecr) * 1000)
 	}
-	t.dupAcks = 0
-	t.growCwnd(acked, now)
+	if data > 0 {
+		t.dupAcks = 0
+		t.growCwnd(data, now)
+	}
 	if ack == t.SndNxt {
 		if t.timers[0] != 0 || t.timers[2] != 0 {
 			out = t.stopFlightTimers(out)
@@ -211,9 +224,11 @@ func (t *TCB) pureACK(seg *Segment, more bool, now Time, out []Action) ([]Action
 		t.rtxStart = ms
 		out = t.armLossTimer(now, out)
 	}
-	var a *Action
-	out, a = push(out, ActNotify)
-	a.Note, a.N = NoteSendAcked, acked
+	if data > 0 {
+		var a *Action
+		out, a = push(out, ActNotify)
+		a.Note, a.N = NoteSendAcked, data
+	}
 
 	// The window update rule.
 	if t.SndWl1.LessThan(seg.Seq) || (t.SndWl1 == seg.Seq && t.SndWl2.LessThanEq(ack)) {
@@ -222,10 +237,25 @@ func (t *TCB) pureACK(seg *Segment, more bool, now Time, out []Action) ([]Action
 		t.MaxSndWnd = max(t.MaxSndWnd, wnd)
 		t.SndWl1, t.SndWl2 = seg.Seq, ack
 	}
-	// Output has nothing to do with nothing to send or resend and no ACK
-	// owed: what is still in flight has the timer armed above.
-	if more || t.sndRtx == t.SndNxt && t.SndNxt == t.sndEnd &&
-		t.flags&(flagAckNow|flagAckDelayed|flagCloseCalled) == 0 {
+	switch t.State {
+	case FinWait1:
+		if t.finAcked() {
+			out = t.enterFinWait2(now, out)
+		}
+	case Closing:
+		if t.finAcked() {
+			out = t.toTimeWait(now, out)
+		}
+	case LastAck:
+		if t.finAcked() {
+			out = t.toClosed(out, NoteClosed)
+		}
+	}
+	// Output has nothing to do with no ACK owed and nothing to send or
+	// resend (or no sending in the state): what is still in flight has
+	// the timer armed above.
+	if more || t.flags&(flagAckNow|flagAckDelayed) == 0 && (!t.State.sendsData() ||
+		t.sndRtx == t.SndNxt && t.SndNxt == t.sndEnd && t.flags&flagCloseCalled == 0) {
 		return out, true
 	}
 	return t.output(now, out), true

@@ -358,3 +358,73 @@ func TestSendIdleMatchesFullPath(t *testing.T) {
 	t.Logf("sendIdle %d of %d", taken, total)
 	require.Greater(t, taken, total/20, "sendIdle took %d of %d sends", taken, total)
 }
+
+// TestPureACKMatchesFullPath steps copies of random TCBs in the states
+// that wait for the ACK of data or of our FIN (ESTABLISHED, CLOSE-WAIT,
+// FIN-WAIT-1, CLOSING, LAST-ACK) through Step (which tries pureACK
+// first) and through the full path, for segments near the shape of a
+// pure ACK: the TCBs and the actions must come out identical. It counts
+// how often pureACK took the segment in each state, so the test fails if
+// it never applies in one.
+func TestPureACKMatchesFullPath(t *testing.T) {
+	taken := map[State]int{}
+	total := 0
+	rapid.Check(t, func(rt *rapid.T) {
+		c := wandered(rt)
+		if c.tcb.State != Established {
+			return
+		}
+		peerFIN := func() {
+			seg := pkt("F.", c.tcb.RcvNxt, c.tcb.SndUna, win(uint16(c.tcb.SndWnd>>c.tcb.sndShift())))
+			if c.tcb.flags&flagTS != 0 {
+				tsopt(c.tcb.tsRecent, 0)(&seg)
+			}
+			_ = c.step(Arrive(&seg, 0))
+		}
+		// Close one way or the other, or not at all.
+		switch rapid.IntRange(0, 4).Draw(rt, "close") {
+		case 1:
+			_ = c.step(Close()) // FIN-WAIT-1
+		case 2:
+			peerFIN()
+			_ = c.step(Close()) // LAST-ACK
+		case 3:
+			_ = c.step(Close())
+			peerFIN() // CLOSING
+		case 4:
+			peerFIN() // CLOSE-WAIT
+		}
+		c.clear()
+		for range 40 {
+			if !c.tcb.State.sendsData() {
+				return
+			}
+			seg := drawNearPrediction(rt, &c.tcb)
+			switch inflight := int(c.tcb.SndNxt.Diff(c.tcb.SndUna)); {
+			case inflight > 0 && rapid.IntRange(0, 2).Draw(rt, "pure") == 0:
+				// The shape itself: a pure ACK of new data.
+				seg.Flags, seg.Seq, seg.Payload = FlagACK, c.tcb.RcvNxt, nil
+				seg.Ack = c.tcb.SndUna.Add(uint32(rapid.IntRange(1, inflight).Draw(rt, "acked")))
+			case rapid.Bool().Draw(rt, "fin"):
+				// An ACK of our FIN, or just short of it.
+				seg.Ack = c.tcb.SndNxt.Add(uint32(rapid.IntRange(-1, 0).Draw(rt, "finAck")))
+			}
+			now := c.now.Add(time.Duration(rapid.IntRange(0, 50).Draw(rt, "ms")) * time.Millisecond)
+			ev := Arrive(&seg, 0)
+			ev.More = rapid.IntRange(0, 3).Draw(rt, "more") == 0
+			requireStepIsFullPath(rt, c.tcb, ev, now)
+			probe := c.tcb
+			if _, ok := probe.pureACK(&seg, ev.More, now, nil); ok {
+				taken[c.tcb.State]++
+			}
+			total++
+			c.now = now
+			_ = c.step(ev)
+			c.clear()
+		}
+	})
+	t.Logf("pureACK %v of %d", taken, total)
+	for _, s := range []State{Established, CloseWait, FinWait1, Closing, LastAck} {
+		require.Greater(t, taken[s], 0, "pureACK never took a segment in %v", s)
+	}
+}
