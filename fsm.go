@@ -56,6 +56,9 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 		if ev.Full {
 			return t.closeFull(now, out)
 		}
+		if out, ok := t.closeIdle(now, out); ok {
+			return out, nil
+		}
 		return t.close(now, out)
 	case EvAbort:
 		return t.abort(now, out)

@@ -311,3 +311,50 @@ func (t *TCB) sendIdle(n uint32, urgent bool, now Time, out []Action) ([]Action,
 	}
 	return out, true
 }
+
+// closeIdle is the whole Step for a CLOSE in ESTABLISHED or CLOSE-WAIT
+// with nothing in flight or queued: close, then output and sendData,
+// which come to our FIN alone, done in line. It reports false, having
+// changed nothing, for anything else (recovery, urgent data, a timer in
+// slot 0). TestCloseIdleMatchesFullPath and FuzzStep hold it to the full
+// path.
+func (t *TCB) closeIdle(now Time, out []Action) ([]Action, bool) {
+	var next State
+	switch t.State {
+	case Established:
+		next = FinWait1
+	case CloseWait:
+		next = LastAck
+	default:
+		return out, false
+	}
+	if t.SndUna != t.SndNxt || t.SndNxt != t.sndEnd || t.sndRtx != t.SndNxt ||
+		t.flags&(flagCloseCalled|flagRecovery|flagUrgPending|flagFinSent) != 0 || t.timers[0] != 0 {
+		return out, false
+	}
+	t.flags |= flagCloseCalled
+	t.State = next
+	// emitData and advanceSndNxt for the FIN.
+	seq := t.SndNxt
+	out = t.stopDelayedACK(out)
+	ms := msOf(now)
+	t.lastSend = ms
+	var a *Action
+	out, a = push(out, ActSend)
+	t.segment(a, seq, FlagFIN, now)
+	t.SndNxt, t.sndRtx = seq.Add(1), seq.Add(1)
+	t.flags |= flagFinSent | flagFinAlone
+	if t.flags&flagRttTiming == 0 {
+		t.flags |= flagRttTiming
+		t.rttSeq = t.SndNxt
+		t.rttStart = usOf(now)
+	}
+	t.noteSSFlight()
+	// startRetransmit, with slot 0 known to be free.
+	t.rtxStart = ms
+	out = t.armLossTimer(now, out)
+	if t.cfg.userTimeout != 0 && !t.running(TimerUser) {
+		out = t.arm(out, TimerUser, now, t.cfg.userTimeout.dur())
+	}
+	return out, true
+}

@@ -293,40 +293,12 @@ func TestSendIdleMatchesFullPath(t *testing.T) {
 		if c.tcb.State != Established {
 			return
 		}
-		ackAll := func() {
-			// The peer acknowledges everything, with the window drawn,
-			// until nothing is left in flight or queued.
-			for range 8 {
-				if c.tcb.State.IsSynchronized() && c.tcb.SndNxt == c.tcb.sndEnd && c.tcb.SndUna == c.tcb.SndNxt {
-					break
-				}
-				seg := pkt(".", c.tcb.RcvNxt, c.tcb.SndNxt, win(65535))
-				if c.tcb.flags&flagTS != 0 {
-					tsopt(c.tcb.tsRecent+1, c.tcb.tsVal(c.now))(&seg)
-				}
-				_ = c.step(Arrive(&seg, 0))
-			}
-			seg := pkt(".", c.tcb.RcvNxt, c.tcb.SndNxt,
-				win(uint16(rapid.SampledFrom([]int{65535, 65535, 1000, 100, 0}).Draw(rt, "win"))))
-			if rapid.IntRange(0, 3).Draw(rt, "fin") == 0 {
-				seg.Flags |= FlagFIN
-			}
-			if c.tcb.flags&flagTS != 0 {
-				tsopt(c.tcb.tsRecent+1, c.tcb.tsVal(c.now))(&seg)
-			}
-			_ = c.step(Arrive(&seg, 0))
-			if rapid.Bool().Draw(rt, "delack") {
-				c.now = c.now.Add(time.Duration(rapid.SampledFrom([]int{1, 200, 1100, 5000}).Draw(rt, "wait")) * time.Millisecond)
-				_ = c.step(Tick())
-			}
-			c.clear()
-		}
 		for range 10 {
 			if c.tcb.State != Established && c.tcb.State != CloseWait {
 				return
 			}
 			if rapid.IntRange(0, 4).Draw(rt, "ackAll") > 0 {
-				ackAll()
+				ackAll(rt, c)
 			}
 			mss := int(c.tcb.effMSS())
 			n := uint32(rapid.SampledFrom([]int{1, 100, 1024, mss - 1, mss, mss + 1, 8000, 0}).Draw(rt, "n"))
@@ -426,5 +398,75 @@ func TestPureACKMatchesFullPath(t *testing.T) {
 	t.Logf("pureACK %v of %d", taken, total)
 	for _, s := range []State{Established, CloseWait, FinWait1, Closing, LastAck} {
 		require.Greater(t, taken[s], 0, "pureACK never took a segment in %v", s)
+	}
+}
+
+// ackAll has the peer acknowledge everything c sent, until nothing is
+// left in flight or queued (or eight ACKs), then once more with a window
+// drawn, maybe with a FIN; then maybe lets time pass to a Tick.
+func ackAll(rt *rapid.T, c *conn) {
+	// The peer acknowledges everything, with the window drawn,
+	// until nothing is left in flight or queued.
+	for range 8 {
+		if c.tcb.State.IsSynchronized() && c.tcb.SndNxt == c.tcb.sndEnd && c.tcb.SndUna == c.tcb.SndNxt {
+			break
+		}
+		seg := pkt(".", c.tcb.RcvNxt, c.tcb.SndNxt, win(65535))
+		if c.tcb.flags&flagTS != 0 {
+			tsopt(c.tcb.tsRecent+1, c.tcb.tsVal(c.now))(&seg)
+		}
+		_ = c.step(Arrive(&seg, 0))
+	}
+	seg := pkt(".", c.tcb.RcvNxt, c.tcb.SndNxt,
+		win(uint16(rapid.SampledFrom([]int{65535, 65535, 1000, 100, 0}).Draw(rt, "win"))))
+	if rapid.IntRange(0, 3).Draw(rt, "fin") == 0 {
+		seg.Flags |= FlagFIN
+	}
+	if c.tcb.flags&flagTS != 0 {
+		tsopt(c.tcb.tsRecent+1, c.tcb.tsVal(c.now))(&seg)
+	}
+	_ = c.step(Arrive(&seg, 0))
+	if rapid.Bool().Draw(rt, "delack") {
+		c.now = c.now.Add(time.Duration(rapid.SampledFrom([]int{1, 200, 1100, 5000}).Draw(rt, "wait")) * time.Millisecond)
+		_ = c.step(Tick())
+	}
+	c.clear()
+}
+
+// TestCloseIdleMatchesFullPath steps copies of random ESTABLISHED and
+// CLOSE-WAIT TCBs, mostly with nothing in flight, through Step (which
+// tries closeIdle first) and through close: the TCBs, the actions and
+// the errors must come out identical. It counts how often closeIdle took
+// the call, so the test fails if it never applies.
+func TestCloseIdleMatchesFullPath(t *testing.T) {
+	taken, total := map[State]int{}, 0
+	rapid.Check(t, func(rt *rapid.T) {
+		c := wandered(rt)
+		if c.tcb.State != Established {
+			return
+		}
+		if rapid.IntRange(0, 4).Draw(rt, "ackAll") > 0 {
+			ackAll(rt, c)
+		}
+		if !c.tcb.State.sendsData() {
+			return
+		}
+		now := c.now.Add(time.Duration(rapid.SampledFrom([]int{0, 1, 50, 1001}).Draw(rt, "ms")) * time.Millisecond)
+		step := c.tcb
+		got, gerr := step.Step(Close(), now, nil)
+		full := c.tcb
+		want, werr := full.close(now, nil)
+		require.Equal(rt, werr, gerr, "error of close in %v", c.tcb.State)
+		require.Equal(rt, want, got, "actions of close in %v", c.tcb.State)
+		require.Equal(rt, full, step, "TCB after close in %v", c.tcb.State)
+		probe := c.tcb
+		if _, ok := probe.closeIdle(now, nil); ok {
+			taken[c.tcb.State]++
+		}
+		total++
+	})
+	t.Logf("closeIdle %v of %d", taken, total)
+	for _, s := range []State{Established, CloseWait} {
+		require.Greater(t, taken[s], total/50, "closeIdle took %d of %d closes in %v", taken[s], total, s)
 	}
 }
