@@ -27,9 +27,17 @@ func Step(t TCB, ev Event, now Time, out []Action) (TCB, []Action, error) {
 // happens, and Step a Tick whenever the clock reaches NextDeadline. Perform
 // the actions in the order given.
 func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
-	if ev.Kind == EvSegment && t.State == Established && ev.Seg != nil {
-		if out, ok := t.inOrderData(ev.Seg, ev.More, now, out); ok {
-			return out, nil
+	if ev.Kind == EvSegment && ev.Seg != nil {
+		if len(ev.Seg.Payload) != 0 {
+			if t.State == Established {
+				if out, ok := t.inOrderData(ev.Seg, ev.More, now, out); ok {
+					return out, nil
+				}
+			}
+		} else if t.State.sendsData() { // the states where our data or FIN may be in flight
+			if out, ok := t.pureACK(ev.Seg, ev.More, now, out); ok {
+				return out, nil
+			}
 		}
 	}
 	switch ev.Kind {
@@ -38,12 +46,18 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 	case EvListen:
 		return t.listen(ev, out)
 	case EvSend:
+		if out, ok := t.sendIdle(ev.N, ev.Urgent, now, out); ok {
+			return out, nil
+		}
 		return t.send(ev.N, ev.Urgent, now, out)
 	case EvReceive:
 		return t.receive(ev.N, now, out)
 	case EvClose:
 		if ev.Full {
 			return t.closeFull(now, out)
+		}
+		if out, ok := t.closeIdle(now, out); ok {
+			return out, nil
 		}
 		return t.close(now, out)
 	case EvAbort:

@@ -1,5 +1,7 @@
 package tcpfsm
 
+import "time"
+
 // Header prediction (Van Jacobson's, as in 4.4BSD's tcp_input): in a bulk
 // transfer almost every segment is either the next in-order data with
 // nothing new acknowledged, or a pure ACK of new data. predict recognises
@@ -140,6 +142,219 @@ func (t *TCB) inOrderData(seg *Segment, more bool, now Time, out []Action) ([]Ac
 		t.flags &^= flagAckNow | flagAckDelayed
 	case !t.running(TimerDelayedACK):
 		out = t.arm(out, TimerDelayedACK, now, t.cfg.delAck.dur())
+	}
+	return out, true
+}
+
+// pureACK is the whole Step for an ACK of new data with no text, in
+// prediction's shape (see predict), in ESTABLISHED, CLOSE-WAIT, or a state
+// that waits for the ACK of our FIN (FIN-WAIT-1, CLOSING, LAST-ACK), in
+// the common case: segmentArrives, then predict or arriveOther, and
+// ackAdvance, done in line, then output. The common case is no recovery,
+// tail loss probe, timeout backoff, SACK scoreboard or urgent data of
+// ours, and none of the settings that add to ackAdvance's work
+// (keep-alive, a user timeout, HyStart, Linux's slow start). It reports
+// false, having changed nothing, for anything else. Step takes it before
+// dispatching; TestPredictionMatchesFullPath, TestPureACKMatchesFullPath
+// and FuzzStep hold it to the full path.
+//
+// In the states other than ESTABLISHED, arriveOther comes, for such a
+// segment, to what predict does: its checks before the ACK field pass
+// (the sequence number is RCV.NXT, acceptable in any window), and the
+// ACK is neither a duplicate nor carries SACK blocks. Then comes its
+// switch on the state, and text and FIN processing, which has none.
+func (t *TCB) pureACK(seg *Segment, more bool, now Time, out []Action) ([]Action, bool) {
+	ack := seg.Ack
+	if len(seg.Payload) != 0 || seg.Flags&^FlagPSH != FlagACK || seg.Seq != t.RcvNxt ||
+		seg.DstPort != t.LocalPort || seg.SrcPort != t.RemotePort || seg.Options.NumSACK != 0 ||
+		!t.SndUna.LessThan(ack) || ack.GreaterThan(t.SndNxt) ||
+		t.flags&(flagFinPending|flagRecovery|flagProbe|flagProbeRtx|flagRtxMark|flagUrgPending) != 0 ||
+		t.retries != 0 || t.sacked[0].Left != t.sacked[0].Right || t.cfg.userTimeout != 0 ||
+		t.cfg.more&(optSlowStartAll|optHyStart) != 0 || t.cfg.opts&optKeepalive != 0 {
+		return out, false
+	}
+	var tsecr uint32 // echo(seg)
+	if t.flags&flagTS != 0 {
+		if !seg.Options.Has(OptTimestamps) || int32(seg.Options.TSVal-t.tsRecent) < 0 {
+			return out, false
+		}
+		tsecr = seg.Options.TSEcr
+	}
+	t.lastRcv = now
+	t.keepProbes = 0
+	if t.flags&flagTS != 0 && seg.Seq.LessThanEq(t.lastAckSent) {
+		t.tsRecent = seg.Options.TSVal
+	}
+
+	// ackAdvance, with no SYN acknowledged, retries at zero and the
+	// scoreboard empty. An echo of a TSval we never sent gives no sample.
+	acked := ack.Diff(t.SndUna)
+	data := acked
+	if t.flags&flagFinSent != 0 && ack == t.sndEnd.Add(1) {
+		data-- // the FIN
+	}
+	ms := msOf(now)
+	if tsecr != 0 {
+		if d := int32(ms + uint32(t.Iss) - tsecr); d < 0 || uint64(d)*1000 > t.cfg.maxRTO.us() {
+			tsecr = 0
+		}
+	}
+	t.SndUna = ack
+	if t.sndRtx.LessThan(ack) {
+		t.sndRtx = ack
+	}
+	if t.flags&flagRttTiming != 0 && t.rttSeq.LessThanEq(ack) {
+		t.flags &^= flagRttTiming
+		if tsecr == 0 {
+			t.rttSampleUs(uint64(max(usOf(now)-t.rttStart, 1)))
+		}
+	}
+	if tsecr != 0 {
+		t.rttSampleUs(uint64(ms+uint32(t.Iss)-tsecr) * 1000)
+	}
+	if data > 0 {
+		t.dupAcks = 0
+		t.growCwnd(data, now)
+	}
+	if ack == t.SndNxt {
+		if t.timers[0] != 0 || t.timers[2] != 0 {
+			out = t.stopFlightTimers(out)
+		}
+	} else {
+		t.rtxStart = ms
+		out = t.armLossTimer(now, out)
+	}
+	if data > 0 {
+		var a *Action
+		out, a = push(out, ActNotify)
+		a.Note, a.N = NoteSendAcked, data
+	}
+
+	// The window update rule.
+	if t.SndWl1.LessThan(seg.Seq) || (t.SndWl1 == seg.Seq && t.SndWl2.LessThanEq(ack)) {
+		wnd := uint32(seg.Window) << t.sndShift()
+		t.SndWnd = wnd
+		t.MaxSndWnd = max(t.MaxSndWnd, wnd)
+		t.SndWl1, t.SndWl2 = seg.Seq, ack
+	}
+	switch t.State {
+	case FinWait1:
+		if t.finAcked() {
+			out = t.enterFinWait2(now, out)
+		}
+	case Closing:
+		if t.finAcked() {
+			out = t.toTimeWait(now, out)
+		}
+	case LastAck:
+		if t.finAcked() {
+			out = t.toClosed(out, NoteClosed)
+		}
+	}
+	// Output has nothing to do with no ACK owed and nothing to send or
+	// resend (or no sending in the state): what is still in flight has
+	// the timer armed above.
+	if more || t.flags&(flagAckNow|flagAckDelayed) == 0 && (!t.State.sendsData() ||
+		t.sndRtx == t.SndNxt && t.SndNxt == t.sndEnd && t.flags&flagCloseCalled == 0) {
+		return out, true
+	}
+	return t.output(now, out), true
+}
+
+// sendIdle is the whole Step for a SEND on an idle connection, when
+// nothing is in flight or queued and the n bytes fit one segment and the
+// send and congestion windows: send, then output and sendData, done in
+// line. It reports false, having changed nothing, for anything else:
+// urgent data, recovery, a timer in slot 0 (persist above all), a restart
+// after idle (RFC 5681 section 4.1), limited transmit's extra room.
+// TestSendIdleMatchesFullPath and FuzzStep hold it to the full path.
+func (t *TCB) sendIdle(n uint32, urgent bool, now Time, out []Action) ([]Action, bool) {
+	if urgent || n == 0 || t.State != Established && t.State != CloseWait ||
+		t.SndUna != t.SndNxt || t.SndNxt != t.sndEnd || t.sndRtx != t.SndNxt ||
+		t.flags&(flagCloseCalled|flagRecovery|flagUrgPending|flagFinSent) != 0 ||
+		t.timers[0] != 0 || t.dupAcks != 0 {
+		return out, false
+	}
+	mss := t.effMSS()
+	if n > mss || n > t.SndWnd || n > t.cwnd {
+		return out, false
+	}
+	ms := msOf(now)
+	if time.Duration(ms-t.lastSend)*time.Millisecond > t.rtoDur() {
+		return out, false
+	}
+	seq := t.SndNxt
+	t.sndEnd = seq.Add(n)
+	if n < mss {
+		t.flags |= flagSmallSent // Nagle has nothing in flight to wait for
+	}
+	// emitData: the segment empties the queue, so it has PSH.
+	out = t.stopDelayedACK(out)
+	t.lastSend = ms
+	var a *Action
+	out, a = push(out, ActSend)
+	a.DataLen = n
+	t.segment(a, seq, FlagPSH, now)
+	// advanceSndNxt.
+	t.SndNxt, t.sndRtx = t.sndEnd, t.sndEnd
+	if t.flags&flagRttTiming == 0 {
+		t.flags |= flagRttTiming
+		t.rttSeq = t.SndNxt
+		t.rttStart = usOf(now)
+	}
+	t.noteSSFlight()
+	// startRetransmit, with slot 0 known to be free.
+	t.rtxStart = ms
+	out = t.armLossTimer(now, out)
+	if t.cfg.userTimeout != 0 && !t.running(TimerUser) {
+		out = t.arm(out, TimerUser, now, t.cfg.userTimeout.dur())
+	}
+	return out, true
+}
+
+// closeIdle is the whole Step for a CLOSE in ESTABLISHED or CLOSE-WAIT
+// with nothing in flight or queued: close, then output and sendData,
+// which come to our FIN alone, done in line. It reports false, having
+// changed nothing, for anything else (recovery, urgent data, a timer in
+// slot 0). TestCloseIdleMatchesFullPath and FuzzStep hold it to the full
+// path.
+func (t *TCB) closeIdle(now Time, out []Action) ([]Action, bool) {
+	var next State
+	switch t.State {
+	case Established:
+		next = FinWait1
+	case CloseWait:
+		next = LastAck
+	default:
+		return out, false
+	}
+	if t.SndUna != t.SndNxt || t.SndNxt != t.sndEnd || t.sndRtx != t.SndNxt ||
+		t.flags&(flagCloseCalled|flagRecovery|flagUrgPending|flagFinSent) != 0 || t.timers[0] != 0 {
+		return out, false
+	}
+	t.flags |= flagCloseCalled
+	t.State = next
+	// emitData and advanceSndNxt for the FIN.
+	seq := t.SndNxt
+	out = t.stopDelayedACK(out)
+	ms := msOf(now)
+	t.lastSend = ms
+	var a *Action
+	out, a = push(out, ActSend)
+	t.segment(a, seq, FlagFIN, now)
+	t.SndNxt, t.sndRtx = seq.Add(1), seq.Add(1)
+	t.flags |= flagFinSent | flagFinAlone
+	if t.flags&flagRttTiming == 0 {
+		t.flags |= flagRttTiming
+		t.rttSeq = t.SndNxt
+		t.rttStart = usOf(now)
+	}
+	t.noteSSFlight()
+	// startRetransmit, with slot 0 known to be free.
+	t.rtxStart = ms
+	out = t.armLossTimer(now, out)
+	if t.cfg.userTimeout != 0 && !t.running(TimerUser) {
+		out = t.arm(out, TimerUser, now, t.cfg.userTimeout.dur())
 	}
 	return out, true
 }

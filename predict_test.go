@@ -54,42 +54,9 @@ func drawNearPrediction(t *rapid.T, tcb *TCB) Segment {
 // out identical. It also counts how often prediction and inOrderData took
 // the segment, so the test fails if either never applies.
 func TestPredictionMatchesFullPath(t *testing.T) {
-	taken, inOrder, total := 0, 0, 0
+	taken, inOrder, pure, total := 0, 0, 0, 0
 	rapid.Check(t, func(rt *rapid.T) {
-		cfg := Config{RecvBuffer: uint32(rapid.SampledFrom([]int{0, 5000, 1 << 20}).Draw(rt, "rbuf"))}
-		var c *conn
-		if rapid.Bool().Draw(rt, "opts") {
-			c = negotiated(rt, cfg, wsopt(uint8(rapid.IntRange(0, 14).Draw(rt, "ws"))), tsopt(5000, 100), sackOK())
-		} else {
-			c = established(rt, cfg)
-		}
-		c.clear()
-		// Wander: data each way, some of it acknowledged, some out of order.
-		for range rapid.IntRange(0, 30).Draw(rt, "warm") {
-			if c.tcb.State != Established {
-				break
-			}
-			switch rapid.IntRange(0, 4).Draw(rt, "w") {
-			case 0:
-				_ = c.step(Send(uint32(rapid.IntRange(1, 8000).Draw(rt, "n"))))
-			case 1:
-				_ = c.step(Receive(c.tcb.RcvNxt.Diff(c.tcb.rcvUser)))
-			case 2:
-				c.now = c.now.Add(time.Duration(rapid.IntRange(0, 300).Draw(rt, "ms")) * time.Millisecond)
-				_ = c.step(Tick())
-			case 3:
-				// Out of order: a hole of one or more segments before it.
-				seg := pkt(".", c.tcb.RcvNxt.Add(uint32(1460*rapid.IntRange(1, 3).Draw(rt, "gap"))), c.tcb.SndUna, data(1460))
-				if c.tcb.flags&flagTS != 0 {
-					tsopt(c.tcb.tsRecent, 0)(&seg)
-				}
-				_ = c.step(Arrive(&seg, 0))
-			default:
-				seg := drawNearPrediction(rt, &c.tcb)
-				_ = c.step(Arrive(&seg, 0))
-			}
-			c.clear()
-		}
+		c := wandered(rt)
 		if c.tcb.State != Established {
 			return
 		}
@@ -121,12 +88,17 @@ func TestPredictionMatchesFullPath(t *testing.T) {
 			if _, ok := probe.inOrderData(&seg, more, now, nil); ok {
 				inOrder++
 			}
+			probe = c.tcb
+			if _, ok := probe.pureACK(&seg, more, now, nil); ok {
+				pure++
+			}
 			total++
 		}
 	})
 	require.Greater(t, taken, total/50, "header prediction took %d of %d segments", taken, total)
-	t.Logf("prediction %d, inOrderData %d, of %d", taken, inOrder, total)
+	t.Logf("prediction %d, inOrderData %d, pureACK %d, of %d", taken, inOrder, pure, total)
 	require.Greater(t, inOrder, total/200, "inOrderData took %d of %d segments", inOrder, total)
+	require.Greater(t, pure, total/200, "pureACK took %d of %d segments", pure, total)
 }
 
 // advertiseReference is advertise written plainly, one rule per line, as
@@ -252,4 +224,249 @@ func TestInOrderDataIsTakenWithDataInFlight(t *testing.T) {
 	require.True(t, ok, "inOrderData takes in-order data with our data in flight")
 	after := requireStepIsFullPath(t, c.tcb, Arrive(&seg, 0), c.now)
 	require.True(t, after.running(TimerRetransmit))
+}
+
+// wandered is an ESTABLISHED connection with random settings that has
+// wandered a while: data each way, some of it acknowledged, some out of
+// order. It may have left ESTABLISHED on the way.
+func wandered(rt *rapid.T) *conn {
+	cfg := Config{RecvBuffer: uint32(rapid.SampledFrom([]int{0, 5000, 1 << 20}).Draw(rt, "rbuf"))}
+	if rapid.IntRange(0, 2).Draw(rt, "settings") == 0 {
+		// Settings the shortcuts must notice, or take in their stride.
+		cfg.Congestion = CongestionAlgorithm(rapid.IntRange(0, 1).Draw(rt, "cubic"))
+		cfg.TimerActions = rapid.Bool().Draw(rt, "timerActions")
+		cfg.Keepalive = rapid.IntRange(0, 3).Draw(rt, "keepalive") == 0
+		cfg.HyStart = rapid.IntRange(0, 3).Draw(rt, "hystart") == 0
+		cfg.SlowStartLimit = rapid.SampledFrom([]int{0, 0, 2, -1}).Draw(rt, "ssLimit")
+		cfg.PRR = rapid.Bool().Draw(rt, "prr")
+		cfg.QuickACK = rapid.Bool().Draw(rt, "quickACK")
+		if rapid.IntRange(0, 3).Draw(rt, "userTimeout") == 0 {
+			cfg.UserTimeout = time.Minute
+		}
+	}
+	var c *conn
+	if rapid.Bool().Draw(rt, "opts") {
+		c = negotiated(rt, cfg, wsopt(uint8(rapid.IntRange(0, 14).Draw(rt, "ws"))), tsopt(5000, 100), sackOK())
+	} else {
+		c = established(rt, cfg)
+	}
+	c.clear()
+	// Wander: data each way, some of it acknowledged, some out of order.
+	for range rapid.IntRange(0, 30).Draw(rt, "warm") {
+		if c.tcb.State != Established {
+			break
+		}
+		switch rapid.IntRange(0, 4).Draw(rt, "w") {
+		case 0:
+			_ = c.step(Send(uint32(rapid.IntRange(1, 8000).Draw(rt, "n"))))
+		case 1:
+			_ = c.step(Receive(c.tcb.RcvNxt.Diff(c.tcb.rcvUser)))
+		case 2:
+			c.now = c.now.Add(time.Duration(rapid.IntRange(0, 300).Draw(rt, "ms")) * time.Millisecond)
+			_ = c.step(Tick())
+		case 3:
+			// Out of order: a hole of one or more segments before it.
+			seg := pkt(".", c.tcb.RcvNxt.Add(uint32(1460*rapid.IntRange(1, 3).Draw(rt, "gap"))), c.tcb.SndUna, data(1460))
+			if c.tcb.flags&flagTS != 0 {
+				tsopt(c.tcb.tsRecent, 0)(&seg)
+			}
+			_ = c.step(Arrive(&seg, 0))
+		default:
+			seg := drawNearPrediction(rt, &c.tcb)
+			_ = c.step(Arrive(&seg, 0))
+		}
+		c.clear()
+	}
+	return c
+}
+
+// TestSendIdleMatchesFullPath steps copies of random ESTABLISHED and
+// CLOSE-WAIT TCBs, mostly with nothing in flight, through Step (which
+// tries sendIdle first) and through send, for sends near sendIdle's
+// shape: the TCBs, the actions and the errors must come out identical.
+// It counts how often sendIdle took the call, so the test fails if it
+// never applies.
+func TestSendIdleMatchesFullPath(t *testing.T) {
+	taken, total := 0, 0
+	rapid.Check(t, func(rt *rapid.T) {
+		c := wandered(rt)
+		if c.tcb.State != Established {
+			return
+		}
+		for range 10 {
+			if c.tcb.State != Established && c.tcb.State != CloseWait {
+				return
+			}
+			if rapid.IntRange(0, 4).Draw(rt, "ackAll") > 0 {
+				ackAll(rt, c)
+			}
+			mss := int(c.tcb.effMSS())
+			n := uint32(rapid.SampledFrom([]int{1, 100, 1024, mss - 1, mss, mss + 1, 8000, 0}).Draw(rt, "n"))
+			urgent := rapid.IntRange(0, 9).Draw(rt, "urgent") == 0
+			now := c.now.Add(time.Duration(rapid.SampledFrom([]int{0, 1, 50, 999, 1001, 4000}).Draw(rt, "ms")) * time.Millisecond)
+
+			ev := Send(n)
+			if urgent {
+				ev = SendUrgent(n)
+			}
+			step := c.tcb
+			got, gerr := step.Step(ev, now, nil)
+			full := c.tcb
+			want, werr := full.send(n, urgent, now, nil)
+			require.Equal(rt, werr, gerr, "error of send %d (urgent %v)", n, urgent)
+			require.Equal(rt, want, got, "actions of send %d (urgent %v)", n, urgent)
+			require.Equal(rt, full, step, "TCB after send %d (urgent %v)", n, urgent)
+
+			probe := c.tcb
+			if _, ok := probe.sendIdle(n, urgent, now, nil); ok {
+				taken++
+			}
+			total++
+			c.now = now
+			_ = c.step(ev)
+			c.clear()
+		}
+	})
+	t.Logf("sendIdle %d of %d", taken, total)
+	require.Greater(t, taken, total/20, "sendIdle took %d of %d sends", taken, total)
+}
+
+// TestPureACKMatchesFullPath steps copies of random TCBs in the states
+// that wait for the ACK of data or of our FIN (ESTABLISHED, CLOSE-WAIT,
+// FIN-WAIT-1, CLOSING, LAST-ACK) through Step (which tries pureACK
+// first) and through the full path, for segments near the shape of a
+// pure ACK: the TCBs and the actions must come out identical. It counts
+// how often pureACK took the segment in each state, so the test fails if
+// it never applies in one.
+func TestPureACKMatchesFullPath(t *testing.T) {
+	taken := map[State]int{}
+	total := 0
+	rapid.Check(t, func(rt *rapid.T) {
+		c := wandered(rt)
+		if c.tcb.State != Established {
+			return
+		}
+		peerFIN := func() {
+			seg := pkt("F.", c.tcb.RcvNxt, c.tcb.SndUna, win(uint16(c.tcb.SndWnd>>c.tcb.sndShift())))
+			if c.tcb.flags&flagTS != 0 {
+				tsopt(c.tcb.tsRecent, 0)(&seg)
+			}
+			_ = c.step(Arrive(&seg, 0))
+		}
+		// Close one way or the other, or not at all.
+		switch rapid.IntRange(0, 4).Draw(rt, "close") {
+		case 1:
+			_ = c.step(Close()) // FIN-WAIT-1
+		case 2:
+			peerFIN()
+			_ = c.step(Close()) // LAST-ACK
+		case 3:
+			_ = c.step(Close())
+			peerFIN() // CLOSING
+		case 4:
+			peerFIN() // CLOSE-WAIT
+		}
+		c.clear()
+		for range 40 {
+			if !c.tcb.State.sendsData() {
+				return
+			}
+			seg := drawNearPrediction(rt, &c.tcb)
+			switch inflight := int(c.tcb.SndNxt.Diff(c.tcb.SndUna)); {
+			case inflight > 0 && rapid.IntRange(0, 2).Draw(rt, "pure") == 0:
+				// The shape itself: a pure ACK of new data.
+				seg.Flags, seg.Seq, seg.Payload = FlagACK, c.tcb.RcvNxt, nil
+				seg.Ack = c.tcb.SndUna.Add(uint32(rapid.IntRange(1, inflight).Draw(rt, "acked")))
+			case rapid.Bool().Draw(rt, "fin"):
+				// An ACK of our FIN, or just short of it.
+				seg.Ack = c.tcb.SndNxt.Add(uint32(rapid.IntRange(-1, 0).Draw(rt, "finAck")))
+			}
+			now := c.now.Add(time.Duration(rapid.IntRange(0, 50).Draw(rt, "ms")) * time.Millisecond)
+			ev := Arrive(&seg, 0)
+			ev.More = rapid.IntRange(0, 3).Draw(rt, "more") == 0
+			requireStepIsFullPath(rt, c.tcb, ev, now)
+			probe := c.tcb
+			if _, ok := probe.pureACK(&seg, ev.More, now, nil); ok {
+				taken[c.tcb.State]++
+			}
+			total++
+			c.now = now
+			_ = c.step(ev)
+			c.clear()
+		}
+	})
+	t.Logf("pureACK %v of %d", taken, total)
+	for _, s := range []State{Established, CloseWait, FinWait1, Closing, LastAck} {
+		require.Greater(t, taken[s], 0, "pureACK never took a segment in %v", s)
+	}
+}
+
+// ackAll has the peer acknowledge everything c sent, until nothing is
+// left in flight or queued (or eight ACKs), then once more with a window
+// drawn, maybe with a FIN; then maybe lets time pass to a Tick.
+func ackAll(rt *rapid.T, c *conn) {
+	// The peer acknowledges everything, with the window drawn,
+	// until nothing is left in flight or queued.
+	for range 8 {
+		if c.tcb.State.IsSynchronized() && c.tcb.SndNxt == c.tcb.sndEnd && c.tcb.SndUna == c.tcb.SndNxt {
+			break
+		}
+		seg := pkt(".", c.tcb.RcvNxt, c.tcb.SndNxt, win(65535))
+		if c.tcb.flags&flagTS != 0 {
+			tsopt(c.tcb.tsRecent+1, c.tcb.tsVal(c.now))(&seg)
+		}
+		_ = c.step(Arrive(&seg, 0))
+	}
+	seg := pkt(".", c.tcb.RcvNxt, c.tcb.SndNxt,
+		win(uint16(rapid.SampledFrom([]int{65535, 65535, 1000, 100, 0}).Draw(rt, "win"))))
+	if rapid.IntRange(0, 3).Draw(rt, "fin") == 0 {
+		seg.Flags |= FlagFIN
+	}
+	if c.tcb.flags&flagTS != 0 {
+		tsopt(c.tcb.tsRecent+1, c.tcb.tsVal(c.now))(&seg)
+	}
+	_ = c.step(Arrive(&seg, 0))
+	if rapid.Bool().Draw(rt, "delack") {
+		c.now = c.now.Add(time.Duration(rapid.SampledFrom([]int{1, 200, 1100, 5000}).Draw(rt, "wait")) * time.Millisecond)
+		_ = c.step(Tick())
+	}
+	c.clear()
+}
+
+// TestCloseIdleMatchesFullPath steps copies of random ESTABLISHED and
+// CLOSE-WAIT TCBs, mostly with nothing in flight, through Step (which
+// tries closeIdle first) and through close: the TCBs, the actions and
+// the errors must come out identical. It counts how often closeIdle took
+// the call, so the test fails if it never applies.
+func TestCloseIdleMatchesFullPath(t *testing.T) {
+	taken, total := map[State]int{}, 0
+	rapid.Check(t, func(rt *rapid.T) {
+		c := wandered(rt)
+		if c.tcb.State != Established {
+			return
+		}
+		if rapid.IntRange(0, 4).Draw(rt, "ackAll") > 0 {
+			ackAll(rt, c)
+		}
+		if !c.tcb.State.sendsData() {
+			return
+		}
+		now := c.now.Add(time.Duration(rapid.SampledFrom([]int{0, 1, 50, 1001}).Draw(rt, "ms")) * time.Millisecond)
+		step := c.tcb
+		got, gerr := step.Step(Close(), now, nil)
+		full := c.tcb
+		want, werr := full.close(now, nil)
+		require.Equal(rt, werr, gerr, "error of close in %v", c.tcb.State)
+		require.Equal(rt, want, got, "actions of close in %v", c.tcb.State)
+		require.Equal(rt, full, step, "TCB after close in %v", c.tcb.State)
+		probe := c.tcb
+		if _, ok := probe.closeIdle(now, nil); ok {
+			taken[c.tcb.State]++
+		}
+		total++
+	})
+	t.Logf("closeIdle %v of %d", taken, total)
+	for _, s := range []State{Established, CloseWait} {
+		require.Greater(t, taken[s], total/50, "closeIdle took %d of %d closes in %v", taken[s], total, s)
+	}
 }
