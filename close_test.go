@@ -465,6 +465,12 @@ func TestCloseFullResetsWhenDataIsLost(t *testing.T) {
 		c.peer(pkt("FP.", 301, 101, data(10)))
 		rst(c)
 	})
+	t.Run("SYN-RECEIVED of a simultaneous open, data on the crossing SYN-ACK", func(t *testing.T) {
+		c := activeSynReceived(t, Config{})
+		c.user(CloseFull())
+		c.peer(pkt("S.", 300, 101, data(10)))
+		rst(c)
+	})
 	t.Run("CLOSING, data unread", func(t *testing.T) {
 		c := established(t, Config{QuickACK: true})
 		c.peer(pkt("P.", 301, 101, data(10)))

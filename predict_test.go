@@ -239,6 +239,7 @@ func wandered(rt *rapid.T) *conn {
 		cfg.HyStart = rapid.IntRange(0, 3).Draw(rt, "hystart") == 0
 		cfg.SlowStartLimit = rapid.SampledFrom([]int{0, 0, 2, -1}).Draw(rt, "ssLimit")
 		cfg.PRR = rapid.Bool().Draw(rt, "prr")
+		cfg.TailLossProbe = rapid.Bool().Draw(rt, "tlp")
 		cfg.QuickACK = rapid.Bool().Draw(rt, "quickACK")
 		if rapid.IntRange(0, 3).Draw(rt, "userTimeout") == 0 {
 			cfg.UserTimeout = time.Minute

@@ -130,6 +130,7 @@ var Transitions = []Transition{
 	{SynReceived, OnAbort, Closed, "RST", "ABORT (3.10.5)"},
 	{SynReceived, OnACK, Closed, "RST", "handshake done with a full CLOSE queued, and the ACK carries data: lost (SHLD-3)"},
 	{SynReceived, OnFIN, Closed, "RST", "handshake done with a full CLOSE queued, and the FIN carries data: lost (SHLD-3)"},
+	{SynReceived, OnSYNACK, Closed, "RST", "simultaneous open with a full CLOSE queued, and the crossing SYN-ACK carries data: lost (SHLD-3)"},
 	{SynReceived, OnTimeout, Closed, "RST", "SYN-ACK retransmissions exhausted"},
 
 	{Established, OnClose, FinWait1, "FIN", "CLOSE: FIN after the queued data (3.10.4)"},
