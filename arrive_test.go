@@ -301,3 +301,51 @@ func TestTextAfterFINIgnored(t *testing.T) {
 	require.Empty(t, c.take(ActAccept))
 	c.drops(DropAfterFIN)
 }
+
+func TestInvalidACKsAreThrottled(t *testing.T) {
+	// RFC 5961 section 7: the ACKs that answer unacceptable segments
+	// without data (here, pure ACKs PAWS rejects, RFC 7323 section 5.3)
+	// count against the challenge-ACK limit; data is answered every time.
+	c := negotiated(t, Config{}, tsopt(5000, 100))
+	acks := 0
+	for range 30 {
+		c.peer(pkt(".", 301, 101, tsopt(4000, 100))) // older than TS.Recent
+		acks += len(c.takeSent())
+	}
+	require.Equal(t, 10, acks, "the default limit: 10 a second")
+	c.clear()
+	c.peer(pkt(".", 301, 101, tsopt(4000, 100)))
+	c.drops(DropPAWS, DropRateLimited)
+	c.peer(pkt("P.", 301, 101, data(10), tsopt(4000, 100)))
+	require.Len(t, c.takeSent(), 1, "data is answered whatever the limit")
+	c.advance(time.Second)
+	c.peer(pkt(".", 301, 101, tsopt(4000, 100)))
+	require.Len(t, c.takeSent(), 1, "a new second, a new budget")
+}
+
+func TestNoACKLoopWithAForgedFIN(t *testing.T) {
+	// A forged FIN, acceptable and with a TSval far ahead, moves one end's
+	// RCV.NXT past what its peer sent and its TS.Recent past every TSval
+	// the peer will send. It then rejects each of the peer's segments
+	// (PAWS) and answers with an ACK of data the peer never sent, which
+	// the peer answers with an ACK of its own (RFC 9293 section
+	// 3.10.7.4). Throttled (invalidACK), the two exchange a few ACKs a
+	// second, not one a round trip for as long as both live.
+	p := newPair(Config{}, Config{})
+	p.delay = time.Millisecond
+	sent := 0
+	p.lose = func(int, Segment) bool { sent++; return sent > 2000 } // where a loop would end
+	_ = p.step(1, ListenOn(80))
+	_ = p.step(0, Open(40000, 80, 100))
+	p.run(p.now.Add(time.Second))
+	require.Equal(t, Established, p.tcb[1].State)
+	forged := Segment{SrcPort: 40000, DstPort: 80, Seq: p.tcb[1].RcvNxt, Ack: p.tcb[1].SndNxt,
+		Flags: FlagACK | FlagFIN, Window: 1000}
+	forged.Options.Present = OptTimestamps
+	forged.Options.TSVal = p.tcb[1].TSRecent() + 1<<30
+	before := sent
+	_ = p.step(1, Arrive(&forged, 0))
+	p.run(p.now.Add(2 * time.Second))
+	require.Equal(t, CloseWait, p.tcb[1].State)
+	require.Less(t, sent-before, 100, "segments exchanged in 2 s")
+}

@@ -282,8 +282,7 @@ func (t *TCB) arriveOther(seg *Segment, idle time.Duration, now Time, out []Acti
 		}
 		if int32(seg.Options.TSVal-t.tsRecent) < 0 {
 			if idle <= pawsIdle {
-				t.flags |= flagAckNow
-				return drop(out, DropPAWS)
+				return t.invalidACK(seg, now, drop(out, DropPAWS))
 			}
 			t.tsRecent = seg.Options.TSVal // TS.Recent is too old to trust (section 5.5)
 		}
@@ -325,8 +324,7 @@ func (t *TCB) arriveOther(seg *Segment, idle time.Duration, now Time, out []Acti
 				// block describes this segment alone.
 				return t.sendDSACK(out, SACKBlock{seq, seq.Add(n)}, now)
 			}
-			t.flags |= flagAckNow
-			return out
+			return t.invalidACK(seg, now, out)
 		}
 	}
 
@@ -335,11 +333,11 @@ func (t *TCB) arriveOther(seg *Segment, idle time.Duration, now Time, out []Acti
 		// a segment past RCV.NXT gets an ACK echoing TS.Recent as it was (judgeTimeWait, shared with
 		// TimeWaitRecord), as in Linux and FreeBSD.
 		if w := t.twView(); judgeTimeWait(&w, seg) == twAck {
-			t.flags |= flagAckNow
 			if segLen > 0 {
+				t.flags |= flagAckNow
 				return drop(out, DropAfterFIN)
 			}
-			return drop(out, DropUnacceptable)
+			return t.invalidACK(seg, now, drop(out, DropUnacceptable))
 		}
 	}
 
@@ -362,10 +360,10 @@ func (t *TCB) arriveOther(seg *Segment, idle time.Duration, now Time, out []Acti
 	} else {
 		// RFC 5961 section 5.2: SND.UNA-MAX.SND.WND =< SEG.ACK =< SND.NXT.
 		if seg.Ack.GreaterThan(t.SndNxt) {
-			if t.cfg.more&optDropUnsentACK == 0 {
-				t.flags |= flagAckNow
+			if t.cfg.more&optDropUnsentACK != 0 {
+				return drop(out, DropBadACK)
 			}
-			return drop(out, DropBadACK)
+			return t.invalidACK(seg, now, drop(out, DropBadACK))
 		}
 		if seg.Ack.LessThan(t.SndUna.Add(-t.MaxSndWnd)) {
 			return t.challengeACK(now, drop(out, DropBadACK))
@@ -535,6 +533,24 @@ func (t *TCB) arriveRST(seq Seq, now Time, out []Action) []Action {
 		}
 	}
 	return t.toClosed(out, NoteReset)
+}
+
+// invalidACK owes the ACK that answers an unacceptable segment (RFC 9293
+// section 3.10.7.4: a sequence number outside the window, an ACK of data
+// not yet sent, a segment PAWS rejects, RFC 7323 section 5.3). When the
+// segment carries no data, SYN or FIN, the answer counts against the
+// challenge-ACK limit (RFC 5961 section 7's throttling): two ends that
+// each find the other's ACKs unacceptable (one whose TS.Recent a forged
+// segment pushed ahead, say, and one in TIME-WAIT) would otherwise answer
+// ACK with ACK for as long as both live, as Linux limits with
+// tcp_invalid_ratelimit. Data is always answered: it is not an ACK loop,
+// and its sender may be retransmitting because our ACKs were lost.
+func (t *TCB) invalidACK(seg *Segment, now Time, out []Action) []Action {
+	if len(seg.Payload) == 0 && seg.Flags&(FlagSYN|FlagFIN) == 0 {
+		return t.challengeACK(now, out)
+	}
+	t.flags |= flagAckNow
+	return out
 }
 
 // challengeACK owes a challenge ACK <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>,
