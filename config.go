@@ -106,7 +106,9 @@ type Config struct {
 
 	// ChallengeACKLimit is how many challenge ACKs one connection sends per
 	// second (RFC 5961 section 7; the count is per connection, Errata
-	// 4772). Default 10.
+	// 4772), counting the ACKs that answer unacceptable segments without
+	// data, SYN or FIN (RFC 9293 section 3.10.7.4), which two confused
+	// ends could otherwise trade without end. Default 10.
 	ChallengeACKLimit int
 
 	// DelayedACK is how long an ACK for in-order data may wait for more
