@@ -34,6 +34,10 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 					return out, nil
 				}
 			}
+		} else if ev.Seg.Flags&FlagFIN != 0 {
+			if out, ok := t.inOrderFIN(ev.Seg, ev.More, now, out); ok {
+				return out, nil
+			}
 		} else if t.State.sendsData() { // the states where our data or FIN may be in flight
 			if out, ok := t.pureACK(ev.Seg, ev.More, now, out); ok {
 				return out, nil
@@ -72,6 +76,9 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 		}
 		return out, nil
 	case EvTick:
+		if out, ok := t.tickDelayedACK(now, out); ok {
+			return out, nil
+		}
 		return t.tick(now, out), nil
 	case EvFlush:
 		return t.output(now, out), nil

@@ -358,3 +358,113 @@ func (t *TCB) closeIdle(now Time, out []Action) ([]Action, bool) {
 	}
 	return out, true
 }
+
+// inOrderFIN is the whole Step for the peer's FIN with no text, at
+// RCV.NXT, acknowledging nothing new, in ESTABLISHED or FIN-WAIT-2 with
+// nothing of ours in flight or queued: segmentArrives, then arriveOther,
+// whose checks all pass and whose ACK processing comes to the window
+// update, then processText and processFIN, then output, which comes to the
+// ACK of the FIN, done in line. It reports false, having changed nothing,
+// for anything else: SACK blocks, recovery, the tail loss probe, a FIN
+// whose ACK Config.DelayFINACK would hold. TestInOrderFINMatchesFullPath
+// and FuzzStep hold it to the full path.
+//
+// A segment at RCV.NXT passes the acceptability test, or, in a zero
+// window, is let through by MUST-66's exception; with SEG.ACK = SND.UNA it
+// is neither a duplicate ACK (it has a FIN) nor one to challenge.
+func (t *TCB) inOrderFIN(seg *Segment, more bool, now Time, out []Action) ([]Action, bool) {
+	switch t.State {
+	case Established:
+		// Then CLOSE-WAIT, where output would send what is queued.
+		if t.SndNxt != t.sndEnd || t.sndRtx != t.SndNxt || t.flags&flagCloseCalled != 0 ||
+			t.cfg.more&optDelayFINACK != 0 {
+			return out, false
+		}
+	case FinWait2:
+		// Then TIME-WAIT, where output sends nothing but the ACK.
+	default:
+		return out, false
+	}
+	if seg.Flags&^FlagPSH != FlagFIN|FlagACK || len(seg.Payload) != 0 || seg.Seq != t.RcvNxt ||
+		seg.Ack != t.SndUna || seg.DstPort != t.LocalPort || seg.SrcPort != t.RemotePort ||
+		seg.Options.NumSACK != 0 || t.SndUna != t.SndNxt ||
+		t.flags&(flagRecovery|flagProbe|flagProbeRtx|flagRtxMark) != 0 {
+		return out, false
+	}
+	if t.flags&flagTS != 0 && (!seg.Options.Has(OptTimestamps) || int32(seg.Options.TSVal-t.tsRecent) < 0) {
+		return out, false
+	}
+	t.lastRcv = now
+	t.keepProbes = 0
+	if t.flags&flagTS != 0 && seg.Seq.LessThanEq(t.lastAckSent) {
+		t.tsRecent = seg.Options.TSVal
+	}
+	// The window update rule.
+	if t.SndWl1.LessThan(seg.Seq) || (t.SndWl1 == seg.Seq && t.SndWl2.LessThanEq(seg.Ack)) {
+		wnd := uint32(seg.Window) << t.sndShift()
+		t.SndWnd = wnd
+		t.MaxSndWnd = max(t.MaxSndWnd, wnd)
+		t.SndWl1, t.SndWl2 = seg.Seq, seg.Ack
+	}
+	// processFIN.
+	t.flags &^= flagFinPending
+	t.flags |= flagFinRcvd | flagAckNow
+	t.RcvNxt = t.RcvNxt.Add(1)
+	if t.rcvAdv.LessThan(t.RcvNxt) {
+		t.rcvAdv = t.RcvNxt
+	}
+	out = notify(out, NotePeerClosed)
+	if t.State == Established {
+		t.State = CloseWait
+	} else {
+		out = t.toTimeWait(now, out)
+	}
+	if more {
+		return out, true
+	}
+	// output: with nothing to send, resend or time, the ACK of the FIN
+	// (sendACK); TIME-WAIT's timers are stopped already.
+	out = t.stopDelayedACK(out)
+	var a *Action
+	out, a = push(out, ActSend)
+	t.segment(a, t.SndNxt, 0, now)
+	return out, true
+}
+
+// tickDelayedACK is the whole Step for a Tick at which only the
+// delayed-ACK timer is due, in ESTABLISHED, CLOSE-WAIT or FIN-WAIT-2 with
+// nothing for output to send or resend: tick, then output, which comes to
+// the owed ACK, done in line. It reports false, having changed nothing,
+// for anything else. TestTickDelayedACKMatchesFullPath and FuzzStep hold
+// it to the full path.
+func (t *TCB) tickDelayedACK(now Time, out []Action) ([]Action, bool) {
+	if d := t.timers[slotDelayedACK]; d == 0 || d > now {
+		return out, false
+	}
+	if d := t.timers[0]; d != 0 && d <= now {
+		return out, false
+	}
+	if d := t.timers[2]; d != 0 && d <= now {
+		return out, false
+	}
+	switch t.State {
+	case Established, CloseWait:
+		// output's sendData has nothing to do; with data in flight, only
+		// checks that the retransmission timer (or the tail loss probe in
+		// its place) runs.
+		if t.sndRtx != t.SndNxt || t.SndNxt != t.sndEnd || t.flags&flagCloseCalled != 0 ||
+			t.SndNxt != t.SndUna && (t.timers[0] == 0 || t.tkind[0] != TimerRetransmit && t.tkind[0] != TimerProbe) {
+			return out, false
+		}
+	case FinWait2:
+	default:
+		return out, false
+	}
+	// The timer fires (stopped without an action, as tick does), and the
+	// ACK goes (sendACK, the timer already stopped).
+	t.timers[slotDelayedACK] = 0
+	var a *Action
+	out, a = push(out, ActSend)
+	t.segment(a, t.SndNxt, 0, now)
+	return out, true
+}

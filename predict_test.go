@@ -241,6 +241,7 @@ func wandered(rt *rapid.T) *conn {
 		cfg.PRR = rapid.Bool().Draw(rt, "prr")
 		cfg.TailLossProbe = rapid.Bool().Draw(rt, "tlp")
 		cfg.QuickACK = rapid.Bool().Draw(rt, "quickACK")
+		cfg.DelayFINACK = rapid.IntRange(0, 3).Draw(rt, "delayFINACK") == 0
 		if rapid.IntRange(0, 3).Draw(rt, "userTimeout") == 0 {
 			cfg.UserTimeout = time.Minute
 		}
@@ -469,5 +470,157 @@ func TestCloseIdleMatchesFullPath(t *testing.T) {
 	t.Logf("closeIdle %v of %d", taken, total)
 	for _, s := range []State{Established, CloseWait} {
 		require.Greater(t, taken[s], total/50, "closeIdle took %d of %d closes in %v", taken[s], total, s)
+	}
+}
+
+// peerSeg is a segment from the peer at RCV.NXT acknowledging SND.NXT,
+// with the window c last saw and a timestamp when they are in use.
+func peerSeg(c *conn, flags string, opts ...func(*Segment)) Segment {
+	seg := pkt(flags, c.tcb.RcvNxt, c.tcb.SndNxt, win(uint16(c.tcb.SndWnd>>c.tcb.sndShift())))
+	for _, o := range opts {
+		o(&seg)
+	}
+	if c.tcb.flags&flagTS != 0 {
+		tsopt(c.tcb.tsRecent, c.tcb.tsVal(c.now))(&seg)
+	}
+	return seg
+}
+
+// toFinWait2 closes c, in ESTABLISHED, and has the peer acknowledge
+// everything until our FIN is acknowledged (or eight ACKs).
+func toFinWait2(c *conn) {
+	_ = c.step(Close())
+	for range 8 {
+		if c.tcb.State != FinWait1 {
+			break
+		}
+		seg := peerSeg(c, ".", win(65535))
+		_ = c.step(Arrive(&seg, 0))
+	}
+	c.clear()
+}
+
+// TestInOrderFINMatchesFullPath steps copies of random ESTABLISHED and
+// FIN-WAIT-2 TCBs, mostly with nothing in flight, through Step (which
+// tries inOrderFIN first) and through the full path, for segments near
+// the shape of the peer's FIN alone at RCV.NXT: the TCBs and the actions
+// must come out identical. It counts how often inOrderFIN took the
+// segment in each state, so the test fails if it never applies in one.
+func TestInOrderFINMatchesFullPath(t *testing.T) {
+	taken, total := map[State]int{}, 0
+	rapid.Check(t, func(rt *rapid.T) {
+		c := wandered(rt)
+		if c.tcb.State != Established {
+			return
+		}
+		if rapid.IntRange(0, 4).Draw(rt, "ackAll") > 0 {
+			ackAll(rt, c)
+		}
+		if c.tcb.State == Established && rapid.Bool().Draw(rt, "fw2") {
+			toFinWait2(c)
+		}
+		for range 4 {
+			if c.tcb.State != Established && c.tcb.State != FinWait2 {
+				return
+			}
+			seg := drawNearPrediction(rt, &c.tcb)
+			if rapid.IntRange(0, 3).Draw(rt, "shape") > 0 {
+				// The shape itself, with drawNearPrediction's window,
+				// timestamp and SACK blocks, and now and then its flags,
+				// sequence number or text.
+				seg.Flags = FlagFIN | FlagACK | Flags(rapid.SampledFrom([]uint8{0, 0, 0x08}).Draw(rt, "psh"))
+				seg.Ack = c.tcb.SndUna
+				switch rapid.IntRange(0, 5).Draw(rt, "nudge") {
+				case 0:
+					seg.Flags |= Flags(rapid.SampledFrom([]uint8{0x01, 0x02, 0x04, 0x20}).Draw(rt, "extra"))
+				case 1:
+					seg.Seq = c.tcb.RcvNxt.Add(uint32(rapid.IntRange(-1, 1).Draw(rt, "dseqFin")))
+				case 2:
+					seg.Ack = c.tcb.SndNxt.Add(uint32(rapid.IntRange(-1, 1).Draw(rt, "dackFin")))
+				default:
+					seg.Seq, seg.Payload = c.tcb.RcvNxt, nil
+				}
+			}
+			now := c.now.Add(time.Duration(rapid.IntRange(0, 50).Draw(rt, "ms")) * time.Millisecond)
+			ev := Arrive(&seg, 0)
+			ev.More = rapid.IntRange(0, 3).Draw(rt, "more") == 0
+			requireStepIsFullPath(rt, c.tcb, ev, now)
+			probe := c.tcb
+			if _, ok := probe.inOrderFIN(&seg, ev.More, now, nil); ok {
+				taken[c.tcb.State]++
+			}
+			total++
+			c.now = now
+			_ = c.step(ev)
+			c.clear()
+		}
+	})
+	t.Logf("inOrderFIN %v of %d", taken, total)
+	for _, s := range []State{Established, FinWait2} {
+		require.Greater(t, taken[s], total/100, "inOrderFIN took %d of %d segments in %v", taken[s], total, s)
+	}
+}
+
+// TestTickDelayedACKMatchesFullPath steps copies of random ESTABLISHED,
+// CLOSE-WAIT and FIN-WAIT-2 TCBs that owe the peer a delayed ACK through
+// Step (which tries tickDelayedACK first) and through tick, at times
+// around the timers' deadlines: the TCBs and the actions must come out
+// identical. It counts how often tickDelayedACK took the tick in each
+// state, so the test fails if it never applies in one.
+func TestTickDelayedACKMatchesFullPath(t *testing.T) {
+	taken, total := map[State]int{}, 0
+	rapid.Check(t, func(rt *rapid.T) {
+		c := wandered(rt)
+		if c.tcb.State != Established {
+			return
+		}
+		if rapid.IntRange(0, 4).Draw(rt, "ackAll") > 0 {
+			ackAll(rt, c)
+		}
+		if c.tcb.State == Established {
+			switch rapid.IntRange(0, 2).Draw(rt, "close") {
+			case 1:
+				toFinWait2(c)
+			case 2:
+				seg := peerSeg(c, "F.")
+				_ = c.step(Arrive(&seg, 0)) // CLOSE-WAIT
+				c.clear()
+			}
+		}
+		for range 4 {
+			if rapid.Bool().Draw(rt, "data") {
+				// In-order data that may start the delayed-ACK timer.
+				seg := peerSeg(c, "P.", data(rapid.SampledFrom([]int{1, 100, 1000}).Draw(rt, "n")))
+				_ = c.step(Arrive(&seg, 0))
+				c.clear()
+			}
+			d, ok := c.tcb.NextDeadline()
+			if !ok {
+				return
+			}
+			if dack, ok := c.tcb.Deadline(TimerDelayedACK); ok && rapid.Bool().Draw(rt, "atDelAck") {
+				d = dack
+			}
+			now := d.Add(time.Duration(rapid.SampledFrom([]int{-1, 0, 0, 1, 1000, 3_000_000}).Draw(rt, "us")) * time.Microsecond)
+			step := c.tcb
+			got, err := step.Step(Tick(), now, nil)
+			require.NoError(rt, err)
+			full := c.tcb
+			want := full.tick(now, nil)
+			require.Equal(rt, want, got, "actions of a tick in %v", c.tcb.State)
+			require.Equal(rt, full, step, "TCB after a tick in %v", c.tcb.State)
+			probe := c.tcb
+			if _, ok := probe.tickDelayedACK(now, nil); ok {
+				taken[c.tcb.State]++
+			}
+			total++
+			c.now = now
+			_ = c.step(Tick())
+			c.clear()
+		}
+	})
+	t.Logf("tickDelayedACK %v of %d", taken, total)
+	for _, s := range []State{Established, CloseWait, FinWait2} {
+		require.Greater(t, taken[s], total/100, "tickDelayedACK took %d of %d ticks in %v", taken[s], total, s)
 	}
 }
