@@ -42,6 +42,10 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 			if out, ok := t.pureACK(ev.Seg, ev.More, now, out); ok {
 				return out, nil
 			}
+		} else if t.State == SynReceived {
+			if out, ok := t.handshakeACK(ev.Seg, ev.More, now, out); ok {
+				return out, nil
+			}
 		}
 	}
 	switch ev.Kind {

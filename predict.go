@@ -468,3 +468,84 @@ func (t *TCB) tickDelayedACK(now Time, out []Action) ([]Action, bool) {
 	t.segment(a, t.SndNxt, 0, now)
 	return out, true
 }
+
+// handshakeACK is the whole Step for the ACK that completes a handshake
+// in SYN-RECEIVED, at RCV.NXT, acknowledging our SYN alone, with no text,
+// FIN or URG, when nothing waits to be sent or made readable and our
+// SYN-ACK went once: segmentArrives, arriveOther, whose checks such a
+// segment passes (SYN-RECEIVED skips PAWS and SACK), ackAdvance for the
+// SYN and enterEstablished, done in line, then output, which has at most
+// an ACK to send or delay. It reports false, having changed nothing, for
+// anything else (a CLOSE or SEND queued, urgent data, keep-alive, text or
+// a FIN held from the SYN). TestHandshakeACKMatchesFullPath and FuzzStep
+// hold it to the full path.
+func (t *TCB) handshakeACK(seg *Segment, more bool, now Time, out []Action) ([]Action, bool) {
+	ack := t.Iss.Add(1)
+	if t.State != SynReceived || len(seg.Payload) != 0 || seg.Flags&^FlagPSH != FlagACK ||
+		seg.Seq != t.RcvNxt || seg.Ack != ack || t.SndUna != t.Iss || t.SndNxt != ack || t.sndEnd != ack ||
+		ack.LessThan(t.sndRtx) || seg.DstPort != t.LocalPort || seg.SrcPort != t.RemotePort || t.retries != 0 ||
+		t.flags&(flagCloseCalled|flagFinPending|flagProbe|flagProbeRtx|flagUrgPending) != 0 ||
+		t.ooo[0].Left != t.ooo[0].Right || t.sacked[0].Left != t.sacked[0].Right || t.cfg.opts&optKeepalive != 0 {
+		return out, false
+	}
+	t.lastRcv = now
+	t.keepProbes = 0
+	t.noteTSRecent(seg, seg.Seq, seg.Options.Has(OptTimestamps))
+	wnd := uint32(seg.Window) << t.sndShift()
+	t.SndWnd = wnd
+	t.MaxSndWnd = max(t.MaxSndWnd, wnd)
+	t.SndWl1, t.SndWl2 = seg.Seq, ack
+
+	// ackAdvance for the SYN: no data acknowledged, nothing left in
+	// flight. An echo of a TSval we never sent gives no sample.
+	tsecr := t.echo(seg)
+	if tsecr != 0 {
+		if ms := int32(t.tsVal(now) - tsecr); ms < 0 || uint64(ms)*1000 > t.cfg.maxRTO.us() {
+			tsecr = 0
+		}
+	}
+	t.SndUna, t.sndRtx = ack, ack
+	if t.flags&flagRttTiming != 0 && t.rttSeq.LessThanEq(ack) {
+		t.flags &^= flagRttTiming
+		if tsecr == 0 {
+			t.rttSampleUs(uint64(max(usOf(now)-t.rttStart, 1)))
+		}
+	}
+	if tsecr != 0 {
+		t.rttSampleUs(uint64(t.tsVal(now)-tsecr) * 1000)
+	}
+	if t.timers[0] != 0 || t.timers[2] != 0 {
+		out = t.stopFlightTimers(out)
+	}
+
+	// enterEstablished, with nothing held from the SYN.
+	t.State = Established
+	t.flags &^= flagPassive
+	t.recover = t.Iss
+	if t.cfg.more&optQuickStart != 0 {
+		t.quickAcks = maxQuickAcks
+	}
+	t.cwnd = t.iw()
+	if t.flags&flagSynRetx != 0 {
+		t.cwnd = t.effMSS()
+		t.rto = max(t.rto, 3_000_000)
+		if t.flags&flagHaveRtt == 0 {
+			t.rto = 3_000_000
+		}
+	}
+	out = notify(out, NoteConnected)
+	if t.RcvNxt.GreaterThan(t.rcvAdv) {
+		t.rcvAdv = t.RcvNxt
+	}
+	if more {
+		return out, true
+	}
+	// output, with nothing to send and nothing in flight.
+	switch {
+	case t.flags&flagAckNow != 0:
+		out = t.sendACK(out, t.SndNxt, now)
+	case t.flags&flagAckDelayed != 0 && !t.running(TimerDelayedACK):
+		out = t.arm(out, TimerDelayedACK, now, t.cfg.delAck.dur())
+	}
+	return out, true
+}

@@ -624,3 +624,96 @@ func TestTickDelayedACKMatchesFullPath(t *testing.T) {
 		require.Greater(t, taken[s], total/100, "tickDelayedACK took %d of %d ticks in %v", taken[s], total, s)
 	}
 }
+
+// TestHandshakeACKMatchesFullPath steps copies of random SYN-RECEIVED
+// TCBs (passive opens and simultaneous ones, with options or without,
+// some with the SYN-ACK resent, data on the SYN, or a SEND or CLOSE
+// queued) through Step (which tries handshakeACK first) and through the
+// full path, for segments near the shape of the handshake's ACK: the
+// TCBs and the actions must come out identical. It counts how often
+// handshakeACK took the segment, so the test fails if it never applies.
+func TestHandshakeACKMatchesFullPath(t *testing.T) {
+	taken, total := 0, 0
+	rapid.Check(t, func(rt *rapid.T) {
+		cfg := Config{
+			RecvBuffer:      uint32(rapid.SampledFrom([]int{0, 5000, 1 << 20}).Draw(rt, "rbuf")),
+			TimerActions:    rapid.Bool().Draw(rt, "timerActions"),
+			Keepalive:       rapid.IntRange(0, 3).Draw(rt, "keepalive") == 0,
+			QuickACKAtStart: rapid.Bool().Draw(rt, "quickStart"),
+			InitialWindow10: rapid.Bool().Draw(rt, "iw10"),
+			TailLossProbe:   rapid.Bool().Draw(rt, "tlp"),
+		}
+		if rapid.IntRange(0, 3).Draw(rt, "userTimeout") == 0 {
+			cfg.UserTimeout = time.Minute
+		}
+		c := newConn(rt, cfg)
+		syn := pkt("S", 300, 0, mss(uint16(rapid.SampledFrom([]int{536, 1460, 9000}).Draw(rt, "mss"))))
+		ts := rapid.Bool().Draw(rt, "ts")
+		if ts {
+			tsopt(5000, 0)(&syn)
+		}
+		if rapid.Bool().Draw(rt, "ws") {
+			wsopt(uint8(rapid.IntRange(0, 14).Draw(rt, "shift")))(&syn)
+		}
+		if rapid.Bool().Draw(rt, "sackOK") {
+			sackOK()(&syn)
+		}
+		if rapid.IntRange(0, 5).Draw(rt, "synData") == 0 {
+			syn.Payload = zeros[:100]
+		}
+		if rapid.IntRange(0, 4).Draw(rt, "simultaneous") == 0 {
+			c.user(Open(ourPort, peerPort, 100))
+			syn.Flags = FlagSYN
+			_ = c.step(Arrive(&syn, 0))
+		} else {
+			c.user(ListenOn(ourPort))
+			_ = c.step(Arrive(&syn, 100))
+		}
+		if c.tcb.State != SynReceived {
+			return
+		}
+		switch rapid.IntRange(0, 6).Draw(rt, "before") {
+		case 0:
+			c.now = c.now.Add(time.Duration(rapid.SampledFrom([]int{1, 3}).Draw(rt, "rtx")) * time.Second)
+			_ = c.step(Tick()) // the SYN-ACK again
+		case 1:
+			_ = c.step(Send(1000))
+		case 2:
+			_ = c.step(Close())
+		case 3:
+			_ = c.step(SendUrgent(10))
+		}
+		c.clear()
+		if c.tcb.State != SynReceived {
+			return
+		}
+		now := c.now.Add(time.Duration(rapid.IntRange(0, 1500).Draw(rt, "ms")) * time.Millisecond)
+		seg := pkt(".", c.tcb.RcvNxt, c.tcb.Iss.Add(1), win(uint16(rapid.IntRange(0, 65535).Draw(rt, "win"))))
+		if ts && rapid.IntRange(0, 9).Draw(rt, "nots") > 0 {
+			ecr := c.tcb.tsVal(c.now) + uint32(rapid.SampledFrom([]int{0, 0, 1, -1, 100000, 1 << 31}).Draw(rt, "ecr"))
+			tsopt(5000+uint32(rapid.IntRange(-1, 2).Draw(rt, "dtsval")), ecr)(&seg)
+		}
+		switch rapid.IntRange(0, 9).Draw(rt, "nudge") {
+		case 0:
+			seg.Flags |= Flags(rapid.SampledFrom([]uint8{0x01, 0x02, 0x04, 0x08, 0x20}).Draw(rt, "extra"))
+		case 1:
+			seg.Seq = seg.Seq.Add(uint32(rapid.IntRange(-1, 1).Draw(rt, "dseq")))
+		case 2:
+			seg.Ack = seg.Ack.Add(uint32(rapid.IntRange(-1, 1).Draw(rt, "dack")))
+		case 3:
+			seg.Payload = zeros[:rapid.SampledFrom([]int{1, 1000}).Draw(rt, "len")]
+		case 4:
+			seg.Options.AddSACK(SACKBlock{seg.Ack, seg.Ack.Add(10)})
+		}
+		ev := Arrive(&seg, 0)
+		ev.More = rapid.IntRange(0, 3).Draw(rt, "more") == 0
+		requireStepIsFullPath(rt, c.tcb, ev, now)
+		probe := c.tcb
+		if _, ok := probe.handshakeACK(&seg, ev.More, now, nil); ok {
+			taken++
+		}
+		total++
+	})
+	t.Logf("handshakeACK %d of %d", taken, total)
+	require.Greater(t, taken, total/20, "handshakeACK took %d of %d segments", taken, total)
+}
