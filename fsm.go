@@ -47,6 +47,11 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 				return out, nil
 			}
 		}
+		if t.State == SynSent && ev.Seg.Flags&FlagSYN != 0 {
+			if out, ok := t.synACK(ev.Seg, ev.More, now, out); ok {
+				return out, nil
+			}
+		}
 	}
 	switch ev.Kind {
 	case EvOpen:

@@ -496,6 +496,25 @@ func (t *TCB) handshakeACK(seg *Segment, more bool, now Time, out []Action) ([]A
 	t.MaxSndWnd = max(t.MaxSndWnd, wnd)
 	t.SndWl1, t.SndWl2 = seg.Seq, ack
 
+	out = t.establishOnSYNAck(seg, ack, now, out)
+	if more {
+		return out, true
+	}
+	// output, with nothing to send and nothing in flight.
+	switch {
+	case t.flags&flagAckNow != 0:
+		out = t.sendACK(out, t.SndNxt, now)
+	case t.flags&flagAckDelayed != 0 && !t.running(TimerDelayedACK):
+		out = t.arm(out, TimerDelayedACK, now, t.cfg.delAck.dur())
+	}
+	return out, true
+}
+
+// establishOnSYNAck is ackAdvance for an ACK (of seg) of our SYN alone,
+// with nothing else sent, retries at zero, no probe, urgent data or
+// scoreboard, then enterEstablished with nothing held from the SYN, no
+// CLOSE queued and no keep-alive: what handshakeACK and synACK share.
+func (t *TCB) establishOnSYNAck(seg *Segment, ack Seq, now Time, out []Action) []Action {
 	// ackAdvance for the SYN: no data acknowledged, nothing left in
 	// flight. An echo of a TSval we never sent gives no sample.
 	tsecr := t.echo(seg)
@@ -537,15 +556,36 @@ func (t *TCB) handshakeACK(seg *Segment, more bool, now Time, out []Action) ([]A
 	if t.RcvNxt.GreaterThan(t.rcvAdv) {
 		t.rcvAdv = t.RcvNxt
 	}
+	return out
+}
+
+// synACK is the whole Step for the SYN-ACK that answers our SYN in
+// SYN-SENT, acknowledging our SYN alone, with no text, FIN or URG, when
+// nothing waits to be sent and our SYN went once: segmentArrives and
+// arriveSynSent (peerSYN, ackAdvance for the SYN, enterEstablished), done
+// in line, then output, which comes to the ACK. It reports false, having
+// changed nothing, for anything else (a CLOSE or SEND queued, keep-alive,
+// the SYN resent). TestSynACKMatchesFullPath and FuzzStep hold it to the
+// full path.
+func (t *TCB) synACK(seg *Segment, more bool, now Time, out []Action) ([]Action, bool) {
+	ack := t.Iss.Add(1)
+	if t.State != SynSent || len(seg.Payload) != 0 || seg.Flags&^FlagPSH != FlagSYN|FlagACK ||
+		seg.Ack != ack || t.SndUna != t.Iss || t.SndNxt != ack || t.sndEnd != ack || ack.LessThan(t.sndRtx) ||
+		seg.DstPort != t.LocalPort || seg.SrcPort != t.RemotePort || t.retries != 0 ||
+		t.flags&(flagCloseCalled|flagFinPending|flagProbe|flagProbeRtx|flagUrgPending) != 0 ||
+		t.ooo[0].Left != t.ooo[0].Right || t.sacked[0].Left != t.sacked[0].Right || t.cfg.opts&optKeepalive != 0 {
+		return out, false
+	}
+	t.lastRcv = now
+	t.peerSYN(seg) // SND.WL2 is SEG.ACK
+	if !seg.Options.Has(OptWindowScale) {
+		t.shifts = 0 // scaling needs both SYNs (RFC 7323 section 2.2)
+	}
+	out = t.establishOnSYNAck(seg, ack, now, out)
+	t.flags |= flagAckNow
 	if more {
 		return out, true
 	}
 	// output, with nothing to send and nothing in flight.
-	switch {
-	case t.flags&flagAckNow != 0:
-		out = t.sendACK(out, t.SndNxt, now)
-	case t.flags&flagAckDelayed != 0 && !t.running(TimerDelayedACK):
-		out = t.arm(out, TimerDelayedACK, now, t.cfg.delAck.dur())
-	}
-	return out, true
+	return t.sendACK(out, t.SndNxt, now), true
 }

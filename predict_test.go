@@ -717,3 +717,79 @@ func TestHandshakeACKMatchesFullPath(t *testing.T) {
 	t.Logf("handshakeACK %d of %d", taken, total)
 	require.Greater(t, taken, total/20, "handshakeACK took %d of %d segments", taken, total)
 }
+
+// TestSynACKMatchesFullPath steps copies of random SYN-SENT TCBs (some
+// with the SYN resent, or a SEND or CLOSE queued) through Step (which
+// tries synACK first) and through the full path, for segments near the
+// shape of the SYN-ACK that answers our SYN, with options or without: the
+// TCBs and the actions must come out identical. It counts how often
+// synACK took the segment, so the test fails if it never applies.
+func TestSynACKMatchesFullPath(t *testing.T) {
+	taken, total := 0, 0
+	rapid.Check(t, func(rt *rapid.T) {
+		cfg := Config{
+			RecvBuffer:      uint32(rapid.SampledFrom([]int{0, 5000, 1 << 20}).Draw(rt, "rbuf")),
+			TimerActions:    rapid.Bool().Draw(rt, "timerActions"),
+			Keepalive:       rapid.IntRange(0, 3).Draw(rt, "keepalive") == 0,
+			QuickACKAtStart: rapid.Bool().Draw(rt, "quickStart"),
+			InitialWindow10: rapid.Bool().Draw(rt, "iw10"),
+			NoWindowScale:   rapid.IntRange(0, 3).Draw(rt, "noWS") == 0,
+			NoTimestamps:    rapid.IntRange(0, 3).Draw(rt, "noTS") == 0,
+		}
+		if rapid.IntRange(0, 3).Draw(rt, "userTimeout") == 0 {
+			cfg.UserTimeout = time.Minute
+		}
+		c := newConn(rt, cfg)
+		c.user(Open(ourPort, peerPort, 100))
+		switch rapid.IntRange(0, 6).Draw(rt, "before") {
+		case 0:
+			c.now = c.now.Add(time.Duration(rapid.SampledFrom([]int{1, 3}).Draw(rt, "rtx")) * time.Second)
+			_ = c.step(Tick()) // the SYN again
+		case 1:
+			_ = c.step(Send(1000))
+		case 2:
+			_ = c.step(Close())
+		}
+		c.clear()
+		if c.tcb.State != SynSent {
+			return
+		}
+		now := c.now.Add(time.Duration(rapid.IntRange(0, 1500).Draw(rt, "ms")) * time.Millisecond)
+		seg := pkt("S.", 300, c.tcb.Iss.Add(1), win(uint16(rapid.IntRange(0, 65535).Draw(rt, "win"))))
+		if rapid.IntRange(0, 4).Draw(rt, "mss") > 0 {
+			mss(uint16(rapid.SampledFrom([]int{0, 536, 1460, 9000}).Draw(rt, "mssv")))(&seg)
+		}
+		if rapid.Bool().Draw(rt, "ts") {
+			ecr := c.tcb.tsVal(c.now) + uint32(rapid.SampledFrom([]int{0, 0, 1, -1, 100000, 1 << 31}).Draw(rt, "ecr"))
+			tsopt(5000, ecr)(&seg)
+		}
+		if rapid.Bool().Draw(rt, "ws") {
+			wsopt(uint8(rapid.IntRange(0, 15).Draw(rt, "shift")))(&seg)
+		}
+		if rapid.Bool().Draw(rt, "sackOK") {
+			sackOK()(&seg)
+		}
+		switch rapid.IntRange(0, 9).Draw(rt, "nudge") {
+		case 0:
+			seg.Flags |= Flags(rapid.SampledFrom([]uint8{0x01, 0x04, 0x08, 0x20, 0x40}).Draw(rt, "extra"))
+		case 1:
+			seg.Flags &^= FlagACK
+		case 2:
+			seg.Ack = seg.Ack.Add(uint32(rapid.IntRange(-1, 1).Draw(rt, "dack")))
+		case 3:
+			seg.Payload = zeros[:rapid.SampledFrom([]int{1, 1000}).Draw(rt, "len")]
+		case 4:
+			seg.SrcPort++
+		}
+		ev := Arrive(&seg, 0)
+		ev.More = rapid.IntRange(0, 3).Draw(rt, "more") == 0
+		requireStepIsFullPath(rt, c.tcb, ev, now)
+		probe := c.tcb
+		if _, ok := probe.synACK(&seg, ev.More, now, nil); ok {
+			taken++
+		}
+		total++
+	})
+	t.Logf("synACK %d of %d", taken, total)
+	require.Greater(t, taken, total/20, "synACK took %d of %d segments", taken, total)
+}
