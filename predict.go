@@ -180,6 +180,20 @@ func (t *TCB) pureACK(seg *Segment, more bool, now Time, out []Action) ([]Action
 		}
 		tsecr = seg.Options.TSEcr
 	}
+	if t.State == LastAck && ack == t.SndNxt && t.flags&flagFinSent != 0 && ack == t.sndEnd.Add(1) {
+		// Our FIN acknowledged in LAST-ACK: the connection is deleted, so
+		// of what follows only the actions remain: ackAdvance's timer
+		// stops and note, then toClosed's.
+		if t.timers[0] != 0 || t.timers[2] != 0 {
+			out = t.stopFlightTimers(out)
+		}
+		if data := ack.Diff(t.SndUna) - 1; data > 0 {
+			var a *Action
+			out, a = push(out, ActNotify)
+			a.Note, a.N = NoteSendAcked, data
+		}
+		return t.toClosed(out, NoteClosed), true
+	}
 	t.lastRcv = now
 	t.keepProbes = 0
 	if t.flags&flagTS != 0 && seg.Seq.LessThanEq(t.lastAckSent) {

@@ -342,7 +342,7 @@ func TestSendIdleMatchesFullPath(t *testing.T) {
 // it never applies in one.
 func TestPureACKMatchesFullPath(t *testing.T) {
 	taken := map[State]int{}
-	total := 0
+	total, closed := 0, 0
 	rapid.Check(t, func(rt *rapid.T) {
 		c := wandered(rt)
 		if c.tcb.State != Established {
@@ -390,6 +390,9 @@ func TestPureACKMatchesFullPath(t *testing.T) {
 			probe := c.tcb
 			if _, ok := probe.pureACK(&seg, ev.More, now, nil); ok {
 				taken[c.tcb.State]++
+				if probe.State == Closed {
+					closed++
+				}
 			}
 			total++
 			c.now = now
@@ -397,10 +400,11 @@ func TestPureACKMatchesFullPath(t *testing.T) {
 			c.clear()
 		}
 	})
-	t.Logf("pureACK %v of %d", taken, total)
+	t.Logf("pureACK %v of %d, %d of them to CLOSED", taken, total, closed)
 	for _, s := range []State{Established, CloseWait, FinWait1, Closing, LastAck} {
 		require.Greater(t, taken[s], 0, "pureACK never took a segment in %v", s)
 	}
+	require.Greater(t, closed, 0, "pureACK never took the ACK of our FIN in LAST-ACK")
 }
 
 // ackAll has the peer acknowledge everything c sent, until nothing is
