@@ -64,6 +64,9 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 		}
 		return t.send(ev.N, ev.Urgent, now, out)
 	case EvReceive:
+		if out, ok := t.receiveIdle(ev.N, now, out); ok {
+			return out, nil
+		}
 		return t.receive(ev.N, now, out)
 	case EvClose:
 		if ev.Full {

@@ -603,3 +603,31 @@ func (t *TCB) synACK(seg *Segment, more bool, now Time, out []Action) ([]Action,
 	// output, with nothing to send and nothing in flight.
 	return t.sendACK(out, t.SndNxt, now), true
 }
+
+// receiveIdle is the whole Step for a RECEIVE in ESTABLISHED or
+// CLOSE-WAIT when output has nothing to send or resend: receive, then
+// output, which comes to the ACK owed (a window update among them), done
+// in line. It reports false, having changed nothing, for anything else
+// (more than is readable, data or a FIN waiting to go).
+// TestReceiveIdleMatchesFullPath and FuzzStep hold it to the full path.
+func (t *TCB) receiveIdle(n uint32, now Time, out []Action) ([]Action, bool) {
+	if t.State != Established && t.State != CloseWait || n > t.RcvNxt.Diff(t.rcvUser)-t.finBit() ||
+		t.sndRtx != t.SndNxt || t.SndNxt != t.sndEnd || t.flags&flagCloseCalled != 0 ||
+		t.SndNxt != t.SndUna && (t.timers[0] == 0 || t.tkind[0] != TimerRetransmit && t.tkind[0] != TimerProbe) {
+		return out, false
+	}
+	t.rcvUser = t.rcvUser.Add(n)
+	if !t.rcvUser.LessThan(t.rcvUp) {
+		t.flags &^= flagUrgSignaled
+	}
+	if t.flags&flagFinRcvd == 0 && t.windowUpdateDue() {
+		t.flags |= flagAckNow
+	}
+	switch {
+	case t.flags&flagAckNow != 0:
+		out = t.sendACK(out, t.SndNxt, now)
+	case t.flags&flagAckDelayed != 0 && !t.running(TimerDelayedACK):
+		out = t.arm(out, TimerDelayedACK, now, t.cfg.delAck.dur())
+	}
+	return out, true
+}

@@ -797,3 +797,55 @@ func TestSynACKMatchesFullPath(t *testing.T) {
 	t.Logf("synACK %d of %d", taken, total)
 	require.Greater(t, taken, total/20, "synACK took %d of %d segments", taken, total)
 }
+
+// TestReceiveIdleMatchesFullPath steps copies of random ESTABLISHED and
+// CLOSE-WAIT TCBs, with data in flight or not, through Step (which tries
+// receiveIdle first) and through receive, for RECEIVEs of all that is
+// readable, part of it, or more: the TCBs, the actions and the errors
+// must come out identical. It counts how often receiveIdle took the call
+// in each state, so the test fails if it never applies in one.
+func TestReceiveIdleMatchesFullPath(t *testing.T) {
+	taken, total := map[State]int{}, 0
+	rapid.Check(t, func(rt *rapid.T) {
+		c := wandered(rt)
+		if c.tcb.State != Established {
+			return
+		}
+		if rapid.IntRange(0, 2).Draw(rt, "ackAll") > 0 {
+			ackAll(rt, c)
+		}
+		for range 6 {
+			if c.tcb.State != Established && c.tcb.State != CloseWait {
+				return
+			}
+			if rapid.Bool().Draw(rt, "data") {
+				seg := peerSeg(c, "P.", data(rapid.SampledFrom([]int{1, 100, 1000, 1460}).Draw(rt, "n")))
+				seg.Ack = c.tcb.SndUna
+				_ = c.step(Arrive(&seg, 0))
+				c.clear()
+			}
+			avail := int(c.tcb.Unread())
+			n := uint32(rapid.SampledFrom([]int{avail, avail, avail / 2, avail + 1, 1, 0}).Draw(rt, "n"))
+			now := c.now.Add(time.Duration(rapid.IntRange(0, 300).Draw(rt, "ms")) * time.Millisecond)
+			step := c.tcb
+			got, gerr := step.Step(Receive(n), now, nil)
+			full := c.tcb
+			want, werr := full.receive(n, now, nil)
+			require.Equal(rt, werr, gerr, "error of receive %d", n)
+			require.Equal(rt, want, got, "actions of receive %d", n)
+			require.Equal(rt, full, step, "TCB after receive %d", n)
+			probe := c.tcb
+			if _, ok := probe.receiveIdle(n, now, nil); ok {
+				taken[c.tcb.State]++
+			}
+			total++
+			c.now = now
+			_ = c.step(Receive(n))
+			c.clear()
+		}
+	})
+	t.Logf("receiveIdle %v of %d", taken, total)
+	for _, s := range []State{Established, CloseWait} {
+		require.Greater(t, taken[s], total/100, "receiveIdle took %d of %d receives in %v", taken[s], total, s)
+	}
+}
