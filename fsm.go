@@ -34,8 +34,21 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 					return out, nil
 				}
 			}
+		} else if ev.Seg.Flags&FlagFIN != 0 {
+			if out, ok := t.inOrderFIN(ev.Seg, ev.More, now, out); ok {
+				return out, nil
+			}
 		} else if t.State.sendsData() { // the states where our data or FIN may be in flight
 			if out, ok := t.pureACK(ev.Seg, ev.More, now, out); ok {
+				return out, nil
+			}
+		} else if t.State == SynReceived {
+			if out, ok := t.handshakeACK(ev.Seg, ev.More, now, out); ok {
+				return out, nil
+			}
+		}
+		if t.State == SynSent && ev.Seg.Flags&FlagSYN != 0 {
+			if out, ok := t.synACK(ev.Seg, ev.More, now, out); ok {
 				return out, nil
 			}
 		}
@@ -51,6 +64,9 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 		}
 		return t.send(ev.N, ev.Urgent, now, out)
 	case EvReceive:
+		if out, ok := t.receiveIdle(ev.N, now, out); ok {
+			return out, nil
+		}
 		return t.receive(ev.N, now, out)
 	case EvClose:
 		if ev.Full {
@@ -72,6 +88,9 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 		}
 		return out, nil
 	case EvTick:
+		if out, ok := t.tickDelayedACK(now, out); ok {
+			return out, nil
+		}
 		return t.tick(now, out), nil
 	case EvFlush:
 		return t.output(now, out), nil

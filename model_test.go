@@ -171,6 +171,13 @@ func FuzzStep(f *testing.F) {
 				ev = Send(uint32(binary.BigEndian.Uint16(arg(2))))
 			case 3:
 				ev = Receive(uint32(binary.BigEndian.Uint16(arg(2))))
+				// Step's shortcut for a RECEIVE must come to what receive does.
+				step, full := c.tcb, c.tcb
+				got, err := step.Step(ev, c.now, nil)
+				want, werr := full.receive(ev.N, c.now, nil)
+				require.Equal(t, werr, err, "error of a receive")
+				require.Equal(t, want, got, "actions of a receive")
+				require.Equal(t, full, step, "TCB after a receive")
 			case 4:
 				ev = Close()
 				if arg(1)[0]&1 != 0 {
@@ -185,6 +192,12 @@ func FuzzStep(f *testing.F) {
 			case 6:
 				c.now = c.now.Add(time.Duration(binary.BigEndian.Uint16(arg(2))) * time.Millisecond * 10)
 				ev = Tick()
+				// Step's shortcut for a tick must come to what tick does.
+				step, full := c.tcb, c.tcb
+				got, err := step.Step(ev, c.now, nil)
+				require.NoError(t, err)
+				require.Equal(t, full.tick(c.now, nil), got, "actions of a tick")
+				require.Equal(t, full, step, "TCB after a tick")
 			case 7:
 				b := arg(12)
 				seg = Segment{SrcPort: peerPort, DstPort: ourPort, Flags: Flags(b[0]),

@@ -180,6 +180,20 @@ func (t *TCB) pureACK(seg *Segment, more bool, now Time, out []Action) ([]Action
 		}
 		tsecr = seg.Options.TSEcr
 	}
+	if t.State == LastAck && ack == t.SndNxt && t.flags&flagFinSent != 0 && ack == t.sndEnd.Add(1) {
+		// Our FIN acknowledged in LAST-ACK: the connection is deleted, so
+		// of what follows only the actions remain: ackAdvance's timer
+		// stops and note, then toClosed's.
+		if t.timers[0] != 0 || t.timers[2] != 0 {
+			out = t.stopFlightTimers(out)
+		}
+		if data := ack.Diff(t.SndUna) - 1; data > 0 {
+			var a *Action
+			out, a = push(out, ActNotify)
+			a.Note, a.N = NoteSendAcked, data
+		}
+		return t.toClosed(out, NoteClosed), true
+	}
 	t.lastRcv = now
 	t.keepProbes = 0
 	if t.flags&flagTS != 0 && seg.Seq.LessThanEq(t.lastAckSent) {
@@ -355,6 +369,265 @@ func (t *TCB) closeIdle(now Time, out []Action) ([]Action, bool) {
 	out = t.armLossTimer(now, out)
 	if t.cfg.userTimeout != 0 && !t.running(TimerUser) {
 		out = t.arm(out, TimerUser, now, t.cfg.userTimeout.dur())
+	}
+	return out, true
+}
+
+// inOrderFIN is the whole Step for the peer's FIN with no text, at
+// RCV.NXT, acknowledging nothing new, in ESTABLISHED or FIN-WAIT-2 with
+// nothing of ours in flight or queued: segmentArrives, then arriveOther,
+// whose checks all pass and whose ACK processing comes to the window
+// update, then processText and processFIN, then output, which comes to the
+// ACK of the FIN, done in line. It reports false, having changed nothing,
+// for anything else: SACK blocks, recovery, the tail loss probe, a FIN
+// whose ACK Config.DelayFINACK would hold. TestInOrderFINMatchesFullPath
+// and FuzzStep hold it to the full path.
+//
+// A segment at RCV.NXT passes the acceptability test, or, in a zero
+// window, is let through by MUST-66's exception; with SEG.ACK = SND.UNA it
+// is neither a duplicate ACK (it has a FIN) nor one to challenge.
+func (t *TCB) inOrderFIN(seg *Segment, more bool, now Time, out []Action) ([]Action, bool) {
+	switch t.State {
+	case Established:
+		// Then CLOSE-WAIT, where output would send what is queued.
+		if t.SndNxt != t.sndEnd || t.sndRtx != t.SndNxt || t.flags&flagCloseCalled != 0 ||
+			t.cfg.more&optDelayFINACK != 0 {
+			return out, false
+		}
+	case FinWait2:
+		// Then TIME-WAIT, where output sends nothing but the ACK.
+	default:
+		return out, false
+	}
+	if seg.Flags&^FlagPSH != FlagFIN|FlagACK || len(seg.Payload) != 0 || seg.Seq != t.RcvNxt ||
+		seg.Ack != t.SndUna || seg.DstPort != t.LocalPort || seg.SrcPort != t.RemotePort ||
+		seg.Options.NumSACK != 0 || t.SndUna != t.SndNxt ||
+		t.flags&(flagRecovery|flagProbe|flagProbeRtx|flagRtxMark) != 0 {
+		return out, false
+	}
+	if t.flags&flagTS != 0 && (!seg.Options.Has(OptTimestamps) || int32(seg.Options.TSVal-t.tsRecent) < 0) {
+		return out, false
+	}
+	t.lastRcv = now
+	t.keepProbes = 0
+	if t.flags&flagTS != 0 && seg.Seq.LessThanEq(t.lastAckSent) {
+		t.tsRecent = seg.Options.TSVal
+	}
+	// The window update rule.
+	if t.SndWl1.LessThan(seg.Seq) || (t.SndWl1 == seg.Seq && t.SndWl2.LessThanEq(seg.Ack)) {
+		wnd := uint32(seg.Window) << t.sndShift()
+		t.SndWnd = wnd
+		t.MaxSndWnd = max(t.MaxSndWnd, wnd)
+		t.SndWl1, t.SndWl2 = seg.Seq, seg.Ack
+	}
+	// processFIN.
+	t.flags &^= flagFinPending
+	t.flags |= flagFinRcvd | flagAckNow
+	t.RcvNxt = t.RcvNxt.Add(1)
+	if t.rcvAdv.LessThan(t.RcvNxt) {
+		t.rcvAdv = t.RcvNxt
+	}
+	out = notify(out, NotePeerClosed)
+	if t.State == Established {
+		t.State = CloseWait
+	} else {
+		out = t.toTimeWait(now, out)
+	}
+	if more {
+		return out, true
+	}
+	// output: with nothing to send, resend or time, the ACK of the FIN
+	// (sendACK); TIME-WAIT's timers are stopped already.
+	out = t.stopDelayedACK(out)
+	var a *Action
+	out, a = push(out, ActSend)
+	t.segment(a, t.SndNxt, 0, now)
+	return out, true
+}
+
+// tickDelayedACK is the whole Step for a Tick at which only the
+// delayed-ACK timer is due, in ESTABLISHED, CLOSE-WAIT or FIN-WAIT-2 with
+// nothing for output to send or resend: tick, then output, which comes to
+// the owed ACK, done in line. It reports false, having changed nothing,
+// for anything else. TestTickDelayedACKMatchesFullPath and FuzzStep hold
+// it to the full path.
+func (t *TCB) tickDelayedACK(now Time, out []Action) ([]Action, bool) {
+	if d := t.timers[slotDelayedACK]; d == 0 || d > now {
+		return out, false
+	}
+	if d := t.timers[0]; d != 0 && d <= now {
+		return out, false
+	}
+	if d := t.timers[2]; d != 0 && d <= now {
+		return out, false
+	}
+	switch t.State {
+	case Established, CloseWait:
+		// output's sendData has nothing to do; with data in flight, only
+		// checks that the retransmission timer (or the tail loss probe in
+		// its place) runs.
+		if t.sndRtx != t.SndNxt || t.SndNxt != t.sndEnd || t.flags&flagCloseCalled != 0 ||
+			t.SndNxt != t.SndUna && (t.timers[0] == 0 || t.tkind[0] != TimerRetransmit && t.tkind[0] != TimerProbe) {
+			return out, false
+		}
+	case FinWait2:
+	default:
+		return out, false
+	}
+	// The timer fires (stopped without an action, as tick does), and the
+	// ACK goes (sendACK, the timer already stopped).
+	t.timers[slotDelayedACK] = 0
+	var a *Action
+	out, a = push(out, ActSend)
+	t.segment(a, t.SndNxt, 0, now)
+	return out, true
+}
+
+// handshakeACK is the whole Step for the ACK that completes a handshake
+// in SYN-RECEIVED, at RCV.NXT, acknowledging our SYN alone, with no text,
+// FIN or URG, when nothing waits to be sent or made readable and our
+// SYN-ACK went once: segmentArrives, arriveOther, whose checks such a
+// segment passes (SYN-RECEIVED skips PAWS and SACK), ackAdvance for the
+// SYN and enterEstablished, done in line, then output, which has at most
+// an ACK to send or delay. It reports false, having changed nothing, for
+// anything else (a CLOSE or SEND queued, urgent data, keep-alive, text or
+// a FIN held from the SYN). TestHandshakeACKMatchesFullPath and FuzzStep
+// hold it to the full path.
+func (t *TCB) handshakeACK(seg *Segment, more bool, now Time, out []Action) ([]Action, bool) {
+	ack := t.Iss.Add(1)
+	if t.State != SynReceived || len(seg.Payload) != 0 || seg.Flags&^FlagPSH != FlagACK ||
+		seg.Seq != t.RcvNxt || seg.Ack != ack || t.SndUna != t.Iss || t.SndNxt != ack || t.sndEnd != ack ||
+		ack.LessThan(t.sndRtx) || seg.DstPort != t.LocalPort || seg.SrcPort != t.RemotePort || t.retries != 0 ||
+		t.flags&(flagCloseCalled|flagFinPending|flagProbe|flagProbeRtx|flagUrgPending) != 0 ||
+		t.ooo[0].Left != t.ooo[0].Right || t.sacked[0].Left != t.sacked[0].Right || t.cfg.opts&optKeepalive != 0 {
+		return out, false
+	}
+	t.lastRcv = now
+	t.keepProbes = 0
+	t.noteTSRecent(seg, seg.Seq, seg.Options.Has(OptTimestamps))
+	wnd := uint32(seg.Window) << t.sndShift()
+	t.SndWnd = wnd
+	t.MaxSndWnd = max(t.MaxSndWnd, wnd)
+	t.SndWl1, t.SndWl2 = seg.Seq, ack
+
+	out = t.establishOnSYNAck(seg, ack, now, out)
+	if more {
+		return out, true
+	}
+	// output, with nothing to send and nothing in flight.
+	switch {
+	case t.flags&flagAckNow != 0:
+		out = t.sendACK(out, t.SndNxt, now)
+	case t.flags&flagAckDelayed != 0 && !t.running(TimerDelayedACK):
+		out = t.arm(out, TimerDelayedACK, now, t.cfg.delAck.dur())
+	}
+	return out, true
+}
+
+// establishOnSYNAck is ackAdvance for an ACK (of seg) of our SYN alone,
+// with nothing else sent, retries at zero, no probe, urgent data or
+// scoreboard, then enterEstablished with nothing held from the SYN, no
+// CLOSE queued and no keep-alive: what handshakeACK and synACK share.
+func (t *TCB) establishOnSYNAck(seg *Segment, ack Seq, now Time, out []Action) []Action {
+	// ackAdvance for the SYN: no data acknowledged, nothing left in
+	// flight. An echo of a TSval we never sent gives no sample.
+	tsecr := t.echo(seg)
+	if tsecr != 0 {
+		if ms := int32(t.tsVal(now) - tsecr); ms < 0 || uint64(ms)*1000 > t.cfg.maxRTO.us() {
+			tsecr = 0
+		}
+	}
+	t.SndUna, t.sndRtx = ack, ack
+	if t.flags&flagRttTiming != 0 && t.rttSeq.LessThanEq(ack) {
+		t.flags &^= flagRttTiming
+		if tsecr == 0 {
+			t.rttSampleUs(uint64(max(usOf(now)-t.rttStart, 1)))
+		}
+	}
+	if tsecr != 0 {
+		t.rttSampleUs(uint64(t.tsVal(now)-tsecr) * 1000)
+	}
+	if t.timers[0] != 0 || t.timers[2] != 0 {
+		out = t.stopFlightTimers(out)
+	}
+
+	// enterEstablished, with nothing held from the SYN.
+	t.State = Established
+	t.flags &^= flagPassive
+	t.recover = t.Iss
+	if t.cfg.more&optQuickStart != 0 {
+		t.quickAcks = maxQuickAcks
+	}
+	t.cwnd = t.iw()
+	if t.flags&flagSynRetx != 0 {
+		t.cwnd = t.effMSS()
+		t.rto = max(t.rto, 3_000_000)
+		if t.flags&flagHaveRtt == 0 {
+			t.rto = 3_000_000
+		}
+	}
+	out = notify(out, NoteConnected)
+	if t.RcvNxt.GreaterThan(t.rcvAdv) {
+		t.rcvAdv = t.RcvNxt
+	}
+	return out
+}
+
+// synACK is the whole Step for the SYN-ACK that answers our SYN in
+// SYN-SENT, acknowledging our SYN alone, with no text, FIN or URG, when
+// nothing waits to be sent and our SYN went once: segmentArrives and
+// arriveSynSent (peerSYN, ackAdvance for the SYN, enterEstablished), done
+// in line, then output, which comes to the ACK. It reports false, having
+// changed nothing, for anything else (a CLOSE or SEND queued, keep-alive,
+// the SYN resent). TestSynACKMatchesFullPath and FuzzStep hold it to the
+// full path.
+func (t *TCB) synACK(seg *Segment, more bool, now Time, out []Action) ([]Action, bool) {
+	ack := t.Iss.Add(1)
+	if t.State != SynSent || len(seg.Payload) != 0 || seg.Flags&^FlagPSH != FlagSYN|FlagACK ||
+		seg.Ack != ack || t.SndUna != t.Iss || t.SndNxt != ack || t.sndEnd != ack || ack.LessThan(t.sndRtx) ||
+		seg.DstPort != t.LocalPort || seg.SrcPort != t.RemotePort || t.retries != 0 ||
+		t.flags&(flagCloseCalled|flagFinPending|flagProbe|flagProbeRtx|flagUrgPending) != 0 ||
+		t.ooo[0].Left != t.ooo[0].Right || t.sacked[0].Left != t.sacked[0].Right || t.cfg.opts&optKeepalive != 0 {
+		return out, false
+	}
+	t.lastRcv = now
+	t.peerSYN(seg) // SND.WL2 is SEG.ACK
+	if !seg.Options.Has(OptWindowScale) {
+		t.shifts = 0 // scaling needs both SYNs (RFC 7323 section 2.2)
+	}
+	out = t.establishOnSYNAck(seg, ack, now, out)
+	t.flags |= flagAckNow
+	if more {
+		return out, true
+	}
+	// output, with nothing to send and nothing in flight.
+	return t.sendACK(out, t.SndNxt, now), true
+}
+
+// receiveIdle is the whole Step for a RECEIVE in ESTABLISHED or
+// CLOSE-WAIT when output has nothing to send or resend: receive, then
+// output, which comes to the ACK owed (a window update among them), done
+// in line. It reports false, having changed nothing, for anything else
+// (more than is readable, data or a FIN waiting to go).
+// TestReceiveIdleMatchesFullPath and FuzzStep hold it to the full path.
+func (t *TCB) receiveIdle(n uint32, now Time, out []Action) ([]Action, bool) {
+	if t.State != Established && t.State != CloseWait || n > t.RcvNxt.Diff(t.rcvUser)-t.finBit() ||
+		t.sndRtx != t.SndNxt || t.SndNxt != t.sndEnd || t.flags&flagCloseCalled != 0 ||
+		t.SndNxt != t.SndUna && (t.timers[0] == 0 || t.tkind[0] != TimerRetransmit && t.tkind[0] != TimerProbe) {
+		return out, false
+	}
+	t.rcvUser = t.rcvUser.Add(n)
+	if !t.rcvUser.LessThan(t.rcvUp) {
+		t.flags &^= flagUrgSignaled
+	}
+	if t.flags&flagFinRcvd == 0 && t.windowUpdateDue() {
+		t.flags |= flagAckNow
+	}
+	switch {
+	case t.flags&flagAckNow != 0:
+		out = t.sendACK(out, t.SndNxt, now)
+	case t.flags&flagAckDelayed != 0 && !t.running(TimerDelayedACK):
+		out = t.arm(out, TimerDelayedACK, now, t.cfg.delAck.dur())
 	}
 	return out, true
 }

@@ -241,6 +241,7 @@ func wandered(rt *rapid.T) *conn {
 		cfg.PRR = rapid.Bool().Draw(rt, "prr")
 		cfg.TailLossProbe = rapid.Bool().Draw(rt, "tlp")
 		cfg.QuickACK = rapid.Bool().Draw(rt, "quickACK")
+		cfg.DelayFINACK = rapid.IntRange(0, 3).Draw(rt, "delayFINACK") == 0
 		if rapid.IntRange(0, 3).Draw(rt, "userTimeout") == 0 {
 			cfg.UserTimeout = time.Minute
 		}
@@ -341,7 +342,7 @@ func TestSendIdleMatchesFullPath(t *testing.T) {
 // it never applies in one.
 func TestPureACKMatchesFullPath(t *testing.T) {
 	taken := map[State]int{}
-	total := 0
+	total, closed := 0, 0
 	rapid.Check(t, func(rt *rapid.T) {
 		c := wandered(rt)
 		if c.tcb.State != Established {
@@ -389,6 +390,9 @@ func TestPureACKMatchesFullPath(t *testing.T) {
 			probe := c.tcb
 			if _, ok := probe.pureACK(&seg, ev.More, now, nil); ok {
 				taken[c.tcb.State]++
+				if probe.State == Closed {
+					closed++
+				}
 			}
 			total++
 			c.now = now
@@ -396,10 +400,11 @@ func TestPureACKMatchesFullPath(t *testing.T) {
 			c.clear()
 		}
 	})
-	t.Logf("pureACK %v of %d", taken, total)
+	t.Logf("pureACK %v of %d, %d of them to CLOSED", taken, total, closed)
 	for _, s := range []State{Established, CloseWait, FinWait1, Closing, LastAck} {
 		require.Greater(t, taken[s], 0, "pureACK never took a segment in %v", s)
 	}
+	require.Greater(t, closed, 0, "pureACK never took the ACK of our FIN in LAST-ACK")
 }
 
 // ackAll has the peer acknowledge everything c sent, until nothing is
@@ -469,5 +474,378 @@ func TestCloseIdleMatchesFullPath(t *testing.T) {
 	t.Logf("closeIdle %v of %d", taken, total)
 	for _, s := range []State{Established, CloseWait} {
 		require.Greater(t, taken[s], total/50, "closeIdle took %d of %d closes in %v", taken[s], total, s)
+	}
+}
+
+// peerSeg is a segment from the peer at RCV.NXT acknowledging SND.NXT,
+// with the window c last saw and a timestamp when they are in use.
+func peerSeg(c *conn, flags string, opts ...func(*Segment)) Segment {
+	seg := pkt(flags, c.tcb.RcvNxt, c.tcb.SndNxt, win(uint16(c.tcb.SndWnd>>c.tcb.sndShift())))
+	for _, o := range opts {
+		o(&seg)
+	}
+	if c.tcb.flags&flagTS != 0 {
+		tsopt(c.tcb.tsRecent, c.tcb.tsVal(c.now))(&seg)
+	}
+	return seg
+}
+
+// toFinWait2 closes c, in ESTABLISHED, and has the peer acknowledge
+// everything until our FIN is acknowledged (or eight ACKs).
+func toFinWait2(c *conn) {
+	_ = c.step(Close())
+	for range 8 {
+		if c.tcb.State != FinWait1 {
+			break
+		}
+		seg := peerSeg(c, ".", win(65535))
+		_ = c.step(Arrive(&seg, 0))
+	}
+	c.clear()
+}
+
+// TestInOrderFINMatchesFullPath steps copies of random ESTABLISHED and
+// FIN-WAIT-2 TCBs, mostly with nothing in flight, through Step (which
+// tries inOrderFIN first) and through the full path, for segments near
+// the shape of the peer's FIN alone at RCV.NXT: the TCBs and the actions
+// must come out identical. It counts how often inOrderFIN took the
+// segment in each state, so the test fails if it never applies in one.
+func TestInOrderFINMatchesFullPath(t *testing.T) {
+	taken, total := map[State]int{}, 0
+	rapid.Check(t, func(rt *rapid.T) {
+		c := wandered(rt)
+		if c.tcb.State != Established {
+			return
+		}
+		if rapid.IntRange(0, 4).Draw(rt, "ackAll") > 0 {
+			ackAll(rt, c)
+		}
+		if c.tcb.State == Established && rapid.Bool().Draw(rt, "fw2") {
+			toFinWait2(c)
+		}
+		for range 4 {
+			if c.tcb.State != Established && c.tcb.State != FinWait2 {
+				return
+			}
+			seg := drawNearPrediction(rt, &c.tcb)
+			if rapid.IntRange(0, 3).Draw(rt, "shape") > 0 {
+				// The shape itself, with drawNearPrediction's window,
+				// timestamp and SACK blocks, and now and then its flags,
+				// sequence number or text.
+				seg.Flags = FlagFIN | FlagACK | Flags(rapid.SampledFrom([]uint8{0, 0, 0x08}).Draw(rt, "psh"))
+				seg.Ack = c.tcb.SndUna
+				switch rapid.IntRange(0, 5).Draw(rt, "nudge") {
+				case 0:
+					seg.Flags |= Flags(rapid.SampledFrom([]uint8{0x01, 0x02, 0x04, 0x20}).Draw(rt, "extra"))
+				case 1:
+					seg.Seq = c.tcb.RcvNxt.Add(uint32(rapid.IntRange(-1, 1).Draw(rt, "dseqFin")))
+				case 2:
+					seg.Ack = c.tcb.SndNxt.Add(uint32(rapid.IntRange(-1, 1).Draw(rt, "dackFin")))
+				default:
+					seg.Seq, seg.Payload = c.tcb.RcvNxt, nil
+				}
+			}
+			now := c.now.Add(time.Duration(rapid.IntRange(0, 50).Draw(rt, "ms")) * time.Millisecond)
+			ev := Arrive(&seg, 0)
+			ev.More = rapid.IntRange(0, 3).Draw(rt, "more") == 0
+			requireStepIsFullPath(rt, c.tcb, ev, now)
+			probe := c.tcb
+			if _, ok := probe.inOrderFIN(&seg, ev.More, now, nil); ok {
+				taken[c.tcb.State]++
+			}
+			total++
+			c.now = now
+			_ = c.step(ev)
+			c.clear()
+		}
+	})
+	t.Logf("inOrderFIN %v of %d", taken, total)
+	for _, s := range []State{Established, FinWait2} {
+		require.Greater(t, taken[s], total/100, "inOrderFIN took %d of %d segments in %v", taken[s], total, s)
+	}
+}
+
+// TestTickDelayedACKMatchesFullPath steps copies of random ESTABLISHED,
+// CLOSE-WAIT and FIN-WAIT-2 TCBs that owe the peer a delayed ACK through
+// Step (which tries tickDelayedACK first) and through tick, at times
+// around the timers' deadlines: the TCBs and the actions must come out
+// identical. It counts how often tickDelayedACK took the tick in each
+// state, so the test fails if it never applies in one.
+func TestTickDelayedACKMatchesFullPath(t *testing.T) {
+	taken, total := map[State]int{}, 0
+	rapid.Check(t, func(rt *rapid.T) {
+		c := wandered(rt)
+		if c.tcb.State != Established {
+			return
+		}
+		if rapid.IntRange(0, 4).Draw(rt, "ackAll") > 0 {
+			ackAll(rt, c)
+		}
+		if c.tcb.State == Established {
+			switch rapid.IntRange(0, 2).Draw(rt, "close") {
+			case 1:
+				toFinWait2(c)
+			case 2:
+				seg := peerSeg(c, "F.")
+				_ = c.step(Arrive(&seg, 0)) // CLOSE-WAIT
+				c.clear()
+			}
+		}
+		for range 4 {
+			if rapid.Bool().Draw(rt, "data") {
+				// In-order data that may start the delayed-ACK timer.
+				seg := peerSeg(c, "P.", data(rapid.SampledFrom([]int{1, 100, 1000}).Draw(rt, "n")))
+				_ = c.step(Arrive(&seg, 0))
+				c.clear()
+			}
+			d, ok := c.tcb.NextDeadline()
+			if !ok {
+				return
+			}
+			if dack, ok := c.tcb.Deadline(TimerDelayedACK); ok && rapid.Bool().Draw(rt, "atDelAck") {
+				d = dack
+			}
+			now := d.Add(time.Duration(rapid.SampledFrom([]int{-1, 0, 0, 1, 1000, 3_000_000}).Draw(rt, "us")) * time.Microsecond)
+			step := c.tcb
+			got, err := step.Step(Tick(), now, nil)
+			require.NoError(rt, err)
+			full := c.tcb
+			want := full.tick(now, nil)
+			require.Equal(rt, want, got, "actions of a tick in %v", c.tcb.State)
+			require.Equal(rt, full, step, "TCB after a tick in %v", c.tcb.State)
+			probe := c.tcb
+			if _, ok := probe.tickDelayedACK(now, nil); ok {
+				taken[c.tcb.State]++
+			}
+			total++
+			c.now = now
+			_ = c.step(Tick())
+			c.clear()
+		}
+	})
+	t.Logf("tickDelayedACK %v of %d", taken, total)
+	for _, s := range []State{Established, CloseWait, FinWait2} {
+		require.Greater(t, taken[s], total/100, "tickDelayedACK took %d of %d ticks in %v", taken[s], total, s)
+	}
+}
+
+// TestHandshakeACKMatchesFullPath steps copies of random SYN-RECEIVED
+// TCBs (passive opens and simultaneous ones, with options or without,
+// some with the SYN-ACK resent, data on the SYN, or a SEND or CLOSE
+// queued) through Step (which tries handshakeACK first) and through the
+// full path, for segments near the shape of the handshake's ACK: the
+// TCBs and the actions must come out identical. It counts how often
+// handshakeACK took the segment, so the test fails if it never applies.
+func TestHandshakeACKMatchesFullPath(t *testing.T) {
+	taken, total := 0, 0
+	rapid.Check(t, func(rt *rapid.T) {
+		cfg := Config{
+			RecvBuffer:      uint32(rapid.SampledFrom([]int{0, 5000, 1 << 20}).Draw(rt, "rbuf")),
+			TimerActions:    rapid.Bool().Draw(rt, "timerActions"),
+			Keepalive:       rapid.IntRange(0, 3).Draw(rt, "keepalive") == 0,
+			QuickACKAtStart: rapid.Bool().Draw(rt, "quickStart"),
+			InitialWindow10: rapid.Bool().Draw(rt, "iw10"),
+			TailLossProbe:   rapid.Bool().Draw(rt, "tlp"),
+		}
+		if rapid.IntRange(0, 3).Draw(rt, "userTimeout") == 0 {
+			cfg.UserTimeout = time.Minute
+		}
+		c := newConn(rt, cfg)
+		syn := pkt("S", 300, 0, mss(uint16(rapid.SampledFrom([]int{536, 1460, 9000}).Draw(rt, "mss"))))
+		ts := rapid.Bool().Draw(rt, "ts")
+		if ts {
+			tsopt(5000, 0)(&syn)
+		}
+		if rapid.Bool().Draw(rt, "ws") {
+			wsopt(uint8(rapid.IntRange(0, 14).Draw(rt, "shift")))(&syn)
+		}
+		if rapid.Bool().Draw(rt, "sackOK") {
+			sackOK()(&syn)
+		}
+		if rapid.IntRange(0, 5).Draw(rt, "synData") == 0 {
+			syn.Payload = zeros[:100]
+		}
+		if rapid.IntRange(0, 4).Draw(rt, "simultaneous") == 0 {
+			c.user(Open(ourPort, peerPort, 100))
+			syn.Flags = FlagSYN
+			_ = c.step(Arrive(&syn, 0))
+		} else {
+			c.user(ListenOn(ourPort))
+			_ = c.step(Arrive(&syn, 100))
+		}
+		if c.tcb.State != SynReceived {
+			return
+		}
+		switch rapid.IntRange(0, 6).Draw(rt, "before") {
+		case 0:
+			c.now = c.now.Add(time.Duration(rapid.SampledFrom([]int{1, 3}).Draw(rt, "rtx")) * time.Second)
+			_ = c.step(Tick()) // the SYN-ACK again
+		case 1:
+			_ = c.step(Send(1000))
+		case 2:
+			_ = c.step(Close())
+		case 3:
+			_ = c.step(SendUrgent(10))
+		}
+		c.clear()
+		if c.tcb.State != SynReceived {
+			return
+		}
+		now := c.now.Add(time.Duration(rapid.IntRange(0, 1500).Draw(rt, "ms")) * time.Millisecond)
+		seg := pkt(".", c.tcb.RcvNxt, c.tcb.Iss.Add(1), win(uint16(rapid.IntRange(0, 65535).Draw(rt, "win"))))
+		if ts && rapid.IntRange(0, 9).Draw(rt, "nots") > 0 {
+			ecr := c.tcb.tsVal(c.now) + uint32(rapid.SampledFrom([]int{0, 0, 1, -1, 100000, 1 << 31}).Draw(rt, "ecr"))
+			tsopt(5000+uint32(rapid.IntRange(-1, 2).Draw(rt, "dtsval")), ecr)(&seg)
+		}
+		switch rapid.IntRange(0, 9).Draw(rt, "nudge") {
+		case 0:
+			seg.Flags |= Flags(rapid.SampledFrom([]uint8{0x01, 0x02, 0x04, 0x08, 0x20}).Draw(rt, "extra"))
+		case 1:
+			seg.Seq = seg.Seq.Add(uint32(rapid.IntRange(-1, 1).Draw(rt, "dseq")))
+		case 2:
+			seg.Ack = seg.Ack.Add(uint32(rapid.IntRange(-1, 1).Draw(rt, "dack")))
+		case 3:
+			seg.Payload = zeros[:rapid.SampledFrom([]int{1, 1000}).Draw(rt, "len")]
+		case 4:
+			seg.Options.AddSACK(SACKBlock{seg.Ack, seg.Ack.Add(10)})
+		}
+		ev := Arrive(&seg, 0)
+		ev.More = rapid.IntRange(0, 3).Draw(rt, "more") == 0
+		requireStepIsFullPath(rt, c.tcb, ev, now)
+		probe := c.tcb
+		if _, ok := probe.handshakeACK(&seg, ev.More, now, nil); ok {
+			taken++
+		}
+		total++
+	})
+	t.Logf("handshakeACK %d of %d", taken, total)
+	require.Greater(t, taken, total/20, "handshakeACK took %d of %d segments", taken, total)
+}
+
+// TestSynACKMatchesFullPath steps copies of random SYN-SENT TCBs (some
+// with the SYN resent, or a SEND or CLOSE queued) through Step (which
+// tries synACK first) and through the full path, for segments near the
+// shape of the SYN-ACK that answers our SYN, with options or without: the
+// TCBs and the actions must come out identical. It counts how often
+// synACK took the segment, so the test fails if it never applies.
+func TestSynACKMatchesFullPath(t *testing.T) {
+	taken, total := 0, 0
+	rapid.Check(t, func(rt *rapid.T) {
+		cfg := Config{
+			RecvBuffer:      uint32(rapid.SampledFrom([]int{0, 5000, 1 << 20}).Draw(rt, "rbuf")),
+			TimerActions:    rapid.Bool().Draw(rt, "timerActions"),
+			Keepalive:       rapid.IntRange(0, 3).Draw(rt, "keepalive") == 0,
+			QuickACKAtStart: rapid.Bool().Draw(rt, "quickStart"),
+			InitialWindow10: rapid.Bool().Draw(rt, "iw10"),
+			NoWindowScale:   rapid.IntRange(0, 3).Draw(rt, "noWS") == 0,
+			NoTimestamps:    rapid.IntRange(0, 3).Draw(rt, "noTS") == 0,
+		}
+		if rapid.IntRange(0, 3).Draw(rt, "userTimeout") == 0 {
+			cfg.UserTimeout = time.Minute
+		}
+		c := newConn(rt, cfg)
+		c.user(Open(ourPort, peerPort, 100))
+		switch rapid.IntRange(0, 6).Draw(rt, "before") {
+		case 0:
+			c.now = c.now.Add(time.Duration(rapid.SampledFrom([]int{1, 3}).Draw(rt, "rtx")) * time.Second)
+			_ = c.step(Tick()) // the SYN again
+		case 1:
+			_ = c.step(Send(1000))
+		case 2:
+			_ = c.step(Close())
+		}
+		c.clear()
+		if c.tcb.State != SynSent {
+			return
+		}
+		now := c.now.Add(time.Duration(rapid.IntRange(0, 1500).Draw(rt, "ms")) * time.Millisecond)
+		seg := pkt("S.", 300, c.tcb.Iss.Add(1), win(uint16(rapid.IntRange(0, 65535).Draw(rt, "win"))))
+		if rapid.IntRange(0, 4).Draw(rt, "mss") > 0 {
+			mss(uint16(rapid.SampledFrom([]int{0, 536, 1460, 9000}).Draw(rt, "mssv")))(&seg)
+		}
+		if rapid.Bool().Draw(rt, "ts") {
+			ecr := c.tcb.tsVal(c.now) + uint32(rapid.SampledFrom([]int{0, 0, 1, -1, 100000, 1 << 31}).Draw(rt, "ecr"))
+			tsopt(5000, ecr)(&seg)
+		}
+		if rapid.Bool().Draw(rt, "ws") {
+			wsopt(uint8(rapid.IntRange(0, 15).Draw(rt, "shift")))(&seg)
+		}
+		if rapid.Bool().Draw(rt, "sackOK") {
+			sackOK()(&seg)
+		}
+		switch rapid.IntRange(0, 9).Draw(rt, "nudge") {
+		case 0:
+			seg.Flags |= Flags(rapid.SampledFrom([]uint8{0x01, 0x04, 0x08, 0x20, 0x40}).Draw(rt, "extra"))
+		case 1:
+			seg.Flags &^= FlagACK
+		case 2:
+			seg.Ack = seg.Ack.Add(uint32(rapid.IntRange(-1, 1).Draw(rt, "dack")))
+		case 3:
+			seg.Payload = zeros[:rapid.SampledFrom([]int{1, 1000}).Draw(rt, "len")]
+		case 4:
+			seg.SrcPort++
+		}
+		ev := Arrive(&seg, 0)
+		ev.More = rapid.IntRange(0, 3).Draw(rt, "more") == 0
+		requireStepIsFullPath(rt, c.tcb, ev, now)
+		probe := c.tcb
+		if _, ok := probe.synACK(&seg, ev.More, now, nil); ok {
+			taken++
+		}
+		total++
+	})
+	t.Logf("synACK %d of %d", taken, total)
+	require.Greater(t, taken, total/20, "synACK took %d of %d segments", taken, total)
+}
+
+// TestReceiveIdleMatchesFullPath steps copies of random ESTABLISHED and
+// CLOSE-WAIT TCBs, with data in flight or not, through Step (which tries
+// receiveIdle first) and through receive, for RECEIVEs of all that is
+// readable, part of it, or more: the TCBs, the actions and the errors
+// must come out identical. It counts how often receiveIdle took the call
+// in each state, so the test fails if it never applies in one.
+func TestReceiveIdleMatchesFullPath(t *testing.T) {
+	taken, total := map[State]int{}, 0
+	rapid.Check(t, func(rt *rapid.T) {
+		c := wandered(rt)
+		if c.tcb.State != Established {
+			return
+		}
+		if rapid.IntRange(0, 2).Draw(rt, "ackAll") > 0 {
+			ackAll(rt, c)
+		}
+		for range 6 {
+			if c.tcb.State != Established && c.tcb.State != CloseWait {
+				return
+			}
+			if rapid.Bool().Draw(rt, "data") {
+				seg := peerSeg(c, "P.", data(rapid.SampledFrom([]int{1, 100, 1000, 1460}).Draw(rt, "n")))
+				seg.Ack = c.tcb.SndUna
+				_ = c.step(Arrive(&seg, 0))
+				c.clear()
+			}
+			avail := int(c.tcb.Unread())
+			n := uint32(rapid.SampledFrom([]int{avail, avail, avail / 2, avail + 1, 1, 0}).Draw(rt, "n"))
+			now := c.now.Add(time.Duration(rapid.IntRange(0, 300).Draw(rt, "ms")) * time.Millisecond)
+			step := c.tcb
+			got, gerr := step.Step(Receive(n), now, nil)
+			full := c.tcb
+			want, werr := full.receive(n, now, nil)
+			require.Equal(rt, werr, gerr, "error of receive %d", n)
+			require.Equal(rt, want, got, "actions of receive %d", n)
+			require.Equal(rt, full, step, "TCB after receive %d", n)
+			probe := c.tcb
+			if _, ok := probe.receiveIdle(n, now, nil); ok {
+				taken[c.tcb.State]++
+			}
+			total++
+			c.now = now
+			_ = c.step(Receive(n))
+			c.clear()
+		}
+	})
+	t.Logf("receiveIdle %v of %d", taken, total)
+	for _, s := range []State{Established, CloseWait} {
+		require.Greater(t, taken[s], total/100, "receiveIdle took %d of %d receives in %v", taken[s], total, s)
 	}
 }
