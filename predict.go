@@ -311,19 +311,25 @@ func (t *TCB) sendIdle(n uint32, urgent bool, now Time, out []Action) ([]Action,
 	t.segment(a, seq, FlagPSH, now)
 	// advanceSndNxt.
 	t.SndNxt, t.sndRtx = t.sndEnd, t.sndEnd
+	return t.sentFromIdle(ms, now, out), true
+}
+
+// sentFromIdle ends what sendIdle and closeIdle send on an idle
+// connection: advanceSndNxt's RTT timing, then startRetransmit with slot 0
+// known to be free.
+func (t *TCB) sentFromIdle(ms uint32, now Time, out []Action) []Action {
 	if t.flags&flagRttTiming == 0 {
 		t.flags |= flagRttTiming
 		t.rttSeq = t.SndNxt
 		t.rttStart = usOf(now)
 	}
 	t.noteSSFlight()
-	// startRetransmit, with slot 0 known to be free.
 	t.rtxStart = ms
 	out = t.armLossTimer(now, out)
 	if t.cfg.userTimeout != 0 && !t.running(TimerUser) {
 		out = t.arm(out, TimerUser, now, t.cfg.userTimeout.dur())
 	}
-	return out, true
+	return out
 }
 
 // closeIdle is the whole Step for a CLOSE in ESTABLISHED or CLOSE-WAIT
@@ -358,19 +364,7 @@ func (t *TCB) closeIdle(now Time, out []Action) ([]Action, bool) {
 	t.segment(a, seq, FlagFIN, now)
 	t.SndNxt, t.sndRtx = seq.Add(1), seq.Add(1)
 	t.flags |= flagFinSent | flagFinAlone
-	if t.flags&flagRttTiming == 0 {
-		t.flags |= flagRttTiming
-		t.rttSeq = t.SndNxt
-		t.rttStart = usOf(now)
-	}
-	t.noteSSFlight()
-	// startRetransmit, with slot 0 known to be free.
-	t.rtxStart = ms
-	out = t.armLossTimer(now, out)
-	if t.cfg.userTimeout != 0 && !t.running(TimerUser) {
-		out = t.arm(out, TimerUser, now, t.cfg.userTimeout.dur())
-	}
-	return out, true
+	return t.sentFromIdle(ms, now, out), true
 }
 
 // inOrderFIN is the whole Step for the peer's FIN with no text, at
