@@ -75,5 +75,5 @@ PKTDRILL_MIN_PASS ?= 90
 .PHONY: pktdrill-linux
 pktdrill-linux:
 	@# Each script's verdict and reason go to the Markdown table; the summary line is printed.
-	@out=$$($(GO) run ./cmd/pktdrill -profile linux -ignore-push -ignore-unexpected -q -min-pass $(PKTDRILL_MIN_PASS) -dir $(PKTDRILL_LINUX) -markdown docs/packetdrill-linux.md 2>&1); rc=$$?; \
+	@out=$$($(GO) run ./cmd/pktdrill -profile linux -ignore-push -ignore-unexpected -q -min-pass $(PKTDRILL_MIN_PASS) -dir $(PKTDRILL_LINUX) -markdown docs/packetdrill-linux.md -splice CONFORMANCE.md 2>&1); rc=$$?; \
 		echo "$$out" | grep -v "^exit status" | tail -n 2; exit $$rc

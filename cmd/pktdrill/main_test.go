@@ -49,3 +49,28 @@ func TestDirMarkdownAndThreshold(t *testing.T) {
 	require.Equal(t, 1, run([]string{"-min-pass", "90", "-dir", dir}, &out))
 	require.Contains(t, out.String(), "below -min-pass 90.0%")
 }
+
+// TestSplice: -splice writes the table between the marker lines of a
+// file, again and again, leaving the rest as it was; a file without the
+// markers is an error.
+func TestSplice(t *testing.T) {
+	dir := "../../pktdrill/testdata/socket"
+	doc := filepath.Join(t.TempDir(), "doc.md")
+	before, after := "# Doc\n\nIntro.\n\n"+spliceBegin+"\n", spliceEnd+"\n\nMore.\n"
+	require.NoError(t, os.WriteFile(doc, []byte(before+"old table\n"+after), 0o644))
+	var out bytes.Buffer
+	for range 2 {
+		require.Equal(t, 0, run([]string{"-q", "-min-pass", "50", "-dir", dir, "-splice", doc}, &out), out.String())
+		b, err := os.ReadFile(doc)
+		require.NoError(t, err)
+		s := string(b)
+		require.True(t, strings.HasPrefix(s, before), s)
+		require.True(t, strings.HasSuffix(s, after), s)
+		require.NotContains(t, s, "old table")
+		require.Contains(t, s, "| fast-open.pkt | UNSUPPORTED | TCP Fast Open |")
+		require.Equal(t, 1, strings.Count(s, "| Script | Verdict | Reason |"))
+	}
+	bare := filepath.Join(t.TempDir(), "bare.md")
+	require.NoError(t, os.WriteFile(bare, []byte("no markers\n"), 0o644))
+	require.Equal(t, 2, run([]string{"-q", "-dir", dir, "-splice", bare}, &out))
+}
