@@ -407,12 +407,8 @@ func (t *TCB) arriveOther(seg *Segment, idle time.Duration, now Time, out []Acti
 		if before.taken && t.flags&flagRecovery != 0 {
 			out = t.prrACK(before, now, out)
 		}
-		// Window update (RFC 9293 section 3.10.7.4, WL1/WL2 rule).
-		if t.SndUna.LessThanEq(seg.Ack) &&
-			(t.SndWl1.LessThan(seq) || (t.SndWl1 == seq && t.SndWl2.LessThanEq(seg.Ack))) {
-			t.SndWnd = wnd
-			t.MaxSndWnd = max(t.MaxSndWnd, t.SndWnd)
-			t.SndWl1, t.SndWl2 = seq, seg.Ack
+		if t.SndUna.LessThanEq(seg.Ack) {
+			t.updateWindow(seq, seg.Ack, wnd)
 		}
 	}
 
@@ -533,6 +529,18 @@ func (t *TCB) arriveRST(seq Seq, now Time, out []Action) []Action {
 		}
 	}
 	return t.toClosed(out, NoteReset)
+}
+
+// updateWindow applies the window update rule (RFC 9293 section
+// 3.10.7.4): a segment newer than the one that last set SND.WND (by
+// SND.WL1, then SND.WL2) sets it to wnd, and MAX.SND.WND follows (RFC 5961
+// section 5.2).
+func (t *TCB) updateWindow(seq, ack Seq, wnd uint32) {
+	if t.SndWl1.LessThan(seq) || (t.SndWl1 == seq && t.SndWl2.LessThanEq(ack)) {
+		t.SndWnd = wnd
+		t.MaxSndWnd = max(t.MaxSndWnd, wnd)
+		t.SndWl1, t.SndWl2 = seq, ack
+	}
 }
 
 // invalidACK owes the ACK that answers an unacceptable segment (RFC 9293

@@ -20,10 +20,8 @@ func (t *TCB) predict(seg *Segment, now Time, out []Action) ([]Action, bool) {
 		seg.Options.NumSACK != 0 || t.flags&(flagFinPending|flagRecovery|flagProbeRtx) != 0 {
 		return out, false
 	}
-	if t.flags&flagTS != 0 {
-		if !seg.Options.Has(OptTimestamps) || int32(seg.Options.TSVal-t.tsRecent) < 0 {
-			return out, false
-		}
+	if !t.tsFresh(seg) {
+		return out, false
 	}
 	wnd := uint32(seg.Window) << t.sndShift()
 	n := uint32(len(seg.Payload))
@@ -43,18 +41,12 @@ func (t *TCB) predict(seg *Segment, now Time, out []Action) ([]Action, bool) {
 
 	// The timestamp of the segment the next ACK acknowledges becomes
 	// TS.Recent (RFC 7323 section 4.3).
-	if t.flags&flagTS != 0 && seg.Seq.LessThanEq(t.lastAckSent) {
-		t.tsRecent = seg.Options.TSVal
-	}
+	t.takeTSRecent(seg)
 	if n == 0 {
 		out = t.ackAdvance(seg.Ack, t.echo(seg), now, out)
 	}
 	// The window update rule (RFC 9293 section 3.10.7.4, WL1/WL2).
-	if t.SndWl1.LessThan(seg.Seq) || (t.SndWl1 == seg.Seq && t.SndWl2.LessThanEq(seg.Ack)) {
-		t.SndWnd = wnd
-		t.MaxSndWnd = max(t.MaxSndWnd, wnd)
-		t.SndWl1, t.SndWl2 = seg.Seq, seg.Ack
-	}
+	t.updateWindow(seg.Seq, seg.Ack, wnd)
 	if n == 0 {
 		return out, true
 	}
@@ -90,7 +82,7 @@ func (t *TCB) inOrderData(seg *Segment, more bool, now Time, out []Action) ([]Ac
 		uint32(seg.Window)<<t.sndShift() != t.SndWnd || n > t.RcvWnd() {
 		return out, false
 	}
-	if t.flags&flagTS != 0 && (!seg.Options.Has(OptTimestamps) || int32(seg.Options.TSVal-t.tsRecent) < 0) {
+	if !t.tsFresh(seg) {
 		return out, false
 	}
 	// With data in flight, output only checks that the retransmission
@@ -100,11 +92,9 @@ func (t *TCB) inOrderData(seg *Segment, more bool, now Time, out []Action) ([]Ac
 	}
 	t.lastRcv = now
 	t.keepProbes = 0
-	if t.flags&flagTS != 0 && seg.Seq.LessThanEq(t.lastAckSent) {
-		t.tsRecent = seg.Options.TSVal
-	}
+	t.takeTSRecent(seg)
 	// The window update rule; the window is unchanged (and MAX.SND.WND,
-	// never below SND.WND, with it).
+	// never below SND.WND, with it), so only SND.WL1 and SND.WL2 move.
 	if t.SndWl1.LessThan(seg.Seq) || (t.SndWl1 == seg.Seq && t.SndWl2.LessThanEq(seg.Ack)) {
 		t.SndWl1, t.SndWl2 = seg.Seq, seg.Ack
 	}
@@ -173,11 +163,11 @@ func (t *TCB) pureACK(seg *Segment, more bool, now Time, out []Action) ([]Action
 		t.cfg.more&(optSlowStartAll|optHyStart) != 0 || t.cfg.opts&optKeepalive != 0 {
 		return out, false
 	}
+	if !t.tsFresh(seg) {
+		return out, false
+	}
 	var tsecr uint32 // echo(seg)
 	if t.flags&flagTS != 0 {
-		if !seg.Options.Has(OptTimestamps) || int32(seg.Options.TSVal-t.tsRecent) < 0 {
-			return out, false
-		}
 		tsecr = seg.Options.TSEcr
 	}
 	if t.State == LastAck && ack == t.SndNxt && t.flags&flagFinSent != 0 && ack == t.sndEnd.Add(1) {
@@ -196,9 +186,7 @@ func (t *TCB) pureACK(seg *Segment, more bool, now Time, out []Action) ([]Action
 	}
 	t.lastRcv = now
 	t.keepProbes = 0
-	if t.flags&flagTS != 0 && seg.Seq.LessThanEq(t.lastAckSent) {
-		t.tsRecent = seg.Options.TSVal
-	}
+	t.takeTSRecent(seg)
 
 	// ackAdvance, with no SYN acknowledged, retries at zero and the
 	// scoreboard empty. An echo of a TSval we never sent gives no sample.
@@ -245,12 +233,7 @@ func (t *TCB) pureACK(seg *Segment, more bool, now Time, out []Action) ([]Action
 	}
 
 	// The window update rule.
-	if t.SndWl1.LessThan(seg.Seq) || (t.SndWl1 == seg.Seq && t.SndWl2.LessThanEq(ack)) {
-		wnd := uint32(seg.Window) << t.sndShift()
-		t.SndWnd = wnd
-		t.MaxSndWnd = max(t.MaxSndWnd, wnd)
-		t.SndWl1, t.SndWl2 = seg.Seq, ack
-	}
+	t.updateWindow(seg.Seq, ack, uint32(seg.Window)<<t.sndShift())
 	switch t.State {
 	case FinWait1:
 		if t.finAcked() {
@@ -399,21 +382,14 @@ func (t *TCB) inOrderFIN(seg *Segment, more bool, now Time, out []Action) ([]Act
 		t.flags&(flagRecovery|flagProbe|flagProbeRtx|flagRtxMark) != 0 {
 		return out, false
 	}
-	if t.flags&flagTS != 0 && (!seg.Options.Has(OptTimestamps) || int32(seg.Options.TSVal-t.tsRecent) < 0) {
+	if !t.tsFresh(seg) {
 		return out, false
 	}
 	t.lastRcv = now
 	t.keepProbes = 0
-	if t.flags&flagTS != 0 && seg.Seq.LessThanEq(t.lastAckSent) {
-		t.tsRecent = seg.Options.TSVal
-	}
+	t.takeTSRecent(seg)
 	// The window update rule.
-	if t.SndWl1.LessThan(seg.Seq) || (t.SndWl1 == seg.Seq && t.SndWl2.LessThanEq(seg.Ack)) {
-		wnd := uint32(seg.Window) << t.sndShift()
-		t.SndWnd = wnd
-		t.MaxSndWnd = max(t.MaxSndWnd, wnd)
-		t.SndWl1, t.SndWl2 = seg.Seq, seg.Ack
-	}
+	t.updateWindow(seg.Seq, seg.Ack, uint32(seg.Window)<<t.sndShift())
 	// processFIN.
 	t.flags &^= flagFinPending
 	t.flags |= flagFinRcvd | flagAckNow
@@ -624,4 +600,20 @@ func (t *TCB) receiveIdle(n uint32, now Time, out []Action) ([]Action, bool) {
 		out = t.arm(out, TimerDelayedACK, now, t.cfg.delAck.dur())
 	}
 	return out, true
+}
+
+// tsFresh reports whether seg passes the timestamp checks the shortcuts
+// rely on: timestamps off, or a TSval no older than TS.Recent (RFC 7323
+// sections 3.2 and 5.3).
+func (t *TCB) tsFresh(seg *Segment) bool {
+	return t.flags&flagTS == 0 || seg.Options.Has(OptTimestamps) && int32(seg.Options.TSVal-t.tsRecent) >= 0
+}
+
+// takeTSRecent records seg's TSval as TS.Recent when seg starts at or
+// before the RCV.NXT our last ACK carried (RFC 7323 section 4.3), for a
+// segment already known acceptable.
+func (t *TCB) takeTSRecent(seg *Segment) {
+	if t.flags&flagTS != 0 && seg.Seq.LessThanEq(t.lastAckSent) {
+		t.tsRecent = seg.Options.TSVal
+	}
 }
