@@ -754,6 +754,9 @@ func (e *Endpoint) output(buf []byte, now tcpfsm.Time) int {
 		io.head++
 		n, ok := e.encode(buf, a)
 		if ok {
+			if io.head == len(io.queue) {
+				io.queue, io.head = io.queue[:0], 0
+			}
 			e.release()
 			return n
 		}

@@ -806,20 +806,40 @@ func (s *Stack) after(e *Endpoint, now tcpfsm.Time) {
 		e.bits |= epInActive
 		s.active.push(e)
 	}
-	if !e.is(epInActive) {
-		s.recycle(e, now, true)
-		switch e.State() {
-		case tcpfsm.TimeWait:
-			s.toTimeWait(e)
-			return
-		case tcpfsm.Closed, tcpfsm.Listen:
-			// A half-open connection that a RST or a SYN returned to
-			// LISTEN (RFC 9293 section 3.10.7.3) is gone: the listener
-			// is the Stack's, and nobody accepted this one.
-			s.disown(e)
-			return
+	if e.is(epInActive) {
+		// Its deadline is brought up to date once its output has gone
+		// (deactivate), or before then when NextDeadline or Tick needs
+		// it (timeActive): sending moves it again, so most changes
+		// made before then would be undone at once.
+		return
+	}
+	s.recycle(e, now, true)
+	switch e.State() {
+	case tcpfsm.TimeWait:
+		s.toTimeWait(e)
+		return
+	case tcpfsm.Closed, tcpfsm.Listen:
+		// A half-open connection that a RST or a SYN returned to
+		// LISTEN (RFC 9293 section 3.10.7.3) is gone: the listener
+		// is the Stack's, and nobody accepted this one.
+		s.disown(e)
+		return
+	}
+	s.setTimer(e)
+}
+
+// timeActive brings the deadlines of the endpoints with output waiting
+// up to date in the wheel (see after).
+func (s *Stack) timeActive() {
+	for _, e := range s.active.q[s.active.head:] {
+		if e.is(epOwned) {
+			s.setTimer(e)
 		}
 	}
+}
+
+// setTimer puts e's next deadline in the wheel.
+func (s *Stack) setTimer(e *Endpoint) {
 	d, ok := e.NextDeadline()
 	switch {
 	case !ok:
@@ -921,6 +941,9 @@ func (s *Stack) timeWaitInput(k tuple, r tcpfsm.TimeWaitRecord, seg *tcpfsm.Segm
 // TIME-WAIT record, and the end of the earliest hold on an idle
 // connection's buffers, exactly: a host sleeps until it, then calls Tick.
 func (s *Stack) NextDeadline() (tcpfsm.Time, bool) {
+	if s.active.len() > 0 {
+		s.timeActive()
+	}
 	d, ok := s.timers.nextDeadline(s.armed)
 	if s.tw.n > 0 {
 		if tw, twOK := s.tw.next(); twOK && (!ok || tw < d) {
@@ -940,6 +963,9 @@ func (s *Stack) NextDeadline() (tcpfsm.Time, bool) {
 
 // Tick fires every timer due at now.
 func (s *Stack) Tick(now tcpfsm.Time) {
+	if s.active.len() > 0 {
+		s.timeActive()
+	}
 	if s.tw.n > 0 {
 		s.tw.expire(now)
 	}
@@ -958,6 +984,9 @@ func (s *Stack) fire(e *Endpoint, now tcpfsm.Time) {
 	s.armed--
 	e.Tick(now)
 	s.after(e, now)
+	if e.is(epOwned | epInActive) {
+		s.setTimer(e) // a deadline already due fires in this Tick, as any other
+	}
 }
 
 // Output writes the next segment to send into buf and returns its length
@@ -979,13 +1008,26 @@ func (s *Stack) Output(buf []byte, now tcpfsm.Time) (n int, src, dst netip.Addr)
 		e := s.active.front()
 		if n := e.output(buf, now); n > 0 {
 			s.stats.SegmentsOut++
-			return n, e.key.addr(&e.key.local), e.key.addr(&e.key.remote)
+			src, dst = e.key.addr(&e.key.local), e.key.addr(&e.key.remote)
+			if !e.pending() {
+				// That was its last segment: it leaves the list now, as
+				// the next call would have it, so that call need not
+				// visit it.
+				s.deactivate(e, now)
+			}
+			return n, src, dst
 		}
-		e.bits &^= epInActive
-		s.active.pop()
-		s.after(e, now)
+		s.deactivate(e, now)
 	}
 	return 0, netip.Addr{}, netip.Addr{}
+}
+
+// deactivate takes e, the first of the endpoints with output waiting, off
+// that list once its queue is empty.
+func (s *Stack) deactivate(e *Endpoint, now tcpfsm.Time) {
+	e.bits &^= epInActive
+	s.active.pop()
+	s.after(e, now)
 }
 
 // SYN cookies (RFC 4987 section 3.6).
