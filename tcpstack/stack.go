@@ -687,6 +687,11 @@ func (s *Stack) input(tcp []byte, src, dst netip.Addr, now tcpfsm.Time) error {
 			if n := len(s.batch); n == 0 || s.batch[n-1] != e {
 				s.batch = append(s.batch, e)
 			}
+		} else if e.State() != tcpfsm.Listen {
+			// inputSegment without its cases that are not an owned
+			// endpoint's (no connection; a SYN in LISTEN).
+			e.stats.segmentsIn++
+			err = e.stepSegment(&seg, 0, now)
 		} else {
 			err = e.inputSegment(&seg, src, dst, now)
 		}
@@ -1017,9 +1022,10 @@ func (s *Stack) output(buf []byte, now tcpfsm.Time) (n int, src, dst netip.Addr)
 	}
 	for s.active.len() > 0 {
 		e := s.active.front()
-		if n := e.output(buf, now); n > 0 {
+		// A stack's endpoint knows both addresses before it sends.
+		src, dst = e.key.addr(&e.key.local), e.key.addr(&e.key.remote)
+		if n := e.output(buf, now, src, dst); n > 0 {
 			s.stats.SegmentsOut++
-			src, dst = e.key.addr(&e.key.local), e.key.addr(&e.key.remote)
 			if !e.pending() {
 				// That was its last segment: it leaves the list now, as
 				// the next call would have it, so that call need not
