@@ -446,6 +446,10 @@ type Listener struct {
 	ready    fifo[*Endpoint]
 	closed   bool
 	signaled bool // in the stack's readiness report
+	// tcb is a TCB in LISTEN on port, as Endpoint.Listen leaves a new
+	// endpoint's: each connection the listener takes starts from a copy,
+	// instead of stepping a fresh TCB through the same passive OPEN.
+	tcb tcpfsm.TCB
 }
 
 // queue puts an established connection in the accept queue.
@@ -519,7 +523,10 @@ func (s *Stack) Listen(port uint16) (*Listener, error) {
 	if _, ok := s.listeners[port]; ok || port == 0 {
 		return nil, ErrPortInUse
 	}
-	l := &Listener{s: s, port: port, halfOpen: s.orphans[port]}
+	l := &Listener{s: s, port: port, halfOpen: s.orphans[port], tcb: s.fresh}
+	if _, err := l.tcb.Step(tcpfsm.ListenOn(port), 0, nil); err != nil {
+		return nil, err // a fresh TCB takes a passive OPEN
+	}
 	delete(s.orphans, port)
 	s.listeners[port] = l
 	return l, nil
@@ -758,8 +765,9 @@ func (s *Stack) listenInput(l *Listener, k tuple, seg *tcpfsm.Segment, now tcpfs
 			s.sendCookie(k, seg, now)
 			return nil
 		}
-		e := s.newEndpoint()
-		_ = e.Listen(k.Local(), now)
+		// What Listen(k.Local()) makes of a new endpoint (adopt sets the
+		// key).
+		e := &Endpoint{tcb: l.tcb, sh: s.shared, bits: knownLocal}
 		s.adopt(e, k, true)
 		l.halfOpen++
 		err := e.inputSegment(seg, k.addr(&k.remote), k.addr(&k.local), now)

@@ -1678,3 +1678,15 @@ func TestCookieACKForAHalfOpenTuple(t *testing.T) {
 	require.Equal(t, 3, e.Buffered())
 	require.Equal(t, cookie, e.TCB().Iss)
 }
+
+func TestListenerTCBIsListens(t *testing.T) {
+	// A listener's connections start from its TCB, which must be what
+	// Endpoint.Listen makes of a fresh one.
+	s, err := New(Config{Endpoint: EndpointConfig{Config: tcpfsm.Config{MSS: 1000, TailLossProbe: true}}})
+	require.NoError(t, err)
+	l, err := s.Listen(8080)
+	require.NoError(t, err)
+	e := s.newEndpoint()
+	require.NoError(t, e.Listen(netip.AddrPortFrom(ipB, 8080), at(3)))
+	require.Equal(t, e.tcb, l.tcb)
+}
