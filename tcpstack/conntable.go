@@ -66,18 +66,25 @@ func newConnTable() connTable {
 // len returns the number of endpoints held.
 func (t *connTable) len() int { return t.n }
 
-// hash mixes the 37 bytes of k in the folded-multiply style of wyhash:
-// each pair of key words is combined with seed words and multiplied to
-// 128 bits, whose halves are folded together.
+// hash mixes the 37 bytes of k (12 for an IPv4 key) in the
+// folded-multiply style of wyhash: each pair of key words is combined
+// with seed words and multiplied to 128 bits, whose halves are folded
+// together.
 func (t *connTable) hash(k *tuple) uint64 {
+	if k.v4 {
+		// An IPv4 key's addresses are their last 4 bytes (the rest is
+		// the IPv4-mapped prefix, the same in every IPv4 key), so the
+		// key is 12 bytes: one pair of words, folded twice.
+		le := binary.LittleEndian
+		a := uint64(le.Uint32(k.local[12:])) | uint64(le.Uint32(k.remote[12:]))<<32
+		p := uint64(k.lport) | uint64(k.rport)<<16 | 1<<32
+		return mix(mix(a^t.seed[0], p^t.seed[1])^t.seed[4], p^t.seed[2])
+	}
 	a := binary.LittleEndian.Uint64(k.local[:8])
 	b := binary.LittleEndian.Uint64(k.local[8:])
 	c := binary.LittleEndian.Uint64(k.remote[:8])
 	d := binary.LittleEndian.Uint64(k.remote[8:])
 	e := uint64(k.lport) | uint64(k.rport)<<16
-	if k.v4 {
-		e |= 1 << 32
-	}
 	h := mix(a^t.seed[0], b^t.seed[1]) ^ mix(c^t.seed[2], d^t.seed[3])
 	return mix(h^t.seed[4], e^t.seed[0])
 }

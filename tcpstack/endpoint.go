@@ -725,8 +725,9 @@ func (e *Endpoint) fail(code uint8) {
 // largest segment: MSS plus 60 header bytes. The returned bytes are the
 // TCP segment; the host adds the IP header.
 func (e *Endpoint) Output(buf []byte, now tcpfsm.Time) (n int, src, dst netip.Addr) {
-	if n = e.output(buf, now); n > 0 {
-		src, dst = e.addrs()
+	local, remote := e.addrs()
+	if n = e.output(buf, now, local, remote); n > 0 {
+		src, dst = local, remote
 	}
 	return n, src, dst
 }
@@ -743,8 +744,9 @@ func (e *Endpoint) addrs() (local, remote netip.Addr) {
 	return local, remote
 }
 
-// output is Output without the addresses.
-func (e *Endpoint) output(buf []byte, now tcpfsm.Time) int {
+// output is Output without the addresses, given the connection's two
+// (for the checksum).
+func (e *Endpoint) output(buf []byte, now tcpfsm.Time, local, remote netip.Addr) int {
 	io := e.io
 	if io == nil {
 		return 0
@@ -752,8 +754,11 @@ func (e *Endpoint) output(buf []byte, now tcpfsm.Time) int {
 	for io.head < len(io.queue) {
 		a := &io.queue[io.head]
 		io.head++
-		n, ok := e.encode(buf, a)
+		n, ok := e.encode(buf, a, local, remote)
 		if ok {
+			if io.head == len(io.queue) {
+				io.queue, io.head = io.queue[:0], 0
+			}
 			e.release()
 			return n
 		}
@@ -764,9 +769,10 @@ func (e *Endpoint) output(buf []byte, now tcpfsm.Time) int {
 	return 0
 }
 
-// encode writes one queued segment; it skips (false) one whose data the
+// encode writes one queued segment, with its checksum for the addresses
+// local and remote if both are known; it skips (false) one whose data the
 // buffer no longer holds because it was acknowledged meanwhile.
-func (e *Endpoint) encode(buf []byte, a *tcpfsm.Action) (int, bool) {
+func (e *Endpoint) encode(buf []byte, a *tcpfsm.Action, local, remote netip.Addr) (int, bool) {
 	// A segment with the TCB's SACK blocks is encoded with the options
 	// apply kept for it; any other from the action alone, which
 	// AppendSegment and HeaderLen take without reading the TCB.
@@ -806,7 +812,7 @@ func (e *Endpoint) encode(buf []byte, a *tcpfsm.Action) (int, bool) {
 		}
 	}
 	if e.is(knownBoth) {
-		_ = tcpfsm.SetChecksum(b, e.key.addr(&e.key.local), e.key.addr(&e.key.remote))
+		_ = tcpfsm.SetChecksum(b, local, remote)
 	}
 	e.stats.segmentsOut++
 	return len(b), true
@@ -1000,8 +1006,9 @@ func (r *ring) copyIn(pos int, p []byte) {
 		return
 	}
 	i := pos % n
-	c := copy(r.buf[i:], p)
-	copy(r.buf, p[c:])
+	if c := copy(r.buf[i:], p); c < len(p) {
+		copy(r.buf, p[c:]) // wrapped around
+	}
 }
 
 // readAt copies len(p) bytes from offset off.
@@ -1011,8 +1018,9 @@ func (r *ring) readAt(off int, p []byte) {
 		return
 	}
 	i := (r.start + off) % n
-	c := copy(p, r.buf[i:])
-	copy(p[c:], r.buf)
+	if c := copy(p, r.buf[i:]); c < len(p) {
+		copy(p[c:], r.buf) // wrapped around
+	}
 }
 
 // discard drops n bytes from the start.

@@ -37,10 +37,11 @@ func (e *Endpoint) outputLarge(buf []byte, now tcpfsm.Time) (n, segSize int) {
 	if io == nil {
 		return 0, 0
 	}
+	local, remote := e.addrs()
 	for io.head < len(io.queue) {
 		a := &io.queue[io.head]
 		io.head++
-		n, ok := e.encode(buf, a)
+		n, ok := e.encode(buf, a, local, remote)
 		if !ok {
 			continue
 		}

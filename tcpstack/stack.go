@@ -446,6 +446,10 @@ type Listener struct {
 	ready    fifo[*Endpoint]
 	closed   bool
 	signaled bool // in the stack's readiness report
+	// tcb is a TCB in LISTEN on port, as Endpoint.Listen leaves a new
+	// endpoint's: each connection the listener takes starts from a copy,
+	// instead of stepping a fresh TCB through the same passive OPEN.
+	tcb tcpfsm.TCB
 }
 
 // queue puts an established connection in the accept queue.
@@ -519,7 +523,10 @@ func (s *Stack) Listen(port uint16) (*Listener, error) {
 	if _, ok := s.listeners[port]; ok || port == 0 {
 		return nil, ErrPortInUse
 	}
-	l := &Listener{s: s, port: port, halfOpen: s.orphans[port]}
+	l := &Listener{s: s, port: port, halfOpen: s.orphans[port], tcb: s.fresh}
+	if _, err := l.tcb.Step(tcpfsm.ListenOn(port), 0, nil); err != nil {
+		return nil, err // a fresh TCB takes a passive OPEN
+	}
 	delete(s.orphans, port)
 	s.listeners[port] = l
 	return l, nil
@@ -687,6 +694,11 @@ func (s *Stack) input(tcp []byte, src, dst netip.Addr, now tcpfsm.Time) error {
 			if n := len(s.batch); n == 0 || s.batch[n-1] != e {
 				s.batch = append(s.batch, e)
 			}
+		} else if e.State() != tcpfsm.Listen {
+			// inputSegment without its cases that are not an owned
+			// endpoint's (no connection; a SYN in LISTEN).
+			e.stats.segmentsIn++
+			err = e.stepSegment(&seg, 0, now)
 		} else {
 			err = e.inputSegment(&seg, src, dst, now)
 		}
@@ -753,8 +765,9 @@ func (s *Stack) listenInput(l *Listener, k tuple, seg *tcpfsm.Segment, now tcpfs
 			s.sendCookie(k, seg, now)
 			return nil
 		}
-		e := s.newEndpoint()
-		_ = e.Listen(k.Local(), now)
+		// What Listen(k.Local()) makes of a new endpoint (adopt sets the
+		// key).
+		e := &Endpoint{tcb: l.tcb, sh: s.shared, bits: knownLocal}
 		s.adopt(e, k, true)
 		l.halfOpen++
 		err := e.inputSegment(seg, k.addr(&k.remote), k.addr(&k.local), now)
@@ -806,20 +819,40 @@ func (s *Stack) after(e *Endpoint, now tcpfsm.Time) {
 		e.bits |= epInActive
 		s.active.push(e)
 	}
-	if !e.is(epInActive) {
-		s.recycle(e, now, true)
-		switch e.State() {
-		case tcpfsm.TimeWait:
-			s.toTimeWait(e)
-			return
-		case tcpfsm.Closed, tcpfsm.Listen:
-			// A half-open connection that a RST or a SYN returned to
-			// LISTEN (RFC 9293 section 3.10.7.3) is gone: the listener
-			// is the Stack's, and nobody accepted this one.
-			s.disown(e)
-			return
+	if e.is(epInActive) {
+		// Its deadline is brought up to date once its output has gone
+		// (deactivate), or before then when NextDeadline or Tick needs
+		// it (timeActive): sending moves it again, so most changes
+		// made before then would be undone at once.
+		return
+	}
+	s.recycle(e, now, true)
+	switch e.State() {
+	case tcpfsm.TimeWait:
+		s.toTimeWait(e)
+		return
+	case tcpfsm.Closed, tcpfsm.Listen:
+		// A half-open connection that a RST or a SYN returned to
+		// LISTEN (RFC 9293 section 3.10.7.3) is gone: the listener
+		// is the Stack's, and nobody accepted this one.
+		s.disown(e)
+		return
+	}
+	s.setTimer(e)
+}
+
+// timeActive brings the deadlines of the endpoints with output waiting
+// up to date in the wheel (see after).
+func (s *Stack) timeActive() {
+	for _, e := range s.active.q[s.active.head:] {
+		if e.is(epOwned) {
+			s.setTimer(e)
 		}
 	}
+}
+
+// setTimer puts e's next deadline in the wheel.
+func (s *Stack) setTimer(e *Endpoint) {
 	d, ok := e.NextDeadline()
 	switch {
 	case !ok:
@@ -921,6 +954,9 @@ func (s *Stack) timeWaitInput(k tuple, r tcpfsm.TimeWaitRecord, seg *tcpfsm.Segm
 // TIME-WAIT record, and the end of the earliest hold on an idle
 // connection's buffers, exactly: a host sleeps until it, then calls Tick.
 func (s *Stack) NextDeadline() (tcpfsm.Time, bool) {
+	if s.active.len() > 0 {
+		s.timeActive()
+	}
 	d, ok := s.timers.nextDeadline(s.armed)
 	if s.tw.n > 0 {
 		if tw, twOK := s.tw.next(); twOK && (!ok || tw < d) {
@@ -940,6 +976,9 @@ func (s *Stack) NextDeadline() (tcpfsm.Time, bool) {
 
 // Tick fires every timer due at now.
 func (s *Stack) Tick(now tcpfsm.Time) {
+	if s.active.len() > 0 {
+		s.timeActive()
+	}
 	if s.tw.n > 0 {
 		s.tw.expire(now)
 	}
@@ -958,11 +997,25 @@ func (s *Stack) fire(e *Endpoint, now tcpfsm.Time) {
 	s.armed--
 	e.Tick(now)
 	s.after(e, now)
+	if e.is(epOwned | epInActive) {
+		s.setTimer(e) // a deadline already due fires in this Tick, as any other
+	}
 }
 
 // Output writes the next segment to send into buf and returns its length
 // and addresses; 0 when nothing waits. buf must hold MSS plus 60 bytes.
 func (s *Stack) Output(buf []byte, now tcpfsm.Time) (n int, src, dst netip.Addr) {
+	// Small enough to inline: a host calls Output until it returns 0, so
+	// the last call of each round finds nothing and costs no call. (The
+	// fifo of endpoints is empty exactly when its slice is: pop resets it.)
+	if len(s.replies) != 0 || len(s.active.q) != 0 {
+		n, src, dst = s.output(buf, now)
+	}
+	return
+}
+
+// output is Output when something may wait.
+func (s *Stack) output(buf []byte, now tcpfsm.Time) (n int, src, dst netip.Addr) {
 	if len(s.replies) > 0 {
 		r := &s.replies[0]
 		b := r.seg.AppendTo(buf[:0])
@@ -977,15 +1030,29 @@ func (s *Stack) Output(buf []byte, now tcpfsm.Time) (n int, src, dst netip.Addr)
 	}
 	for s.active.len() > 0 {
 		e := s.active.front()
-		if n := e.output(buf, now); n > 0 {
+		// A stack's endpoint knows both addresses before it sends.
+		src, dst = e.key.addr(&e.key.local), e.key.addr(&e.key.remote)
+		if n := e.output(buf, now, src, dst); n > 0 {
 			s.stats.SegmentsOut++
-			return n, e.key.addr(&e.key.local), e.key.addr(&e.key.remote)
+			if !e.pending() {
+				// That was its last segment: it leaves the list now, as
+				// the next call would have it, so that call need not
+				// visit it.
+				s.deactivate(e, now)
+			}
+			return n, src, dst
 		}
-		e.bits &^= epInActive
-		s.active.pop()
-		s.after(e, now)
+		s.deactivate(e, now)
 	}
 	return 0, netip.Addr{}, netip.Addr{}
+}
+
+// deactivate takes e, the first of the endpoints with output waiting, off
+// that list once its queue is empty.
+func (s *Stack) deactivate(e *Endpoint, now tcpfsm.Time) {
+	e.bits &^= epInActive
+	s.active.pop()
+	s.after(e, now)
 }
 
 // SYN cookies (RFC 4987 section 3.6).

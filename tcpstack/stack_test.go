@@ -35,6 +35,9 @@ type stackNet struct {
 	drop  func(from int, seg []byte) bool
 	// delivered counts the packets run has delivered.
 	delivered int
+	// stackConnection's data to write and buffer to read into.
+	data [1024]byte
+	rbuf [2048]byte
 }
 
 type stackPkt struct {
@@ -96,7 +99,11 @@ func (n *stackNet) run(limit tcpfsm.Time, done func() bool) {
 		n.now = max(n.now, next)
 		if len(n.q) > 0 && n.q[0].at <= n.now {
 			p := n.q[0]
-			n.q = n.q[:copy(n.q, n.q[1:])]
+			if len(n.q) == 1 {
+				n.q = n.q[:0] // most often: no copy of nothing
+			} else {
+				n.q = n.q[:copy(n.q, n.q[1:])]
+			}
 			_ = n.s[p.to].Input(p.data, p.src, p.dst, n.now)
 			n.delivered++
 			n.spare = append(n.spare, p.data)
@@ -495,21 +502,20 @@ func BenchmarkStackConnections(b *testing.B) {
 // from stack 0 to l on stack 1, 1 KiB each way, both sides closed, until
 // the TIME-WAIT record expires.
 func stackConnection(tb testing.TB, n *stackNet, l *Listener) {
-	var data [1024]byte
-	var rbuf [2048]byte
+	data, rbuf := n.data[:1024], n.rbuf[:2048] // not cleared for each connection
 	c, err := n.s[0].Dial(ipA, netip.AddrPortFrom(ipB, 80), n.now)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	n.run(n.now.Add(time.Second), func() bool { return l.Pending() > 0 && c.Connected() })
 	srv, _ := l.Accept()
-	_, _ = c.Write(data[:], n.now)
-	_, _ = srv.Write(data[:], n.now)
+	_, _ = c.Write(data, n.now)
+	_, _ = srv.Write(data, n.now)
 	_ = c.CloseWrite(n.now)
 	_ = srv.CloseWrite(n.now)
 	n.run(n.now.Add(time.Second), func() bool { return c.Buffered() == 1024 && srv.Buffered() == 1024 })
-	_, _ = c.Read(rbuf[:], n.now)
-	_, _ = srv.Read(rbuf[:], n.now)
+	_, _ = c.Read(rbuf, n.now)
+	_, _ = srv.Read(rbuf, n.now)
 	n.run(n.now.Add(time.Second), func() bool { return n.s[1].Conns() == 0 && n.s[0].Conns() == 0 })
 	n.run(n.now.Add(10*time.Millisecond), nil)
 }
@@ -1671,4 +1677,16 @@ func TestCookieACKForAHalfOpenTuple(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, 3, e.Buffered())
 	require.Equal(t, cookie, e.TCB().Iss)
+}
+
+func TestListenerTCBIsListens(t *testing.T) {
+	// A listener's connections start from its TCB, which must be what
+	// Endpoint.Listen makes of a fresh one.
+	s, err := New(Config{Endpoint: EndpointConfig{Config: tcpfsm.Config{MSS: 1000, TailLossProbe: true}}})
+	require.NoError(t, err)
+	l, err := s.Listen(8080)
+	require.NoError(t, err)
+	e := s.newEndpoint()
+	require.NoError(t, e.Listen(netip.AddrPortFrom(ipB, 8080), at(3)))
+	require.Equal(t, e.tcb, l.tcb)
 }

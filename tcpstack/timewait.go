@@ -70,6 +70,9 @@ func (t *twTable) find(k *tuple) (slot uint32, pos int, ok bool) {
 
 // get returns k's record.
 func (t *twTable) get(k *tuple) (tcpfsm.TimeWaitRecord, bool) {
+	if t.n == 0 {
+		return tcpfsm.TimeWaitRecord{}, false // an empty table may keep its index: no need to hash
+	}
 	s, _, ok := t.find(k)
 	if !ok {
 		return tcpfsm.TimeWaitRecord{}, false
@@ -79,23 +82,24 @@ func (t *twTable) get(k *tuple) (tcpfsm.TimeWaitRecord, bool) {
 
 // put adds or replaces k's record and queues its deadline.
 func (t *twTable) put(k tuple, r tcpfsm.TimeWaitRecord) {
-	if s, _, ok := t.find(&k); ok {
+	s, pos, ok := t.find(&k)
+	if ok {
 		t.slots[s].rec = r
 		t.enqueue(twEntry{at: r.Deadline(), slot: s})
 		return
 	}
 	if 2*(t.n+1) > len(t.index) {
 		t.resize(max(minTWIndex, 2*len(t.index)))
+		_, pos, _ = t.find(&k)
 	}
-	var s uint32
-	if k := len(t.free); k > 0 {
-		s, t.free = t.free[k-1], t.free[:k-1]
+	if f := len(t.free); f > 0 {
+		s, t.free = t.free[f-1], t.free[:f-1]
 	} else {
 		s = uint32(len(t.slots))
 		t.slots = append(t.slots, twSlot{})
 	}
-	t.slots[s] = twSlot{key: k, used: true, rec: r}
-	_, pos, _ := t.find(&k)
+	sl := &t.slots[s]
+	sl.key, sl.used, sl.rec = k, true, r
 	t.index[pos] = s + 1
 	t.n++
 	t.enqueue(twEntry{at: r.Deadline(), slot: s})
