@@ -242,6 +242,26 @@ func TestNextDeadline(t *testing.T) {
 	require.False(t, ok)
 	require.Equal(t, "delayed-ack", TimerDelayedACK.String())
 	require.Equal(t, "timer(9)", TimerKind(9).String())
+
+	// Against a scan of the slots, for every mix of stopped and running
+	// slots, the earliest in each place, and the extreme deadlines.
+	values := []Time{0, 1, 2, 50, 1 << 40, 1<<63 - 1}
+	for _, a := range values {
+		for _, b := range values {
+			for _, c := range values {
+				tcb.timers = [numSlots]Time{a, b, c}
+				var want Time
+				for _, d := range tcb.timers {
+					if d != 0 && (want == 0 || d < want) {
+						want = d
+					}
+				}
+				d, ok := tcb.NextDeadline()
+				require.Equal(t, want != 0, ok, "%v", tcb.timers)
+				require.Equal(t, want, d, "%v", tcb.timers)
+			}
+		}
+	}
 }
 
 func TestKeepAlivePerConnection(t *testing.T) {
