@@ -725,9 +725,8 @@ func (e *Endpoint) fail(code uint8) {
 // largest segment: MSS plus 60 header bytes. The returned bytes are the
 // TCP segment; the host adds the IP header.
 func (e *Endpoint) Output(buf []byte, now tcpfsm.Time) (n int, src, dst netip.Addr) {
-	local, remote := e.addrs()
-	if n = e.output(buf, now, local, remote); n > 0 {
-		src, dst = local, remote
+	if n = e.output(buf); n > 0 {
+		src, dst = e.addrs()
 	}
 	return n, src, dst
 }
@@ -744,9 +743,8 @@ func (e *Endpoint) addrs() (local, remote netip.Addr) {
 	return local, remote
 }
 
-// output is Output without the addresses, given the connection's two
-// (for the checksum).
-func (e *Endpoint) output(buf []byte, now tcpfsm.Time, local, remote netip.Addr) int {
+// output is Output without the addresses.
+func (e *Endpoint) output(buf []byte) int {
 	io := e.io
 	if io == nil {
 		return 0
@@ -754,8 +752,7 @@ func (e *Endpoint) output(buf []byte, now tcpfsm.Time, local, remote netip.Addr)
 	for io.head < len(io.queue) {
 		a := &io.queue[io.head]
 		io.head++
-		n, ok := e.encode(buf, a, local, remote)
-		if ok {
+		if n := e.encode(buf, a); n > 0 {
 			if io.head == len(io.queue) {
 				io.queue, io.head = io.queue[:0], 0
 			}
@@ -769,37 +766,51 @@ func (e *Endpoint) output(buf []byte, now tcpfsm.Time, local, remote netip.Addr)
 	return 0
 }
 
-// encode writes one queued segment, with its checksum for the addresses
-// local and remote if both are known; it skips (false) one whose data the
-// buffer no longer holds because it was acknowledged meanwhile.
-func (e *Endpoint) encode(buf []byte, a *tcpfsm.Action, local, remote netip.Addr) (int, bool) {
-	// A segment with the TCB's SACK blocks is encoded with the options
-	// apply kept for it; any other from the action alone, which
-	// AppendSegment and HeaderLen take without reading the TCB.
-	var s tcpfsm.Segment
-	hl := 0 // known to fit if buf holds the largest header and the data
+// encode writes one queued segment and returns its length, with its
+// checksum for the connection's addresses if both are known; it skips
+// (0) one whose data the buffer no longer holds because it was
+// acknowledged meanwhile.
+func (e *Endpoint) encode(buf []byte, a *tcpfsm.Action) int {
 	if a.Header.SACK {
-		s = e.io.segment(a, true)
-		hl = s.HeaderLen()
-	} else if len(buf) < tcpfsm.HeaderLen+tcpfsm.MaxOptionsLen+int(a.DataLen) {
-		hl = e.tcb.HeaderLen(a)
+		return e.encodeSACK(buf, a)
 	}
-	if hl+int(a.DataLen) > len(buf) {
-		return 0, false
+	// Any segment without the TCB's SACK blocks is encoded from the
+	// action alone, which AppendSegment and HeaderLen take without
+	// reading the TCB. Its length is known to fit if buf holds the
+	// largest header and the data.
+	if len(buf) < tcpfsm.HeaderLen+tcpfsm.MaxOptionsLen+int(a.DataLen) &&
+		e.tcb.HeaderLen(a)+int(a.DataLen) > len(buf) {
+		return 0
 	}
-	if a.DataLen > 0 {
-		io := e.io
-		if a.DataSeq.LessThan(io.sndSeq) || int(a.DataSeq.Diff(io.sndSeq))+int(a.DataLen) > io.snd.len() {
-			return 0, false
-		}
+	if a.DataLen > 0 && !e.holds(a) {
+		return 0
 	}
-	var b []byte
-	if a.Header.SACK {
-		b = s.AppendTo(buf[:0])
-	} else {
-		b = e.tcb.AppendSegment(buf[:0], a, nil)
-		hl = len(b)
+	b := e.tcb.AppendSegment(buf[:0], a, nil)
+	return e.finish(b, len(b), a)
+}
+
+// encodeSACK is encode for a segment with the TCB's SACK blocks: it is
+// encoded with the options apply kept for it.
+func (e *Endpoint) encodeSACK(buf []byte, a *tcpfsm.Action) int {
+	s := e.io.segment(a, true)
+	hl := s.HeaderLen()
+	if hl+int(a.DataLen) > len(buf) || a.DataLen > 0 && !e.holds(a) {
+		return 0
 	}
+	b := s.AppendTo(buf[:0])
+	return e.finish(b, hl, a)
+}
+
+// holds reports whether the send buffer still holds the data of the
+// queued segment a.
+func (e *Endpoint) holds(a *tcpfsm.Action) bool {
+	io := e.io
+	return !a.DataSeq.LessThan(io.sndSeq) && int(a.DataSeq.Diff(io.sndSeq))+int(a.DataLen) <= io.snd.len()
+}
+
+// finish completes the segment a whose header is b[:hl]: its data from
+// the send buffer, its checksum, the counts. It returns its length.
+func (e *Endpoint) finish(b []byte, hl int, a *tcpfsm.Action) int {
 	if a.DataLen > 0 {
 		b = b[:hl+int(a.DataLen)]
 		io := e.io
@@ -812,10 +823,10 @@ func (e *Endpoint) encode(buf []byte, a *tcpfsm.Action, local, remote netip.Addr
 		}
 	}
 	if e.is(knownBoth) {
-		_ = tcpfsm.SetChecksum(b, local, remote)
+		_ = tcpfsm.SetChecksum(b, e.key.addr(&e.key.local), e.key.addr(&e.key.remote))
 	}
 	e.stats.segmentsOut++
-	return len(b), true
+	return len(b)
 }
 
 // segment returns the segment the queued ActSend a, which carries SACK

@@ -638,11 +638,8 @@ func (s *Stack) dialFrom(lp, remote netip.AddrPort, now tcpfsm.Time) (*Endpoint,
 
 // Input hands the stack one arriving TCP segment with its IP addresses.
 func (s *Stack) Input(tcp []byte, src, dst netip.Addr, now tcpfsm.Time) error {
-	if !tcpfsm.VerifyChecksum(tcp, src, dst) {
-		s.stats.BadChecksum++
-		return errBadChecksum
-	}
-	return s.input(tcp, src, dst, now)
+	// Small enough to inline, so a host's call goes straight to input.
+	return s.input(tcp, src, dst, now, true)
 }
 
 // InputVerified is Input for a segment whose checksum the link has
@@ -656,11 +653,16 @@ func (s *Stack) InputVerified(tcp []byte, src, dst netip.Addr, now tcpfsm.Time) 
 		s.stats.Malformed++
 		return tcpfsm.ErrAddress
 	}
-	return s.input(tcp, src, dst, now)
+	return s.input(tcp, src, dst, now, false)
 }
 
-// input is Input after the checksum.
-func (s *Stack) input(tcp []byte, src, dst netip.Addr, now tcpfsm.Time) error {
+// input is Input, which verifies the checksum first if verify is set,
+// and InputVerified after its check of the addresses.
+func (s *Stack) input(tcp []byte, src, dst netip.Addr, now tcpfsm.Time, verify bool) error {
+	if verify && !tcpfsm.VerifyChecksum(tcp, src, dst) {
+		s.stats.BadChecksum++
+		return errBadChecksum
+	}
 	seg, err := tcpfsm.ParseSegment(tcp)
 	if err != nil {
 		s.stats.Malformed++
@@ -1030,9 +1032,7 @@ func (s *Stack) output(buf []byte, now tcpfsm.Time) (n int, src, dst netip.Addr)
 	}
 	for s.active.len() > 0 {
 		e := s.active.front()
-		// A stack's endpoint knows both addresses before it sends.
-		src, dst = e.key.addr(&e.key.local), e.key.addr(&e.key.remote)
-		if n := e.output(buf, now, src, dst); n > 0 {
+		if n := e.output(buf); n > 0 {
 			s.stats.SegmentsOut++
 			if !e.pending() {
 				// That was its last segment: it leaves the list now, as
@@ -1040,7 +1040,8 @@ func (s *Stack) output(buf []byte, now tcpfsm.Time) (n int, src, dst netip.Addr)
 				// visit it.
 				s.deactivate(e, now)
 			}
-			return n, src, dst
+			// A stack's endpoint knows both addresses before it sends.
+			return n, e.key.addr(&e.key.local), e.key.addr(&e.key.remote)
 		}
 		s.deactivate(e, now)
 	}
