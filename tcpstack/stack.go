@@ -1032,16 +1032,34 @@ func (s *Stack) output(buf []byte, now tcpfsm.Time) (n int, src, dst netip.Addr)
 	}
 	for s.active.len() > 0 {
 		e := s.active.front()
-		if n := e.output(buf); n > 0 {
-			s.stats.SegmentsOut++
-			if !e.pending() {
-				// That was its last segment: it leaves the list now, as
-				// the next call would have it, so that call need not
-				// visit it.
-				s.deactivate(e, now)
+		// Endpoint.output, which this is, but for knowing when the
+		// queue empties.
+		if io := e.io; io != nil {
+			for io.head < len(io.queue) {
+				a := &io.queue[io.head]
+				io.head++
+				if n := e.encode(buf, a); n > 0 {
+					s.stats.SegmentsOut++
+					if io.head == len(io.queue) {
+						// That was its last segment: it leaves the list
+						// now, as the next call would have it, so that
+						// call need not visit it. Its send buffer is
+						// released by the recycle in deactivate's after,
+						// or, if after queued more (an abort's RST),
+						// once that goes; an endpoint the stack let go
+						// of has emptied it.
+						io.queue, io.head = io.queue[:0], 0
+						s.deactivate(e, now)
+					} else {
+						e.release()
+					}
+					// A stack's endpoint knows both addresses before it
+					// sends.
+					return n, e.key.addr(&e.key.local), e.key.addr(&e.key.remote)
+				}
 			}
-			// A stack's endpoint knows both addresses before it sends.
-			return n, e.key.addr(&e.key.local), e.key.addr(&e.key.remote)
+			io.queue, io.head = io.queue[:0], 0
+			e.release()
 		}
 		s.deactivate(e, now)
 	}
