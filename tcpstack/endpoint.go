@@ -837,12 +837,17 @@ func (io *endpointIO) segment(a *tcpfsm.Action, take bool) tcpfsm.Segment {
 }
 
 // release frees the send buffer up to SND.UNA, keeping bytes a queued
-// segment still needs.
+// segment still needs. Small enough to inline: most calls find nothing
+// acknowledged since the last.
 func (e *Endpoint) release() {
-	io := e.io
-	if io == nil {
-		return
+	if io := e.io; io != nil && int32(io.sndSeq-e.tcb.SndUna) < 0 { // io.sndSeq.LessThan(SndUna), within the inlining budget
+		e.releaseAcked()
 	}
+}
+
+// releaseAcked is release when the send buffer starts before SND.UNA.
+func (e *Endpoint) releaseAcked() {
+	io := e.io
 	keep := e.tcb.SndUna
 	for i := io.head; i < len(io.queue); i++ {
 		// A queued segment whose bytes were released already (it will be
