@@ -871,7 +871,8 @@ func (s *Stack) setTimer(e *Endpoint) {
 		}
 		e.timerAt = d
 		s.timers.sweep(s.armed)
-		s.timers.arm(timerEntry{at: d, ep: e}, s.armed)
+		s.timers.place(timerEntry{at: d, ep: e})
+		s.timers.track(d, s.armed)
 	}
 }
 
