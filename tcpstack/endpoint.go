@@ -925,15 +925,17 @@ func (e *Endpoint) Buffered() int {
 // CloseWrite closes the sending half: a FIN follows the queued data, and
 // the endpoint goes on receiving (RFC 9293 section 3.10.4, MAY-1).
 func (e *Endpoint) CloseWrite(now tcpfsm.Time) error {
-	defer e.changed(now)
-	return e.step(tcpfsm.Close(), now)
+	err := e.step(tcpfsm.Close(), now)
+	e.changed(now)
+	return err
 }
 
 // Close closes both halves. Unread data, or data that arrives later,
 // resets the connection instead (RFC 9293 SHLD-3).
 func (e *Endpoint) Close(now tcpfsm.Time) error {
-	defer e.changed(now)
-	return e.step(tcpfsm.CloseFull(), now)
+	err := e.step(tcpfsm.CloseFull(), now)
+	e.changed(now)
+	return err
 }
 
 // sendBuffer returns the most bytes Write may hold unacknowledged.
@@ -968,22 +970,25 @@ func (e *Endpoint) TakeNotes() tcpfsm.NoteSet {
 // SetNoDelay turns the Nagle algorithm off (on true) or back on for this
 // connection (RFC 9293 MUST-17); data it held may go at once.
 func (e *Endpoint) SetNoDelay(on bool, now tcpfsm.Time) error {
-	defer e.changed(now)
-	return e.step(tcpfsm.SetNoDelay(on), now)
+	err := e.step(tcpfsm.SetNoDelay(on), now)
+	e.changed(now)
+	return err
 }
 
 // SetKeepAlive turns keep-alive probes on after idle without a segment
 // from the peer, or off if idle is 0 (RFC 9293 section 3.8.4); probes
 // then follow Config.KeepaliveInterval and KeepaliveCount.
 func (e *Endpoint) SetKeepAlive(idle time.Duration, now tcpfsm.Time) error {
-	defer e.changed(now)
-	return e.step(tcpfsm.SetKeepAlive(idle), now)
+	err := e.step(tcpfsm.SetKeepAlive(idle), now)
+	e.changed(now)
+	return err
 }
 
 // Abort resets the connection (RFC 9293 section 3.10.5).
 func (e *Endpoint) Abort(now tcpfsm.Time) error {
-	defer e.changed(now)
-	return e.step(tcpfsm.Abort(), now)
+	err := e.step(tcpfsm.Abort(), now)
+	e.changed(now)
+	return err
 }
 
 // ring is a fixed-size byte ring.
