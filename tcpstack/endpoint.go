@@ -196,7 +196,7 @@ type endpointIO struct {
 	rcv ring // bytes from the TCB's rcvUser: received, not yet read
 
 	// queue holds the segments to send, in order, from head on. Step
-	// appends its actions here directly; apply keeps only the sends.
+	// appends its actions here directly; stepWith keeps only the sends.
 	queue []tcpfsm.Action
 	head  int
 
@@ -569,9 +569,11 @@ func (e *Endpoint) stepSegment(seg *tcpfsm.Segment, iss tcpfsm.Seq, now tcpfsm.T
 // step applies a non-segment event.
 func (e *Endpoint) step(ev tcpfsm.Event, now tcpfsm.Time) error { return e.stepWith(ev, nil, now) }
 
-// stepWith steps the TCB and carries out its actions. The actions are
-// appended to the output queue itself, so the segments to send need no
-// copy; apply removes the others once done with them.
+// stepWith steps the TCB and carries out its actions, q[base:] of the
+// queue Step returns: data into the receive buffer, notes into the
+// endpoint's state, counts. The actions are appended to the output queue
+// itself, so the segments to send need no copy: they stay, moved down
+// over the others.
 func (e *Endpoint) stepWith(ev tcpfsm.Event, seg *tcpfsm.Segment, now tcpfsm.Time) error {
 	io := e.buffers()
 	base := len(io.queue)
@@ -585,7 +587,66 @@ func (e *Endpoint) stepWith(ev tcpfsm.Event, seg *tcpfsm.Segment, now tcpfsm.Tim
 	if err != nil {
 		return err // Step added nothing
 	}
-	io.queue = e.apply(q, base, seg)
+	w := base
+	for i := base; i < len(q); i++ {
+		a := &q[i]
+		switch a.Kind {
+		case tcpfsm.ActSend:
+			if a.Header.SACK {
+				s := e.tcb.SegmentOf(a)
+				io.sack = append(io.sack, s.Options)
+			}
+			if w != i {
+				q[w] = *a
+			}
+			w++
+		case tcpfsm.ActAccept:
+			if !io.replaying { // a replayed segment's bytes are in place
+				off := int(a.DataSeq.Diff(e.tcb.RcvUser()))
+				e.grow(&io.rcv, off+int(a.DataLen), e.sh.rcvCap)
+				io.rcv.writeAt(off, seg.Payload[a.Offset:a.Offset+a.DataLen])
+			}
+			e.stats.bytesIn += uint64(a.DataLen)
+			e.signal(ReadyRead)
+		case tcpfsm.ActNotify:
+			e.stats.notes = e.stats.notes.With(a.Note)
+			switch a.Note {
+			case tcpfsm.NoteConnected:
+				e.bits |= epConnected
+				e.signal(ReadyWrite)
+			case tcpfsm.NotePeerClosed:
+				e.bits |= epPeerFin
+				e.signal(ReadyRead)
+			case tcpfsm.NoteSendAcked:
+				// Released in Output, once no queued segment needs them.
+				e.signal(ReadyWrite)
+			case tcpfsm.NoteReset:
+				e.fail(endReset)
+			case tcpfsm.NoteRefused:
+				e.fail(endRefused)
+			case tcpfsm.NoteTimedOut:
+				e.fail(endTimeout)
+			case tcpfsm.NoteUserTimeout:
+				e.fail(endUserTimeout)
+			case tcpfsm.NoteAborted:
+				e.fail(endAborted)
+			}
+		case tcpfsm.ActDrop:
+			if a.Drop == tcpfsm.DropOutOfOrderFull {
+				e.hold(seg)
+				if io.replaying {
+					continue // counted when it first arrived
+				}
+			}
+			if r := int(a.Drop) - 1; uint(r) < uint(tcpfsm.NumDropReasons-1) {
+				if e.stats.drops == nil {
+					e.stats.drops = new([tcpfsm.NumDropReasons - 1]uint32)
+				}
+				e.stats.drops[r]++
+			}
+		}
+	}
+	io.queue = q[:w]
 	if io.nheld > 0 && !io.replaying {
 		e.replay(now)
 	}
@@ -645,78 +706,12 @@ func (e *Endpoint) replay(now tcpfsm.Time) {
 	io.mark = replayMark{e.tcb.RcvNxt, e.tcb.HoldsOutOfOrder()}
 }
 
-// apply carries out the actions of one Step, q[base:]: data into the
-// receive buffer, notes into the endpoint's state, counts. Sends stay in
-// the queue, moved down over the others; it returns the queue.
-func (e *Endpoint) apply(q []tcpfsm.Action, base int, seg *tcpfsm.Segment) []tcpfsm.Action {
-	w := base
-	for i := base; i < len(q); i++ {
-		a := &q[i]
-		switch a.Kind {
-		case tcpfsm.ActSend:
-			if a.Header.SACK {
-				s := e.tcb.SegmentOf(a)
-				e.io.sack = append(e.io.sack, s.Options)
-			}
-			if w != i {
-				q[w] = *a
-			}
-			w++
-		case tcpfsm.ActAccept:
-			if !e.io.replaying { // a replayed segment's bytes are in place
-				off := int(a.DataSeq.Diff(e.tcb.RcvUser()))
-				e.grow(&e.io.rcv, off+int(a.DataLen), e.sh.rcvCap)
-				e.io.rcv.writeAt(off, seg.Payload[a.Offset:a.Offset+a.DataLen])
-			}
-			e.stats.bytesIn += uint64(a.DataLen)
-			e.signal(ReadyRead)
-		case tcpfsm.ActNotify:
-			e.stats.notes = e.stats.notes.With(a.Note)
-			switch a.Note {
-			case tcpfsm.NoteConnected:
-				e.bits |= epConnected
-				e.signal(ReadyWrite)
-			case tcpfsm.NotePeerClosed:
-				e.bits |= epPeerFin
-				e.signal(ReadyRead)
-			case tcpfsm.NoteSendAcked:
-				// Released in Output, once no queued segment needs them.
-				e.signal(ReadyWrite)
-			case tcpfsm.NoteReset:
-				e.fail(endReset)
-			case tcpfsm.NoteRefused:
-				e.fail(endRefused)
-			case tcpfsm.NoteTimedOut:
-				e.fail(endTimeout)
-			case tcpfsm.NoteUserTimeout:
-				e.fail(endUserTimeout)
-			case tcpfsm.NoteAborted:
-				e.fail(endAborted)
-			}
-		case tcpfsm.ActDrop:
-			if a.Drop == tcpfsm.DropOutOfOrderFull {
-				e.hold(seg)
-				if e.io.replaying {
-					continue // counted when it first arrived
-				}
-			}
-			if r := int(a.Drop) - 1; uint(r) < uint(tcpfsm.NumDropReasons-1) {
-				if e.stats.drops == nil {
-					e.stats.drops = new([tcpfsm.NumDropReasons - 1]uint32)
-				}
-				e.stats.drops[r]++
-			}
-		}
-	}
-	return q[:w]
-}
-
 func (e *Endpoint) fail(code uint8) {
 	if e.errCode() == 0 {
 		e.status |= code
 	}
 	e.signal(ReadyRead | ReadyWrite | ReadyClosed)
-	e.io.snd.reset() // apply runs inside stepWith, which lent the buffers
+	e.io.snd.reset() // fail runs inside stepWith, which lent the buffers
 }
 
 // Output encodes the next segment to send into buf, with its checksum,
@@ -725,9 +720,8 @@ func (e *Endpoint) fail(code uint8) {
 // largest segment: MSS plus 60 header bytes. The returned bytes are the
 // TCP segment; the host adds the IP header.
 func (e *Endpoint) Output(buf []byte, now tcpfsm.Time) (n int, src, dst netip.Addr) {
-	local, remote := e.addrs()
-	if n = e.output(buf, now, local, remote); n > 0 {
-		src, dst = local, remote
+	if n = e.output(buf); n > 0 {
+		src, dst = e.addrs()
 	}
 	return n, src, dst
 }
@@ -744,9 +738,8 @@ func (e *Endpoint) addrs() (local, remote netip.Addr) {
 	return local, remote
 }
 
-// output is Output without the addresses, given the connection's two
-// (for the checksum).
-func (e *Endpoint) output(buf []byte, now tcpfsm.Time, local, remote netip.Addr) int {
+// output is Output without the addresses.
+func (e *Endpoint) output(buf []byte) int {
 	io := e.io
 	if io == nil {
 		return 0
@@ -754,8 +747,7 @@ func (e *Endpoint) output(buf []byte, now tcpfsm.Time, local, remote netip.Addr)
 	for io.head < len(io.queue) {
 		a := &io.queue[io.head]
 		io.head++
-		n, ok := e.encode(buf, a, local, remote)
-		if ok {
+		if n := e.encode(buf, a); n > 0 {
 			if io.head == len(io.queue) {
 				io.queue, io.head = io.queue[:0], 0
 			}
@@ -769,34 +761,29 @@ func (e *Endpoint) output(buf []byte, now tcpfsm.Time, local, remote netip.Addr)
 	return 0
 }
 
-// encode writes one queued segment, with its checksum for the addresses
-// local and remote if both are known; it skips (false) one whose data the
-// buffer no longer holds because it was acknowledged meanwhile.
-func (e *Endpoint) encode(buf []byte, a *tcpfsm.Action, local, remote netip.Addr) (int, bool) {
-	// A segment with the TCB's SACK blocks is encoded with the options
-	// apply kept for it; any other from the action alone, which
-	// AppendSegment and HeaderLen take without reading the TCB.
-	var s tcpfsm.Segment
-	hl := 0 // known to fit if buf holds the largest header and the data
-	if a.Header.SACK {
-		s = e.io.segment(a, true)
-		hl = s.HeaderLen()
-	} else if len(buf) < tcpfsm.HeaderLen+tcpfsm.MaxOptionsLen+int(a.DataLen) {
-		hl = e.tcb.HeaderLen(a)
-	}
-	if hl+int(a.DataLen) > len(buf) {
-		return 0, false
-	}
-	if a.DataLen > 0 {
-		io := e.io
-		if a.DataSeq.LessThan(io.sndSeq) || int(a.DataSeq.Diff(io.sndSeq))+int(a.DataLen) > io.snd.len() {
-			return 0, false
-		}
-	}
+// encode writes one queued segment and returns its length, with its
+// checksum for the connection's addresses if both are known; it skips
+// (0) one whose data the buffer no longer holds because it was
+// acknowledged meanwhile.
+func (e *Endpoint) encode(buf []byte, a *tcpfsm.Action) int {
 	var b []byte
+	hl := 0
 	if a.Header.SACK {
-		b = s.AppendTo(buf[:0])
+		if b, hl = e.encodeSACK(buf, a); b == nil {
+			return 0
+		}
 	} else {
+		// Any segment without the TCB's SACK blocks is encoded from
+		// the action alone, which AppendSegment and HeaderLen take
+		// without reading the TCB. Its length is known to fit if buf
+		// holds the largest header and the data.
+		if len(buf) < tcpfsm.HeaderLen+tcpfsm.MaxOptionsLen+int(a.DataLen) &&
+			e.tcb.HeaderLen(a)+int(a.DataLen) > len(buf) {
+			return 0
+		}
+		if a.DataLen > 0 && !e.holds(a) {
+			return 0
+		}
 		b = e.tcb.AppendSegment(buf[:0], a, nil)
 		hl = len(b)
 	}
@@ -812,14 +799,33 @@ func (e *Endpoint) encode(buf []byte, a *tcpfsm.Action, local, remote netip.Addr
 		}
 	}
 	if e.is(knownBoth) {
-		_ = tcpfsm.SetChecksum(b, local, remote)
+		_ = tcpfsm.SetChecksum(b, e.key.addr(&e.key.local), e.key.addr(&e.key.remote))
 	}
 	e.stats.segmentsOut++
-	return len(b), true
+	return len(b)
+}
+
+// encodeSACK writes the header of a segment with the TCB's SACK blocks,
+// with the options stepWith kept for it, and returns it and its length;
+// nil if the segment does not fit in buf or its data is gone (see encode).
+func (e *Endpoint) encodeSACK(buf []byte, a *tcpfsm.Action) ([]byte, int) {
+	s := e.io.segment(a, true)
+	hl := s.HeaderLen()
+	if hl+int(a.DataLen) > len(buf) || a.DataLen > 0 && !e.holds(a) {
+		return nil, 0
+	}
+	return s.AppendTo(buf[:0]), hl
+}
+
+// holds reports whether the send buffer still holds the data of the
+// queued segment a.
+func (e *Endpoint) holds(a *tcpfsm.Action) bool {
+	io := e.io
+	return !a.DataSeq.LessThan(io.sndSeq) && int(a.DataSeq.Diff(io.sndSeq))+int(a.DataLen) <= io.snd.len()
 }
 
 // segment returns the segment the queued ActSend a, which carries SACK
-// blocks, describes, with the options apply kept for it; take says a
+// blocks, describes, with the options stepWith kept for it; take says a
 // leaves the queue.
 func (io *endpointIO) segment(a *tcpfsm.Action, take bool) tcpfsm.Segment {
 	s := a.Segment()
@@ -831,12 +837,17 @@ func (io *endpointIO) segment(a *tcpfsm.Action, take bool) tcpfsm.Segment {
 }
 
 // release frees the send buffer up to SND.UNA, keeping bytes a queued
-// segment still needs.
+// segment still needs. Small enough to inline: most calls find nothing
+// acknowledged since the last.
 func (e *Endpoint) release() {
-	io := e.io
-	if io == nil {
-		return
+	if io := e.io; io != nil && int32(io.sndSeq-e.tcb.SndUna) < 0 { // io.sndSeq.LessThan(SndUna), within the inlining budget
+		e.releaseAcked()
 	}
+}
+
+// releaseAcked is release when the send buffer starts before SND.UNA.
+func (e *Endpoint) releaseAcked() {
+	io := e.io
 	keep := e.tcb.SndUna
 	for i := io.head; i < len(io.queue); i++ {
 		// A queued segment whose bytes were released already (it will be
@@ -914,15 +925,17 @@ func (e *Endpoint) Buffered() int {
 // CloseWrite closes the sending half: a FIN follows the queued data, and
 // the endpoint goes on receiving (RFC 9293 section 3.10.4, MAY-1).
 func (e *Endpoint) CloseWrite(now tcpfsm.Time) error {
-	defer e.changed(now)
-	return e.step(tcpfsm.Close(), now)
+	err := e.step(tcpfsm.Close(), now)
+	e.changed(now)
+	return err
 }
 
 // Close closes both halves. Unread data, or data that arrives later,
 // resets the connection instead (RFC 9293 SHLD-3).
 func (e *Endpoint) Close(now tcpfsm.Time) error {
-	defer e.changed(now)
-	return e.step(tcpfsm.CloseFull(), now)
+	err := e.step(tcpfsm.CloseFull(), now)
+	e.changed(now)
+	return err
 }
 
 // sendBuffer returns the most bytes Write may hold unacknowledged.
@@ -957,22 +970,25 @@ func (e *Endpoint) TakeNotes() tcpfsm.NoteSet {
 // SetNoDelay turns the Nagle algorithm off (on true) or back on for this
 // connection (RFC 9293 MUST-17); data it held may go at once.
 func (e *Endpoint) SetNoDelay(on bool, now tcpfsm.Time) error {
-	defer e.changed(now)
-	return e.step(tcpfsm.SetNoDelay(on), now)
+	err := e.step(tcpfsm.SetNoDelay(on), now)
+	e.changed(now)
+	return err
 }
 
 // SetKeepAlive turns keep-alive probes on after idle without a segment
 // from the peer, or off if idle is 0 (RFC 9293 section 3.8.4); probes
 // then follow Config.KeepaliveInterval and KeepaliveCount.
 func (e *Endpoint) SetKeepAlive(idle time.Duration, now tcpfsm.Time) error {
-	defer e.changed(now)
-	return e.step(tcpfsm.SetKeepAlive(idle), now)
+	err := e.step(tcpfsm.SetKeepAlive(idle), now)
+	e.changed(now)
+	return err
 }
 
 // Abort resets the connection (RFC 9293 section 3.10.5).
 func (e *Endpoint) Abort(now tcpfsm.Time) error {
-	defer e.changed(now)
-	return e.step(tcpfsm.Abort(), now)
+	err := e.step(tcpfsm.Abort(), now)
+	e.changed(now)
+	return err
 }
 
 // ring is a fixed-size byte ring.

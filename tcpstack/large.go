@@ -25,24 +25,23 @@ import (
 // checksum is set, as Output's). A large segment's checksum field is
 // not: the link that splits it computes each part's.
 func (e *Endpoint) OutputLarge(buf []byte, now tcpfsm.Time) (n, segSize int, src, dst netip.Addr) {
-	if n, segSize = e.outputLarge(buf, now); n > 0 {
+	if n, segSize = e.outputLarge(buf); n > 0 {
 		src, dst = e.addrs()
 	}
 	return n, segSize, src, dst
 }
 
 // outputLarge is OutputLarge without the addresses.
-func (e *Endpoint) outputLarge(buf []byte, now tcpfsm.Time) (n, segSize int) {
+func (e *Endpoint) outputLarge(buf []byte) (n, segSize int) {
 	io := e.io
 	if io == nil {
 		return 0, 0
 	}
-	local, remote := e.addrs()
 	for io.head < len(io.queue) {
 		a := &io.queue[io.head]
 		io.head++
-		n, ok := e.encode(buf, a, local, remote)
-		if !ok {
+		n := e.encode(buf, a)
+		if n == 0 {
 			continue
 		}
 		segSize = int(a.DataLen)
@@ -129,7 +128,7 @@ func (s *Stack) OutputLarge(buf []byte, now tcpfsm.Time) (n, segSize int, src, d
 	}
 	for s.active.len() > 0 {
 		e := s.active.front()
-		if n, segSize := e.outputLarge(buf, now); n > 0 {
+		if n, segSize := e.outputLarge(buf); n > 0 {
 			s.stats.SegmentsOut++
 			return n, segSize, e.key.addr(&e.key.local), e.key.addr(&e.key.remote)
 		}

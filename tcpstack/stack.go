@@ -638,11 +638,8 @@ func (s *Stack) dialFrom(lp, remote netip.AddrPort, now tcpfsm.Time) (*Endpoint,
 
 // Input hands the stack one arriving TCP segment with its IP addresses.
 func (s *Stack) Input(tcp []byte, src, dst netip.Addr, now tcpfsm.Time) error {
-	if !tcpfsm.VerifyChecksum(tcp, src, dst) {
-		s.stats.BadChecksum++
-		return errBadChecksum
-	}
-	return s.input(tcp, src, dst, now)
+	// Small enough to inline, so a host's call goes straight to input.
+	return s.input(tcp, src, dst, now, true)
 }
 
 // InputVerified is Input for a segment whose checksum the link has
@@ -656,11 +653,16 @@ func (s *Stack) InputVerified(tcp []byte, src, dst netip.Addr, now tcpfsm.Time) 
 		s.stats.Malformed++
 		return tcpfsm.ErrAddress
 	}
-	return s.input(tcp, src, dst, now)
+	return s.input(tcp, src, dst, now, false)
 }
 
-// input is Input after the checksum.
-func (s *Stack) input(tcp []byte, src, dst netip.Addr, now tcpfsm.Time) error {
+// input is Input, which verifies the checksum first if verify is set,
+// and InputVerified after its check of the addresses.
+func (s *Stack) input(tcp []byte, src, dst netip.Addr, now tcpfsm.Time, verify bool) error {
+	if verify && !tcpfsm.VerifyChecksum(tcp, src, dst) {
+		s.stats.BadChecksum++
+		return errBadChecksum
+	}
 	seg, err := tcpfsm.ParseSegment(tcp)
 	if err != nil {
 		s.stats.Malformed++
@@ -869,7 +871,8 @@ func (s *Stack) setTimer(e *Endpoint) {
 		}
 		e.timerAt = d
 		s.timers.sweep(s.armed)
-		s.timers.arm(timerEntry{at: d, ep: e}, s.armed)
+		s.timers.place(timerEntry{at: d, ep: e})
+		s.timers.track(d, s.armed)
 	}
 }
 
@@ -1030,17 +1033,34 @@ func (s *Stack) output(buf []byte, now tcpfsm.Time) (n int, src, dst netip.Addr)
 	}
 	for s.active.len() > 0 {
 		e := s.active.front()
-		// A stack's endpoint knows both addresses before it sends.
-		src, dst = e.key.addr(&e.key.local), e.key.addr(&e.key.remote)
-		if n := e.output(buf, now, src, dst); n > 0 {
-			s.stats.SegmentsOut++
-			if !e.pending() {
-				// That was its last segment: it leaves the list now, as
-				// the next call would have it, so that call need not
-				// visit it.
-				s.deactivate(e, now)
+		// Endpoint.output, which this is, but for knowing when the
+		// queue empties.
+		if io := e.io; io != nil {
+			for io.head < len(io.queue) {
+				a := &io.queue[io.head]
+				io.head++
+				if n := e.encode(buf, a); n > 0 {
+					s.stats.SegmentsOut++
+					if io.head == len(io.queue) {
+						// That was its last segment: it leaves the list
+						// now, as the next call would have it, so that
+						// call need not visit it. Its send buffer is
+						// released by the recycle in deactivate's after,
+						// or, if after queued more (an abort's RST),
+						// once that goes; an endpoint the stack let go
+						// of has emptied it.
+						io.queue, io.head = io.queue[:0], 0
+						s.deactivate(e, now)
+					} else {
+						e.release()
+					}
+					// A stack's endpoint knows both addresses before it
+					// sends.
+					return n, e.key.addr(&e.key.local), e.key.addr(&e.key.remote)
+				}
 			}
-			return n, src, dst
+			io.queue, io.head = io.queue[:0], 0
+			e.release()
 		}
 		s.deactivate(e, now)
 	}

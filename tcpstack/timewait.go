@@ -149,7 +149,7 @@ func (t *twTable) removeAt(s uint32, pos int) {
 		*t = twTable{keys: t.keys} // all gone: give everything back
 	} else if t.n == 0 {
 		// All gone from a small table: keep its slices for the next ones.
-		clear(t.index)
+		// (The index is all zeros: each removal clears its place.)
 		t.slots, t.free = t.slots[:0], t.free[:0]
 		t.queue.q, t.queue.head = t.queue.q[:0], 0
 	} else if len(t.index) > minTWIndex && 8*t.n < len(t.slots) {

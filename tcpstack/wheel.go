@@ -81,9 +81,11 @@ var levelOf = func() (l [65]uint8) {
 // tickOf returns the tick of time t.
 func tickOf(t tcpfsm.Time) int64 { return max(int64(t), 0) >> wheelTickShift }
 
-// place puts x in its slot for the current tick. A deadline already past
-// goes in the current tick's slot, to fire at the next expire.
+// place puts x in its slot for the current tick, and counts it. A
+// deadline already past goes in the current tick's slot, to fire at the
+// next expire.
 func (w *wheel) place(x timerEntry) {
+	w.n++
 	t := max(tickOf(x.at), w.cur)
 	lvl := int(levelOf[bits.Len64(uint64(t^w.cur))]) & (wheelLevels - 1)
 	i := t >> (lvl * wheelBits) & (wheelSlots - 1)
@@ -111,13 +113,16 @@ func (w *wheel) release(lvl, i int) {
 	}
 }
 
-// arm adds a deadline; the endpoint's timerAt must be x.at, and armed
-// counts the live deadlines, this one included.
-func (w *wheel) arm(x timerEntry, armed int) {
-	w.place(x)
-	w.n++
-	if armed == 1 || w.minKnow && (!w.minOK || x.at < w.min) {
-		w.min, w.minOK, w.minKnow = x.at, true, true
+// Arming an endpoint's deadline is place, then track (which inlines),
+// with no function around the two: arming is the most frequent change a
+// Stack makes to the wheel.
+
+// track notes that a deadline at `at` was placed for an endpoint (whose
+// timerAt is at), leaving armed live ones, this one included: the
+// earliest, if known, may now be this one.
+func (w *wheel) track(at tcpfsm.Time, armed int) {
+	if armed == 1 || w.minKnow && (!w.minOK || at < w.min) {
+		w.min, w.minOK, w.minKnow = at, true, true
 	}
 }
 
@@ -216,7 +221,6 @@ func (w *wheel) expire(now tcpfsm.Time, fire func(timerEntry)) {
 				// Down to a lower level, never this slot; stale or not,
 				// as telling would cost a load from the endpoint.
 				w.place(x)
-				w.n++
 			case !x.live():
 			case x.at > now:
 				w.later = append(w.later, x) // this tick, but not yet
@@ -231,7 +235,6 @@ func (w *wheel) expire(now tcpfsm.Time, fire func(timerEntry)) {
 	w.cur = max(w.cur, target)
 	for j, x := range w.later {
 		w.place(x)
-		w.n++
 		w.later[j] = timerEntry{}
 	}
 	w.later = w.later[:0]
@@ -243,11 +246,15 @@ func (w *wheel) expire(now tcpfsm.Time, fire func(timerEntry)) {
 
 // sweep drops every stale entry once they outnumber the live ones
 // (armed), and gives back the memory of large slots that are mostly
-// unused.
+// unused. Small enough to inline: most calls find too few to sweep.
 func (w *wheel) sweep(armed int) {
-	if w.n < 2*armed+64 {
-		return
+	if w.n >= 2*armed+64 {
+		w.sweepStale()
 	}
+}
+
+// sweepStale is sweep when the stale entries are many.
+func (w *wheel) sweepStale() {
 	w.n = 0
 	for lvl := range w.occupied {
 		for o := w.occupied[lvl]; o != 0; o &= o - 1 {

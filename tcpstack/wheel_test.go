@@ -87,7 +87,8 @@ func (m *wheelModel) set(e *Endpoint, at tcpfsm.Time) {
 		}
 		e.timerAt = at
 		m.w.sweep(m.armed)
-		m.w.arm(timerEntry{at: at, ep: e}, m.armed)
+		m.w.place(timerEntry{at: at, ep: e})
+		m.w.track(at, m.armed)
 	}
 }
 
