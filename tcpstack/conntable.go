@@ -74,11 +74,9 @@ func (t *connTable) hash(k *tuple) uint64 {
 	if k.v4 {
 		// An IPv4 key's addresses are their last 4 bytes (the rest is
 		// the IPv4-mapped prefix, the same in every IPv4 key), so the
-		// key is 12 bytes: one pair of words, folded twice.
+		// key is 12 bytes.
 		le := binary.LittleEndian
-		a := uint64(le.Uint32(k.local[12:])) | uint64(le.Uint32(k.remote[12:]))<<32
-		p := uint64(k.lport) | uint64(k.rport)<<16 | 1<<32
-		return mix(mix(a^t.seed[0], p^t.seed[1])^t.seed[4], p^t.seed[2])
+		return t.hash4(uint64(le.Uint32(k.local[12:]))|uint64(le.Uint32(k.remote[12:]))<<32, ports(k.lport, k.rport))
 	}
 	a := binary.LittleEndian.Uint64(k.local[:8])
 	b := binary.LittleEndian.Uint64(k.local[8:])
@@ -88,6 +86,17 @@ func (t *connTable) hash(k *tuple) uint64 {
 	h := mix(a^t.seed[0], b^t.seed[1]) ^ mix(c^t.seed[2], d^t.seed[3])
 	return mix(h^t.seed[4], e^t.seed[0])
 }
+
+// hash4 is hash for an IPv4 key, given as its 12 bytes in two words:
+// the addresses, local in the low half, and the ports packed by ports (pp):
+// one pair of words, folded twice.
+func (t *connTable) hash4(addrs, pp uint64) uint64 {
+	return mix(mix(addrs^t.seed[0], pp^t.seed[1])^t.seed[4], pp^t.seed[2])
+}
+
+// ports packs an IPv4 key's ports for hash4, with a bit that sets it
+// apart from an IPv6 key's.
+func ports(lport, rport uint16) uint64 { return uint64(lport) | uint64(rport)<<16 | 1<<32 }
 
 // equal reports whether k and o name the same connection: == on tuples,
 // in word-sized loads and the ports first (they tell most connections

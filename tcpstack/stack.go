@@ -380,7 +380,7 @@ func New(cfg Config) (*Stack, error) {
 		fresh:     fresh,
 		shared:    shared,
 	}
-	s.tw.keys = &s.conns
+	s.tw.init(&s.conns)
 	shared.stack = s
 	return s, nil
 }
@@ -961,7 +961,7 @@ func (s *Stack) NextDeadline() (tcpfsm.Time, bool) {
 		s.timeActive()
 	}
 	d, ok := s.timers.nextDeadline(s.armed)
-	if s.tw.n > 0 {
+	if s.tw.len() > 0 {
 		if tw, twOK := s.tw.next(); twOK && (!ok || tw < d) {
 			d, ok = tw, true
 		}
@@ -982,7 +982,7 @@ func (s *Stack) Tick(now tcpfsm.Time) {
 	if s.active.len() > 0 {
 		s.timeActive()
 	}
-	if s.tw.n > 0 {
+	if s.tw.len() > 0 {
 		s.tw.expire(now)
 	}
 	if s.fwd != nil {

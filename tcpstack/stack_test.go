@@ -380,12 +380,7 @@ func TestStackTimeWaitRecord(t *testing.T) {
 	require.NoError(t, c.Close(n.now))
 	n.run(at(3), func() bool { return n.s[1].TimeWaits() == 1 })
 	require.Equal(t, 1, n.s[1].TimeWaits())
-	var k tuple
-	for _, sl := range n.s[1].tw.slots {
-		if sl.used {
-			k = sl.key
-		}
-	}
+	k := someTimeWaitKey(n.s[1])
 	r := srv.TCB() // as it was when the Stack made the record
 	fin := tcpfsm.Segment{SrcPort: k.rport, DstPort: 80, Seq: r.RcvNxt.Add(^uint32(0)), Ack: r.SndNxt,
 		Flags: tcpfsm.FlagFIN | tcpfsm.FlagACK, Options: tcpfsm.Options{Present: tcpfsm.OptTimestamps, TSVal: r.TSRecent(), TSEcr: 1}}
@@ -1003,7 +998,7 @@ func TestFifoReusesSpace(t *testing.T) {
 func TestTimeWaitQueueKeepsDeadlineOrder(t *testing.T) {
 	// Deadlines arrive almost in order; one that is earlier than the last
 	// queued moves into place, so the front is always the earliest.
-	var q twTable
+	var q twPart[key4]
 	for _, at := range []tcpfsm.Time{10, 20, 30, 25, 40, 5, 50} {
 		q.enqueue(twEntry{at: at})
 	}

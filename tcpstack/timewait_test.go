@@ -12,10 +12,19 @@ import (
 	"pgregory.net/rapid"
 )
 
-// check reports the first way in which the table disagrees with itself:
+// check reports the first way in which the table disagrees with itself
+// (see twPart.check).
+func (t *twTable) check() error {
+	if err := t.v4.check(); err != nil {
+		return err
+	}
+	return t.v6.check()
+}
+
+// check reports the first way in which the part disagrees with itself:
 // every record found by its key at its own slot, every free slot unused,
 // the counts right, and every record's deadline live in the queue.
-func (t *twTable) check() error {
+func (t *twPart[K]) check() error {
 	used := 0
 	queued := map[twEntry]bool{}
 	for i := t.queue.head; i < len(t.queue.q); i++ {
@@ -29,10 +38,10 @@ func (t *twTable) check() error {
 		used++
 		got, _, ok := t.find(&sl.key)
 		if !ok || got != uint32(s) {
-			return fmt.Errorf("TIME-WAIT record %v not found at its slot", sl.key.Remote())
+			return fmt.Errorf("TIME-WAIT record %v not found at its slot", sl.key)
 		}
 		if !queued[twEntry{at: sl.rec.Deadline(), slot: uint32(s)}] {
-			return fmt.Errorf("TIME-WAIT record %v has no live expiry", sl.key.Remote())
+			return fmt.Errorf("TIME-WAIT record %v has no live expiry", sl.key)
 		}
 	}
 	if used != t.n || used+len(t.free) != len(t.slots) {
@@ -42,6 +51,15 @@ func (t *twTable) check() error {
 		return fmt.Errorf("TIME-WAIT index %d places for %d records", len(t.index), t.n)
 	}
 	return nil
+}
+
+// someTimeWaitKey returns the key of one of s's TIME-WAIT records.
+func someTimeWaitKey(s *Stack) (k tuple) {
+	s.tw.each(func(t *tuple, _ *tcpfsm.TimeWaitRecord) bool {
+		k = *t
+		return false
+	})
+	return k
 }
 
 // recordUntil returns the TIME-WAIT record of a connection that closed
@@ -76,9 +94,14 @@ func TestTimeWaitTableMatchesAMap(t *testing.T) {
 	// the table stays consistent after each.
 	rapid.Check(t, func(rt *rapid.T) {
 		ct := newConnTable()
-		tbl := twTable{keys: &ct}
+		var tbl twTable
+		tbl.init(&ct)
 		model := map[tuple]tcpfsm.TimeWaitRecord{}
 		key := func(i int) tuple {
+			if i%3 == 0 { // IPv6, in the other part
+				return tupleOf(netip.AddrPortFrom(netip.MustParseAddr("2001:db8::1"), 80),
+					netip.AddrPortFrom(netip.AddrFrom16([16]byte{0x20, 1, 0xd, 0xb8, 14: byte(i >> 8), 15: byte(i)}), 1000))
+			}
 			return tupleOf(netip.AddrPortFrom(ipB, 80), netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 1000))
 		}
 		now := tcpfsm.Time(0)
@@ -114,37 +137,72 @@ func TestTimeWaitTableMatchesAMap(t *testing.T) {
 			require.Equal(rt, want, ok)
 			next, ok := tbl.next()
 			require.Equal(rt, len(model) > 0, ok)
+			least := false
 			for _, mr := range model {
 				require.LessOrEqual(rt, next, mr.Deadline())
+				least = least || next == mr.Deadline()
 			}
+			require.Equal(rt, len(model) > 0, least, "next is a record's deadline")
+			seen := map[tuple]tcpfsm.TimeWaitRecord{}
+			tbl.each(func(k *tuple, r *tcpfsm.TimeWaitRecord) bool {
+				seen[*k] = *r
+				return true
+			})
+			require.Equal(rt, model, seen)
 		}
 	})
 }
 
 func TestTimeWaitRecordsGiveMemoryBack(t *testing.T) {
-	// 60,000 records hold a few MiB, and once they expire the table
-	// holds nothing.
-	ct := newConnTable()
-	tbl := twTable{keys: &ct}
-	var before, held, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	const n = 60000
-	for i := range n {
-		k := tupleOf(netip.AddrPortFrom(ipB, 80), netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), uint16(i)))
-		tbl.put(k, recordUntil(t, tcpfsm.Time(time.Minute)+tcpfsm.Time(i)))
+	// 60,000 records hold a few MiB (IPv4 records less than IPv6 ones),
+	// and once they expire the table holds nothing.
+	for _, c := range []struct {
+		name  string
+		local netip.Addr
+		most  float64 // bytes a record
+	}{
+		{"IPv4", ipB, 100},
+		{"IPv6", netip.MustParseAddr("2001:db8::2"), 160},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ct := newConnTable()
+			var tbl twTable
+			tbl.init(&ct)
+			var before, held, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			const n = 60000
+			for i := range n {
+				remote := netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
+				if !c.local.Is4() {
+					remote = netip.AddrFrom16([16]byte{0x20, 1, 0xd, 0xb8, 13: 1, 14: byte(i >> 8), 15: byte(i)})
+				}
+				k := tupleOf(netip.AddrPortFrom(c.local, 80), netip.AddrPortFrom(remote, uint16(i)))
+				tbl.put(k, recordUntil(t, tcpfsm.Time(time.Minute)+tcpfsm.Time(i)))
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&held)
+			per := float64(held.HeapInuse-before.HeapInuse) / n
+			t.Logf("%d TIME-WAIT records: %.0f bytes each", n, per)
+			require.Less(t, per, c.most)
+			tbl.expire(tcpfsm.Time(time.Hour))
+			require.Zero(t, tbl.len())
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			require.Less(t, int64(after.HeapInuse)-int64(before.HeapInuse), int64(256<<10), "given back")
+			runtime.KeepAlive(&tbl)
+		})
 	}
-	runtime.GC()
-	runtime.ReadMemStats(&held)
-	per := float64(held.HeapInuse-before.HeapInuse) / n
-	t.Logf("%d TIME-WAIT records: %.0f bytes each", n, per)
-	require.Less(t, per, 160.0)
-	tbl.expire(tcpfsm.Time(time.Hour))
-	require.Zero(t, tbl.len())
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	require.Less(t, int64(after.HeapInuse)-int64(before.HeapInuse), int64(256<<10), "given back")
-	runtime.KeepAlive(&tbl)
+}
+
+func TestKey4RoundTrip(t *testing.T) {
+	// An IPv4 tuple's key4 stands for it: back to the same tuple, and to
+	// the same hash.
+	ct := newConnTable()
+	k := tupleOf(netip.MustParseAddrPort("192.0.2.1:80"), netip.MustParseAddrPort("198.51.100.7:40000"))
+	k4 := key4Of(&k)
+	require.Equal(t, k, k4.tuple())
+	require.Equal(t, ct.hash(&k), k4.twHash(&ct))
 }
 
 func TestTwoTimeWaitRecordsTradeNoACKs(t *testing.T) {
@@ -162,12 +220,7 @@ func TestTwoTimeWaitRecordsTradeNoACKs(t *testing.T) {
 	sent := 0
 	n.drop = func(int, []byte) bool { sent++; return false }
 	// A duplicate of the client's last ACK reaches the server's record.
-	var k tuple
-	for _, sl := range n.s[0].tw.slots {
-		if sl.used {
-			k = sl.key
-		}
-	}
+	k := someTimeWaitKey(n.s[0])
 	r := c.TCB() // as it was when the Stack made the record
 	dup := tcpfsm.Segment{SrcPort: k.lport, DstPort: k.rport, Seq: r.SndNxt, Ack: r.RcvNxt, Flags: tcpfsm.FlagACK,
 		Options: tcpfsm.Options{Present: tcpfsm.OptTimestamps, TSVal: n.now.Millis() + uint32(r.Iss), TSEcr: r.TSRecent()}}
