@@ -955,7 +955,9 @@ func (s *Stack) timeWaitInput(k tuple, r tcpfsm.TimeWaitRecord, seg *tcpfsm.Segm
 
 // NextDeadline returns the earliest deadline over every connection and
 // TIME-WAIT record, and the end of the earliest hold on an idle
-// connection's buffers, exactly: a host sleeps until it, then calls Tick.
+// connection's buffers: a host sleeps until it, then calls Tick. It is
+// exact, but for a TIME-WAIT record that began out of order (with a
+// deadline earlier than one begun before it), which ends with that one.
 func (s *Stack) NextDeadline() (tcpfsm.Time, bool) {
 	if s.active.len() > 0 {
 		s.timeActive()

@@ -995,18 +995,28 @@ func TestFifoReusesSpace(t *testing.T) {
 	require.Less(t, cap(f.q), 64, "space reused, not grown with every push")
 }
 
-func TestTimeWaitQueueKeepsDeadlineOrder(t *testing.T) {
-	// Deadlines arrive almost in order; one that is earlier than the last
-	// queued moves into place, so the front is always the earliest.
-	var q twPart[key4]
-	for _, at := range []tcpfsm.Time{10, 20, 30, 25, 40, 5, 50} {
-		q.enqueue(twEntry{at: at})
+func TestTimeWaitRecordsEndInOrder(t *testing.T) {
+	// Records end in the order they were put; one put out of order ends
+	// with the one before it, never before its own deadline; one whose
+	// deadline moves goes to the end.
+	ct := newConnTable()
+	var p twPart[key4]
+	p.keys = &ct
+	deadlines := []tcpfsm.Time{10, 20, 30, 25, 40}
+	for i, at := range deadlines {
+		p.put(key4{lport: uint16(i + 1)}, recordUntil(t, at))
 	}
+	p.put(key4{lport: 1}, recordUntil(t, 50)) // 10 moves to 50
 	var got []tcpfsm.Time
-	for q.queue.len() > 0 {
-		got = append(got, q.queue.pop().at)
+	for now := tcpfsm.Time(0); now <= 60; now++ {
+		before := p.n
+		p.expire(now)
+		for range before - p.n {
+			got = append(got, now)
+		}
 	}
-	require.Equal(t, []tcpfsm.Time{5, 10, 20, 25, 30, 40, 50}, got)
+	require.Equal(t, []tcpfsm.Time{20, 30, 30, 40, 50}, got)
+	require.NoError(t, p.check())
 }
 
 func TestListenerClosedWithHalfOpenConnections(t *testing.T) {

@@ -2,7 +2,6 @@ package tcpstack
 
 import (
 	"encoding/binary"
-	"slices"
 
 	"github.com/tcpfsm/tcpfsm"
 )
@@ -121,26 +120,30 @@ func (t *twTable) each(yield func(k *tuple, r *tcpfsm.TimeWaitRecord) bool) bool
 // pointers, so the garbage collector never scans them and the memory
 // goes back as they expire, which a Go map does not do:
 //
-//   - slots holds the records; a record keeps its slot while it lives, so
-//     the expiry queue can name it by index. Freed slots are reused.
+//   - ring holds the records in the order they were put, which is the
+//     order they expire in: every record waits the same 2*MSL from a clock
+//     that never goes back, and a record whose 2*MSL restarts is put
+//     again at the end. The first count places from head are in use; a
+//     place whose record was deleted stays empty until the head passes
+//     it. So the ring is also the expiry queue.
 //   - index is an open-addressing table (linear probing, at most half
-//     full) from the key's hash to slot+1, 0 for empty.
-//   - queue lists (deadline, slot) in the order the records expire. A
-//     record whose deadline moves is queued again, and its older entry
-//     goes stale: an entry is live while its slot holds a record with
-//     that deadline.
+//     full) from the key's hash to the record's place+1, 0 for empty.
 //
-// An IPv4 record costs about 90 bytes: its slot (56), its share of the
-// index (at most 8) and its queue entry (16), with the slack of growing
-// slices. When the records fall to an eighth of the slots, the part is
-// rebuilt at its new size.
+// An IPv4 record costs about 70 bytes: its place (56), its share of the
+// index (at most 8), and the ring's room to grow. When the ring fills it
+// is rebuilt with the records alone, at one and a half times their number;
+// when the records fall to an eighth of it, at its new size.
+//
+// A record put out of order (with a deadline earlier than the one before
+// it: a connection that entered TIME-WAIT while its output waited) ends
+// when the one before it does, a little later than its own deadline;
+// TIME-WAIT lasts at least 2*MSL (RFC 9293 MUST-13), not exactly.
 type twPart[K twKey] struct {
-	slots []twSlot[K]
-	free  []uint32
-	index []uint32
-	queue fifo[twEntry]
-	n     int
-	keys  *connTable
+	ring        []twSlot[K]
+	head, count int
+	index       []uint32
+	n           int // records held
+	keys        *connTable
 }
 
 // twSlot is one record with its key.
@@ -150,17 +153,23 @@ type twSlot[K twKey] struct {
 	rec  tcpfsm.TimeWaitRecord
 }
 
-// twEntry is a deadline in the expiry queue.
-type twEntry struct {
-	at   tcpfsm.Time
-	slot uint32
+// minTWIndex is the smallest index, and minTWRing the smallest ring, a
+// part with records keeps.
+const (
+	minTWIndex = 64
+	minTWRing  = 32
+)
+
+// at returns the place of the i-th slot from head.
+func (t *twPart[K]) at(i int) int {
+	if i += t.head; i >= len(t.ring) {
+		i -= len(t.ring)
+	}
+	return i
 }
 
-// minTWIndex is the smallest index a table with records keeps.
-const minTWIndex = 64
-
-// find returns the slot of k's record and its place in the index, or
-// ok false with the place where it would go.
+// find returns the place of k's record and its place in the index, or
+// ok false with the index place where it would go.
 func (t *twPart[K]) find(k *K) (slot uint32, pos int, ok bool) {
 	if len(t.index) == 0 {
 		return 0, 0, false
@@ -171,7 +180,7 @@ func (t *twPart[K]) find(k *K) (slot uint32, pos int, ok bool) {
 		if v == 0 {
 			return 0, i, false
 		}
-		if t.slots[v-1].key == *k {
+		if t.ring[v-1].key == *k {
 			return v - 1, i, true
 		}
 	}
@@ -186,45 +195,37 @@ func (t *twPart[K]) get(k *K) (tcpfsm.TimeWaitRecord, bool) {
 	if !ok {
 		return tcpfsm.TimeWaitRecord{}, false
 	}
-	return t.slots[s].rec, true
+	return t.ring[s].rec, true
 }
 
-// put adds or replaces k's record and queues its deadline.
+// put adds or replaces k's record. A record whose deadline moved goes to
+// the end of the ring.
 func (t *twPart[K]) put(k K, r tcpfsm.TimeWaitRecord) {
 	s, pos, ok := t.find(&k)
 	if ok {
-		t.slots[s].rec = r
-		t.enqueue(twEntry{at: r.Deadline(), slot: s})
-		return
+		if t.ring[s].rec.Deadline() == r.Deadline() {
+			t.ring[s].rec = r
+			return
+		}
+		t.removeAt(s, pos)
+		pos = -1
+	}
+	if t.count == len(t.ring) {
+		t.rebuild(max(minTWRing, t.n+t.n/2+1))
+		pos = -1
 	}
 	if 2*(t.n+1) > len(t.index) {
 		t.resize(max(minTWIndex, 2*len(t.index)))
+		pos = -1
+	}
+	if pos < 0 {
 		_, pos, _ = t.find(&k)
 	}
-	if f := len(t.free); f > 0 {
-		s, t.free = t.free[f-1], t.free[:f-1]
-	} else {
-		s = uint32(len(t.slots))
-		t.slots = append(t.slots, twSlot[K]{})
-	}
-	sl := &t.slots[s]
-	sl.key, sl.used, sl.rec = k, true, r
+	s = uint32(t.at(t.count))
+	t.ring[s] = twSlot[K]{key: k, used: true, rec: r}
+	t.count++
 	t.index[pos] = s + 1
 	t.n++
-	t.enqueue(twEntry{at: r.Deadline(), slot: s})
-}
-
-// enqueue adds e to the queue in deadline order. Records wait the same
-// 2*MSL from a clock that never goes back, so they come almost in order
-// and a FIFO does a heap's work; the rare one earlier than the last (a
-// connection that entered TIME-WAIT while its output waited) is moved
-// into place.
-func (t *twPart[K]) enqueue(e twEntry) {
-	q := &t.queue
-	q.push(e)
-	for i := len(q.q) - 1; i > q.head && q.q[i-1].at > q.q[i].at; i-- {
-		q.q[i-1], q.q[i] = q.q[i], q.q[i-1]
-	}
 }
 
 // del removes k's record.
@@ -236,16 +237,15 @@ func (t *twPart[K]) del(k *K) {
 	t.removeAt(s, pos)
 }
 
-// removeAt frees slot s, found at pos in the index, closing the gap in
+// removeAt empties place s, found at pos in the index, closing the gap in
 // its probe run (backward-shift deletion) so lookups need no tombstones.
 func (t *twPart[K]) removeAt(s uint32, pos int) {
-	t.slots[s] = twSlot[K]{}
-	t.free = append(t.free, s)
+	t.ring[s] = twSlot[K]{}
 	t.n--
 	mask := len(t.index) - 1
 	hole := pos
 	for i := (pos + 1) & mask; t.index[i] != 0; i = (i + 1) & mask {
-		home := int(t.slots[t.index[i]-1].key.twHash(t.keys)) & mask
+		home := int(t.ring[t.index[i]-1].key.twHash(t.keys)) & mask
 		// Move the entry into the hole if its home is not between the
 		// hole and it (cyclically).
 		if (i-home)&mask >= (i-hole)&mask {
@@ -254,56 +254,77 @@ func (t *twPart[K]) removeAt(s uint32, pos int) {
 		}
 	}
 	t.index[hole] = 0
+	t.trim()
 	if t.n == 0 && len(t.index) > minTWIndex {
 		*t = twPart[K]{keys: t.keys} // all gone: give everything back
 	} else if t.n == 0 {
-		// All gone from a small table: keep its slices for the next ones.
+		// All gone from a small part: keep its slices for the next ones.
 		// (The index is all zeros: each removal clears its place.)
-		t.slots, t.free = t.slots[:0], t.free[:0]
-		t.queue.q, t.queue.head = t.queue.q[:0], 0
-	} else if len(t.index) > minTWIndex && 8*t.n < len(t.slots) {
-		t.compact()
+		t.head, t.count = 0, 0
+	} else if len(t.ring) > minTWRing && 8*t.n < len(t.ring) {
+		t.rebuild(max(minTWRing, t.n+t.n/2+1))
 	}
 }
 
-// live reports whether e is its record's current deadline.
-func (t *twPart[K]) live(e twEntry) bool {
-	return int(e.slot) < len(t.slots) && t.slots[e.slot].used && t.slots[e.slot].rec.Deadline() == e.at
+// trim moves the head past the empty places at the front.
+func (t *twPart[K]) trim() {
+	for t.count > 0 && !t.ring[t.head].used {
+		if t.head++; t.head == len(t.ring) {
+			t.head = 0
+		}
+		t.count--
+	}
 }
 
-// next returns the earliest deadline, dropping stale entries first.
+// next returns the deadline of the record that ends first.
 func (t *twPart[K]) next() (tcpfsm.Time, bool) {
 	if t.n == 0 {
-		return 0, false // and the queue is empty (removeAt)
-	}
-	for t.queue.len() > 0 && !t.live(t.queue.front()) {
-		t.queue.pop()
-	}
-	if t.queue.len() == 0 {
 		return 0, false
 	}
-	return t.queue.front().at, true
+	return t.ring[t.head].rec.Deadline(), true // trim keeps a record at the head
 }
 
-// expire deletes every record whose deadline is at or before now.
+// expire deletes the records at the front of the ring whose deadline is at
+// or before now.
 func (t *twPart[K]) expire(now tcpfsm.Time) {
-	for t.queue.len() > 0 && t.queue.front().at <= now {
-		e := t.queue.pop()
-		if t.live(e) {
-			t.del(&t.slots[e.slot].key)
+	for t.n > 0 {
+		sl := &t.ring[t.head]
+		if sl.rec.Deadline() > now {
+			return
+		}
+		t.del(&sl.key)
+	}
+}
+
+// rebuild moves the records, in order, to the front of a new ring of size
+// places, and rebuilds the index for them.
+func (t *twPart[K]) rebuild(size int) {
+	ring := make([]twSlot[K], size)
+	k := 0
+	for i := range t.count {
+		if sl := &t.ring[t.at(i)]; sl.used {
+			ring[k] = *sl
+			k++
 		}
 	}
+	t.ring, t.head, t.count = ring, 0, k
+	idx := minTWIndex
+	for idx < 2*t.n {
+		idx *= 2
+	}
+	t.resize(idx)
 }
 
 // resize rebuilds the index with size places (a power of two).
 func (t *twPart[K]) resize(size int) {
 	t.index = make([]uint32, size)
 	mask := size - 1
-	for s := range t.slots {
-		if !t.slots[s].used {
+	for j := range t.count {
+		s := t.at(j)
+		if !t.ring[s].used {
 			continue
 		}
-		i := int(t.slots[s].key.twHash(t.keys)) & mask
+		i := int(t.ring[s].key.twHash(t.keys)) & mask
 		for t.index[i] != 0 {
 			i = (i + 1) & mask
 		}
@@ -311,40 +332,10 @@ func (t *twPart[K]) resize(size int) {
 	}
 }
 
-// compact moves the records to the front of new, smaller slices in
-// deadline order, and rebuilds the index and the queue for them.
-func (t *twPart[K]) compact() {
-	slots := make([]twSlot[K], 0, t.n)
-	for _, s := range t.slots {
-		if s.used {
-			slots = append(slots, s)
-		}
-	}
-	slices.SortFunc(slots, func(a, b twSlot[K]) int {
-		switch {
-		case a.rec.Deadline() < b.rec.Deadline():
-			return -1
-		case a.rec.Deadline() > b.rec.Deadline():
-			return 1
-		}
-		return 0
-	})
-	t.slots, t.free = slots, nil
-	t.queue = fifo[twEntry]{q: make([]twEntry, len(slots))}
-	for i := range slots {
-		t.queue.q[i] = twEntry{at: slots[i].rec.Deadline(), slot: uint32(i)}
-	}
-	size := minTWIndex
-	for size < 2*t.n {
-		size *= 2
-	}
-	t.resize(size)
-}
-
 // each calls yield for every record held, until it returns false.
 func (t *twPart[K]) each(yield func(k *K, r *tcpfsm.TimeWaitRecord) bool) bool {
-	for i := range t.slots {
-		if sl := &t.slots[i]; sl.used && !yield(&sl.key, &sl.rec) {
+	for i := range t.count {
+		if sl := &t.ring[t.at(i)]; sl.used && !yield(&sl.key, &sl.rec) {
 			return false
 		}
 	}
