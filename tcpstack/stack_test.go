@@ -648,10 +648,12 @@ func TestStackGivesMemoryBack(t *testing.T) {
 
 func TestTimeWaitRecordSize(t *testing.T) {
 	// A TIME-WAIT connection is kept as a record of at most 64
-	// bytes instead of a full Endpoint; its key and deadline queue entry
-	// come on top.
+	// bytes instead of a full Endpoint; its key and index place come on
+	// top, an IPv4 one's key in 12 bytes.
 	require.LessOrEqual(t, unsafe.Sizeof(tcpfsm.TimeWaitRecord{}), uintptr(64))
 	require.LessOrEqual(t, unsafe.Sizeof(tuple{}), uintptr(40), "a pointer-free key")
+	require.Equal(t, uintptr(12), unsafe.Sizeof(key4{}))
+	require.Equal(t, uintptr(56), unsafe.Sizeof(twSlot[key4]{}), "an IPv4 record's place")
 }
 
 // FuzzStack drives two Stacks with a fuzzer-chosen schedule: packets
