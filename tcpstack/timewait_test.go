@@ -264,3 +264,43 @@ func TestTwoTimeWaitRecordsTradeNoACKs(t *testing.T) {
 	n.run(n.now.Add(5*time.Minute), nil)
 	require.Zero(t, n.s[0].TimeWaits()+n.s[1].TimeWaits())
 }
+
+func TestTimeWaitChurnAllocatesNothing(t *testing.T) {
+	// A steady churn of records (one begins per step, one in three is
+	// deleted soon after by a reopening SYN, the oldest expire) reuses
+	// the ring and the index: nothing is allocated once the table has
+	// grown to the churn's size.
+	ct := newConnTable()
+	var tbl twTable
+	tbl.init(&ct)
+	const live, total = 5000, 60000
+	recs := make([]tcpfsm.TimeWaitRecord, total)
+	keys := make([]tuple, total)
+	for j := range recs {
+		recs[j] = recordUntil(t, tcpfsm.Time((j+live)*1000))
+		keys[j] = tupleOf(netip.AddrPortFrom(ipB, 80), netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(j >> 8), byte(j)}), uint16(j)))
+	}
+	i := 0
+	step := func() {
+		tbl.put(keys[i], recs[i])
+		if i%3 == 0 && i >= 7 {
+			tbl.del(&keys[i-7])
+		}
+		tbl.expire(tcpfsm.Time(i * 1000))
+		i++
+	}
+	for range 20000 {
+		step()
+	}
+	// Counted over all the steps, as AllocsPerRun's average would round
+	// an occasional rebuild away.
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range 30000 {
+		step()
+	}
+	runtime.ReadMemStats(&after)
+	require.Zero(t, after.Mallocs-before.Mallocs, "allocations in 30,000 steps")
+	require.NoError(t, tbl.check())
+	require.Less(t, tbl.len(), live)
+}
