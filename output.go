@@ -115,6 +115,12 @@ func (t *TCB) output(now Time, out []Action) []Action {
 			out = t.startRetransmit(now, out)
 		}
 	}
+	return t.ackIfOwed(now, out)
+}
+
+// ackIfOwed sends the ACK owed now, or starts the delayed-ACK timer for
+// one owed later (RFC 9293 section 3.8.6.3), when nothing else carried it.
+func (t *TCB) ackIfOwed(now Time, out []Action) []Action {
 	switch {
 	case t.flags&flagAckNow != 0:
 		out = t.sendACK(out, t.SndNxt, now)

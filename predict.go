@@ -485,13 +485,7 @@ func (t *TCB) handshakeACK(seg *Segment, more bool, now Time, out []Action) ([]A
 		return out, true
 	}
 	// output, with nothing to send and nothing in flight.
-	switch {
-	case t.flags&flagAckNow != 0:
-		out = t.sendACK(out, t.SndNxt, now)
-	case t.flags&flagAckDelayed != 0 && !t.running(TimerDelayedACK):
-		out = t.arm(out, TimerDelayedACK, now, t.cfg.delAck.dur())
-	}
-	return out, true
+	return t.ackIfOwed(now, out), true
 }
 
 // establishOnSYNAck is ackAdvance for an ACK (of seg) of our SYN alone,
@@ -593,13 +587,7 @@ func (t *TCB) receiveIdle(n uint32, now Time, out []Action) ([]Action, bool) {
 	if t.flags&flagFinRcvd == 0 && t.windowUpdateDue() {
 		t.flags |= flagAckNow
 	}
-	switch {
-	case t.flags&flagAckNow != 0:
-		out = t.sendACK(out, t.SndNxt, now)
-	case t.flags&flagAckDelayed != 0 && !t.running(TimerDelayedACK):
-		out = t.arm(out, TimerDelayedACK, now, t.cfg.delAck.dur())
-	}
-	return out, true
+	return t.ackIfOwed(now, out), true
 }
 
 // tsFresh reports whether seg passes the timestamp checks the shortcuts
