@@ -386,11 +386,8 @@ func TestPureACKMatchesFullPath(t *testing.T) {
 				seg.Ack = c.tcb.SndNxt.Add(uint32(rapid.IntRange(-1, 0).Draw(rt, "finAck")))
 			}
 			now := c.now.Add(time.Duration(rapid.IntRange(0, 50).Draw(rt, "ms")) * time.Millisecond)
-			ev := Arrive(&seg, 0)
-			ev.More = rapid.IntRange(0, 3).Draw(rt, "more") == 0
-			requireStepIsFullPath(rt, c.tcb, ev, now)
-			probe := c.tcb
-			if _, ok := probe.pureACK(&seg, ev.More, now, nil); ok {
+			ev, probe, ok := requireShortcutIsFullPath(rt, c.tcb, &seg, now, (*TCB).pureACK)
+			if ok {
 				taken[c.tcb.State]++
 				if probe.State == Closed {
 					closed++
@@ -548,11 +545,8 @@ func TestInOrderFINMatchesFullPath(t *testing.T) {
 				}
 			}
 			now := c.now.Add(time.Duration(rapid.IntRange(0, 50).Draw(rt, "ms")) * time.Millisecond)
-			ev := Arrive(&seg, 0)
-			ev.More = rapid.IntRange(0, 3).Draw(rt, "more") == 0
-			requireStepIsFullPath(rt, c.tcb, ev, now)
-			probe := c.tcb
-			if _, ok := probe.inOrderFIN(&seg, ev.More, now, nil); ok {
+			ev, _, ok := requireShortcutIsFullPath(rt, c.tcb, &seg, now, (*TCB).inOrderFIN)
+			if ok {
 				taken[c.tcb.State]++
 			}
 			total++
@@ -711,11 +705,7 @@ func TestHandshakeACKMatchesFullPath(t *testing.T) {
 		case 4:
 			seg.Options.AddSACK(SACKBlock{seg.Ack, seg.Ack.Add(10)})
 		}
-		ev := Arrive(&seg, 0)
-		ev.More = rapid.IntRange(0, 3).Draw(rt, "more") == 0
-		requireStepIsFullPath(rt, c.tcb, ev, now)
-		probe := c.tcb
-		if _, ok := probe.handshakeACK(&seg, ev.More, now, nil); ok {
+		if _, _, ok := requireShortcutIsFullPath(rt, c.tcb, &seg, now, (*TCB).handshakeACK); ok {
 			taken++
 		}
 		total++
@@ -787,11 +777,7 @@ func TestSynACKMatchesFullPath(t *testing.T) {
 		case 4:
 			seg.SrcPort++
 		}
-		ev := Arrive(&seg, 0)
-		ev.More = rapid.IntRange(0, 3).Draw(rt, "more") == 0
-		requireStepIsFullPath(rt, c.tcb, ev, now)
-		probe := c.tcb
-		if _, ok := probe.synACK(&seg, ev.More, now, nil); ok {
+		if _, _, ok := requireShortcutIsFullPath(rt, c.tcb, &seg, now, (*TCB).synACK); ok {
 			taken++
 		}
 		total++
@@ -876,4 +862,19 @@ func allTaken(taken map[State]int, states ...State) bool {
 		}
 	}
 	return true
+}
+
+// requireShortcutIsFullPath steps seg, arriving at tcb with More drawn at
+// random, through Step and through the full path, requiring the same
+// result (requireStepIsFullPath). It returns the event, and whether
+// shortcut takes the segment when tried on a copy of tcb, with that copy
+// as the shortcut leaves it.
+func requireShortcutIsFullPath(rt *rapid.T, tcb TCB, seg *Segment, now Time,
+	shortcut func(*TCB, *Segment, bool, Time, []Action) ([]Action, bool)) (ev Event, probe TCB, taken bool) {
+	ev = Arrive(seg, 0)
+	ev.More = rapid.IntRange(0, 3).Draw(rt, "more") == 0
+	requireStepIsFullPath(rt, tcb, ev, now)
+	probe = tcb
+	_, taken = shortcut(&probe, seg, ev.More, now, nil)
+	return ev, probe, taken
 }
