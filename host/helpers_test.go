@@ -85,3 +85,18 @@ func waitFor(cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// acceptEach accepts ln's connections (a Listener's or a
+// ShardedListener's), on a goroutine of its own, until ln closes, and
+// hands each to handle on that goroutine.
+func acceptEach(ln interface{ AcceptTCP() (*Conn, error) }, handle func(c *Conn)) {
+	go func() {
+		for {
+			c, err := ln.AcceptTCP()
+			if err != nil {
+				return
+			}
+			handle(c)
+		}
+	}()
+}

@@ -360,15 +360,7 @@ func TestShardAcceptMergesShards(t *testing.T) {
 	const n = 16
 	accepted := make(chan *Conn, n)
 	for range 4 {
-		go func() {
-			for {
-				c, err := l.AcceptTCP()
-				if err != nil {
-					return
-				}
-				accepted <- c
-			}
-		}()
+		acceptEach(l, func(c *Conn) { accepted <- c })
 	}
 	var clients []*Conn
 	for range n {
@@ -576,21 +568,15 @@ func BenchmarkShardedConnections(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.AcceptTCP()
-			if err != nil {
-				return
+	acceptEach(ln, func(c *Conn) {
+		go func() {
+			var req [64]byte
+			if _, err := io.ReadFull(c, req[:]); err == nil {
+				_, _ = c.Write(req[:])
 			}
-			go func() {
-				var req [64]byte
-				if _, err := io.ReadFull(c, req[:]); err == nil {
-					_, _ = c.Write(req[:])
-				}
-				_ = c.Close()
-			}()
-		}
-	}()
+			_ = c.Close()
+		}()
+	})
 	const workers = 64
 	remote := netip.AddrPortFrom(addrB, 80)
 	var left atomic.Int64
@@ -652,19 +638,13 @@ func BenchmarkShardedBulk(b *testing.B) {
 	}
 	defer ln.Close()
 	read := make(chan int64, streams) // what each connection's server read
-	go func() {
-		for {
-			c, err := ln.AcceptTCP()
-			if err != nil {
-				return
-			}
-			go func() {
-				n, _ := io.Copy(io.Discard, c)
-				_ = c.Close()
-				read <- n
-			}()
-		}
-	}()
+	acceptEach(ln, func(c *Conn) {
+		go func() {
+			n, _ := io.Copy(io.Discard, c)
+			_ = c.Close()
+			read <- n
+		}()
+	})
 	remote := netip.AddrPortFrom(addrB, 80)
 	conns := make([]*Conn, streams)
 	for i := range conns {
@@ -726,15 +706,7 @@ func TestShardedConnectionAllocations(t *testing.T) {
 	ln, err := p.server.ListenAddrPort(netip.AddrPortFrom(addrB, 80))
 	require.NoError(t, err)
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.AcceptTCP()
-			if err != nil {
-				return
-			}
-			_ = c.Close()
-		}
-	}()
+	acceptEach(ln, func(c *Conn) { _ = c.Close() })
 	remote := netip.AddrPortFrom(addrB, 80)
 	dial := func() {
 		c, err := p.client.DialContextAddrPort(context.Background(), remote)
@@ -774,24 +746,18 @@ func TestShardedBulkAllocatesNothing(t *testing.T) {
 	require.NoError(t, err)
 	defer ln.Close()
 	var read atomic.Int64
-	go func() {
-		for {
-			c, err := ln.AcceptTCP()
-			if err != nil {
-				return
-			}
-			go func() {
-				buf := make([]byte, 64<<10)
-				for {
-					n, err := c.Read(buf)
-					read.Add(int64(n))
-					if err != nil {
-						return
-					}
+	acceptEach(ln, func(c *Conn) {
+		go func() {
+			buf := make([]byte, 64<<10)
+			for {
+				n, err := c.Read(buf)
+				read.Add(int64(n))
+				if err != nil {
+					return
 				}
-			}()
-		}
-	}()
+			}
+		}()
+	})
 	conns := make([]*Conn, streams)
 	for i := range conns {
 		c, err := p.client.DialContextAddrPort(context.Background(), netip.AddrPortFrom(addrB, 80))
