@@ -93,10 +93,18 @@ func pseudoHeaderSum(src, dst netip.Addr, length uint32) (uint64, bool) {
 }
 
 // sumBytes adds b to the ones'-complement accumulator acc in 64-bit lanes,
-// carrying end-around: the 80-byte blocks in sum80, then what is left
-// (under 80 bytes) in pieces of 64, 32, 16, 8, 4, 2 and 1 bytes, each at
-// most once and each its own add-with-carry chain.
+// carrying end-around: the blocks of wideBlock bytes in sumWide (segments
+// of at least a block and 4 bytes), the 80-byte blocks of the rest in
+// sum80, then what is left (under 80 bytes) in pieces of 64, 32, 16, 8, 4,
+// 2 and 1 bytes, each at most once and each its own add-with-carry chain.
 func sumBytes(b []byte, acc uint64) uint64 {
+	for len(b) >= wideBlock+4 {
+		s, n := sumWide(b)
+		var c uint64
+		acc, c = bits.Add64(acc, s, 0)
+		acc += c
+		b = b[n:]
+	}
 	if len(b) >= 80 {
 		n := len(b) / 80 * 80
 		acc = sum80(b[:n:n], acc)

@@ -49,7 +49,7 @@ func genAddrPair(t *rapid.T) (netip.Addr, netip.Addr) {
 func TestChecksumAgreesWithReference(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		src, dst := genAddrPair(t)
-		b := rapid.SliceOfN(rapid.Byte(), 0, 600).Draw(t, "bytes")
+		b := rapid.SliceOfN(rapid.Byte(), 0, 4*wideBlock+100).Draw(t, "bytes")
 		require.Equal(t, refChecksum(src, dst, b), Checksum(src, dst, b))
 	})
 }
@@ -86,7 +86,7 @@ func TestChecksumAddressErrors(t *testing.T) {
 
 func TestChecksumEveryLengthAndAlignment(t *testing.T) {
 	// Every length across several 80-byte blocks and the tail's 8-, 4-, 2-
-	// and 1-byte steps, at every offset from an 8-byte boundary, and a few
+	// and 1-byte steps, and around the wide sum's blocks, at every offset from an 8-byte boundary, and a few
 	// long ones; with bytes of 0xff every add carries.
 	v4s, v4d := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("198.51.100.7")
 	v6s, v6d := netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8:ffff::2")
@@ -102,6 +102,14 @@ func TestChecksumEveryLengthAndAlignment(t *testing.T) {
 		lengths := []int{65535, 65536, 65537, 70000}
 		for n := range 400 {
 			lengths = append(lengths, n)
+		}
+		// sumWide's blocks: one just short of and just past its 4
+		// bytes of look-ahead, and two and three with the last block
+		// moved back 4 bytes (a length of 0 to 3 mod wideBlock) or not.
+		for _, k := range []int{1, 2, 3} {
+			for n := k*wideBlock - 2; n <= k*wideBlock+10; n++ {
+				lengths = append(lengths, n)
+			}
 		}
 		for _, n := range lengths {
 			for off := range 8 {
