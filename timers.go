@@ -119,7 +119,24 @@ func (t *TCB) running(k TimerKind) bool {
 // arm sets timer k to fire at now+d and reports the change as an action.
 // A timer of another kind in the same slot is stopped.
 func (t *TCB) arm(out []Action, k TimerKind, now Time, d time.Duration) []Action {
-	at := max(now.Add(d), 1) // zero means stopped
+	if t.cfg.more&optTimerActions != 0 {
+		return t.armReported(out, k, max(now.Add(d), 1))
+	}
+	t.setTimer(k, now.Add(d))
+	return out
+}
+
+// setTimer is arm without Config.TimerActions, when there is nothing to
+// report: it sets timer k to fire at at, in place of whatever held its
+// slot.
+func (t *TCB) setTimer(k TimerKind, at Time) {
+	s := slotOf(k)
+	t.timers[s], t.tkind[s] = max(at, 1), k // zero means stopped
+}
+
+// armReported is arm with Config.TimerActions, for a deadline at (never
+// zero, which means stopped): it reports what changes.
+func (t *TCB) armReported(out []Action, k TimerKind, at Time) []Action {
 	s := slotOf(k)
 	if t.timers[s] == at && t.tkind[s] == k {
 		return out
@@ -128,9 +145,6 @@ func (t *TCB) arm(out []Action, k TimerKind, now Time, d time.Duration) []Action
 		out = t.stop(out, t.tkind[s])
 	}
 	t.timers[s], t.tkind[s] = at, k
-	if t.cfg.more&optTimerActions == 0 {
-		return out
-	}
 	out, a := push(out, ActTimer)
 	a.Timer, a.Deadline = k, at
 	return out

@@ -65,10 +65,15 @@ func (t *TCB) pto() time.Duration {
 // armLossTimer arms the timer that guards the data in flight: the PTO
 // when a probe may be sent, else the retransmission timer.
 func (t *TCB) armLossTimer(now Time, out []Action) []Action {
+	k, d := TimerRetransmit, t.rtoDur()
 	if t.probeEligible() {
-		return t.arm(out, TimerProbe, now, t.pto())
+		k, d = TimerProbe, t.pto()
 	}
-	return t.arm(out, TimerRetransmit, now, t.rtoDur())
+	if t.cfg.more&optTimerActions != 0 {
+		return t.arm(out, k, now, d)
+	}
+	t.setTimer(k, now.Add(d))
+	return out
 }
 
 // onProbeTimeout sends the tail loss probe (RFC 8985 section 7.3): a new
