@@ -160,8 +160,24 @@ func (t *TCB) stop(out []Action, k TimerKind) []Action {
 
 // stopFlightTimers stops the timers that guard data in flight, once
 // nothing is: the retransmission timer or the probe timeout (slot 0) and
-// the user timeout (slot 2). It is stop for each, with the slots known.
+// the user timeout (slot 2). It is stop for each, with the slots known;
+// without Config.TimerActions there is nothing to report, and it clears
+// the slots.
 func (t *TCB) stopFlightTimers(out []Action) []Action {
+	if t.cfg.more&optTimerActions != 0 {
+		return t.stopFlightTimersReported(out)
+	}
+	if k := t.tkind[0]; k == TimerRetransmit || k == TimerProbe {
+		t.timers[0] = 0
+	}
+	if t.tkind[2] == TimerUser {
+		t.timers[2] = 0
+	}
+	return out
+}
+
+// stopFlightTimersReported is stopFlightTimers with Config.TimerActions.
+func (t *TCB) stopFlightTimersReported(out []Action) []Action {
 	if k := t.tkind[0]; t.timers[0] != 0 && (k == TimerRetransmit || k == TimerProbe) {
 		out = t.stopRunning(out, k)
 	}
