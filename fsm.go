@@ -314,7 +314,9 @@ func (t *TCB) abort(now Time, out []Action) ([]Action, error) {
 
 // toClosed deletes the connection: timers stopped, one final note.
 func (t *TCB) toClosed(out []Action, note Note) []Action {
-	out = t.stopAll(out)
+	if t.cfg.more&optTimerActions != 0 {
+		out = t.stopAll(out) // reported; reset stops them either way
+	}
 	t.reset()
 	return notify(out, note)
 }
@@ -333,8 +335,14 @@ func (t *TCB) toListen(out []Action) []Action {
 // toTimeWait enters TIME-WAIT: other timers off, 2*MSL on (RFC 9293 MUST-13).
 func (t *TCB) toTimeWait(now Time, out []Action) []Action {
 	t.State = TimeWait
-	out = t.stopAll(out)
-	return t.arm(out, TimerClose, now, 2*t.cfg.msl.dur())
+	if t.cfg.more&optTimerActions != 0 {
+		out = t.stopAll(out)
+		return t.arm(out, TimerClose, now, 2*t.cfg.msl.dur())
+	}
+	// Nothing to report: the close timer takes slot 0, the others stop.
+	t.timers[slotDelayedACK], t.timers[2] = 0, 0
+	t.setTimer(TimerClose, now.Add(2*t.cfg.msl.dur()))
+	return out
 }
 
 // push appends a zero Action to out and returns it for filling in: the
