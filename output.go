@@ -125,7 +125,11 @@ func (t *TCB) ackIfOwed(now Time, out []Action) []Action {
 	case t.flags&flagAckNow != 0:
 		out = t.sendACK(out, t.SndNxt, now)
 	case t.flags&flagAckDelayed != 0 && !t.running(TimerDelayedACK):
-		out = t.arm(out, TimerDelayedACK, now, t.cfg.delAck.dur())
+		if t.cfg.more&optTimerActions == 0 {
+			t.setTimer(TimerDelayedACK, now.Add(t.cfg.delAck.dur())) // arm, with nothing to report
+		} else {
+			out = t.arm(out, TimerDelayedACK, now, t.cfg.delAck.dur())
+		}
 	}
 	return out
 }

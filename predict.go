@@ -131,7 +131,11 @@ func (t *TCB) inOrderData(seg *Segment, more bool, now Time, out []Action) ([]Ac
 		t.lastAckSent = t.RcvNxt
 		t.flags &^= flagAckNow | flagAckDelayed
 	case !t.running(TimerDelayedACK):
-		out = t.arm(out, TimerDelayedACK, now, t.cfg.delAck.dur())
+		if t.cfg.more&optTimerActions == 0 {
+			t.setTimer(TimerDelayedACK, now.Add(t.cfg.delAck.dur())) // arm, with nothing to report
+		} else {
+			out = t.arm(out, TimerDelayedACK, now, t.cfg.delAck.dur())
+		}
 	}
 	return out, true
 }
