@@ -2,10 +2,12 @@ package tcpfsm
 
 import "time"
 
-// Clock helpers: the TCB keeps short times as 32-bit counts.
+// Clock helpers: the TCB keeps short times as 32-bit counts. Times are
+// never negative (see Time), so the divisions are unsigned, which costs
+// fewer instructions than signed ones.
 
-func msOf(now Time) uint32 { return uint32(int64(now) / int64(time.Millisecond)) }
-func usOf(now Time) uint32 { return uint32(int64(now) / int64(time.Microsecond)) }
+func msOf(now Time) uint32 { return uint32(uint64(now) / uint64(time.Millisecond)) }
+func usOf(now Time) uint32 { return uint32(uint64(now) / uint64(time.Microsecond)) }
 
 // sinceMs is the time from a 32-bit millisecond stamp to now (exact for
 // spans below 49 days).
