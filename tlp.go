@@ -63,17 +63,24 @@ func (t *TCB) pto() time.Duration {
 }
 
 // armLossTimer arms the timer that guards the data in flight: the PTO
-// when a probe may be sent, else the retransmission timer.
+// when a probe may be sent, else the retransmission timer. Without
+// Config.TailLossProbe or Config.TimerActions, that is only setting slot
+// 0, and armLossTimer is small enough to inline.
 func (t *TCB) armLossTimer(now Time, out []Action) []Action {
+	if t.cfg.opts&optTLP != 0 || t.cfg.more&optTimerActions != 0 {
+		return t.armProbeOrRTO(now, out)
+	}
+	t.timers[0], t.tkind[0] = max(now.Add(t.rtoDur()), 1), TimerRetransmit
+	return out
+}
+
+// armProbeOrRTO is armLossTimer with either setting.
+func (t *TCB) armProbeOrRTO(now Time, out []Action) []Action {
 	k, d := TimerRetransmit, t.rtoDur()
 	if t.probeEligible() {
 		k, d = TimerProbe, t.pto()
 	}
-	if t.cfg.more&optTimerActions != 0 {
-		return t.arm(out, k, now, d)
-	}
-	t.setTimer(k, now.Add(d))
-	return out
+	return t.arm(out, k, now, d)
 }
 
 // onProbeTimeout sends the tail loss probe (RFC 8985 section 7.3): a new
