@@ -175,7 +175,7 @@ func (t *TCB) initSend(iss Seq) {
 	t.SndNxt = iss.Add(1)
 	t.sndEnd = t.SndNxt
 	t.sndRtx = t.SndNxt
-	t.rto = uint32(t.cfg.initRTO.dur() / time.Microsecond)
+	t.rto = uint32(t.cfg.initRTO.us())
 	t.ssthresh = maxQueued
 	t.recover = iss
 	t.sndMSS = t.defaultPeerMSS()

@@ -86,6 +86,9 @@ func (t *TCB) arriveListen(seg *Segment, iss Seq, now Time, out []Action) []Acti
 	out = t.sendSYN(now, out)
 	// Data and FIN on the SYN wait for ESTABLISHED (RFC 9293 section
 	// 3.10.7.3): the host keeps the bytes, the TCB their range.
+	if len(seg.Payload) == 0 && seg.Flags&FlagFIN == 0 {
+		return out
+	}
 	return t.queueText(seg, seg.Seq.Add(1), out)
 }
 
