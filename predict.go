@@ -177,8 +177,9 @@ func (t *TCB) pureACK(seg *Segment, more bool, now Time, out []Action) ([]Action
 	if t.State == LastAck && ack == t.SndNxt && t.flags&flagFinSent != 0 && ack == t.sndEnd.Add(1) {
 		// Our FIN acknowledged in LAST-ACK: the connection is deleted, so
 		// of what follows only the actions remain: ackAdvance's timer
-		// stops and note, then toClosed's.
-		if t.timers[0] != 0 || t.timers[2] != 0 {
+		// stops (only reported: toClosed clears the slots) and note,
+		// then toClosed's.
+		if t.cfg.more&optTimerActions != 0 && (t.timers[0] != 0 || t.timers[2] != 0) {
 			out = t.stopFlightTimers(out)
 		}
 		if data := ack.Diff(t.SndUna) - 1; data > 0 {
@@ -241,7 +242,10 @@ func (t *TCB) pureACK(seg *Segment, more bool, now Time, out []Action) ([]Action
 	switch t.State {
 	case FinWait1:
 		if t.finAcked() {
-			out = t.enterFinWait2(now, out)
+			// enterFinWait2, with the flight timers stopped above: the
+			// FIN is the last of what was sent.
+			t.State = FinWait2
+			out = notify(t.armFinWait2(now, out), NoteCloseDone)
 		}
 	case Closing:
 		if t.finAcked() {
