@@ -690,7 +690,7 @@ func TestHandshakeACKMatchesFullPath(t *testing.T) {
 		now := c.now.Add(time.Duration(rapid.IntRange(0, 1500).Draw(rt, "ms")) * time.Millisecond)
 		seg := pkt(".", c.tcb.RcvNxt, c.tcb.Iss.Add(1), win(uint16(rapid.IntRange(0, 65535).Draw(rt, "win"))))
 		if ts && rapid.IntRange(0, 9).Draw(rt, "nots") > 0 {
-			ecr := c.tcb.tsVal(c.now) + uint32(rapid.SampledFrom([]int{0, 0, 1, -1, 100000, 1 << 31}).Draw(rt, "ecr"))
+			ecr := c.tcb.tsVal(c.now) + uint32(rapid.SampledFrom([]int64{0, 0, 1, -1, 100000, 1 << 31}).Draw(rt, "ecr"))
 			tsopt(5000+uint32(rapid.IntRange(-1, 2).Draw(rt, "dtsval")), ecr)(&seg)
 		}
 		switch rapid.IntRange(0, 9).Draw(rt, "nudge") {
@@ -756,7 +756,7 @@ func TestSynACKMatchesFullPath(t *testing.T) {
 			mss(uint16(rapid.SampledFrom([]int{0, 536, 1460, 9000}).Draw(rt, "mssv")))(&seg)
 		}
 		if rapid.Bool().Draw(rt, "ts") {
-			ecr := c.tcb.tsVal(c.now) + uint32(rapid.SampledFrom([]int{0, 0, 1, -1, 100000, 1 << 31}).Draw(rt, "ecr"))
+			ecr := c.tcb.tsVal(c.now) + uint32(rapid.SampledFrom([]int64{0, 0, 1, -1, 100000, 1 << 31}).Draw(rt, "ecr"))
 			tsopt(5000, ecr)(&seg)
 		}
 		if rapid.Bool().Draw(rt, "ws") {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
 )
 
 func TestManualClock(t *testing.T) {
@@ -306,4 +307,75 @@ func TestTimerActionsOnlyWhenAsked(t *testing.T) {
 	require.Len(t, a, 1)
 	require.Equal(t, TimerRetransmit, a[0].Timer)
 	require.Equal(t, d, a[0].Deadline)
+}
+
+// TestTimerActionsChangeOnlyTheActions steps two copies of a connection
+// through the same random events, one with Config.TimerActions and one
+// without: the TCBs must stay equal apart from that setting, the actions
+// equal apart from ActTimer, and the ActTimer actions, carried out on a
+// table of deadlines from which a Tick takes those that fired, must give
+// the TCB's own deadlines.
+func TestTimerActionsChangeOnlyTheActions(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		cfg := Config{TailLossProbe: rapid.Bool().Draw(rt, "tlp"), PRR: rapid.Bool().Draw(rt, "prr"),
+			FinWait2Timeout: time.Duration(rapid.SampledFrom([]int{0, 0, 30}).Draw(rt, "fw2")) * time.Second,
+			UserTimeout:     time.Duration(rapid.SampledFrom([]int{0, 0, 20}).Draw(rt, "uto")) * time.Second,
+			Keepalive:       rapid.Bool().Draw(rt, "keepalive")}
+		var c *conn
+		if rapid.IntRange(0, 3).Draw(rt, "opts") == 0 {
+			c = negotiated(rt, cfg, wsopt(7), tsopt(5000, 100), sackOK())
+		} else {
+			f := fixtures[rapid.IntRange(0, len(fixtures)-1).Draw(rt, "fixture")]
+			c = f.make(rt, cfg)
+		}
+		quiet := c.tcb
+		loud := quiet
+		loud.cfg.more |= optTimerActions
+		// The deadlines the host learns from loud's ActTimer actions,
+		// starting from the ones it has.
+		var known [numTimers]Time
+		for k := range TimerKind(numTimers) {
+			known[k], _ = loud.Deadline(k)
+		}
+		now := c.now
+		for range rapid.IntRange(1, 60).Draw(rt, "steps") {
+			var seg Segment
+			ev := drawEvent(rt, &quiet, &seg)
+			if ev.Kind == EvTick {
+				if d, ok := quiet.NextDeadline(); ok && rapid.Bool().Draw(rt, "jump") {
+					now = max(now, d)
+				} else {
+					now = now.Add(time.Duration(rapid.IntRange(0, 5000).Draw(rt, "ms")) * time.Millisecond)
+				}
+			}
+			if ev.Kind == EvTick {
+				// A host's timer that fires is gone, as a time.Timer
+				// is: the TCB reports only what it arms again.
+				for k := range known {
+					if known[k] != 0 && known[k] <= now {
+						known[k] = 0
+					}
+				}
+			}
+			outQ, errQ := quiet.Step(ev, now, nil)
+			outL, errL := loud.Step(ev, now, nil)
+			require.Equal(rt, errQ, errL)
+			var others []Action
+			for _, a := range outL {
+				if a.Kind != ActTimer {
+					others = append(others, a)
+					continue
+				}
+				known[a.Timer] = a.Deadline // zero: stopped
+			}
+			require.Equal(rt, outQ, others, "after %v", ev.Kind)
+			same := loud
+			same.cfg.more &^= optTimerActions
+			require.Equal(rt, quiet, same, "after %v", ev.Kind)
+			for k := range TimerKind(numTimers) {
+				d, _ := loud.Deadline(k)
+				require.Equal(rt, d, known[k], "timer %v after %v", k, ev.Kind)
+			}
+		}
+	})
 }
