@@ -193,7 +193,9 @@ type Config struct {
 	// how rounds and samples are taken. Default off.
 	HyStart bool
 	// TimerActions reports every change of a timer as an ActTimer action,
-	// for hosts that keep a timer per connection. Default off: a host
+	// for hosts that keep a timer per connection. A timer that comes due
+	// at a Tick is gone, as a fired time.Timer is, and is not reported
+	// stopped; one armed again is reported. Default off: a host
 	// reads NextDeadline after each Step, which says the same for less
 	// (RFC 9293 section 3.8 leaves timer management to the implementation).
 	TimerActions bool
