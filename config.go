@@ -242,6 +242,10 @@ func (a CongestionAlgorithm) String() string {
 	return "newreno"
 }
 
+// minMaxRTO is the least Config.MaxRTO allowed, and its default (RFC
+// 6298 section 2.5): a duration up to it is within every MaxRTO.
+const minMaxRTO = 60 * time.Second
+
 // Errors from Config.Validate.
 var (
 	ErrConfigMaxRTO     = errors.New("tcpfsm: config: MaxRTO below 60 s (RFC 6298 section 2.5)")
@@ -282,7 +286,7 @@ func (v dur16) dur() time.Duration {
 // Validate reports the first setting that breaks a MUST of the RFCs or
 // does not fit the TCB's fields.
 func (c *Config) Validate() error {
-	if c.MaxRTO != 0 && c.MaxRTO < 60*time.Second {
+	if c.MaxRTO != 0 && c.MaxRTO < minMaxRTO {
 		return ErrConfigMaxRTO
 	}
 	if c.SynR2 != 0 && c.SynR2 < 3*time.Minute {
@@ -411,7 +415,7 @@ func (c *Config) compile() (settings, error) {
 		delAck:      d16(c.DelayedACK, 200*time.Millisecond),
 		initRTO:     d16(c.InitialRTO, time.Second),
 		minRTO:      d16(c.MinRTO, time.Second),
-		maxRTO:      d16(c.MaxRTO, 60*time.Second),
+		maxRTO:      d16(c.MaxRTO, minMaxRTO),
 		rcvBuf:      c.RecvBuffer,
 		mss:         c.MSS,
 		r1:          orDefault(c.R1, 3),

@@ -599,7 +599,7 @@ func (t *TCB) ackAdvance(ack Seq, tsecr uint32, now Time, out []Action) []Action
 	// waits before it is sent again). The timed segment, if any, measures
 	// instead.
 	if tsecr != 0 {
-		if ms := int32(t.tsVal(now) - tsecr); ms < 0 || uint64(ms)*1000 > t.cfg.maxRTO.us() {
+		if t.staleEcho(int32(t.tsVal(now) - tsecr)) {
 			tsecr = 0
 		}
 	}

@@ -691,12 +691,24 @@ func (t *TCB) rttSampleUs(us uint64) {
 		t.srtt = (7*t.srtt + r) / 8
 	}
 	const g = 1000 // µs
-	lo, hi := t.cfg.minRTO.us(), t.cfg.maxRTO.us()
+	lo := t.cfg.minRTO.us()
 	rto := uint64(t.srtt) + uint64(max(g, 4*t.rttvar))
 	if t.cfg.more&optMinRTOVar != 0 {
 		rto = uint64(t.srtt) + max(g, 4*uint64(t.rttvar), lo)
 	}
-	t.rto = uint32(min(max(rto, lo), hi))
+	rto = max(rto, lo)
+	if rto > uint64(minMaxRTO/time.Microsecond) {
+		rto = min(rto, t.cfg.maxRTO.us())
+	}
+	t.rto = uint32(rto)
+}
+
+// staleEcho reports whether a timestamp echo ms milliseconds old is one of
+// a TSval we never sent: from the future (ahead of our clock), or older
+// than any unacknowledged segment can be (beyond MaxRTO, the longest a
+// segment waits before it is sent again).
+func (t *TCB) staleEcho(ms int32) bool {
+	return ms < 0 || ms > int32(minMaxRTO/time.Millisecond) && uint64(ms)*1000 > t.cfg.maxRTO.us()
 }
 
 // onKeepalive sends a keep-alive probe <SEQ=SND.NXT-1><ACK=RCV.NXT> when

@@ -202,7 +202,7 @@ func (t *TCB) pureACK(seg *Segment, more bool, now Time, out []Action) ([]Action
 	}
 	ms := msOf(now)
 	if tsecr != 0 {
-		if d := int32(ms + uint32(t.Iss) - tsecr); d < 0 || uint64(d)*1000 > t.cfg.maxRTO.us() {
+		if t.staleEcho(int32(ms + uint32(t.Iss) - tsecr)) {
 			tsecr = 0
 		}
 	}
@@ -505,7 +505,7 @@ func (t *TCB) establishOnSYNAck(seg *Segment, ack Seq, now Time, out []Action) [
 	// flight. An echo of a TSval we never sent gives no sample.
 	tsecr := t.echo(seg)
 	if tsecr != 0 {
-		if ms := int32(t.tsVal(now) - tsecr); ms < 0 || uint64(ms)*1000 > t.cfg.maxRTO.us() {
+		if t.staleEcho(int32(t.tsVal(now) - tsecr)) {
 			tsecr = 0
 		}
 	}
