@@ -379,3 +379,25 @@ func TestTimerActionsChangeOnlyTheActions(t *testing.T) {
 		}
 	})
 }
+
+func TestRTTSampleCappedAtMaxRTO(t *testing.T) {
+	// RFC 6298 section 2.5: the RTO computed from a first sample R is
+	// R + 4*R/2 = 3R, then held to [MinRTO, MaxRTO].
+	for _, tc := range []struct {
+		maxRTO time.Duration
+		sample time.Duration
+		want   time.Duration
+	}{
+		{0, 10 * time.Second, 30 * time.Second},
+		{0, 20 * time.Second, 60 * time.Second},
+		{0, 25 * time.Second, 60 * time.Second},
+		{90 * time.Second, 25 * time.Second, 75 * time.Second},
+		{90 * time.Second, 40 * time.Second, 90 * time.Second},
+		{0, 100 * time.Millisecond, time.Second}, // MinRTO
+	} {
+		c := established(t, Config{MaxRTO: tc.maxRTO})
+		c.tcb.flags &^= flagHaveRtt // the next sample is the first
+		c.tcb.rttSampleUs(uint64(tc.sample / time.Microsecond))
+		require.Equal(t, uint32(tc.want/time.Microsecond), c.tcb.rto, "MaxRTO %v, sample %v", tc.maxRTO, tc.sample)
+	}
+}

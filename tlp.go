@@ -65,7 +65,7 @@ func (t *TCB) pto() time.Duration {
 // armLossTimer arms the timer that guards the data in flight: the PTO
 // when a probe may be sent, else the retransmission timer. Without
 // Config.TailLossProbe or Config.TimerActions, that is only setting slot
-// 0, and armLossTimer is small enough to inline.
+// 0.
 func (t *TCB) armLossTimer(now Time, out []Action) []Action {
 	if t.cfg.opts&optTLP != 0 || t.cfg.more&optTimerActions != 0 {
 		return t.armProbeOrRTO(now, out)
