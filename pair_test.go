@@ -290,9 +290,13 @@ func lifecycleScript() []recorded {
 	return script
 }
 
+// freshPair is two TCBs as NewTCB(Config{}) makes them, for the replay to
+// copy, as a Stack copies its listener's fresh TCB for each connection.
+var freshPair = [2]TCB{{cfg: defaultSettings}, {cfg: defaultSettings}}
+
 // replayLifecycle steps two fresh TCBs through script, in out's space.
 func replayLifecycle(script []recorded, tcb *[2]TCB, out []Action) []Action {
-	tcb[0], tcb[1] = TCB{cfg: defaultSettings}, TCB{cfg: defaultSettings}
+	*tcb = freshPair
 	for i := range script {
 		r := &script[i]
 		out, _ = tcb[r.side].Step(r.ev, r.now, out[:0])
