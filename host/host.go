@@ -18,6 +18,7 @@
 package host
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -241,7 +242,9 @@ func (h *Host) PathMTU(local, remote netip.AddrPort, seq tcpfsm.Seq, mtu int) er
 	return err
 }
 
-// Stats returns the stack's counters.
+// Stats returns the stack's counters. SegmentsOut counts too the pure
+// ACKs that a later ACK of their connection replaced before the link
+// wrote them.
 func (h *Host) Stats() tcpstack.Stats {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -445,7 +448,12 @@ func (h *Host) flushLocked() {
 			break
 		}
 		h.arena = h.arena[:off+n]
-		h.queued = append(h.queued, packet{b: h.arena[off : off+n : off+n], src: src, dst: dst, segSize: segSize})
+		p := packet{b: h.arena[off : off+n : off+n], src: src, dst: dst, segSize: segSize}
+		if k := len(h.queued) - 1; k >= 0 && supersedes(p, &h.queued[k]) {
+			h.queued[k] = p // the ACK not yet written says less than this one
+			continue
+		}
+		h.queued = append(h.queued, p)
 	}
 	if len(h.queued) > 0 {
 		wake(h.wake)
@@ -480,6 +488,54 @@ func (h *Host) flushLocked() {
 		}
 	}
 	clear(h.evs)
+}
+
+// supersedes reports whether the segment p makes q, queued before it and
+// not yet written, worth nothing to the peer: both are pure ACKs of the
+// same connection (no data, no flag but ACK) and p acknowledges more, or
+// as much with a larger window where q carries no SACK option, so q is
+// not a duplicate ACK that the peer's loss recovery counts (RFC 5681
+// section 2). A receiver that reads after a burst would otherwise write
+// the burst's ACK and then the window update that follows it, each a
+// system call and a segment for the peer to process.
+func supersedes(p packet, q *packet) bool {
+	a, b := p.b, q.b
+	if p.segSize != 0 || q.segSize != 0 || len(a) < 20 || len(b) < 20 ||
+		tcpfsm.Flags(a[13]) != tcpfsm.FlagACK || tcpfsm.Flags(b[13]) != tcpfsm.FlagACK ||
+		int(a[12]>>4)*4 != len(a) || int(b[12]>>4)*4 != len(b) ||
+		p.src != q.src || p.dst != q.dst || [4]byte(a[:4]) != [4]byte(b[:4]) {
+		return false
+	}
+	ackA, ackB := tcpfsm.Seq(binary.BigEndian.Uint32(a[8:])), tcpfsm.Seq(binary.BigEndian.Uint32(b[8:]))
+	switch {
+	case ackA.GreaterThan(ackB):
+		return true
+	case ackA != ackB:
+		return false
+	}
+	return binary.BigEndian.Uint16(a[14:]) > binary.BigEndian.Uint16(b[14:]) && !hasSACK(b)
+}
+
+// hasSACK reports whether the options of the TCP header tcp hold a SACK
+// option.
+func hasSACK(tcp []byte) bool {
+	opts := tcp[20:]
+	for len(opts) > 0 {
+		switch opts[0] {
+		case tcpfsm.OptKindEOL:
+			return false
+		case tcpfsm.OptKindNOP:
+			opts = opts[1:]
+			continue
+		case tcpfsm.OptKindSACK:
+			return true
+		}
+		if len(opts) < 2 || opts[1] < 2 || int(opts[1]) > len(opts) {
+			return false
+		}
+		opts = opts[opts[1]:]
+	}
+	return false
 }
 
 // wake signals a waiter's channel without blocking: a signal already
