@@ -138,6 +138,7 @@ type Host struct {
 	mu        sync.Mutex
 	stack     *tcpstack.Stack
 	timer     *time.Timer
+	timerAt   tcpfsm.Time // when timer fires, by clock; 0 once it has fired
 	evs       []tcpstack.ReadyEvent
 	queued    []packet        // segments the stack produced, in order, not yet written
 	arena     []byte          // the bytes of queued's segments, back to back
@@ -202,6 +203,7 @@ func New(link Link, cfg Config) (*Host, error) {
 	if ll, ok := link.(LargeLink); ok && ll.LargeSegments() {
 		h.large = ll
 	}
+	h.timerAt = h.clock.Now().Add(time.Hour)
 	h.timer = time.AfterFunc(time.Hour, h.onTimer)
 	go h.readLoop()
 	go h.writeLoop()
@@ -346,6 +348,7 @@ func (h *Host) onTimer() {
 		h.mu.Unlock()
 		return
 	}
+	h.timerAt = 0
 	h.stack.Tick(h.clock.Now())
 	h.flushLocked()
 	h.mu.Unlock()
@@ -459,7 +462,15 @@ func (h *Host) flushLocked() {
 		wake(h.wake)
 	}
 	if d, ok := h.stack.NextDeadline(); ok {
-		h.timer.Reset(max(d.Sub(now), time.Millisecond))
+		// The timer moves only earlier: moved to a later deadline on every
+		// flush, it would never fire under steady traffic, with a due
+		// deadline always a millisecond away. Armed too early, it finds
+		// nothing due and is set again from there.
+		at := max(d, now.Add(time.Millisecond))
+		if h.timerAt == 0 || at < h.timerAt {
+			h.timer.Reset(at.Sub(now))
+			h.timerAt = at
+		}
 	}
 	h.evs = h.stack.Ready(h.evs[:0])
 	for i := range h.evs {
