@@ -503,12 +503,13 @@ func (h *Host) flushLocked() {
 
 // supersedes reports whether the segment p makes q, queued before it and
 // not yet written, worth nothing to the peer: both are pure ACKs of the
-// same connection (no data, no flag but ACK) and p acknowledges more, or
-// as much with a larger window where q carries no SACK option, so q is
-// not a duplicate ACK that the peer's loss recovery counts (RFC 5681
-// section 2). A receiver that reads after a burst would otherwise write
-// the burst's ACK and then the window update that follows it, each a
-// system call and a segment for the peer to process.
+// same connection (no data, no flag but ACK) and p acknowledges more. An
+// ACK that acknowledges no more than q, such as a window update, never
+// replaces it: q may be a duplicate ACK, which the peer's loss recovery
+// counts (RFC 5681 section 2), and nothing in its bytes says whether it
+// is. A receiver that reads a burst as it arrives would otherwise write
+// an ACK per batch of the burst, each a system call and a segment for
+// the peer to process.
 func supersedes(p packet, q *packet) bool {
 	a, b := p.b, q.b
 	if p.segSize != 0 || q.segSize != 0 || len(a) < 20 || len(b) < 20 ||
@@ -518,35 +519,7 @@ func supersedes(p packet, q *packet) bool {
 		return false
 	}
 	ackA, ackB := tcpfsm.Seq(binary.BigEndian.Uint32(a[8:])), tcpfsm.Seq(binary.BigEndian.Uint32(b[8:]))
-	switch {
-	case ackA.GreaterThan(ackB):
-		return true
-	case ackA != ackB:
-		return false
-	}
-	return binary.BigEndian.Uint16(a[14:]) > binary.BigEndian.Uint16(b[14:]) && !hasSACK(b)
-}
-
-// hasSACK reports whether the options of the TCP header tcp hold a SACK
-// option.
-func hasSACK(tcp []byte) bool {
-	opts := tcp[20:]
-	for len(opts) > 0 {
-		switch opts[0] {
-		case tcpfsm.OptKindEOL:
-			return false
-		case tcpfsm.OptKindNOP:
-			opts = opts[1:]
-			continue
-		case tcpfsm.OptKindSACK:
-			return true
-		}
-		if len(opts) < 2 || opts[1] < 2 || int(opts[1]) > len(opts) {
-			return false
-		}
-		opts = opts[opts[1]:]
-	}
-	return false
+	return ackA.GreaterThan(ackB)
 }
 
 // wake signals a waiter's channel without blocking: a signal already
