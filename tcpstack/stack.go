@@ -127,24 +127,30 @@ type Stack struct {
 	timers    wheel           // deadlines of connections
 	armed     int             // connections with a deadline in the wheel (its other entries are stale)
 	active    fifo[*Endpoint] // connections with output waiting
-	replies   []reply         // segments the stack itself sends (RSTs, cookie SYN-ACKs)
-	ready     fifo[*Endpoint] // endpoints whose readiness changed (Config.Readiness)
-	readyL    fifo[*Listener] // listeners with connections newly queued for Accept
-	isn       ISNSource
-	cookies   cookieJar
-	nextPort  uint16
-	fresh     tcpfsm.TCB      // a CLOSED TCB with the stack's settings
-	shared    *endpointShared // settings every endpoint of the stack points to
-	free      []bufPool       // buffers of idle or ended connections, one pool per size
-	pooled    int             // bytes in free
-	lent      int             // bytes in buffers endpoints hold (takeBuf less putBuf)
-	freeIO    []*endpointIO   // buffer sets and output queues of idle connections
-	cooling   []*Endpoint     // connections keeping buffers for bufHold after their last activity
-	coolAt    tcpfsm.Time     // the earliest end of a hold in cooling, if any
-	fwd       *forwarder      // the ListenAll listener's state, if any
-	batching  bool            // between BeginBatch and EndBatch
-	batch     []*Endpoint     // endpoints given segments since BeginBatch, owed output at EndBatch
-	stats     Stats
+	// The connections with output waiting whose deadlines may have moved
+	// since the wheel last learnt them (see after), once per change; or,
+	// with untimedAll, all of active.
+	untimed    []*Endpoint
+	untimedAll bool
+	timeVisits uint64          // endpoints timeActive has visited, for tests of its cost
+	replies    []reply         // segments the stack itself sends (RSTs, cookie SYN-ACKs)
+	ready      fifo[*Endpoint] // endpoints whose readiness changed (Config.Readiness)
+	readyL     fifo[*Listener] // listeners with connections newly queued for Accept
+	isn        ISNSource
+	cookies    cookieJar
+	nextPort   uint16
+	fresh      tcpfsm.TCB      // a CLOSED TCB with the stack's settings
+	shared     *endpointShared // settings every endpoint of the stack points to
+	free       []bufPool       // buffers of idle or ended connections, one pool per size
+	pooled     int             // bytes in free
+	lent       int             // bytes in buffers endpoints hold (takeBuf less putBuf)
+	freeIO     []*endpointIO   // buffer sets and output queues of idle connections
+	cooling    []*Endpoint     // connections keeping buffers for bufHold after their last activity
+	coolAt     tcpfsm.Time     // the earliest end of a hold in cooling, if any
+	fwd        *forwarder      // the ListenAll listener's state, if any
+	batching   bool            // between BeginBatch and EndBatch
+	batch      []*Endpoint     // endpoints given segments since BeginBatch, owed output at EndBatch
+	stats      Stats
 }
 
 // newEndpoint makes an endpoint that takes buffers from the stack only
@@ -826,6 +832,7 @@ func (s *Stack) after(e *Endpoint, now tcpfsm.Time) {
 		// (deactivate), or before then when NextDeadline or Tick needs
 		// it (timeActive): sending moves it again, so most changes
 		// made before then would be undone at once.
+		s.untime(e)
 		return
 	}
 	s.recycle(e, now, true)
@@ -843,14 +850,50 @@ func (s *Stack) after(e *Endpoint, now tcpfsm.Time) {
 	s.setTimer(e)
 }
 
+// untime notes that e, which has output waiting, may have a new deadline
+// for timeActive. While few endpoints wait, or once there are as many
+// notes as endpoints waiting, visiting them all is cheaper than keeping
+// notes: the notes make way for untimedAll. Either way a visit of all of
+// them follows a change to each, or to one while few waited.
+func (s *Stack) untime(e *Endpoint) {
+	switch {
+	case s.untimedAll:
+	case s.active.len() <= fewActive || len(s.untimed) >= s.active.len():
+		clear(s.untimed)
+		s.untimed, s.untimedAll = s.untimed[:0], true
+	default:
+		s.untimed = append(s.untimed, e)
+	}
+}
+
+// fewActive is as many endpoints with output waiting as timeActive
+// visits all of rather than keep notes of their changes.
+const fewActive = 16
+
 // timeActive brings the deadlines of the endpoints with output waiting
-// up to date in the wheel (see after).
+// up to date in the wheel (see after): those noted since its last call,
+// so that a host that calls NextDeadline after every batch does not
+// visit every waiting endpoint each time (with thousands waiting on a
+// slow link, that walk took most of the Stack's time).
 func (s *Stack) timeActive() {
-	for _, e := range s.active.q[s.active.head:] {
-		if e.is(epOwned) {
+	if s.untimedAll {
+		s.untimedAll = false
+		s.timeVisits += uint64(s.active.len())
+		for _, e := range s.active.q[s.active.head:] {
+			if e.is(epOwned) {
+				s.setTimer(e)
+			}
+		}
+		return
+	}
+	s.timeVisits += uint64(len(s.untimed))
+	for _, e := range s.untimed {
+		if e.is(epOwned | epInActive) {
 			s.setTimer(e)
 		}
 	}
+	clear(s.untimed) // no endpoint kept alive for nothing
+	s.untimed = s.untimed[:0]
 }
 
 // setTimer puts e's next deadline in the wheel.
@@ -959,7 +1002,7 @@ func (s *Stack) timeWaitInput(k tuple, r tcpfsm.TimeWaitRecord, seg *tcpfsm.Segm
 // exact, but for a TIME-WAIT record that began out of order (with a
 // deadline earlier than one begun before it), which ends with that one.
 func (s *Stack) NextDeadline() (tcpfsm.Time, bool) {
-	if s.active.len() > 0 {
+	if len(s.untimed) > 0 || s.untimedAll {
 		s.timeActive()
 	}
 	d, ok := s.timers.nextDeadline(s.armed)
@@ -981,7 +1024,7 @@ func (s *Stack) NextDeadline() (tcpfsm.Time, bool) {
 
 // Tick fires every timer due at now.
 func (s *Stack) Tick(now tcpfsm.Time) {
-	if s.active.len() > 0 {
+	if len(s.untimed) > 0 || s.untimedAll {
 		s.timeActive()
 	}
 	if s.tw.len() > 0 {

@@ -1697,3 +1697,63 @@ func TestListenerTCBIsListens(t *testing.T) {
 	require.NoError(t, e.Listen(netip.AddrPortFrom(ipB, 8080), at(3)))
 	require.Equal(t, e.tcb, l.tcb)
 }
+
+// TestNextDeadlineVisitsOnlyChangedEndpoints holds a host's NextDeadline
+// and Tick, called after every batch, to the endpoints whose deadlines
+// changed: with hundreds of connections whose output waits (a link slower
+// than the stack), each call must not visit them all again.
+func TestNextDeadlineVisitsOnlyChangedEndpoints(t *testing.T) {
+	n := newStackNet(t, Config{}, Config{})
+	l, err := n.s[1].Listen(80)
+	require.NoError(t, err)
+	const conns = 300
+	var cs []*Endpoint
+	for range conns {
+		c, err := n.s[0].Dial(ipA, netip.AddrPortFrom(ipB, 80), n.now)
+		require.NoError(t, err)
+		cs = append(cs, c)
+	}
+	n.run(n.now.Add(5*time.Second), func() bool {
+		for _, c := range cs {
+			if !c.Connected() {
+				return false
+			}
+		}
+		return true
+	})
+	for {
+		if _, ok := l.Accept(); !ok {
+			break
+		}
+	}
+	s := n.s[0]
+	for _, c := range cs {
+		_, err := c.Write([]byte("waiting"), n.now)
+		require.NoError(t, err)
+	}
+	require.Equal(t, conns, s.active.len(), "every connection's segment waits for Output")
+	before := s.timeVisits
+	d, ok := s.NextDeadline()
+	require.True(t, ok)
+	first := s.timeVisits - before
+	require.LessOrEqual(t, first, uint64(conns))
+	for range 100 {
+		d2, ok := s.NextDeadline()
+		require.True(t, ok)
+		require.Equal(t, d, d2)
+		s.Tick(n.now)
+	}
+	require.Equal(t, first, s.timeVisits-before, "calls with nothing changed visited endpoints")
+	// A change to one connection is one visit.
+	_, err = cs[7].Write([]byte("more"), n.now)
+	require.NoError(t, err)
+	s.NextDeadline()
+	require.Equal(t, first+1, s.timeVisits-before)
+	// And the deadlines are right: every connection's retransmission
+	// timer is in the wheel.
+	for _, c := range cs {
+		cd, ok := c.NextDeadline()
+		require.True(t, ok)
+		require.Equal(t, cd, c.timerAt)
+	}
+}
