@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/netip"
 	"runtime"
 	"testing"
@@ -1755,5 +1756,42 @@ func TestNextDeadlineVisitsOnlyChangedEndpoints(t *testing.T) {
 		cd, ok := c.NextDeadline()
 		require.True(t, ok)
 		require.Equal(t, cd, c.timerAt)
+	}
+	// Writes, time passing (retransmissions), and some of the output
+	// sent, in a drawn order: after each NextDeadline, every deadline is
+	// in the wheel, as stackInvariants checks.
+	// The server's ACKs move the client's retransmission timers while
+	// other segments of theirs still wait.
+	rng := rand.New(rand.NewPCG(1, 2))
+	buf := make([]byte, 2048)
+	for i := range 600 {
+		switch rng.IntN(5) {
+		case 0:
+			_, _ = cs[rng.IntN(conns)].Write([]byte("more"), n.now)
+		case 1:
+			n.now = n.now.Add(time.Duration(rng.IntN(300)) * time.Millisecond)
+			s.Tick(n.now)
+			n.s[1].Tick(n.now)
+		case 2: // some of the client's output to the server, and all of the server's back
+			for range rng.IntN(40) {
+				k, src, dst := s.Output(buf, n.now)
+				if k == 0 {
+					break
+				}
+				_ = n.s[1].Input(buf[:k], src, dst, n.now)
+			}
+			for {
+				k, src, dst := n.s[1].Output(buf, n.now)
+				if k == 0 {
+					break
+				}
+				_ = s.Input(buf[:k], src, dst, n.now)
+			}
+		case 3:
+			_ = cs[rng.IntN(conns)].Abort(n.now)
+		case 4:
+			s.NextDeadline()
+			require.NoError(t, stackInvariants(s), "step %d, %d waiting", i, s.active.len())
+		}
 	}
 }

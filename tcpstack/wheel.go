@@ -37,6 +37,7 @@ type wheel struct {
 	cur      int64               // ticks before cur have fired; every entry's tick is cur or later
 	n        int                 // entries held, live or stale
 	later    []timerEntry        // entries of the current tick not due yet, during expire
+	expiring bool                // in expire, whose slot sweepStale must not rearrange
 	free     [][]timerEntry      // empty slices of emptied slots, for slots that fill
 	kept     int                 // their capacity, in entries
 
@@ -201,6 +202,7 @@ func (w *wheel) findMin() {
 func (w *wheel) expire(now tcpfsm.Time, fire func(timerEntry)) {
 	target := tickOf(now)
 	w.minKnow = false
+	w.expiring = true
 	for {
 		lvl, i, ok := w.first()
 		if !ok {
@@ -232,6 +234,7 @@ func (w *wheel) expire(now tcpfsm.Time, fire func(timerEntry)) {
 		clear(*slot)
 		w.release(lvl, i)
 	}
+	w.expiring = false
 	w.cur = max(w.cur, target)
 	for j, x := range w.later {
 		w.place(x)
@@ -246,9 +249,12 @@ func (w *wheel) expire(now tcpfsm.Time, fire func(timerEntry)) {
 
 // sweep drops every stale entry once they outnumber the live ones
 // (armed), and gives back the memory of large slots that are mostly
-// unused. Small enough to inline: most calls find too few to sweep.
+// unused. Small enough to inline: most calls find too few to sweep. Not
+// while expire walks a slot: a fire that arms a deadline would have the
+// slot compacted under the walk, which would then skip entries and clear
+// live ones it had not reached; the next arming after expire sweeps.
 func (w *wheel) sweep(armed int) {
-	if w.n >= 2*armed+64 {
+	if w.n >= 2*armed+64 && !w.expiring {
 		w.sweepStale()
 	}
 }

@@ -106,8 +106,9 @@ func (m *wheelModel) want() (tcpfsm.Time, bool) {
 
 func TestWheelMatchesModel(t *testing.T) {
 	// Random deadlines from the past to days ahead, moved, stopped and
-	// fired: nextDeadline is always the exact earliest, and expire fires
-	// exactly the deadlines due, once each.
+	// fired, and some armed again as they fire: nextDeadline is always
+	// the exact earliest, and expire fires exactly the deadlines due,
+	// once each.
 	spans := []time.Duration{time.Microsecond, time.Millisecond, 70 * time.Millisecond,
 		5 * time.Second, 5 * time.Minute, 6 * time.Hour, 30 * 24 * time.Hour}
 	for seed := range uint64(40) {
@@ -163,6 +164,11 @@ func TestWheelMatchesModel(t *testing.T) {
 					m.fired[x.ep] = x.at
 					x.ep.timerAt = 0
 					m.armed--
+					if r.IntN(2) == 0 {
+						// Armed again for later, as a retransmission
+						// timer is: arming may sweep stale entries.
+						m.set(x.ep, m.now.Add(time.Duration(1+r.Int64N(int64(time.Hour)))))
+					}
 				})
 				require.Equal(t, due, m.fired, "seed %d step %d: fired", seed, step)
 				if d, ok := m.w.nextDeadline(m.armed); ok {
@@ -294,4 +300,40 @@ func BenchmarkWheel(b *testing.B) {
 			}
 		})
 	}
+}
+
+func TestWheelArmingWhileExpiringLosesNothing(t *testing.T) {
+	// A hundred deadlines due in one tick, and enough stale entries that
+	// the next arming sweeps: each fire arms its endpoint again for later,
+	// as a retransmission timer is, and every one of the hundred still
+	// fires, once.
+	m := newWheelModel(200)
+	due, other := m.eps[:100], m.eps[100:]
+	m.now = tcpfsm.Time(time.Second)
+	at := m.now.Add(5 * time.Millisecond)
+	for _, e := range due {
+		m.set(e, at)
+	}
+	for _, e := range other {
+		m.set(e, m.now.Add(time.Hour))
+	}
+	for _, e := range other {
+		m.set(e, m.now.Add(2*time.Hour))
+	}
+	for _, e := range other {
+		m.set(e, 0)
+	}
+	require.GreaterOrEqual(t, m.w.n, 2*m.armed+64, "the next arming sweeps")
+	m.now = at
+	fired := map[*Endpoint]int{}
+	m.w.expire(m.now, func(x timerEntry) {
+		fired[x.ep]++
+		x.ep.timerAt = 0
+		m.armed--
+		m.set(x.ep, m.now.Add(time.Minute))
+	})
+	for i, e := range due {
+		require.Equal(t, 1, fired[e], "deadline %d fired %d times", i, fired[e])
+	}
+	m.w.check(t)
 }
