@@ -133,6 +133,17 @@ func (n *stackNet) connect(t *testing.T) (c, srv *Endpoint) {
 	return c, srv
 }
 
+// dialMany dials count connections from stack 0 to port 80 of stack 1.
+func (n *stackNet) dialMany(t *testing.T, count int) []*Endpoint {
+	var cs []*Endpoint
+	for range count {
+		c, err := n.s[0].Dial(ipA, netip.AddrPortFrom(ipB, 80), n.now)
+		require.NoError(t, err)
+		cs = append(cs, c)
+	}
+	return cs
+}
+
 func TestStackConnectTransferClose(t *testing.T) {
 	n := newStackNet(t, Config{}, Config{})
 	c, srv := n.connect(t)
@@ -430,12 +441,7 @@ func TestStackManyConnections(t *testing.T) {
 	n := newStackNet(t, Config{}, Config{AcceptQueue: 1000})
 	l, _ := n.s[1].Listen(80)
 	const N = 200
-	var clients []*Endpoint
-	for range N {
-		c, err := n.s[0].Dial(ipA, netip.AddrPortFrom(ipB, 80), n.now)
-		require.NoError(t, err)
-		clients = append(clients, c)
-	}
+	clients := n.dialMany(t, N)
 	n.run(at(5), func() bool { return l.Pending() == N })
 	require.Equal(t, N, l.Pending())
 	for _, c := range clients {
@@ -1708,12 +1714,7 @@ func TestNextDeadlineVisitsOnlyChangedEndpoints(t *testing.T) {
 	l, err := n.s[1].Listen(80)
 	require.NoError(t, err)
 	const conns = 300
-	var cs []*Endpoint
-	for range conns {
-		c, err := n.s[0].Dial(ipA, netip.AddrPortFrom(ipB, 80), n.now)
-		require.NoError(t, err)
-		cs = append(cs, c)
-	}
+	cs := n.dialMany(t, conns)
 	n.run(n.now.Add(5*time.Second), func() bool {
 		for _, c := range cs {
 			if !c.Connected() {
