@@ -70,7 +70,7 @@ func (t *TCB) armLossTimer(now Time, out []Action) []Action {
 	if t.cfg.opts&optTLP != 0 || t.cfg.more&optTimerActions != 0 {
 		return t.armProbeOrRTO(now, out)
 	}
-	t.timers[0], t.tkind[0] = max(now.Add(t.rtoDur()), 1), TimerRetransmit
+	t.setTimer(TimerRetransmit, now.Add(t.rtoDur()))
 	return out
 }
 
