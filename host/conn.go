@@ -514,8 +514,9 @@ func (c *Conn) SetReadBuffer(bytes int) error {
 // bytes (Endpoint.SetSendBuffer, which may round it up, to a whole KiB),
 // at most the Stack's configured send buffer
 // (tcpstack.Config.Endpoint.SendBuffer): a larger value, or 0, means
-// that size. Data already written stays queued. A negative bytes fails
-// with EINVAL.
+// that size, held to twice the peer's largest window as without the call
+// (tcpstack.EndpointConfig.SendBuffer). Data already written stays
+// queued. A negative bytes fails with EINVAL.
 func (c *Conn) SetWriteBuffer(bytes int) error {
 	h := c.h
 	h.mu.Lock()

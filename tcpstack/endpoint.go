@@ -26,7 +26,10 @@ type EndpointConfig struct {
 	tcpfsm.Config // the connection's TCP settings; Config.RecvBuffer sizes the receive buffer
 
 	// SendBuffer is the most bytes written but not yet acknowledged.
-	// Default 64 KiB.
+	// Default 64 KiB. Unless Endpoint.SetSendBuffer sets a size, Write
+	// holds no more than twice the largest window the peer has offered,
+	// and no less than 16 KiB, so a slow reader's small window keeps
+	// the buffer small.
 	SendBuffer int
 	// ISN chooses initial sequence numbers (RFC 6528). Default: an
 	// ISNGenerator with a random key. Simulations and examples can supply
@@ -938,18 +941,34 @@ func (e *Endpoint) Close(now tcpfsm.Time) error {
 	return err
 }
 
-// sendBuffer returns the most bytes Write may hold unacknowledged.
+// minSendBuffer is the least the send buffer shrinks to for a peer that
+// offers small windows (see sendBuffer).
+const minSendBuffer = 16 << 10
+
+// sendBuffer returns the most bytes Write may hold unacknowledged: the
+// size SetSendBuffer set, or else the configured size, held to twice the
+// largest window the peer has offered (MAX.SND.WND, RFC 9293 section
+// 3.8.6.2.1) but to no less than minSendBuffer. At most a window's worth
+// can be in flight, so twice it keeps a window queued behind the flight
+// while the writer refills; more would only hold a slow reader's bytes in
+// memory, as Linux's send-buffer autotuning also avoids.
 func (e *Endpoint) sendBuffer() int {
 	if e.stats.sndLimitKiB != 0 {
 		return int(e.stats.sndLimitKiB) << 10
 	}
-	return e.sh.sndSize
+	n := e.sh.sndSize
+	if w := int(e.tcb.MaxSndWnd); w != 0 {
+		n = min(n, max(2*w, minSendBuffer))
+	}
+	return n
 }
 
 // SetSendBuffer limits the bytes written but not yet acknowledged to n
 // rounded up to a whole KiB, at most the configured
-// EndpointConfig.SendBuffer (a larger n, or 0, means that size), as
-// SO_SNDBUF does for a socket. Data already written stays.
+// EndpointConfig.SendBuffer, as SO_SNDBUF does for a socket: that size
+// is then held in full, whatever the peer's window. A larger n, or 0,
+// means the configured size, held to twice the peer's largest window as
+// EndpointConfig.SendBuffer says. Data already written stays.
 func (e *Endpoint) SetSendBuffer(n int) {
 	if n <= 0 || n >= e.sh.sndSize || n > 0xffff<<10 {
 		e.stats.sndLimitKiB = 0

@@ -600,6 +600,57 @@ func TestEndpointSettingsPerConnection(t *testing.T) {
 	require.LessOrEqual(t, unsafe.Sizeof(Endpoint{}), uintptr(384), "the limit fits in padding")
 }
 
+func TestSendBufferFollowsPeerWindow(t *testing.T) {
+	// A peer that offers an 8 KiB window and does not read: Write holds
+	// 16 KiB (twice the window, raised to the least send buffer), not the
+	// 256 KiB configured, so a slow reader does not pin the whole buffer.
+	// The bytes all arrive once it reads.
+	w := newWire(t, EndpointConfig{SendBuffer: 256 << 10}, EndpointConfig{Config: tcpfsm.Config{RecvBuffer: 8 << 10}}, 1)
+	connect(t, w)
+	ep := w.ep[0]
+	require.Equal(t, uint32(8<<10), ep.tcb.MaxSndWnd)
+	data := make([]byte, 256<<10)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	n, err := ep.Write(data, w.now)
+	require.NoError(t, err)
+	require.Equal(t, minSendBuffer, n)
+	w.run(w.now.Add(time.Second), func() bool { return false }) // the window fills and stays shut
+	acked := minSendBuffer - ep.io.snd.len() // into the peer's buffer: most of its window
+	require.Greater(t, acked, 4<<10)
+	k, err := ep.Write(data[n:], w.now)
+	require.NoError(t, err)
+	require.Equal(t, acked, k, "room for what the peer acknowledged")
+	n += k
+	_, err = ep.Write(data[n:], w.now)
+	require.ErrorIs(t, err, ErrWouldBlock)
+	require.Equal(t, minSendBuffer, ep.io.snd.len(), "held while the peer does not read")
+	require.Equal(t, data, transfer(t, w, data[n:], w.now.Add(time.Minute)))
+
+	// A peer with a large window: the configured size, once the peer's
+	// first ACK has shown the window beyond its SYN's 64 KiB.
+	w = newWire(t, EndpointConfig{SendBuffer: 256 << 10}, EndpointConfig{Config: tcpfsm.Config{RecvBuffer: 1 << 20}}, 1)
+	connect(t, w)
+	ep = w.ep[0]
+	n, err = ep.Write(data, w.now)
+	require.NoError(t, err)
+	require.Equal(t, 2*0xffff, n, "twice the SYN's window")
+	w.run(w.now.Add(time.Second), func() bool { return false })
+	n, err = ep.Write(data, w.now)
+	require.NoError(t, err)
+	require.Equal(t, 256<<10, n, "the configured size, the peer's window being larger")
+
+	// A size set with SetSendBuffer is held in full, as SO_SNDBUF locks
+	// a socket's.
+	w = newWire(t, EndpointConfig{SendBuffer: 256 << 10}, EndpointConfig{Config: tcpfsm.Config{RecvBuffer: 8 << 10}}, 1)
+	connect(t, w)
+	w.ep[0].SetSendBuffer(200 << 10)
+	n, err = w.ep[0].Write(data, w.now)
+	require.NoError(t, err)
+	require.Equal(t, 200<<10, n)
+}
+
 func TestEndpointTellsWhatHappened(t *testing.T) {
 	// The notes of RFC 9293 section 3.9.2, kept as a set; the counters
 	// usable as returned; Output says where the segment goes.

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 	"unsafe"
@@ -1548,6 +1549,23 @@ func TestSteadyBulkAllocatesNothing(t *testing.T) {
 	require.Len(t, srvs, conns)
 	data := make([]byte, chunk)
 	rbuf := make([]byte, 64<<10)
+	// A byte each way first: until an ACK shows a window past the SYN's
+	// 64 KiB, Write holds at most twice that.
+	for _, c := range cls {
+		_, err := c.Write(data[:1], n.now)
+		require.NoError(t, err)
+	}
+	n.run(n.now.Add(time.Second), func() bool {
+		return !slices.ContainsFunc(srvs, func(e *Endpoint) bool { return e.Buffered() != 1 })
+	})
+	for _, e := range srvs {
+		k, err := e.Read(rbuf, n.now)
+		require.NoError(t, err)
+		require.Equal(t, 1, k)
+	}
+	n.run(n.now.Add(time.Second), func() bool {
+		return !slices.ContainsFunc(cls, func(e *Endpoint) bool { return e.tcb.MaxSndWnd < chunk })
+	})
 	round := func() {
 		for _, c := range cls {
 			if k, err := c.Write(data, n.now); err != nil || k != chunk {

@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -513,4 +514,148 @@ func duration(s string) time.Duration {
 // secs formats d as whole seconds, at least 1, for the tools' flags.
 func secs(d time.Duration) string {
 	return strconv.Itoa(max(1, int(d.Round(time.Second)/time.Second))) + "s"
+}
+
+// SlowReader is one download by a client that reads slowly: see
+// RunSlowReaders.
+type SlowReader struct {
+	Bytes int64
+	Took  time.Duration
+	Err   error
+}
+
+// SlowReadPlan is the shape of RunSlowReaders' clients.
+type SlowReadPlan struct {
+	Conns int   // concurrent clients
+	Size  int64 // bytes each downloads from "/bulk"
+	// RcvBuf is each client's SO_RCVBUF, set before it connects so that
+	// the window it offers stays small.
+	RcvBuf int
+	// First is how much of the body a client reads before it stops
+	// reading for Stall, long enough for the server to fill the window
+	// and probe it while it is zero (RFC 9293 section 3.8.6.1).
+	First int64
+	Stall time.Duration
+	// Chunk and Pause pace the rest: Chunk bytes per read, Pause after
+	// each.
+	Chunk int
+	Pause time.Duration
+}
+
+// RunSlowReaders starts p.Conns downloads of p.Size bytes from addr's
+// "/bulk" at once, each from a client with a small receive buffer that
+// reads p.First bytes, stops reading for p.Stall, then reads the rest in
+// p.Chunk pieces with p.Pause between them, and checks the bytes' CRC-32C
+// against BulkReader's. Every client gives up after timeout.
+func RunSlowReaders(ctx context.Context, addr netip.AddrPort, p SlowReadPlan, timeout time.Duration) []SlowReader {
+	want := crc32.New(castagnoli)
+	_, _ = io.Copy(want, BulkReader(p.Size))
+	sum := want.Sum32()
+	out := make([]SlowReader, p.Conns)
+	var wg sync.WaitGroup
+	for i := range out {
+		wg.Go(func() { out[i] = slowRead(ctx, addr, p, sum, timeout) })
+	}
+	wg.Wait()
+	return out
+}
+
+func slowRead(ctx context.Context, addr netip.AddrPort, p SlowReadPlan, sum uint32, timeout time.Duration) SlowReader {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, p.RcvBuf)
+		})
+		return errors.Join(err, serr)
+	}}
+	c, err := d.DialContext(ctx, "tcp", addr.String())
+	if err != nil {
+		return SlowReader{Took: time.Since(start), Err: err}
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	var n int64
+	err = func() error {
+		if _, err := fmt.Fprintf(c, "GET /bulk?n=%d HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", p.Size, addr); err != nil {
+			return err
+		}
+		br := bufio.NewReaderSize(c, p.Chunk)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		h := crc32.New(castagnoli)
+		m, err := io.CopyN(h, resp.Body, p.First)
+		n += m
+		if err != nil {
+			return err
+		}
+		select {
+		case <-time.After(p.Stall):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		buf := make([]byte, p.Chunk)
+		for {
+			k, err := resp.Body.Read(buf)
+			h.Write(buf[:k])
+			n += int64(k)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			time.Sleep(p.Pause)
+		}
+		if n != p.Size || h.Sum32() != sum {
+			return fmt.Errorf("got %d bytes, CRC-32C %08x; want %d, %08x", n, h.Sum32(), p.Size, sum)
+		}
+		return nil
+	}()
+	r := SlowReader{Bytes: n, Took: time.Since(start), Err: err}
+	if err != nil {
+		r.Err = fmt.Errorf("after %d bytes: %w", n, err)
+	}
+	return r
+}
+
+// SlowReadResult sums slow readers up in the report's terms: the MiB/s
+// of all of them together, the p99 and longest download, and the first
+// failure.
+func SlowReadResult(rs []SlowReader) Result {
+	res := Result{Unit: "MiB/s"}
+	var took []time.Duration
+	var bytes int64
+	var longest time.Duration
+	for _, r := range rs {
+		took = append(took, r.Took)
+		bytes += r.Bytes
+		longest = max(longest, r.Took)
+		if r.Err != nil {
+			if res.Failed == 0 {
+				res.Detail = "first failure: " + r.Err.Error()
+			}
+			res.Failed++
+		}
+	}
+	if len(rs) == 0 {
+		return res
+	}
+	slices.Sort(took)
+	res.P99 = took[(len(took)*99+99)/100-1]
+	res.Max = longest
+	if longest > 0 {
+		res.Rate = float64(bytes) / (1 << 20) / longest.Seconds()
+	}
+	return res
 }

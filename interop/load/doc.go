@@ -5,7 +5,9 @@
 // TUN device), gVisor's netstack (on a TUN device of its own) and the
 // kernel's TCP. The clients are the usual tools, run as processes on the
 // kernel's side: ab, wrk, curl and hping3 for a SYN flood, with Go probes
-// that measure how legitimate connections fare during the flood.
+// that measure how legitimate connections fare during the flood, and Go
+// clients that read slowly: each with a small receive buffer, stalled
+// for a while (the server's window to it shut), then reading on.
 //
 // Each server runs in a child process of the test binary, so the heap
 // figures of one stack are not mixed with another's or with the clients'.
