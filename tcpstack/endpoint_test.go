@@ -617,7 +617,7 @@ func TestSendBufferFollowsPeerWindow(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, minSendBuffer, n)
 	w.run(w.now.Add(time.Second), func() bool { return false }) // the window fills and stays shut
-	acked := minSendBuffer - ep.io.snd.len() // into the peer's buffer: most of its window
+	acked := minSendBuffer - ep.io.snd.len()                    // into the peer's buffer: most of its window
 	require.Greater(t, acked, 4<<10)
 	k, err := ep.Write(data[n:], w.now)
 	require.NoError(t, err)
