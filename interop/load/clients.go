@@ -473,17 +473,29 @@ func ParseHping(out string) (int, error) {
 	return atoi(m[1]), nil
 }
 
-// Flood sends SYNs to target as fast as hping3 can for d, from the
-// address spoof (with a new source port each), and returns how many it
-// sent. timeout(1) interrupts hping3, which then prints its count.
-func Flood(ctx context.Context, target netip.AddrPort, spoof netip.Addr, d time.Duration) (FloodResult, error) {
+// FloodFlag is the TCP flag a flood's segments carry.
+type FloodFlag string
+
+// The floods: SYNs, as for a connection (a listener answers with a
+// SYN-ACK, a SYN cookie past its backlog), and bare ACKs, as for a
+// connection that does not exist (a listener checks each for a SYN
+// cookie, then answers with a reset).
+const (
+	FloodSYN FloodFlag = "-S"
+	FloodACK FloodFlag = "-A"
+)
+
+// Flood sends segments with flag to target as fast as hping3 can for d,
+// from the address spoof (with a new source port each), and returns how
+// many it sent. timeout(1) interrupts hping3, which then prints its count.
+func Flood(ctx context.Context, target netip.AddrPort, spoof netip.Addr, flag FloodFlag, d time.Duration) (FloodResult, error) {
 	hping, err := LookTool("hping3")
 	if err != nil {
 		return FloodResult{}, err
 	}
 	start := time.Now()
 	out, err := run(ctx, "timeout", "-k", "2", "-s", "INT", secs(d), hping,
-		"-S", "-p", strconv.Itoa(int(target.Port())), "--flood", "-a", spoof.String(), target.Addr().String())
+		string(flag), "-p", strconv.Itoa(int(target.Port())), "--flood", "-a", spoof.String(), target.Addr().String())
 	took := time.Since(start)
 	if err != nil {
 		return FloodResult{}, fmt.Errorf("hping3: %v: %s", err, out)

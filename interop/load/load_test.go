@@ -29,7 +29,7 @@ const (
 	// request, wrk's slowest, each probe).
 	maxRequestTime = 3 * time.Second
 	// minFloodSuccess is the least fraction of legitimate probes that
-	// must succeed during the SYN flood. After it, every probe must.
+	// must succeed during a flood. After the floods, every probe must.
 	minFloodSuccess = 0.99
 	// maxSlowReadWait bounds a slow reader's download beyond the time it
 	// spends not reading: the transfers of all of them, one after the
@@ -152,7 +152,8 @@ func probeChecks(min float64) func(Result) []string {
 }
 
 // loads returns the measurements of plan p, in the order they run: the
-// SYN flood last, as it leaves half-open connections behind.
+// floods last, and the SYN flood last of them, as it leaves half-open
+// connections behind.
 func loads(p plan) []load {
 	var ls []load
 	for _, a := range p.ab {
@@ -212,25 +213,30 @@ func loads(p plan) []load {
 		run: func(ctx context.Context, s *Server) Result {
 			return SlowReadResult(RunSlowReaders(ctx, s.Addr, p.slow, p.clientLimit))
 		}})
-	ls = append(ls, load{name: fmt.Sprintf("probes during %v SYN flood", p.floodFor), check: probeChecks(minFloodSuccess),
-		run: func(ctx context.Context, s *Server) Result {
-			var flood FloodResult
-			var floodErr error
-			var wg sync.WaitGroup
-			wg.Go(func() { flood, floodErr = Flood(ctx, s.Addr, SpoofedSource, p.floodFor) })
-			// The first probe starts half a spacing into the flood, the
-			// last half a spacing before its end.
-			spacing := p.floodFor / time.Duration(p.floodProbes)
-			time.Sleep(spacing / 2)
-			r := ProbeResult(ProbeSeries(s.Addr, p.floodProbes, spacing, maxRequestTime))
-			wg.Wait()
-			note := fmt.Sprintf("hping3 sent %d SYNs (%.0f/s)", flood.Packets, flood.PacketsPerSec())
-			if floodErr != nil {
-				note = "flood: " + floodErr.Error()
-			}
-			r.Detail = strings.TrimPrefix(r.Detail+"; "+note, "; ")
-			return r
-		}})
+	for _, f := range []struct {
+		name string
+		flag FloodFlag
+	}{{"ACK", FloodACK}, {"SYN", FloodSYN}} {
+		ls = append(ls, load{name: fmt.Sprintf("probes during %v %s flood", p.floodFor, f.name), check: probeChecks(minFloodSuccess),
+			run: func(ctx context.Context, s *Server) Result {
+				var flood FloodResult
+				var floodErr error
+				var wg sync.WaitGroup
+				wg.Go(func() { flood, floodErr = Flood(ctx, s.Addr, SpoofedSource, f.flag, p.floodFor) })
+				// The first probe starts half a spacing into the flood, the
+				// last half a spacing before its end.
+				spacing := p.floodFor / time.Duration(p.floodProbes)
+				time.Sleep(spacing / 2)
+				r := ProbeResult(ProbeSeries(s.Addr, p.floodProbes, spacing, maxRequestTime))
+				wg.Wait()
+				note := fmt.Sprintf("hping3 sent %d %ss (%.0f/s)", flood.Packets, f.name, flood.PacketsPerSec())
+				if floodErr != nil {
+					note = "flood: " + floodErr.Error()
+				}
+				r.Detail = strings.TrimPrefix(r.Detail+"; "+note, "; ")
+				return r
+			}})
+	}
 	ls = append(ls, load{name: "probes after the flood", check: probeChecks(1),
 		run: func(ctx context.Context, s *Server) Result {
 			return ProbeResult(ProbeSeries(s.Addr, p.afterProbes, 100*time.Millisecond, maxRequestTime))
