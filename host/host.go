@@ -253,6 +253,26 @@ func (h *Host) Stats() tcpstack.Stats {
 	return h.stack.Stats()
 }
 
+// Conns returns how many connections the stack holds: every state but
+// TIME-WAIT, whose connections it keeps as compact records instead
+// (RFC 9293 section 3.3.2), and including the half-open ones that
+// HalfOpen counts. A connection the application closed counts until its
+// close completes.
+func (h *Host) Conns() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.stack.Conns()
+}
+
+// HalfOpen returns how many connections are in SYN-RECEIVED, waiting
+// for the ACK that completes a handshake a SYN began (RFC 9293 section
+// 3.5).
+func (h *Host) HalfOpen() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.stack.HalfOpen()
+}
+
 // From a BatchLink the host reads up to readBatch segments into a
 // readArena-byte buffer, and inputs them under one lock.
 const (

@@ -252,3 +252,33 @@ func TestHostPathMTU(t *testing.T) {
 	}
 	p.a.mu.Unlock()
 }
+
+func TestConnsCountsLiveConnections(t *testing.T) {
+	// One connection on each host while it is open; none once both ends
+	// have closed (the active closer's TIME-WAIT is a record, not a
+	// connection).
+	a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
+	la, lb := Pipe(a, b)
+	ha, err := New(la, Config{})
+	require.NoError(t, err)
+	hb, err := New(lb, Config{})
+	require.NoError(t, err)
+	defer ha.Close()
+	defer hb.Close()
+	require.Zero(t, ha.Conns())
+	ln, err := hb.ListenAddrPort(netip.AddrPortFrom(netip.Addr{}, 80))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := ha.DialContextAddrPort(ctx, netip.AddrPortFrom(b, 80))
+	require.NoError(t, err)
+	s, err := ln.Accept()
+	require.NoError(t, err)
+	require.Equal(t, 1, ha.Conns())
+	require.Equal(t, 1, hb.Conns())
+	require.Zero(t, hb.HalfOpen())
+	require.NoError(t, c.Close())
+	require.NoError(t, s.Close())
+	require.Eventually(t, func() bool { return ha.Conns() == 0 && hb.Conns() == 0 }, 10*time.Second, time.Millisecond,
+		"conns left: %d and %d", ha.Conns(), hb.Conns())
+}

@@ -671,3 +671,52 @@ func SlowReadResult(rs []SlowReader) Result {
 	}
 	return res
 }
+
+// RunAbortingReaders starts conns downloads of size bytes from addr's
+// "/bulk" at once. Each client reads the first first bytes of the body
+// and goes away while the server is still writing: every other one with
+// a reset (SO_LINGER 0), the rest with a close that, as it leaves unread
+// data behind, the kernel turns into a reset too. Each is a Probe: it
+// fails if it could not read its first bytes within timeout.
+func RunAbortingReaders(ctx context.Context, addr netip.AddrPort, conns int, size, first int64, timeout time.Duration) []Probe {
+	out := make([]Probe, conns)
+	var wg sync.WaitGroup
+	for i := range out {
+		wg.Go(func() { out[i] = abortingRead(ctx, addr, size, first, i%2 == 0, timeout) })
+	}
+	wg.Wait()
+	return out
+}
+
+func abortingRead(ctx context.Context, addr netip.AddrPort, size, first int64, reset bool, timeout time.Duration) Probe {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr.String())
+	if err != nil {
+		return Probe{Took: time.Since(start), Err: err}
+	}
+	defer c.Close()
+	if reset {
+		_ = c.(*net.TCPConn).SetLinger(0)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	err = func() error {
+		if _, err := fmt.Fprintf(c, "GET /bulk?n=%d HTTP/1.1\r\nHost: %s\r\n\r\n", size, addr); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		_, err = io.CopyN(io.Discard, resp.Body, first)
+		return err
+	}()
+	return Probe{Took: time.Since(start), Err: err}
+}

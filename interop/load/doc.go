@@ -6,8 +6,11 @@
 // kernel's TCP. The clients are the usual tools, run as processes on the
 // kernel's side: ab, wrk, curl and hping3 for a SYN flood, with Go probes
 // that measure how legitimate connections fare during the flood, and Go
-// clients that read slowly: each with a small receive buffer, stalled
-// for a while (the server's window to it shut), then reading on.
+// clients that read slowly (each with a small receive buffer, stalled
+// for a while with the server's window to it shut, then reading on) or
+// go away in the middle of a download with a reset. After the loads and
+// an idle period the tcpfsm server must hold no connection and no more
+// goroutines than at its start.
 //
 // Each server runs in a child process of the test binary, so the heap
 // figures of one stack are not mixed with another's or with the clients'.

@@ -65,6 +65,7 @@ type plan struct {
 	wrkFor      time.Duration
 	curlBytes   int64
 	slow        SlowReadPlan
+	aborts      int // clients that read the start of a download and reset
 	floodFor    time.Duration
 	floodProbes int           // probes during the flood, spread over it
 	afterProbes int           // probes once it is over
@@ -82,6 +83,7 @@ func shortPlan() plan {
 		curlBytes: 16 << 20,
 		slow: SlowReadPlan{Conns: 200, Size: 256 << 10, RcvBuf: 16 << 10, First: 32 << 10, Stall: 1500 * time.Millisecond,
 			Chunk: 16 << 10, Pause: 2 * time.Millisecond},
+		aborts:   500,
 		floodFor: 3 * time.Second, floodProbes: 10, afterProbes: 10,
 		idle:        5 * time.Second,
 		clientLimit: 15 * time.Second,
@@ -99,6 +101,7 @@ func fullPlan() plan {
 		curlBytes: 64 << 20,
 		slow: SlowReadPlan{Conns: 1000, Size: 1 << 20, RcvBuf: 16 << 10, First: 32 << 10, Stall: 2 * time.Second,
 			Chunk: 16 << 10, Pause: 2 * time.Millisecond},
+		aborts:   2000,
 		floodFor: 5 * time.Second, floodProbes: 100, afterProbes: 20,
 		idle:        30 * time.Second,
 		clientLimit: 90 * time.Second,
@@ -213,6 +216,10 @@ func loads(p plan) []load {
 		run: func(ctx context.Context, s *Server) Result {
 			return SlowReadResult(RunSlowReaders(ctx, s.Addr, p.slow, p.clientLimit))
 		}})
+	ls = append(ls, load{name: fmt.Sprintf("%d readers that reset", p.aborts), check: probeChecks(1),
+		run: func(ctx context.Context, s *Server) Result {
+			return ProbeResult(RunAbortingReaders(ctx, s.Addr, p.aborts, 64<<20, 64<<10, maxRequestTime))
+		}})
 	for _, f := range []struct {
 		name string
 		flag FloodFlag
@@ -321,6 +328,14 @@ func TestLoad(t *testing.T) {
 		for _, bad := range l.check(res) {
 			t.Errorf("tcpfsm, %s: %s", l.name, bad)
 		}
+	}
+	// Nothing may outlive the loads: every connection closed, its
+	// handler's goroutine gone.
+	if tr.GoroutinesAfter > tr.GoroutinesBefore {
+		t.Errorf("tcpfsm: %d goroutines after the loads and %v idle, %d before", tr.GoroutinesAfter, p.idle, tr.GoroutinesBefore)
+	}
+	if n, ok := tr.Counters[openConnections]; !ok || n != 0 {
+		t.Errorf("tcpfsm: %d connections open after the loads and %v idle (counted: %v)", n, p.idle, ok)
 	}
 	if tr.HeapAfter != 0 && tr.HeapAfter > tr.HeapBefore+maxHeapGrowth {
 		t.Errorf("tcpfsm heap: %.1f MiB after the loads and %v idle, %.1f MiB before (limit +%d MiB)",

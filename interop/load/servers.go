@@ -99,6 +99,10 @@ var (
 	SpoofedSource = netip.MustParseAddr("10.9.0.99")
 )
 
+// openConnections is the tcpfsm server's counter of the connections it
+// holds past their handshake (TIME-WAIT records not counted).
+const openConnections = "open_connections"
+
 // TUN device names, one per server.
 const (
 	tcpfsmDevice = "tcpfsm0"
@@ -348,6 +352,9 @@ func listenTcpfsm() (net.Listener, func() map[string]uint64, func(), error) {
 		m["device_large_reads"] = d.LargeReads.Load()
 		m["device_offload_reads"] = d.OffloadReads.Load()
 		m["device_bad_headers"] = d.BadHeaders.Load()
+		half := h.HalfOpen()
+		m[openConnections] = uint64(h.Conns() - half)
+		m["half_open"] = uint64(half)
 		deviceCounters(tcpfsmDevice, m)
 		clientCounters(m)
 		return m
