@@ -186,7 +186,7 @@ func TestDialCancelFreesPort(t *testing.T) {
 			_, err := p.a.DialContext(ctx, "tcp", "10.0.0.2:80")
 			errc <- err
 		}()
-		waitFor(func() bool { return p.a.stackConns() == 1 })
+		waitFor(func() bool { return p.a.Conns() == 1 })
 		_, err := p.a.DialContextAddrPort(context.Background(), netip.AddrPortFrom(addrB, 80))
 		require.ErrorIs(t, err, syscall.EADDRNOTAVAIL)
 		require.ErrorIs(t, err, tcpstack.ErrNoPorts)
@@ -194,7 +194,7 @@ func TestDialCancelFreesPort(t *testing.T) {
 		err = <-errc
 		requireOpError(t, err, "dial")
 		require.ErrorIs(t, err, context.Canceled)
-		require.Zero(t, p.a.stackConns(), "the cancelled connection is gone from the stack")
+		require.Zero(t, p.a.Conns(), "the cancelled connection is gone from the stack")
 	}
 	// A context already done fails at once.
 	ctx, cancel := context.WithCancel(context.Background())

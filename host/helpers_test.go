@@ -72,13 +72,6 @@ func (p *pair) connect(t *testing.T) (client, server *Conn) {
 	return c.(*Conn), s
 }
 
-// conns returns how many connections a's stack holds.
-func (h *Host) stackConns() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.stack.Conns()
-}
-
 // waitFor polls cond until it holds; the test's own timeout bounds it.
 func waitFor(cond func() bool) {
 	for !cond() {

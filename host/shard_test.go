@@ -441,7 +441,7 @@ func TestShardDialCancelled(t *testing.T) {
 	_, err = s.DialContextAddrPort(ctx, netip.AddrPortFrom(addrB, 80))
 	require.ErrorIs(t, err, context.Canceled)
 	for i := range s.Shards() {
-		require.Zero(t, s.Shard(i).stackConns(), "shard %d", i)
+		require.Zero(t, s.Shard(i).Conns(), "shard %d", i)
 	}
 }
 
