@@ -120,6 +120,28 @@ func TestRestartAfterIdle(t *testing.T) {
 	require.LessOrEqual(t, sent, uint32(3*1460), "at most IW after an idle RTO")
 }
 
+func TestFirstSendIsNoRestartAfterIdle(t *testing.T) {
+	// A connection opened an hour into the TCBs' clock sends its first
+	// data at once: the handshake, not the clock's start, is when it
+	// last sent (RFC 5681 4.1), so the first send takes the idle
+	// connection's shortcut, at both ends.
+	for _, side := range []int{0, 1} {
+		p := newPair(Config{}, Config{})
+		p.now = at(3600)
+		_ = p.step(1, ListenOn(80))
+		_ = p.step(0, Open(40000, 80, 100))
+		p.run(p.now.Add(time.Second))
+		require.Equal(t, Established, p.tcb[side].State)
+		c := p.tcb[side]
+		_, ok := c.sendIdle(100, false, p.now, nil)
+		require.True(t, ok, "side %d: the first send after the handshake is not after idle", side)
+		// An RTO of silence later, it is.
+		c = p.tcb[side]
+		_, ok = c.sendIdle(100, false, p.now.Add(c.rtoDur()+time.Millisecond), nil)
+		require.False(t, ok, "side %d: after an idle RTO the window restarts on the full path", side)
+	}
+}
+
 func TestNoRestartAfterIdle(t *testing.T) {
 	// Config.NoRestartAfterIdle (RFC 5681 4.1's SHOULD, off): the window
 	// is kept over the pause, and CUBIC's epoch moves on by the idle

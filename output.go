@@ -84,6 +84,10 @@ func (t *TCB) sendSYN(now Time, out []Action) []Action {
 		t.rttSeq = t.Iss.Add(1)
 		t.rttStart = usOf(now)
 	}
+	// The handshake starts the ACK clock: data sent within an RTO of it
+	// follows no idle period (RFC 5681 section 4.1), as Linux's send
+	// time set when the connection completes also says.
+	t.lastSend = msOf(now)
 	return t.startRetransmit(now, out)
 }
 
