@@ -324,11 +324,14 @@ func (t *TCB) sentFromIdle(ms uint32, now Time, out []Action) []Action {
 }
 
 // closeIdle is the whole Step for a CLOSE in ESTABLISHED or CLOSE-WAIT
-// with nothing in flight or queued: close, then output and sendData,
-// which come to our FIN alone, done in line. It reports false, having
-// changed nothing, for anything else (recovery, urgent data, a timer in
-// slot 0). TestCloseIdleMatchesFullPath and FuzzStep hold it to the full
-// path.
+// with nothing queued: close, then output and sendData, which come to our
+// FIN alone, done in line. With nothing in flight the FIN starts the
+// timers as from idle; with data in flight (an application that writes
+// and closes at once) the loss timer already runs for it. It reports
+// false, having changed nothing, for anything else (recovery, urgent
+// data, a go-back-N resend, a timer in slot 0 other than the loss timer
+// of data in flight). TestCloseIdleMatchesFullPath and FuzzStep hold it
+// to the full path.
 func (t *TCB) closeIdle(now Time, out []Action) ([]Action, bool) {
 	var next State
 	switch t.State {
@@ -339,8 +342,10 @@ func (t *TCB) closeIdle(now Time, out []Action) ([]Action, bool) {
 	default:
 		return out, false
 	}
-	if t.SndUna != t.SndNxt || t.SndNxt != t.sndEnd || t.sndRtx != t.SndNxt ||
-		t.flags&(flagCloseCalled|flagRecovery|flagUrgPending|flagFinSent) != 0 || t.timers[0] != 0 {
+	busy := t.SndUna != t.SndNxt
+	if t.SndNxt != t.sndEnd || t.sndRtx != t.SndNxt ||
+		t.flags&(flagCloseCalled|flagRecovery|flagUrgPending|flagFinSent) != 0 ||
+		(t.timers[0] != 0) != busy || busy && t.tkind[0] != TimerRetransmit && t.tkind[0] != TimerProbe {
 		return out, false
 	}
 	t.flags |= flagCloseCalled
@@ -355,7 +360,23 @@ func (t *TCB) closeIdle(now Time, out []Action) ([]Action, bool) {
 	t.segment(a, seq, FlagFIN, now)
 	t.SndNxt, t.sndRtx = seq.Add(1), seq.Add(1)
 	t.flags |= flagFinSent | flagFinAlone
-	return t.sentFromIdle(ms, now, out), true
+	if !busy {
+		return t.sentFromIdle(ms, now, out), true
+	}
+	// The rest of advanceSndNxt and sendData: RTT timing if none runs,
+	// the flight noted, and a tail loss probe counted from the FIN, the
+	// latest new data (RFC 8985 section 7.2); the retransmission timer
+	// runs on.
+	if t.flags&flagRttTiming == 0 {
+		t.flags |= flagRttTiming
+		t.rttSeq = t.SndNxt
+		t.rttStart = usOf(now)
+	}
+	t.noteSSFlight()
+	if t.tkind[0] == TimerProbe {
+		out = t.arm(out, TimerProbe, now, t.pto())
+	}
+	return out, true
 }
 
 // inOrderFIN is the whole Step for the peer's FIN with no text, at

@@ -444,8 +444,8 @@ func ackAll(rt *rapid.T, c *conn) {
 // the errors must come out identical. It counts how often closeIdle took
 // the call, so the test fails if it never applies.
 func TestCloseIdleMatchesFullPath(t *testing.T) {
-	taken, total := map[State]int{}, 0
-	checkTaken(t, func() bool { return allTaken(taken, Established, CloseWait) }, func(rt *rapid.T) {
+	taken, total, busy := map[State]int{}, 0, 0
+	checkTaken(t, func() bool { return allTaken(taken, Established, CloseWait) && busy >= minTaken }, func(rt *rapid.T) {
 		c := wandered(rt)
 		if c.tcb.State != Established {
 			return
@@ -467,13 +467,17 @@ func TestCloseIdleMatchesFullPath(t *testing.T) {
 		probe := c.tcb
 		if _, ok := probe.closeIdle(now, nil); ok {
 			taken[c.tcb.State]++
+			if c.tcb.SndUna != c.tcb.SndNxt {
+				busy++
+			}
 		}
 		total++
 	})
-	t.Logf("closeIdle %v of %d", taken, total)
+	t.Logf("closeIdle %v of %d, %d of them with data in flight", taken, total, busy)
 	for _, s := range []State{Established, CloseWait} {
 		require.GreaterOrEqual(t, taken[s], minTaken, "closeIdle took %d of %d closes in %v", taken[s], total, s)
 	}
+	require.GreaterOrEqual(t, busy, minTaken, "closeIdle took %d closes with data in flight", busy)
 }
 
 // peerSeg is a segment from the peer at RCV.NXT acknowledging SND.NXT,
