@@ -720,3 +720,44 @@ func abortingRead(ctx context.Context, addr netip.AddrPort, size, first int64, r
 	}()
 	return Probe{Took: time.Since(start), Err: err}
 }
+
+// RunSlowUploads starts p.Conns uploads of p.Size bytes of BulkReader to
+// addr's "/slowsink" at once, which reads p.First bytes, stops reading
+// for p.Stall (the server's receive window fills and shuts), then reads
+// the rest p.Chunk bytes at a time with p.Pause after each; each upload
+// checks the length and CRC-32C the server returns. p.RcvBuf is not used.
+func RunSlowUploads(ctx context.Context, addr netip.AddrPort, p SlowReadPlan, timeout time.Duration) []SlowReader {
+	h := crc32.New(castagnoli)
+	_, _ = io.Copy(h, BulkReader(p.Size))
+	want := fmt.Sprintf("%d %08x", p.Size, h.Sum32())
+	url := fmt.Sprintf("http://%s/slowsink?first=%d&stall=%v&chunk=%d&pause=%v", addr, p.First, p.Stall, p.Chunk, p.Pause)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: timeout}
+	out := make([]SlowReader, p.Conns)
+	var wg sync.WaitGroup
+	for i := range out {
+		wg.Go(func() {
+			start := time.Now()
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, BulkReader(p.Size))
+			if err != nil {
+				out[i] = SlowReader{Err: err}
+				return
+			}
+			req.ContentLength = p.Size
+			resp, err := client.Do(req)
+			if err == nil {
+				var b []byte
+				b, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if got := strings.TrimSpace(string(b)); err == nil && (resp.StatusCode != http.StatusOK || got != want) {
+					err = fmt.Errorf("status %d, %q, want %q", resp.StatusCode, got, want)
+				}
+			}
+			out[i] = SlowReader{Took: time.Since(start), Err: err}
+			if err == nil {
+				out[i].Bytes = p.Size
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}

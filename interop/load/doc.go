@@ -7,8 +7,9 @@
 // kernel's side: ab, wrk, curl and hping3 for a SYN flood, with Go probes
 // that measure how legitimate connections fare during the flood, and Go
 // clients that read slowly (each with a small receive buffer, stalled
-// for a while with the server's window to it shut, then reading on) or
-// go away in the middle of a download with a reset. After the loads and
+// for a while with the server's window to it shut, then reading on),
+// upload to a handler that reads slowly in the same way (the server's
+// window shut), or go away in the middle of a download with a reset. After the loads and
 // an idle period the tcpfsm server must hold no connection and no more
 // goroutines than at its start.
 //

@@ -65,7 +65,8 @@ type plan struct {
 	wrkFor      time.Duration
 	curlBytes   int64
 	slow        SlowReadPlan
-	aborts      int // clients that read the start of a download and reset
+	slowUp      SlowReadPlan // the server reads slowly: RcvBuf unused
+	aborts      int          // clients that read the start of a download and reset
 	floodFor    time.Duration
 	floodProbes int           // probes during the flood, spread over it
 	afterProbes int           // probes once it is over
@@ -83,6 +84,8 @@ func shortPlan() plan {
 		curlBytes: 16 << 20,
 		slow: SlowReadPlan{Conns: 200, Size: 256 << 10, RcvBuf: 16 << 10, First: 32 << 10, Stall: 1500 * time.Millisecond,
 			Chunk: 16 << 10, Pause: 2 * time.Millisecond},
+		slowUp: SlowReadPlan{Conns: 200, Size: 512 << 10, First: 32 << 10, Stall: 1500 * time.Millisecond,
+			Chunk: 16 << 10, Pause: time.Millisecond},
 		aborts:   500,
 		floodFor: 3 * time.Second, floodProbes: 10, afterProbes: 10,
 		idle:        5 * time.Second,
@@ -101,6 +104,8 @@ func fullPlan() plan {
 		curlBytes: 64 << 20,
 		slow: SlowReadPlan{Conns: 1000, Size: 1 << 20, RcvBuf: 16 << 10, First: 32 << 10, Stall: 2 * time.Second,
 			Chunk: 16 << 10, Pause: 2 * time.Millisecond},
+		slowUp: SlowReadPlan{Conns: 500, Size: 1 << 20, First: 32 << 10, Stall: 2 * time.Second,
+			Chunk: 16 << 10, Pause: time.Millisecond},
 		aborts:   2000,
 		floodFor: 5 * time.Second, floodProbes: 100, afterProbes: 20,
 		idle:        30 * time.Second,
@@ -215,6 +220,19 @@ func loads(p plan) []load {
 		},
 		run: func(ctx context.Context, s *Server) Result {
 			return SlowReadResult(RunSlowReaders(ctx, s.Addr, p.slow, p.clientLimit))
+		}})
+	ls = append(ls, load{name: fmt.Sprintf("%d slow uploads, %d KiB each", p.slowUp.Conns, p.slowUp.Size>>10),
+		// The server's handler stalls with its receive window full, then
+		// reads on: the window updates must bring the data on at once.
+		check: func(r Result) []string {
+			bad := requestChecksN(r)
+			if limit := p.slowUp.Stall + maxSlowReadWait; r.Max > limit {
+				bad = append(bad, fmt.Sprintf("slowest upload took %v (limit %v)", r.Max, limit))
+			}
+			return bad
+		},
+		run: func(ctx context.Context, s *Server) Result {
+			return SlowReadResult(RunSlowUploads(ctx, s.Addr, p.slowUp, p.clientLimit))
 		}})
 	ls = append(ls, load{name: fmt.Sprintf("%d readers that reset", p.aborts), check: probeChecks(1),
 		run: func(ctx context.Context, s *Server) Result {

@@ -159,6 +159,7 @@ func BulkReader(n int64) io.Reader {
 // a request body of up to MaxBulk bytes and returns its length and
 // CRC-32C (Castagnoli), as "BYTES CRC\n" in decimal and hex: an upload's
 // check, a fraction of what a SHA-256 would cost the server.
+// "/slowsink" does the same reading slowly (see its parameters).
 func Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -175,6 +176,46 @@ func Handler() http.Handler {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
 		_, _ = io.Copy(w, BulkReader(n))
+	})
+	mux.HandleFunc("/slowsink", func(w http.ResponseWriter, r *http.Request) {
+		// "/slowsink?first=B&stall=D&chunk=B&pause=D": reads first bytes,
+		// stops reading for stall with the client's data filling the
+		// receive window, then reads the rest chunk bytes at a time with
+		// pause after each, and returns the length and CRC-32C as /sink.
+		q := r.URL.Query()
+		first, err1 := strconv.ParseInt(q.Get("first"), 10, 64)
+		chunk, err2 := strconv.Atoi(q.Get("chunk"))
+		stall, err3 := time.ParseDuration(q.Get("stall"))
+		pause, err4 := time.ParseDuration(q.Get("pause"))
+		if err := errors.Join(err1, err2, err3, err4); err != nil || first < 0 || chunk <= 0 || chunk > 1<<20 {
+			http.Error(w, "bad parameters", http.StatusBadRequest)
+			return
+		}
+		h := crc32.New(castagnoli)
+		body := http.MaxBytesReader(w, r.Body, MaxBulk)
+		n, err := io.CopyN(h, body, first)
+		if err == nil {
+			time.Sleep(stall)
+			buf := make([]byte, chunk)
+			for {
+				k, rerr := body.Read(buf)
+				h.Write(buf[:k])
+				n += int64(k)
+				if rerr != nil {
+					if rerr != io.EOF {
+						err = rerr
+					}
+					break
+				}
+				time.Sleep(pause)
+			}
+		}
+		if err != nil && err != io.EOF {
+			http.Error(w, fmt.Sprintf("after %d bytes: %v", n, err), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprintf(w, "%d %08x\n", n, h.Sum32())
 	})
 	mux.HandleFunc("/sink", func(w http.ResponseWriter, r *http.Request) {
 		h := crc32.New(castagnoli)
@@ -536,7 +577,7 @@ func kernelCounters() map[string]uint64 {
 	return netstat(map[string]bool{
 		"ListenOverflows": true, "ListenDrops": true, "SyncookiesSent": true, "SyncookiesRecv": true,
 		"TCPReqQFullDoCookies": true, "TCPReqQFullDrop": true, "OutRsts": true, "EstabResets": true,
-		"AttemptFails": true, "TCPTimeouts": true,
+		"AttemptFails": true, "TCPTimeouts": true, "RetransSegs": true, "TCPLossProbes": true, "TCPDSACKRecv": true,
 	})
 }
 
