@@ -144,23 +144,74 @@ func (t *TCB) ackIfOwed(now Time, out []Action) []Action {
 // SEQ=seq, ACK=RCV.NXT and the window and options every synchronized
 // segment carries: timestamps once agreed, and SACK blocks while data is
 // held out of order (RFC 2018 section 4), which SegmentOf adds.
+//
+// The window field announces a right edge, which it records. The edge
+// never moves left (SHLD-14) and moves right only by at least
+// swsThreshold (receiver SWS avoidance). The scaled field is rounded up,
+// never down, so the peer's view of the edge never moves left either (RFC
+// 7323 section 2.3). The window is worked out here rather than in a
+// function of its own: segment then calls nothing, which saves every
+// segment a call and the spills around it.
 func (t *TCB) segment(a *Action, seq Seq, f Flags, now Time) {
+	fl, nxt := t.flags, t.RcvNxt
 	a.DataSeq = seq
 	s := &a.Header
 	s.SrcPort, s.DstPort = t.LocalPort, t.RemotePort
-	s.Ack, s.Flags, s.Window = t.RcvNxt, f|FlagACK, t.advertise()
-	if t.flags&flagTS != 0 {
+	s.Ack, s.Flags = nxt, f|FlagACK
+	if fl&flagTS != 0 {
 		s.Options = OptTimestamps
 		s.TSVal = t.tsVal(now)
 		s.TSEcr = t.tsRecent
 	}
-	s.SACK = t.flags&flagSACK != 0 && t.ooo[0].Left != t.ooo[0].Right
-	if t.flags&flagUrgPending != 0 && seq.LessThan(t.sndUp) {
+	if fl&flagSACK != 0 && t.ooo[0].Left != t.ooo[0].Right {
+		s.SACK = true
+	}
+	if fl&flagUrgPending != 0 && seq.LessThan(t.sndUp) {
 		s.Flags |= FlagURG
 		s.Urgent = uint16(min(t.sndUp.Diff(seq), 0xffff))
 	}
-	t.lastAckSent = t.RcvNxt
-	t.flags &^= flagAckNow | flagAckDelayed
+	t.lastAckSent = nxt
+	t.flags = fl &^ (flagAckNow | flagAckDelayed)
+
+	// The window: rightEdge, with the loads shared.
+	sh := t.rcvShift()
+	adv := t.rcvAdv
+	bufEnd := t.rcvUser.Add(t.cfg.rcvBuf)
+	if fl&flagFinRcvd != 0 {
+		bufEnd++ // finBit
+	}
+	right := bufEnd.Add(-min(uint32(1)<<sh-1, t.cfg.rcvBuf))
+	if lim := nxt.Add(0xffff << sh); lim.LessThan(right) {
+		right = lim
+	}
+	if right.GreaterThan(adv) && right.Diff(adv) >= t.swsThreshold() {
+		if right.GreaterThan(nxt) {
+			// The edge moves to right, rounded up to the scale: right
+			// is at most nxt+0xffff<<sh, so the field fits, and it keeps
+			// 1<<sh - 1 bytes of the buffer for the rounding, so the
+			// rounded edge stays inside the buffer (the checks below).
+			field := (right.Diff(nxt) + 1<<sh - 1) >> sh
+			t.rcvAdv = nxt.Add(field << sh)
+			s.Window = uint16(field)
+			return
+		}
+		adv = right
+	}
+	var w uint32
+	if nxt.LessThan(adv) {
+		w = adv.Diff(nxt)
+	}
+	field := min((w+(1<<sh)-1)>>sh, 0xffff)
+	// Rounding up must not promise more than the buffer holds: repeated
+	// from a moving RCV.NXT it would creep past it.
+	if e := nxt.Add(field << sh); e.GreaterThan(bufEnd) {
+		field = bufEnd.Diff(nxt) >> sh
+	}
+	if e := nxt.Add(field << sh); e.GreaterThan(adv) {
+		adv = e
+	}
+	t.rcvAdv = adv
+	s.Window = uint16(field)
 }
 
 // SegmentOf returns the segment the ActSend a describes, without payload
@@ -517,49 +568,6 @@ func (t *TCB) rightEdge() Seq {
 // swsThreshold is how far the right edge must be able to move before it
 // moves: min(RCV.BUFF/2, MSS) (RFC 9293 MUST-39).
 func (t *TCB) swsThreshold() uint32 { return min(t.cfg.rcvBuf/2, uint32(t.cfg.mss)) }
-
-// advertise returns the window field for an outgoing segment and records
-// the right edge it announces. The edge never moves left (SHLD-14) and
-// moves right only by at least swsThreshold (receiver SWS avoidance). The
-// scaled field is rounded up, never down, so the peer's view of the edge
-// never moves left either (RFC 7323 section 2.3).
-func (t *TCB) advertise() uint16 {
-	s := t.rcvShift()
-	nxt, adv := t.RcvNxt, t.rcvAdv
-	bufEnd := t.rcvUser.Add(t.finBit() + t.cfg.rcvBuf)
-	// rightEdge, with the loads shared.
-	right := bufEnd.Add(-min(uint32(1)<<s-1, t.cfg.rcvBuf))
-	if lim := nxt.Add(0xffff << s); lim.LessThan(right) {
-		right = lim
-	}
-	if right.GreaterThan(adv) && right.Diff(adv) >= t.swsThreshold() {
-		if right.GreaterThan(nxt) {
-			// The edge moves to right, rounded up to the scale: right
-			// is at most nxt+0xffff<<s, so the field fits, and it keeps
-			// 1<<s - 1 bytes of the buffer for the rounding, so the
-			// rounded edge stays inside the buffer (the checks below).
-			field := (right.Diff(nxt) + 1<<s - 1) >> s
-			t.rcvAdv = nxt.Add(field << s)
-			return uint16(field)
-		}
-		adv = right
-	}
-	var w uint32
-	if nxt.LessThan(adv) {
-		w = adv.Diff(nxt)
-	}
-	field := min((w+(1<<s)-1)>>s, 0xffff)
-	// Rounding up must not promise more than the buffer holds: repeated
-	// from a moving RCV.NXT it would creep past it.
-	if e := nxt.Add(field << s); e.GreaterThan(bufEnd) {
-		field = bufEnd.Diff(nxt) >> s
-	}
-	if e := nxt.Add(field << s); e.GreaterThan(adv) {
-		adv = e
-	}
-	t.rcvAdv = adv
-	return uint16(field)
-}
 
 // windowUpdateDue reports whether reading has freed enough buffer to be
 // worth a window update: the edge can move by the SWS threshold and the

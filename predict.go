@@ -116,20 +116,10 @@ func (t *TCB) inOrderData(seg *Segment, more bool, now Time, out []Action) ([]Ac
 	}
 	switch {
 	case t.flags&flagAckNow != 0:
-		// sendACK, with what segment adds for SACK blocks and urgent data
-		// known to be absent.
+		// sendACK.
 		out = t.stopDelayedACK(out)
 		out, a = push(out, ActSend)
-		s := &a.Header
-		s.SrcPort, s.DstPort = t.LocalPort, t.RemotePort
-		a.DataSeq, s.Ack, s.Flags, s.Window = t.SndNxt, t.RcvNxt, FlagACK, t.advertise()
-		if t.flags&flagTS != 0 {
-			s.Options = OptTimestamps
-			s.TSVal = t.tsVal(now)
-			s.TSEcr = t.tsRecent
-		}
-		t.lastAckSent = t.RcvNxt
-		t.flags &^= flagAckNow | flagAckDelayed
+		t.segment(a, t.SndNxt, 0, now)
 	case !t.running(TimerDelayedACK):
 		if t.cfg.more&optTimerActions == 0 {
 			t.setTimer(TimerDelayedACK, now.Add(t.cfg.delAck.dur())) // arm, with nothing to report

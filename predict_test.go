@@ -101,8 +101,19 @@ func TestPredictionMatchesFullPath(t *testing.T) {
 	require.GreaterOrEqual(t, pure, minTaken, "pureACK took %d of %d segments", pure, total)
 }
 
-// advertiseReference is advertise written plainly, one rule per line, as
-// it stood before the loads were shared: the optimized one must agree.
+// advertise is the window field segment writes, with its move of the
+// window's edge, and nothing else segment changes.
+func (t *TCB) advertise() uint16 {
+	last, fl := t.lastAckSent, t.flags
+	var a Action
+	t.segment(&a, t.SndNxt, 0, 0)
+	t.lastAckSent, t.flags = last, fl
+	return a.Header.Window
+}
+
+// advertiseReference is the window rule segment applies, written plainly,
+// one rule per line, as it stood before the loads were shared: segment
+// must agree.
 func (t *TCB) advertiseReference() uint16 {
 	right := t.rightEdge()
 	if right.GreaterThan(t.rcvAdv) && right.Diff(t.rcvAdv) >= t.swsThreshold() {

@@ -139,10 +139,14 @@ func (t *TCB) TimeWaitRecord() (TimeWaitRecord, bool) {
 		return TimeWaitRecord{}, false
 	}
 	d, _ := t.Deadline(TimerClose)
-	c := *t // advertise moves the window's edge; t stays as it is
+	// The window an ACK would carry: segment moves the window's edge, so
+	// it works on a copy and t stays as it is.
+	c := *t
+	var a Action
+	c.segment(&a, c.SndNxt, 0, 0)
 	return TimeWaitRecord{deadline: d, sndNxt: t.SndNxt, rcvNxt: t.RcvNxt, iss: t.Iss,
 		tsRecent: t.tsRecent, rcvWnd: t.RcvWnd(), ts: t.flags&flagTS != 0,
-		opts: t.cfg.opts, msl: t.cfg.msl, wnd: c.advertise()}, true
+		opts: t.cfg.opts, msl: t.cfg.msl, wnd: a.Header.Window}, true
 }
 
 // Deadline returns when the record expires: 2*MSL after the last FIN
