@@ -30,25 +30,25 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 	if ev.Kind == EvSegment && ev.Seg != nil {
 		if len(ev.Seg.Payload) != 0 {
 			if t.State == Established {
-				if out, ok := t.inOrderData(ev.Seg, ev.More, now, out); ok {
+				if out, ok := t.inOrderData(now, out, ev.Seg, ev.More); ok {
 					return out, nil
 				}
 			}
 		} else if ev.Seg.Flags&FlagFIN != 0 {
-			if out, ok := t.inOrderFIN(ev.Seg, ev.More, now, out); ok {
+			if out, ok := t.inOrderFIN(now, out, ev.Seg, ev.More); ok {
 				return out, nil
 			}
 		} else if t.State.sendsData() { // the states where our data or FIN may be in flight
-			if out, ok := t.pureACK(ev.Seg, ev.More, now, out); ok {
+			if out, ok := t.pureACK(now, out, ev.Seg, ev.More); ok {
 				return out, nil
 			}
 		} else if t.State == SynReceived {
-			if out, ok := t.handshakeACK(ev.Seg, ev.More, now, out); ok {
+			if out, ok := t.handshakeACK(now, out, ev.Seg, ev.More); ok {
 				return out, nil
 			}
 		}
 		if t.State == SynSent && ev.Seg.Flags&FlagSYN != 0 {
-			if out, ok := t.synACK(ev.Seg, ev.More, now, out); ok {
+			if out, ok := t.synACK(now, out, ev.Seg, ev.More); ok {
 				return out, nil
 			}
 		}
@@ -59,12 +59,12 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 	case EvListen:
 		return t.listen(ev, out)
 	case EvSend:
-		if out, ok := t.sendIdle(ev.N, ev.Urgent, now, out); ok {
+		if out, ok := t.sendIdle(now, out, ev.N, ev.Urgent); ok {
 			return out, nil
 		}
 		return t.send(ev.N, ev.Urgent, now, out)
 	case EvReceive:
-		if out, ok := t.receiveIdle(ev.N, now, out); ok {
+		if out, ok := t.receiveIdle(now, out, ev.N); ok {
 			return out, nil
 		}
 		return t.receive(ev.N, now, out)

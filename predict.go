@@ -69,7 +69,7 @@ func (t *TCB) predict(seg *Segment, now Time, out []Action) ([]Action, bool) {
 // reports false, having changed nothing, for anything else. Step takes it
 // before dispatching; TestPredictionMatchesFullPath and FuzzStep hold it
 // to the full path.
-func (t *TCB) inOrderData(seg *Segment, more bool, now Time, out []Action) ([]Action, bool) {
+func (t *TCB) inOrderData(now Time, out []Action, seg *Segment, more bool) ([]Action, bool) {
 	n := uint32(len(seg.Payload))
 	// Prediction's conditions (see predict), and output's: nothing to
 	// retransmit or send, no FIN due, no urgent data to mark; and no
@@ -147,7 +147,7 @@ func (t *TCB) inOrderData(seg *Segment, more bool, now Time, out []Action) ([]Ac
 // (the sequence number is RCV.NXT, acceptable in any window), and the
 // ACK is neither a duplicate nor carries SACK blocks. Then comes its
 // switch on the state, and text and FIN processing, which has none.
-func (t *TCB) pureACK(seg *Segment, more bool, now Time, out []Action) ([]Action, bool) {
+func (t *TCB) pureACK(now Time, out []Action, seg *Segment, more bool) ([]Action, bool) {
 	ack := seg.Ack
 	if len(seg.Payload) != 0 || seg.Flags&^FlagPSH != FlagACK || seg.Seq != t.RcvNxt ||
 		seg.DstPort != t.LocalPort || seg.SrcPort != t.RemotePort || seg.Options.NumSACK != 0 ||
@@ -263,7 +263,7 @@ func (t *TCB) pureACK(seg *Segment, more bool, now Time, out []Action) ([]Action
 // urgent data, recovery, a timer in slot 0 (persist above all), a restart
 // after idle (RFC 5681 section 4.1), limited transmit's extra room.
 // TestSendIdleMatchesFullPath and FuzzStep hold it to the full path.
-func (t *TCB) sendIdle(n uint32, urgent bool, now Time, out []Action) ([]Action, bool) {
+func (t *TCB) sendIdle(now Time, out []Action, n uint32, urgent bool) ([]Action, bool) {
 	if urgent || n == 0 || t.State != Established && t.State != CloseWait ||
 		t.SndUna != t.SndNxt || t.SndNxt != t.sndEnd || t.sndRtx != t.SndNxt ||
 		t.flags&(flagCloseCalled|flagRecovery|flagUrgPending|flagFinSent) != 0 ||
@@ -382,7 +382,7 @@ func (t *TCB) closeIdle(now Time, out []Action) ([]Action, bool) {
 // A segment at RCV.NXT passes the acceptability test, or, in a zero
 // window, is let through by MUST-66's exception; with SEG.ACK = SND.UNA it
 // is neither a duplicate ACK (it has a FIN) nor one to challenge.
-func (t *TCB) inOrderFIN(seg *Segment, more bool, now Time, out []Action) ([]Action, bool) {
+func (t *TCB) inOrderFIN(now Time, out []Action, seg *Segment, more bool) ([]Action, bool) {
 	switch t.State {
 	case Established:
 		// Then CLOSE-WAIT, where output would send what is queued.
@@ -482,7 +482,7 @@ func (t *TCB) tickDelayedACK(now Time, out []Action) ([]Action, bool) {
 // anything else (a CLOSE or SEND queued, urgent data, keep-alive, text or
 // a FIN held from the SYN). TestHandshakeACKMatchesFullPath and FuzzStep
 // hold it to the full path.
-func (t *TCB) handshakeACK(seg *Segment, more bool, now Time, out []Action) ([]Action, bool) {
+func (t *TCB) handshakeACK(now Time, out []Action, seg *Segment, more bool) ([]Action, bool) {
 	ack := t.Iss.Add(1)
 	if t.State != SynReceived || len(seg.Payload) != 0 || seg.Flags&^FlagPSH != FlagACK ||
 		seg.Seq != t.RcvNxt || seg.Ack != ack || t.SndUna != t.Iss || t.SndNxt != ack || t.sndEnd != ack ||
@@ -564,7 +564,7 @@ func (t *TCB) establishOnSYNAck(seg *Segment, ack Seq, now Time, out []Action) [
 // changed nothing, for anything else (a CLOSE or SEND queued, keep-alive,
 // the SYN resent). TestSynACKMatchesFullPath and FuzzStep hold it to the
 // full path.
-func (t *TCB) synACK(seg *Segment, more bool, now Time, out []Action) ([]Action, bool) {
+func (t *TCB) synACK(now Time, out []Action, seg *Segment, more bool) ([]Action, bool) {
 	ack := t.Iss.Add(1)
 	if t.State != SynSent || len(seg.Payload) != 0 || seg.Flags&^FlagPSH != FlagSYN|FlagACK ||
 		seg.Ack != ack || t.SndUna != t.Iss || t.SndNxt != ack || t.sndEnd != ack || ack.LessThan(t.sndRtx) ||
@@ -593,7 +593,7 @@ func (t *TCB) synACK(seg *Segment, more bool, now Time, out []Action) ([]Action,
 // in line. It reports false, having changed nothing, for anything else
 // (more than is readable, data or a FIN waiting to go).
 // TestReceiveIdleMatchesFullPath and FuzzStep hold it to the full path.
-func (t *TCB) receiveIdle(n uint32, now Time, out []Action) ([]Action, bool) {
+func (t *TCB) receiveIdle(now Time, out []Action, n uint32) ([]Action, bool) {
 	if t.State != Established && t.State != CloseWait || n > t.RcvNxt.Diff(t.rcvUser)-t.finBit() ||
 		t.sndRtx != t.SndNxt || t.SndNxt != t.sndEnd || t.flags&flagCloseCalled != 0 ||
 		t.SndNxt != t.SndUna && (t.timers[0] == 0 || t.tkind[0] != TimerRetransmit && t.tkind[0] != TimerProbe) {

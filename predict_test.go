@@ -85,11 +85,11 @@ func TestPredictionMatchesFullPath(t *testing.T) {
 				taken++
 			}
 			probe = c.tcb
-			if _, ok := probe.inOrderData(&seg, more, now, nil); ok {
+			if _, ok := probe.inOrderData(now, nil, &seg, more); ok {
 				inOrder++
 			}
 			probe = c.tcb
-			if _, ok := probe.pureACK(&seg, more, now, nil); ok {
+			if _, ok := probe.pureACK(now, nil, &seg, more); ok {
 				pure++
 			}
 			total++
@@ -231,7 +231,7 @@ func TestInOrderDataIsTakenWithDataInFlight(t *testing.T) {
 	c.clear()
 	seg := pkt("P.", 301, c.tcb.SndUna, data(100))
 	probe := c.tcb
-	_, ok := probe.inOrderData(&seg, false, c.now, nil)
+	_, ok := probe.inOrderData(c.now, nil, &seg, false)
 	require.True(t, ok, "inOrderData takes in-order data with our data in flight")
 	after := requireStepIsFullPath(t, c.tcb, Arrive(&seg, 0), c.now)
 	require.True(t, after.running(TimerRetransmit))
@@ -331,7 +331,7 @@ func TestSendIdleMatchesFullPath(t *testing.T) {
 			require.Equal(rt, full, step, "TCB after send %d (urgent %v)", n, urgent)
 
 			probe := c.tcb
-			if _, ok := probe.sendIdle(n, urgent, now, nil); ok {
+			if _, ok := probe.sendIdle(now, nil, n, urgent); ok {
 				taken++
 			}
 			total++
@@ -838,7 +838,7 @@ func TestReceiveIdleMatchesFullPath(t *testing.T) {
 			require.Equal(rt, want, got, "actions of receive %d", n)
 			require.Equal(rt, full, step, "TCB after receive %d", n)
 			probe := c.tcb
-			if _, ok := probe.receiveIdle(n, now, nil); ok {
+			if _, ok := probe.receiveIdle(now, nil, n); ok {
 				taken[c.tcb.State]++
 			}
 			total++
@@ -885,11 +885,11 @@ func allTaken(taken map[State]int, states ...State) bool {
 // shortcut takes the segment when tried on a copy of tcb, with that copy
 // as the shortcut leaves it.
 func requireShortcutIsFullPath(rt *rapid.T, tcb TCB, seg *Segment, now Time,
-	shortcut func(*TCB, *Segment, bool, Time, []Action) ([]Action, bool)) (ev Event, probe TCB, taken bool) {
+	shortcut func(*TCB, Time, []Action, *Segment, bool) ([]Action, bool)) (ev Event, probe TCB, taken bool) {
 	ev = Arrive(seg, 0)
 	ev.More = rapid.IntRange(0, 3).Draw(rt, "more") == 0
 	requireStepIsFullPath(rt, tcb, ev, now)
 	probe = tcb
-	_, taken = shortcut(&probe, seg, ev.More, now, nil)
+	_, taken = shortcut(&probe, now, nil, seg, ev.More)
 	return ev, probe, taken
 }
