@@ -27,28 +27,31 @@ func Step(t TCB, ev Event, now Time, out []Action) (TCB, []Action, error) {
 // happens, and Step a Tick whenever the clock reaches NextDeadline. Perform
 // the actions in the order given.
 func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
+	// A shortcut that declines returns out as it was given: Step goes on
+	// with the slice it returned, so out need not be kept across the call.
+	var ok bool
 	if ev.Kind == EvSegment && ev.Seg != nil {
 		if len(ev.Seg.Payload) != 0 {
 			if t.State == Established {
-				if out, ok := t.inOrderData(now, out, ev.Seg, ev.More); ok {
+				if out, ok = t.inOrderData(now, out, ev.Seg, ev.More); ok {
 					return out, nil
 				}
 			}
 		} else if ev.Seg.Flags&FlagFIN != 0 {
-			if out, ok := t.inOrderFIN(now, out, ev.Seg, ev.More); ok {
+			if out, ok = t.inOrderFIN(now, out, ev.Seg, ev.More); ok {
 				return out, nil
 			}
 		} else if t.State.sendsData() { // the states where our data or FIN may be in flight
-			if out, ok := t.pureACK(now, out, ev.Seg, ev.More); ok {
+			if out, ok = t.pureACK(now, out, ev.Seg, ev.More); ok {
 				return out, nil
 			}
 		} else if t.State == SynReceived {
-			if out, ok := t.handshakeACK(now, out, ev.Seg, ev.More); ok {
+			if out, ok = t.handshakeACK(now, out, ev.Seg, ev.More); ok {
 				return out, nil
 			}
 		}
 		if t.State == SynSent && ev.Seg.Flags&FlagSYN != 0 {
-			if out, ok := t.synACK(now, out, ev.Seg, ev.More); ok {
+			if out, ok = t.synACK(now, out, ev.Seg, ev.More); ok {
 				return out, nil
 			}
 		}
@@ -59,12 +62,12 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 	case EvListen:
 		return t.listen(ev, out)
 	case EvSend:
-		if out, ok := t.sendIdle(now, out, ev.N, ev.Urgent); ok {
+		if out, ok = t.sendIdle(now, out, ev.N, ev.Urgent); ok {
 			return out, nil
 		}
 		return t.send(ev.N, ev.Urgent, now, out)
 	case EvReceive:
-		if out, ok := t.receiveIdle(now, out, ev.N); ok {
+		if out, ok = t.receiveIdle(now, out, ev.N); ok {
 			return out, nil
 		}
 		return t.receive(ev.N, now, out)
@@ -72,7 +75,7 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 		if ev.Full {
 			return t.closeFull(now, out)
 		}
-		if out, ok := t.closeIdle(now, out); ok {
+		if out, ok = t.closeIdle(now, out); ok {
 			return out, nil
 		}
 		return t.close(now, out)
@@ -88,7 +91,7 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 		}
 		return out, nil
 	case EvTick:
-		if out, ok := t.tickDelayedACK(now, out); ok {
+		if out, ok = t.tickDelayedACK(now, out); ok {
 			return out, nil
 		}
 		return t.tick(now, out), nil
