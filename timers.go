@@ -56,15 +56,14 @@ const (
 // numSlots is how many deadlines a TCB holds.
 const numSlots = 3
 
-// slotOf returns the slot a timer kind uses.
-func slotOf(k TimerKind) int { return int(timerSlots[k&7]) }
+// slotOf returns the slot a timer kind uses. The map is a constant, two
+// bits a kind, so that for a constant kind the slot is one too.
+func slotOf(k TimerKind) int { return int(timerSlots>>(2*(k&7))) & 3 }
 
-// timerSlots maps each timer kind (and the unused values up to 7) to its slot.
-var timerSlots = [8]uint8{
-	TimerRetransmit: 0, TimerPersist: 0, TimerClose: 0, TimerProbe: 0,
-	TimerDelayedACK: slotDelayedACK,
-	TimerKeepalive:  2, TimerUser: 2, 7: 2,
-}
+// timerSlots maps each timer kind (and the unused values up to 7) to its
+// slot, two bits a kind from the lowest.
+const timerSlots = 0<<(2*TimerRetransmit) | 0<<(2*TimerPersist) | 0<<(2*TimerClose) | 0<<(2*TimerProbe) |
+	slotDelayedACK<<(2*TimerDelayedACK) | 2<<(2*TimerKeepalive) | 2<<(2*TimerUser) | 2<<(2*7)
 
 // slotDelayedACK is the delayed-ACK timer's slot, which it has to itself.
 const slotDelayedACK = 1
