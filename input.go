@@ -720,7 +720,9 @@ func (t *TCB) queueText(seg *Segment, start Seq, out []Action) []Action {
 func (t *TCB) ackOwed() {
 	if t.cfg.opts&optQuickACK != 0 || t.quickAcks > 0 || t.RcvNxt.Diff(t.lastAckSent) >= 2*t.fullSize() {
 		t.flags |= flagAckNow
-		t.quickAcks -= min(t.quickAcks, 1)
+		if t.quickAcks > 0 {
+			t.quickAcks--
+		}
 	} else {
 		t.flags |= flagAckDelayed
 	}
