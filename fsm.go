@@ -72,11 +72,11 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 		}
 		return t.receive(ev.N, now, out)
 	case EvClose:
+		if out, ok = t.closeIdle(now, out, ev.Full); ok {
+			return out, nil
+		}
 		if ev.Full {
 			return t.closeFull(now, out)
-		}
-		if out, ok = t.closeIdle(now, out); ok {
-			return out, nil
 		}
 		return t.close(now, out)
 	case EvAbort:

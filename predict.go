@@ -317,14 +317,15 @@ func (t *TCB) sentFromIdle(ms uint32, now Time, out []Action) []Action {
 
 // closeIdle is the whole Step for a CLOSE in ESTABLISHED or CLOSE-WAIT
 // with nothing queued: close, then output and sendData, which come to our
-// FIN alone, done in line. With nothing in flight the FIN starts the
+// FIN alone, done in line; with full, closeFull's, which is the same with
+// nothing received left unread, and the read side shut. With nothing in flight the FIN starts the
 // timers as from idle; with data in flight (an application that writes
 // and closes at once) the loss timer already runs for it. It reports
 // false, having changed nothing, for anything else (recovery, urgent
 // data, a go-back-N resend, a timer in slot 0 other than the loss timer
 // of data in flight). TestCloseIdleMatchesFullPath and FuzzStep hold it
 // to the full path.
-func (t *TCB) closeIdle(now Time, out []Action) ([]Action, bool) {
+func (t *TCB) closeIdle(now Time, out []Action, full bool) ([]Action, bool) {
 	var next State
 	switch t.State {
 	case Established:
@@ -335,12 +336,15 @@ func (t *TCB) closeIdle(now Time, out []Action) ([]Action, bool) {
 		return out, false
 	}
 	busy := t.SndUna != t.SndNxt
-	if t.SndNxt != t.sndEnd || t.sndRtx != t.SndNxt ||
+	if full && t.RcvNxt.Diff(t.rcvUser) != t.finBit() || t.SndNxt != t.sndEnd || t.sndRtx != t.SndNxt ||
 		t.flags&(flagCloseCalled|flagRecovery|flagUrgPending|flagFinSent) != 0 ||
 		(t.timers[0] != 0) != busy || busy && t.tkind[0] != TimerRetransmit && t.tkind[0] != TimerProbe {
 		return out, false
 	}
 	t.flags |= flagCloseCalled
+	if full {
+		t.flags |= flagReadShut
+	}
 	t.State = next
 	// emitData and advanceSndNxt for the FIN.
 	seq := t.SndNxt

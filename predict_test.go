@@ -455,8 +455,8 @@ func ackAll(rt *rapid.T, c *conn) {
 // the errors must come out identical. It counts how often closeIdle took
 // the call, so the test fails if it never applies.
 func TestCloseIdleMatchesFullPath(t *testing.T) {
-	taken, total, busy := map[State]int{}, 0, 0
-	checkTaken(t, func() bool { return allTaken(taken, Established, CloseWait) && busy >= minTaken }, func(rt *rapid.T) {
+	taken, total, busy, fulls := map[State]int{}, 0, 0, 0
+	checkTaken(t, func() bool { return allTaken(taken, Established, CloseWait) && busy >= minTaken && fulls >= minTaken }, func(rt *rapid.T) {
 		c := wandered(rt)
 		if c.tcb.State != Established {
 			return
@@ -468,27 +468,42 @@ func TestCloseIdleMatchesFullPath(t *testing.T) {
 			return
 		}
 		now := c.now.Add(time.Duration(rapid.SampledFrom([]int{0, 1, 50, 1001}).Draw(rt, "ms")) * time.Millisecond)
+		// A CLOSE, or a close of both halves (closeFull), which resets
+		// instead with data unread: some is left unread at times.
+		closeAll := rapid.Bool().Draw(rt, "full")
+		if unread := c.tcb.RcvNxt.Diff(c.tcb.rcvUser) - c.tcb.finBit(); unread > 0 && rapid.Bool().Draw(rt, "read") {
+			_ = c.step(Receive(unread))
+			c.clear()
+		}
+		ev, fullPath := Close(), (*TCB).close
+		if closeAll {
+			ev, fullPath = CloseFull(), (*TCB).closeFull
+		}
 		step := c.tcb
-		got, gerr := step.Step(Close(), now, nil)
+		got, gerr := step.Step(ev, now, nil)
 		full := c.tcb
-		want, werr := full.close(now, nil)
-		require.Equal(rt, werr, gerr, "error of close in %v", c.tcb.State)
-		require.Equal(rt, want, got, "actions of close in %v", c.tcb.State)
-		require.Equal(rt, full, step, "TCB after close in %v", c.tcb.State)
+		want, werr := fullPath(&full, now, nil)
+		require.Equal(rt, werr, gerr, "error of close (full %v) in %v", closeAll, c.tcb.State)
+		require.Equal(rt, want, got, "actions of close (full %v) in %v", closeAll, c.tcb.State)
+		require.Equal(rt, full, step, "TCB after close (full %v) in %v", closeAll, c.tcb.State)
 		probe := c.tcb
-		if _, ok := probe.closeIdle(now, nil); ok {
+		if _, ok := probe.closeIdle(now, nil, closeAll); ok {
 			taken[c.tcb.State]++
 			if c.tcb.SndUna != c.tcb.SndNxt {
 				busy++
 			}
+			if closeAll {
+				fulls++
+			}
 		}
 		total++
 	})
-	t.Logf("closeIdle %v of %d, %d of them with data in flight", taken, total, busy)
+	t.Logf("closeIdle %v of %d, %d of them with data in flight, %d closing both halves", taken, total, busy, fulls)
 	for _, s := range []State{Established, CloseWait} {
 		require.GreaterOrEqual(t, taken[s], minTaken, "closeIdle took %d of %d closes in %v", taken[s], total, s)
 	}
 	require.GreaterOrEqual(t, busy, minTaken, "closeIdle took %d closes with data in flight", busy)
+	require.GreaterOrEqual(t, fulls, minTaken, "closeIdle took %d closes of both halves", fulls)
 }
 
 // peerSeg is a segment from the peer at RCV.NXT acknowledging SND.NXT,
