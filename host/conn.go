@@ -86,15 +86,6 @@ func (c *Conn) waitWriteLocked() {
 	}
 }
 
-// writeWake returns the channel a blocked Write or Dial waits on, made on
-// first use. h.mu held.
-func (c *Conn) writeWake() chan struct{} {
-	if c.wwake == nil {
-		c.wwake = make(chan struct{}, 1)
-	}
-	return c.wwake
-}
-
 // defaultKeepAliveIdle is the idle time SetKeepAlive(true) uses when
 // SetKeepAlivePeriod gave none: Go's default for *net.TCPConn.
 const defaultKeepAliveIdle = 15 * time.Second

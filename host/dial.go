@@ -42,11 +42,28 @@ func (h *Host) Dial(network, address string) (net.Conn, error) {
 // Its signature is that of net.Dialer.DialContext, so it can stand in for
 // it, for instance as http.Transport.DialContext.
 func (h *Host) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	return h.dialAddress(ctx, network, address, h.DialContextAddrPort)
+}
+
+// dialAddress dials address on network with dial, as DialContext
+// describes: an "ip:port" literal on "tcp" at once (what resolving it
+// would come to, without the list of one), anything else through
+// resolve, one address after another.
+func (h *Host) dialAddress(ctx context.Context, network, address string, dial func(context.Context, netip.AddrPort) (*Conn, error)) (net.Conn, error) {
+	if network == "tcp" {
+		if ap, err := netip.ParseAddrPort(address); err == nil {
+			c, err := dial(ctx, ap)
+			if err != nil {
+				return nil, err // not a nil *Conn in a non-nil interface
+			}
+			return c, nil
+		}
+	}
 	addrs, err := h.resolve(ctx, "dial", network, address)
 	if err != nil {
 		return nil, err
 	}
-	return dialFirst(ctx, addrs, h.DialContextAddrPort)
+	return dialFirst(ctx, addrs, dial)
 }
 
 // dialFirst dials each of addrs in turn until one connects or ctx ends,
@@ -110,7 +127,17 @@ func (h *Host) dialWith(ctx context.Context, remote netip.AddrPort, open func(lo
 	c := h.newConn(e)
 	c.logged = true // a failure is logged here, not as the end of a connection
 	h.flushLocked()
-	ww := c.writeWake()
+	// The dial waits as a blocked Write does, on a channel from the
+	// host's pool that goes back once the wait is over.
+	c.wwake = h.takeChanLocked()
+	c.wwait++
+	ww := c.wwake
+	defer func() {
+		if c.wwait--; c.wwait == 0 {
+			h.putChanLocked(c.wwake)
+			c.wwake = nil
+		}
+	}()
 	if ctx.Done() != nil { // else it is never canceled: nothing to watch
 		stop := context.AfterFunc(ctx, func() { wake(ww) })
 		defer stop()

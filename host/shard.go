@@ -548,11 +548,7 @@ func (s *Sharded) Dial(network, address string) (net.Conn, error) {
 // Host.DialContext does (RFC 9293 section 3.10.1, OPEN), on the next
 // shard in turn, from a local port whose 4-tuple hashes to that shard.
 func (s *Sharded) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
-	addrs, err := s.shards[0].h.resolve(ctx, "dial", network, address)
-	if err != nil {
-		return nil, err
-	}
-	return dialFirst(ctx, addrs, s.DialContextAddrPort)
+	return s.shards[0].h.dialAddress(ctx, network, address, s.DialContextAddrPort)
 }
 
 // DialContextAddrPort connects to remote, as DialContext does (RFC 9293
