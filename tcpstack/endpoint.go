@@ -948,7 +948,8 @@ const minSendBuffer = 16 << 10
 // sendBuffer returns the most bytes Write may hold unacknowledged: the
 // size SetSendBuffer set, or else the configured size, held to twice the
 // largest window the peer has offered (MAX.SND.WND, RFC 9293 section
-// 3.8.6.2.1) but to no less than minSendBuffer. At most a window's worth
+// 3.8.6.2.1) but to no less than minSendBuffer (or the configured size,
+// if that is less). At most a window's worth
 // can be in flight, so twice it keeps a window queued behind the flight
 // while the writer refills; more would only hold a slow reader's bytes in
 // memory, as Linux's send-buffer autotuning also avoids.
@@ -957,8 +958,8 @@ func (e *Endpoint) sendBuffer() int {
 		return int(e.stats.sndLimitKiB) << 10
 	}
 	n := e.sh.sndSize
-	if w := int(e.tcb.MaxSndWnd); w != 0 {
-		n = min(n, max(2*w, minSendBuffer))
+	if w := uint64(e.tcb.MaxSndWnd); w != 0 && 2*w < uint64(n) { // in 64 bits: a scaled window reaches 2^30
+		n = max(int(2*w), min(minSendBuffer, n))
 	}
 	return n
 }

@@ -641,6 +641,13 @@ func TestSendBufferFollowsPeerWindow(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 256<<10, n, "the configured size, the peer's window being larger")
 
+	// A configured size below the least send buffer stays the limit.
+	w = newWire(t, EndpointConfig{SendBuffer: 8 << 10}, EndpointConfig{Config: tcpfsm.Config{RecvBuffer: 2 << 10}}, 1)
+	connect(t, w)
+	n, err = w.ep[0].Write(data, w.now)
+	require.NoError(t, err)
+	require.Equal(t, 8<<10, n, "the configured 8 KiB, not the least of 16 KiB")
+
 	// A size set with SetSendBuffer is held in full, as SO_SNDBUF locks
 	// a socket's.
 	w = newWire(t, EndpointConfig{SendBuffer: 256 << 10}, EndpointConfig{Config: tcpfsm.Config{RecvBuffer: 8 << 10}}, 1)
