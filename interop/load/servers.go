@@ -393,8 +393,10 @@ func listenTcpfsm() (net.Listener, func() map[string]uint64, func(), error) {
 		m["device_large_reads"] = d.LargeReads.Load()
 		m["device_offload_reads"] = d.OffloadReads.Load()
 		m["device_bad_headers"] = d.BadHeaders.Load()
+		// Two readings, not one: a half-open connection that ends between
+		// them must not wrap the difference around.
 		half := h.HalfOpen()
-		m[openConnections] = uint64(h.Conns() - half)
+		m[openConnections] = uint64(max(h.Conns()-half, 0))
 		m["half_open"] = uint64(half)
 		deviceCounters(tcpfsmDevice, m)
 		clientCounters(m)
