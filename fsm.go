@@ -149,6 +149,17 @@ func (t *TCB) reset() {
 	t.cfg = cfg
 }
 
+// fresh is reset for a TCB in CLOSED or LISTEN, about to open. Such a TCB
+// holds no connection variables already, apart from LISTEN's State and
+// LocalPort, which the caller sets anew: every way into CLOSED or LISTEN
+// resets it, and nothing in those states sets a variable (checkInvariants
+// holds every test to it). Only the zero TCB still needs its settings.
+func (t *TCB) fresh() {
+	if t.cfg.opts&optSet == 0 {
+		t.reset()
+	}
+}
+
 // open handles an active OPEN (RFC 9293 section 3.10.1).
 func (t *TCB) open(ev Event, now Time, out []Action) ([]Action, error) {
 	switch t.State {
@@ -163,7 +174,7 @@ func (t *TCB) open(ev Event, now Time, out []Action) ([]Action, error) {
 	if t.State == Listen && local == 0 {
 		local = t.LocalPort
 	}
-	t.reset()
+	t.fresh()
 	t.LocalPort, t.RemotePort = local, ev.RemotePort
 	t.initSend(ev.ISS)
 	t.State = SynSent
@@ -189,7 +200,7 @@ func (t *TCB) listen(ev Event, out []Action) ([]Action, error) {
 	if t.State != Closed {
 		return out, ErrConnectionExists
 	}
-	t.reset()
+	t.fresh()
 	t.LocalPort = ev.LocalPort
 	t.State = Listen
 	return out, nil

@@ -309,6 +309,14 @@ func checkInvariants(t testingT, ev *Event, before, after *TCB, out []Action) {
 	if before.State.IsSynchronized() && after.State.IsSynchronized() && after.Irs == before.Irs {
 		require.True(t, before.rcvAdv.LessThanEq(after.rcvAdv), "the advertised right edge never moves left (SHLD-14)")
 	}
+	// A TCB in CLOSED holds nothing but its settings, and one in LISTEN
+	// its local port too, as reset leaves them: open and listen rely on it.
+	switch a.State {
+	case Closed:
+		require.Equal(t, TCB{cfg: a.cfg}, *a, "a CLOSED TCB holds no connection variables")
+	case Listen:
+		require.Equal(t, TCB{cfg: a.cfg, LocalPort: a.LocalPort, State: Listen}, *a, "a LISTEN TCB holds no connection variables")
+	}
 	closedNotes := 0
 	for _, x := range out {
 		if x.Kind == ActNotify {
