@@ -184,18 +184,20 @@ func (t *TCB) pureACK(now Time, out []Action, seg *Segment, more bool) ([]Action
 	t.lastRcv = now
 	t.keepProbes = 0
 	t.takeTSRecent(seg)
+	// The window update rule, taken first: nothing below reads the window.
+	t.updateWindow(seg.Seq, ack, uint32(seg.Window)<<t.sndShift())
 
 	// ackAdvance, with no SYN acknowledged, retries at zero and the
-	// scoreboard empty. An echo of a TSval we never sent gives no sample.
-	acked := ack.Diff(t.SndUna)
-	data := acked
+	// scoreboard empty. An echo of a TSval we never sent gives no sample;
+	// the timed segment, if any, gives one then.
+	data := ack.Diff(t.SndUna)
 	if t.flags&flagFinSent != 0 && ack == t.sndEnd.Add(1) {
 		data-- // the FIN
 	}
-	ms := msOf(now)
+	us := noSample // the RTT sample in µs
 	if tsecr != 0 {
-		if t.staleEcho(int32(ms + uint32(t.Iss) - tsecr)) {
-			tsecr = 0
+		if d := msOf(now) + uint32(t.Iss) - tsecr; !t.staleEcho(int32(d)) {
+			us = uint64(d) * 1000
 		}
 	}
 	t.SndUna = ack
@@ -204,33 +206,55 @@ func (t *TCB) pureACK(now Time, out []Action, seg *Segment, more bool) ([]Action
 	}
 	if t.flags&flagRttTiming != 0 && t.rttSeq.LessThanEq(ack) {
 		t.flags &^= flagRttTiming
-		if tsecr == 0 {
-			t.rttSampleUs(uint64(max(usOf(now)-t.rttStart, 1)))
+		if us == noSample {
+			us = uint64(max(usOf(now)-t.rttStart, 1))
 		}
 	}
-	if tsecr != 0 {
-		t.rttSampleUs(uint64(ms+uint32(t.Iss)-tsecr) * 1000)
+	if us != noSample {
+		t.rttSampleUs(us)
 	}
 	if data > 0 {
 		t.dupAcks = 0
-		t.growCwnd(data, now)
+		if t.cwnd < t.ssthresh && t.cfg.more&optSlowStart2 == 0 {
+			// growCwnd in slow start, by at most one segment.
+			t.cwnd += min(data, t.effMSS())
+			if t.cwnd >= t.ssthresh {
+				t.cubicEpoch = 0
+				if t.ssthresh == maxQueued {
+					t.cubicWMax = 0
+				}
+			}
+			t.cwnd = min(t.cwnd, maxQueued)
+		} else {
+			t.growCwnd(data, now)
+		}
 	}
-	if ack == t.SndNxt {
-		if t.timers[0] != 0 || t.timers[2] != 0 {
-			out = t.stopFlightTimers(out)
+	// The flight timers: with nothing to report and no tail loss probe,
+	// only the slots change (stopFlightTimers, armLossTimer).
+	if t.SndUna == t.SndNxt {
+		if t.cfg.more&optTimerActions != 0 {
+			out = t.stopFlightTimersReported(out)
+		} else {
+			if k := t.tkind[0]; k == TimerRetransmit || k == TimerProbe {
+				t.timers[0] = 0
+			}
+			if t.tkind[2] == TimerUser {
+				t.timers[2] = 0
+			}
 		}
 	} else {
-		t.rtxStart = ms
-		out = t.armLossTimer(now, out)
+		t.rtxStart = msOf(now)
+		if t.cfg.opts&optTLP != 0 || t.cfg.more&optTimerActions != 0 {
+			out = t.armProbeOrRTO(now, out)
+		} else {
+			t.setTimer(TimerRetransmit, now.Add(t.rtoDur()))
+		}
 	}
 	if data > 0 {
 		var a *Action
 		out, a = push(out, ActNotify)
 		a.Note, a.N = NoteSendAcked, data
 	}
-
-	// The window update rule.
-	t.updateWindow(seg.Seq, ack, uint32(seg.Window)<<t.sndShift())
 	switch t.State {
 	case FinWait1:
 		if t.finAcked() {
@@ -257,6 +281,10 @@ func (t *TCB) pureACK(now Time, out []Action, seg *Segment, more bool) ([]Action
 	}
 	return t.output(now, out), true
 }
+
+// noSample stands for no RTT sample where one is kept in a uint64 of
+// microseconds, which no measurement reaches.
+const noSample = ^uint64(0)
 
 // sendIdle is the whole Step for a SEND on an idle connection, when
 // nothing is in flight or queued and the n bytes fit one segment and the
