@@ -362,7 +362,22 @@ const (
 	optDropUnsentACK                      // Config.DropACKOfUnsent
 	optHyStart                            // Config.HyStart
 	optNoIdleRestart                      // Config.NoRestartAfterIdle
+	// optACKWork is set with the settings that give a new ACK work
+	// beyond what pureACK does: keep-alive, a user timeout, HyStart,
+	// Linux's slow start (noteACKWork keeps it up to date).
+	optACKWork
 )
+
+// The settings' bits stay below the window-scale shift.
+var _ [1<<wsShift - 2*optACKWork]struct{}
+
+// noteACKWork sets optACKWork from the settings it stands for.
+func (s *settings) noteACKWork() {
+	s.more &^= optACKWork
+	if s.opts&optKeepalive != 0 || s.userTimeout != 0 || s.more&(optSlowStartAll|optHyStart) != 0 {
+		s.more |= optACKWork
+	}
+}
 
 type settingOpts uint16
 
@@ -469,6 +484,7 @@ func (c *Config) compile() (settings, error) {
 	case c.SlowStartLimit == 2:
 		s.more |= optSlowStart2
 	}
+	s.noteACKWork()
 	return s, nil
 }
 

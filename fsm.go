@@ -110,9 +110,11 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 		t.cfg.opts &^= optKeepalive
 		t.keepProbes = 0
 		if ev.N == 0 {
+			t.cfg.noteACKWork()
 			return t.stop(out, TimerKeepalive), nil
 		}
 		t.cfg.opts |= optKeepalive
+		t.cfg.noteACKWork()
 		t.cfg.keepIdle = toDur16(time.Duration(min(ev.N, 32767)) * time.Second)
 		if !t.State.IsSynchronized() || t.State == TimeWait || t.running(TimerUser) {
 			return out, nil // armed once the connection is open and idle

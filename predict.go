@@ -155,8 +155,7 @@ func (t *TCB) pureACK(now Time, out []Action, seg *Segment, more bool) ([]Action
 		seg.DstPort != t.LocalPort || seg.SrcPort != t.RemotePort || seg.Options.NumSACK != 0 ||
 		!t.SndUna.LessThan(ack) || ack.GreaterThan(t.SndNxt) ||
 		t.flags&(flagFinPending|flagRecovery|flagProbe|flagProbeRtx|flagRtxMark|flagUrgPending) != 0 ||
-		t.retries != 0 || t.sacked[0].Left != t.sacked[0].Right || t.cfg.userTimeout != 0 ||
-		t.cfg.more&(optSlowStartAll|optHyStart) != 0 || t.cfg.opts&optKeepalive != 0 {
+		t.retries != 0 || t.sacked[0].Left != t.sacked[0].Right || t.cfg.more&optACKWork != 0 {
 		return out, false
 	}
 	if !t.tsFresh(seg) {

@@ -271,11 +271,20 @@ func TestKeepAlivePerConnection(t *testing.T) {
 	c := established(t, Config{})
 	c.advanceTo(at(30))
 	c.user(SetKeepAlive(time.Minute))
+	// The settings are those of a Config asking for the same, down to
+	// the bits derived from them (noteACKWork).
+	compiled := func(cfg Config) settings {
+		s, err := cfg.compile()
+		require.NoError(t, err)
+		return s
+	}
+	require.Equal(t, compiled(Config{Keepalive: true, KeepaliveIdle: time.Minute}), c.tcb.cfg)
 	c.timer(TimerKeepalive, at(60))
 	c.advanceTo(at(60))
 	c.sent(". seq=100 ack=301")
 	c.peer(pkt(".", 301, 101))
 	c.user(SetKeepAlive(0))
+	require.Equal(t, compiled(Config{KeepaliveIdle: time.Minute}), c.tcb.cfg)
 	c.advance(10 * time.Hour)
 	c.nothing()
 	// While data is outstanding the user timeout keeps the slot; the
@@ -284,6 +293,7 @@ func TestKeepAlivePerConnection(t *testing.T) {
 	c.user(Send(10))
 	c.clear()
 	c.user(SetKeepAlive(time.Minute))
+	require.Equal(t, compiled(Config{UserTimeout: time.Hour, Keepalive: true, KeepaliveIdle: time.Minute}), c.tcb.cfg)
 	_, running := c.tcb.Deadline(TimerKeepalive)
 	require.False(t, running)
 	c.peer(pkt(".", 301, 111))
