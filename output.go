@@ -98,7 +98,11 @@ func (t *TCB) startRetransmit(now Time, out []Action) []Action {
 		return out
 	}
 	t.rtxStart = msOf(now)
-	out = t.armLossTimer(now, out)
+	if t.plainLossTimer() { // armLossTimer
+		t.setTimer(TimerRetransmit, now.Add(t.rtoDur()))
+	} else {
+		out = t.armProbeOrRTO(now, out)
+	}
 	if t.cfg.userTimeout != 0 && !t.running(TimerUser) {
 		out = t.arm(out, TimerUser, now, t.cfg.userTimeout.dur())
 	}

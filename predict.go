@@ -243,10 +243,10 @@ func (t *TCB) pureACK(now Time, out []Action, seg *Segment, more bool) ([]Action
 		}
 	} else {
 		t.rtxStart = msOf(now)
-		if t.cfg.opts&optTLP != 0 || t.cfg.more&optTimerActions != 0 {
-			out = t.armProbeOrRTO(now, out)
-		} else {
+		if t.plainLossTimer() {
 			t.setTimer(TimerRetransmit, now.Add(t.rtoDur()))
+		} else {
+			out = t.armProbeOrRTO(now, out)
 		}
 	}
 	if data > 0 {
@@ -335,7 +335,11 @@ func (t *TCB) sentFromIdle(ms uint32, now Time, out []Action) []Action {
 	}
 	t.noteSSFlight()
 	t.rtxStart = ms
-	out = t.armLossTimer(now, out)
+	if t.plainLossTimer() { // armLossTimer
+		t.setTimer(TimerRetransmit, now.Add(t.rtoDur()))
+	} else {
+		out = t.armProbeOrRTO(now, out)
+	}
 	if t.cfg.userTimeout != 0 && !t.running(TimerUser) {
 		out = t.arm(out, TimerUser, now, t.cfg.userTimeout.dur())
 	}

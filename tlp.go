@@ -67,11 +67,18 @@ func (t *TCB) pto() time.Duration {
 // Config.TailLossProbe or Config.TimerActions, that is only setting slot
 // 0.
 func (t *TCB) armLossTimer(now Time, out []Action) []Action {
-	if t.cfg.opts&optTLP != 0 || t.cfg.more&optTimerActions != 0 {
+	if !t.plainLossTimer() {
 		return t.armProbeOrRTO(now, out)
 	}
 	t.setTimer(TimerRetransmit, now.Add(t.rtoDur()))
 	return out
+}
+
+// plainLossTimer reports whether armLossTimer comes to setting slot 0 to
+// the RTO: the hot paths test it and set the slot themselves, which saves
+// them the call.
+func (t *TCB) plainLossTimer() bool {
+	return t.cfg.opts&optTLP == 0 && t.cfg.more&optTimerActions == 0
 }
 
 // armProbeOrRTO is armLossTimer with either setting.
