@@ -234,12 +234,7 @@ func (t *TCB) pureACK(now Time, out []Action, seg *Segment, more bool) ([]Action
 		if t.cfg.more&optTimerActions != 0 {
 			out = t.stopFlightTimersReported(out)
 		} else {
-			if k := t.tkind[0]; k == TimerRetransmit || k == TimerProbe {
-				t.timers[0] = 0
-			}
-			if t.tkind[2] == TimerUser {
-				t.timers[2] = 0
-			}
+			t.clearFlightSlots()
 		}
 	} else {
 		t.rtxStart = msOf(now)
@@ -551,24 +546,26 @@ func (t *TCB) handshakeACK(now Time, out []Action, seg *Segment, more bool) ([]A
 func (t *TCB) establishOnSYNAck(seg *Segment, ack Seq, now Time, out []Action) []Action {
 	// ackAdvance for the SYN: no data acknowledged, nothing left in
 	// flight. An echo of a TSval we never sent gives no sample.
-	tsecr := t.echo(seg)
-	if tsecr != 0 {
-		if t.staleEcho(int32(t.tsVal(now) - tsecr)) {
-			tsecr = 0
+	us := noSample // the RTT sample in µs
+	if tsecr := t.echo(seg); tsecr != 0 {
+		if d := t.tsVal(now) - tsecr; !t.staleEcho(int32(d)) {
+			us = uint64(d) * 1000
 		}
 	}
 	t.SndUna, t.sndRtx = ack, ack
 	if t.flags&flagRttTiming != 0 && t.rttSeq.LessThanEq(ack) {
 		t.flags &^= flagRttTiming
-		if tsecr == 0 {
-			t.rttSampleUs(uint64(max(usOf(now)-t.rttStart, 1)))
+		if us == noSample {
+			us = uint64(max(usOf(now)-t.rttStart, 1))
 		}
 	}
-	if tsecr != 0 {
-		t.rttSampleUs(uint64(t.tsVal(now)-tsecr) * 1000)
+	if us != noSample {
+		t.rttSampleUs(us)
 	}
-	if t.timers[0] != 0 || t.timers[2] != 0 {
-		out = t.stopFlightTimers(out)
+	if t.cfg.more&optTimerActions != 0 {
+		out = t.stopFlightTimersReported(out)
+	} else {
+		t.clearFlightSlots()
 	}
 
 	// enterEstablished, with nothing held from the SYN.

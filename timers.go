@@ -166,13 +166,19 @@ func (t *TCB) stopFlightTimers(out []Action) []Action {
 	if t.cfg.more&optTimerActions != 0 {
 		return t.stopFlightTimersReported(out)
 	}
+	t.clearFlightSlots()
+	return out
+}
+
+// clearFlightSlots is stopFlightTimers without Config.TimerActions, small
+// enough to inline into the hot paths, which test the setting themselves.
+func (t *TCB) clearFlightSlots() {
 	if k := t.tkind[0]; k == TimerRetransmit || k == TimerProbe {
 		t.timers[0] = 0
 	}
 	if t.tkind[2] == TimerUser {
 		t.timers[2] = 0
 	}
-	return out
 }
 
 // stopFlightTimersReported is stopFlightTimers with Config.TimerActions.
