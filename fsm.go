@@ -85,6 +85,9 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 		if ev.Seg == nil {
 			return out, ErrBadEvent
 		}
+		if t.State == Listen {
+			return t.arriveListen(ev.Seg, ev.ISS, now, out), nil // and no output
+		}
 		out = t.segmentArrives(ev.Seg, ev.ISS, now, out)
 		if !ev.More {
 			out = t.output(now, out)

@@ -14,9 +14,6 @@ func (t *TCB) segmentArrives(seg *Segment, iss Seq, now Time, out []Action) []Ac
 	case Closed:
 		return t.arriveClosed(seg, out)
 	case Listen:
-		if seg.DstPort != t.LocalPort {
-			return drop(out, DropNotOurs)
-		}
 		return t.arriveListen(seg, iss, now, out)
 	case SynSent:
 		t.lastRcv = now
@@ -66,9 +63,14 @@ func replyRST(out []Action, seg *Segment) []Action {
 	return out
 }
 
-// arriveListen: RFC 9293 section 3.10.7.2.
+// arriveListen: RFC 9293 section 3.10.7.2. Output has nothing to do after
+// it, so Step skips output in LISTEN: a segment refused leaves LISTEN as
+// it was, and a SYN leaves SYN-RECEIVED owing no ACK, since its SYN-ACK
+// carries it (sendSYN) and queueText owes none.
 func (t *TCB) arriveListen(seg *Segment, iss Seq, now Time, out []Action) []Action {
 	switch {
+	case seg.DstPort != t.LocalPort:
+		return drop(out, DropNotOurs)
 	case seg.Flags&FlagRST != 0:
 		return drop(out, DropListenNotSYN)
 	case seg.Flags&FlagACK != 0:

@@ -908,3 +908,60 @@ func requireShortcutIsFullPath(rt *rapid.T, tcb TCB, seg *Segment, now Time,
 	_, taken = shortcut(&probe, now, nil, seg, ev.More)
 	return ev, probe, taken
 }
+
+// TestListenMatchesFullPath: Step takes a segment in LISTEN with
+// arriveListen alone, skipping output, which must come to what
+// segmentArrives and output do for any segment: SYNs with options, data
+// or FIN, RSTs, ACKs, segments for another port. It fails too if the
+// draws bring too few SYNs through.
+func TestListenMatchesFullPath(t *testing.T) {
+	syns, total := 0, 0
+	checkTaken(t, func() bool { return syns >= minTaken }, func(rt *rapid.T) {
+		cfg := Config{
+			RecvBuffer:    uint32(rapid.SampledFrom([]int{0, 5000, 1 << 20}).Draw(rt, "rbuf")),
+			NoTimestamps:  rapid.Bool().Draw(rt, "noTS"),
+			NoSACK:        rapid.Bool().Draw(rt, "noSACK"),
+			NoWindowScale: rapid.Bool().Draw(rt, "noWS"),
+			TimerActions:  rapid.Bool().Draw(rt, "timerActions"),
+			TailLossProbe: rapid.Bool().Draw(rt, "tlp"),
+			QuickACK:      rapid.Bool().Draw(rt, "quickACK"),
+		}
+		if rapid.Bool().Draw(rt, "userTimeout") {
+			cfg.UserTimeout = time.Minute
+		}
+		tcb, err := NewTCB(cfg)
+		require.NoError(rt, err)
+		_, err = tcb.Step(ListenOn(ourPort), 0, nil)
+		require.NoError(rt, err)
+		flags := rapid.SampledFrom([]string{"S", "S", "SP", "SF", "S.", "SR", "R", "R.", ".", "P.", "F."}).Draw(rt, "flags")
+		seg := pkt(flags, Seq(rapid.Uint32().Draw(rt, "seq")), Seq(rapid.Uint32().Draw(rt, "ack")),
+			win(rapid.Uint16().Draw(rt, "win")))
+		if rapid.IntRange(0, 9).Draw(rt, "otherPort") == 0 {
+			seg.DstPort++
+		}
+		if rapid.Bool().Draw(rt, "mss") {
+			mss(uint16(rapid.IntRange(0, 9000).Draw(rt, "mssValue")))(&seg)
+		}
+		if rapid.Bool().Draw(rt, "ws") {
+			wsopt(uint8(rapid.IntRange(0, 15).Draw(rt, "shift")))(&seg)
+		}
+		if rapid.Bool().Draw(rt, "ts") {
+			tsopt(rapid.Uint32().Draw(rt, "tsval"), 0)(&seg)
+		}
+		if rapid.Bool().Draw(rt, "sackOK") {
+			sackOK()(&seg)
+		}
+		if rapid.IntRange(0, 3).Draw(rt, "data") == 0 {
+			data(rapid.IntRange(1, 3000).Draw(rt, "n"))(&seg)
+		}
+		ev := Arrive(&seg, Seq(rapid.Uint32().Draw(rt, "iss")))
+		ev.More = rapid.IntRange(0, 3).Draw(rt, "more") == 0
+		now := Time(rapid.Int64Range(0, 1<<40).Draw(rt, "now"))
+		if requireStepIsFullPath(rt, tcb, ev, now).State == SynReceived {
+			syns++
+		}
+		total++
+	})
+	t.Logf("%d of %d segments in LISTEN opened a connection", syns, total)
+	require.GreaterOrEqual(t, syns, minTaken)
+}
