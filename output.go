@@ -564,9 +564,8 @@ func (t *TCB) advanceSndNxt(now Time, n uint32, fin bool) {
 // window scaling, the window field is rounded up (RFC 7323 section 2.3),
 // so the edge leaves room for that rounding inside the buffer.
 func (t *TCB) rightEdge() Seq {
-	slack := uint32(1)<<t.rcvShift() - 1
-	buf := t.cfg.rcvBuf - min(slack, t.cfg.rcvBuf)
-	return MinSeq(t.rcvUser.Add(t.finBit()+buf), t.RcvNxt.Add(0xffff<<t.rcvShift()))
+	sh, buf := t.rcvShift(), t.cfg.rcvBuf
+	return MinSeq(t.rcvUser.Add(t.finBit()+buf-min(1<<sh-1, buf)), t.RcvNxt.Add(0xffff<<sh))
 }
 
 // swsThreshold is how far the right edge must be able to move before it
@@ -694,23 +693,24 @@ func (t *TCB) rttSample(d time.Duration) { t.rttSampleUs(uint64(max(d/time.Micro
 // rttSampleUs is rttSample for a measurement of us microseconds.
 func (t *TCB) rttSampleUs(us uint64) {
 	r := uint32(min(max(us, 1), 1<<31))
+	srtt, rttvar := r, r/2
 	if t.flags&flagHaveRtt == 0 {
 		t.flags |= flagHaveRtt
-		t.srtt = r
-		t.rttvar = r / 2
 	} else {
-		delta := t.srtt - r
-		if r > t.srtt {
-			delta = r - t.srtt
+		srtt, rttvar = t.srtt, t.rttvar
+		delta := srtt - r
+		if r > srtt {
+			delta = r - srtt
 		}
-		t.rttvar = (3*t.rttvar + delta) / 4
-		t.srtt = (7*t.srtt + r) / 8
+		rttvar = (3*rttvar + delta) / 4
+		srtt = (7*srtt + r) / 8
 	}
+	t.srtt, t.rttvar = srtt, rttvar
 	const g = 1000 // µs
 	lo := t.cfg.minRTO.us()
-	rto := uint64(t.srtt) + uint64(max(g, 4*t.rttvar))
+	rto := uint64(srtt) + uint64(max(g, 4*rttvar))
 	if t.cfg.more&optMinRTOVar != 0 {
-		rto = uint64(t.srtt) + max(g, 4*uint64(t.rttvar), lo)
+		rto = uint64(srtt) + max(g, 4*uint64(rttvar), lo)
 	}
 	rto = max(rto, lo)
 	if rto > uint64(minMaxRTO/time.Microsecond) {
