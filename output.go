@@ -125,7 +125,17 @@ func (t *TCB) output(now Time, out []Action) []Action {
 			out = t.startRetransmit(now, out)
 		}
 	}
-	return t.ackIfOwed(now, out)
+	if t.ackDue() {
+		out = t.ackIfOwed(now, out)
+	}
+	return out
+}
+
+// ackDue reports whether ackIfOwed has something to do, small enough to
+// inline into the shortcuts, which then save its call: an ACK owed now,
+// or one owed later with the delayed-ACK timer not running yet.
+func (t *TCB) ackDue() bool {
+	return t.flags&flagAckNow != 0 || t.flags&flagAckDelayed != 0 && !t.running(TimerDelayedACK)
 }
 
 // ackIfOwed sends the ACK owed now, or starts the delayed-ACK timer for

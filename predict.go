@@ -536,7 +536,10 @@ func (t *TCB) handshakeACK(now Time, out []Action, seg *Segment, more bool) ([]A
 		return out, true
 	}
 	// output, with nothing to send and nothing in flight.
-	return t.ackIfOwed(now, out), true
+	if t.ackDue() {
+		out = t.ackIfOwed(now, out)
+	}
+	return out, true
 }
 
 // establishOnSYNAck is ackAdvance for an ACK (of seg) of our SYN alone,
@@ -640,7 +643,10 @@ func (t *TCB) receiveIdle(now Time, out []Action, n uint32) ([]Action, bool) {
 	if t.flags&flagFinRcvd == 0 && t.windowUpdateDue() {
 		t.flags |= flagAckNow
 	}
-	return t.ackIfOwed(now, out), true
+	if t.ackDue() {
+		out = t.ackIfOwed(now, out)
+	}
+	return out, true
 }
 
 // tsFresh reports whether seg passes the timestamp checks the shortcuts
