@@ -620,8 +620,12 @@ func (t *TCB) synACK(now Time, out []Action, seg *Segment, more bool) ([]Action,
 	if more {
 		return out, true
 	}
-	// output, with nothing to send and nothing in flight.
-	return t.sendACK(out, t.SndNxt, now), true
+	// output, with nothing to send and nothing in flight: sendACK.
+	out = t.stopDelayedACK(out)
+	var a *Action
+	out, a = push(out, ActSend)
+	t.segment(a, t.SndNxt, 0, now)
+	return out, true
 }
 
 // receiveIdle is the whole Step for a RECEIVE in ESTABLISHED or
