@@ -54,6 +54,7 @@ func (t *TCB) iw() uint32 {
 // It starts the retransmission timer if it is not running (MUST-22).
 func (t *TCB) sendSYN(now Time, out []Action) []Action {
 	o := &t.cfg
+	ms := msOf(now)
 	out, a := push(out, ActSend)
 	a.DataSeq = t.Iss
 	s := &a.Header
@@ -70,7 +71,7 @@ func (t *TCB) sendSYN(now Time, out []Action) []Action {
 	}
 	if o.opts&optTS != 0 && (active || t.flags&flagTS != 0) {
 		s.Options |= OptTimestamps
-		s.TSVal = t.tsVal(now)
+		s.TSVal = ms + uint32(t.Iss) // tsVal
 	}
 	if !active {
 		s.Flags |= FlagACK
@@ -87,8 +88,21 @@ func (t *TCB) sendSYN(now Time, out []Action) []Action {
 	// The handshake starts the ACK clock: data sent within an RTO of it
 	// follows no idle period (RFC 5681 section 4.1), as Linux's send
 	// time set when the connection completes also says.
-	t.lastSend = msOf(now)
-	return t.startRetransmit(now, out)
+	t.lastSend = ms
+	// startRetransmit, with the clock read once.
+	if t.running(TimerRetransmit) || t.running(TimerProbe) {
+		return out
+	}
+	t.rtxStart = ms
+	if t.plainLossTimer() { // armLossTimer
+		t.setTimer(TimerRetransmit, now.Add(t.rtoDur()))
+	} else {
+		out = t.armProbeOrRTO(now, out)
+	}
+	if t.cfg.userTimeout != 0 && !t.running(TimerUser) {
+		out = t.arm(out, TimerUser, now, t.cfg.userTimeout.dur())
+	}
+	return out
 }
 
 // startRetransmit starts the retransmission timer (and the user timeout)
