@@ -255,7 +255,10 @@ func (t *TCB) pureACK(now Time, out []Action, seg *Segment, more bool) ([]Action
 			// enterFinWait2, with the flight timers stopped above: the
 			// FIN is the last of what was sent.
 			t.State = FinWait2
-			out = notify(t.armFinWait2(now, out), NoteCloseDone)
+			if t.cfg.fw2 != 0 || t.flags&flagReadShut != 0 {
+				out = t.armFinWait2(now, out) // which does nothing otherwise
+			}
+			out = notify(out, NoteCloseDone)
 		}
 	case Closing:
 		if t.finAcked() {
