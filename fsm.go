@@ -94,8 +94,12 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 		}
 		return out, nil
 	case EvTick:
-		if out, ok = t.tickDelayedACK(now, out); ok {
-			return out, nil
+		// tickDelayedACK's first test, made here: most ticks that find
+		// the delayed-ACK timer not due are for another timer.
+		if d := t.timers[slotDelayedACK]; d != 0 && d <= now {
+			if out, ok = t.tickDelayedACK(now, out); ok {
+				return out, nil
+			}
 		}
 		return t.tick(now, out), nil
 	case EvFlush:
