@@ -319,13 +319,18 @@ func (t *TCB) sendIdle(now Time, out []Action, n uint32, urgent bool) ([]Action,
 	t.segment(a, seq, FlagPSH, now)
 	// advanceSndNxt.
 	t.SndNxt, t.sndRtx = t.sndEnd, t.sndEnd
-	return t.sentFromIdle(ms, now, out), true
+	if t.sentFromIdle(ms, now) {
+		return out, true
+	}
+	return t.armIdleTimers(now, out), true
 }
 
 // sentFromIdle ends what sendIdle and closeIdle send on an idle
 // connection: advanceSndNxt's RTT timing, then startRetransmit with slot 0
-// known to be free.
-func (t *TCB) sentFromIdle(ms uint32, now Time, out []Action) []Action {
+// known to be free. It calls nothing, which spares it a frame, and
+// reports false when timers are left that report or that a setting adds
+// (the user timeout): its caller then ends with armIdleTimers.
+func (t *TCB) sentFromIdle(ms uint32, now Time) bool {
 	if t.flags&flagRttTiming == 0 {
 		t.flags |= flagRttTiming
 		t.rttSeq = t.SndNxt
@@ -333,9 +338,17 @@ func (t *TCB) sentFromIdle(ms uint32, now Time, out []Action) []Action {
 	}
 	t.noteSSFlight()
 	t.rtxStart = ms
-	if t.plainLossTimer() { // armLossTimer
-		t.setTimer(TimerRetransmit, now.Add(t.rtoDur()))
-	} else {
+	if !t.plainLossTimer() {
+		return false
+	}
+	t.setTimer(TimerRetransmit, now.Add(t.rtoDur())) // armLossTimer
+	return t.cfg.userTimeout == 0
+}
+
+// armIdleTimers arms what sentFromIdle left: the loss timer when that
+// reports or may be the probe timeout, and the user timeout.
+func (t *TCB) armIdleTimers(now Time, out []Action) []Action {
+	if !t.plainLossTimer() {
 		out = t.armProbeOrRTO(now, out)
 	}
 	if t.cfg.userTimeout != 0 && !t.running(TimerUser) {
@@ -386,7 +399,10 @@ func (t *TCB) closeIdle(now Time, out []Action, full bool) ([]Action, bool) {
 	t.SndNxt, t.sndRtx = seq.Add(1), seq.Add(1)
 	t.flags |= flagFinSent | flagFinAlone
 	if !busy {
-		return t.sentFromIdle(ms, now, out), true
+		if t.sentFromIdle(ms, now) {
+			return out, true
+		}
+		return t.armIdleTimers(now, out), true
 	}
 	// The rest of advanceSndNxt and sendData: RTT timing if none runs,
 	// the flight noted, and a tail loss probe counted from the FIN, the
