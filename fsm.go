@@ -362,10 +362,17 @@ func (t *TCB) toTimeWait(now Time, out []Action) []Action {
 		out = t.stopAll(out)
 		return t.arm(out, TimerClose, now, 2*t.cfg.msl.dur())
 	}
-	// Nothing to report: the close timer takes slot 0, the others stop.
+	t.quietTimeWait(now)
+	return out
+}
+
+// quietTimeWait is toTimeWait without Config.TimerActions, small enough
+// to inline: with nothing to report, the close timer takes slot 0 and the
+// others stop.
+func (t *TCB) quietTimeWait(now Time) {
+	t.State = TimeWait
 	t.timers[slotDelayedACK], t.timers[2] = 0, 0
 	t.setTimer(TimerClose, now.Add(2*t.cfg.msl.dur()))
-	return out
 }
 
 // push appends a zero Action to out and returns it for filling in: the

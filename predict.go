@@ -468,9 +468,12 @@ func (t *TCB) inOrderFIN(now Time, out []Action, seg *Segment, more bool) ([]Act
 		t.rcvAdv = t.RcvNxt
 	}
 	out = notify(out, NotePeerClosed)
-	if t.State == Established {
+	switch {
+	case t.State == Established:
 		t.State = CloseWait
-	} else {
+	case t.cfg.more&optTimerActions == 0:
+		t.quietTimeWait(now) // toTimeWait
+	default:
 		out = t.toTimeWait(now, out)
 	}
 	if more {
