@@ -101,6 +101,13 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 				return out, nil
 			}
 		}
+		if t.timeWaitEnds(now) {
+			// tick, which fires slot 0 first: the connection is deleted
+			// and tick goes no further. The timer is gone, not reported
+			// stopped.
+			t.timers[0] = 0
+			return t.toClosed(out, NoteClosed), nil
+		}
 		return t.tick(now, out), nil
 	case EvFlush:
 		return t.output(now, out), nil
@@ -146,6 +153,13 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 		return t.output(now, out), nil
 	}
 	return out, ErrBadEvent
+}
+
+// timeWaitEnds reports whether a Tick at now ends TIME-WAIT: the close
+// timer, in slot 0, is due (RFC 9293 MUST-13). TestTimeWaitEndMatchesTick
+// holds Step's shortcut for it to tick.
+func (t *TCB) timeWaitEnds(now Time) bool {
+	return t.State == TimeWait && t.timers[0] != 0 && t.timers[0] <= now && t.tkind[0] == TimerClose
 }
 
 // reset clears every connection variable, keeping the settings.

@@ -965,3 +965,49 @@ func TestListenMatchesFullPath(t *testing.T) {
 	t.Logf("%d of %d segments in LISTEN opened a connection", syns, total)
 	require.GreaterOrEqual(t, syns, minTaken)
 }
+
+// TestTimeWaitEndMatchesTick: Step ends TIME-WAIT at its close timer
+// without tick's loop, which must come to what tick does, for a Tick just
+// before the deadline, at it or after it, with or without timer actions.
+// It fails too if the draws bring too few connections to the end of
+// TIME-WAIT.
+func TestTimeWaitEndMatchesTick(t *testing.T) {
+	ended, total := 0, 0
+	checkTaken(t, func() bool { return ended >= minTaken }, func(rt *rapid.T) {
+		c := wandered(rt)
+		if c.tcb.State != Established {
+			return
+		}
+		ackAll(rt, c)
+		if c.tcb.State != Established {
+			return
+		}
+		toFinWait2(c)
+		if c.tcb.State != FinWait2 {
+			return
+		}
+		seg := peerSeg(c, "F.")
+		_ = c.step(Arrive(&seg, 0))
+		c.clear()
+		if c.tcb.State != TimeWait {
+			return
+		}
+		d, ok := c.tcb.Deadline(TimerClose)
+		require.True(rt, ok, "TIME-WAIT without its close timer")
+		now := d.Add(time.Duration(rapid.SampledFrom([]int{-1, 0, 0, 1, 1000}).Draw(rt, "us")) * time.Microsecond)
+		step := c.tcb
+		got, err := step.Step(Tick(), now, nil)
+		require.NoError(rt, err)
+		full := c.tcb
+		want := full.tick(now, nil)
+		require.Equal(rt, want, got, "actions of a tick in TIME-WAIT")
+		require.Equal(rt, full, step, "TCB after a tick in TIME-WAIT")
+		if c.tcb.timeWaitEnds(now) {
+			require.Equal(rt, Closed, step.State)
+			ended++
+		}
+		total++
+	})
+	t.Logf("%d of %d ticks in TIME-WAIT ended it", ended, total)
+	require.GreaterOrEqual(t, ended, minTaken)
+}
