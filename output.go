@@ -726,13 +726,15 @@ func (t *TCB) rttSampleUs(us uint64) {
 		if r > srtt {
 			delta = r - srtt
 		}
-		rttvar = (3*rttvar + delta) / 4
-		srtt = (7*srtt + r) / 8
+		// In 64 bits: 7*SRTT and 3*RTTVAR exceed 32 bits for samples
+		// past about ten minutes, possible when MaxRTO is raised.
+		rttvar = uint32((3*uint64(rttvar) + uint64(delta)) / 4)
+		srtt = uint32((7*uint64(srtt) + uint64(r)) / 8)
 	}
 	t.srtt, t.rttvar = srtt, rttvar
 	const g = 1000 // µs
 	lo := t.cfg.minRTO.us()
-	rto := uint64(srtt) + uint64(max(g, 4*rttvar))
+	rto := uint64(srtt) + max(g, 4*uint64(rttvar))
 	if t.cfg.more&optMinRTOVar != 0 {
 		rto = uint64(srtt) + max(g, 4*uint64(rttvar), lo)
 	}

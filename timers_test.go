@@ -411,3 +411,37 @@ func TestRTTSampleCappedAtMaxRTO(t *testing.T) {
 		require.Equal(t, uint32(tc.want/time.Microsecond), c.tcb.rto, "MaxRTO %v, sample %v", tc.maxRTO, tc.sample)
 	}
 }
+
+func TestRTTSampleLongRTTs(t *testing.T) {
+	// RFC 6298 section 2, computed in 64 bits: samples of many minutes,
+	// possible with a raised MaxRTO, give SRTT, RTTVAR and RTO exactly.
+	c := established(t, Config{MaxRTO: 9 * time.Hour})
+	c.tcb.flags &^= flagHaveRtt // the next sample is the first
+	var srtt, rttvar int64
+	first := true
+	const maxSample = int64(1 << 31) // µs, the longest sample kept
+	for i, s := range []time.Duration{
+		700 * time.Second, 1200 * time.Second, 1200 * time.Second,
+		time.Microsecond, 2200 * time.Second, time.Microsecond, 2200 * time.Second,
+		time.Microsecond, 2200 * time.Second, 1500 * time.Second, 10 * time.Millisecond,
+	} {
+		r := min(int64(s/time.Microsecond), maxSample)
+		if first {
+			srtt, rttvar, first = r, r/2, false
+		} else {
+			delta := srtt - r
+			if delta < 0 {
+				delta = -delta
+			}
+			rttvar = (3*rttvar + delta) / 4
+			srtt = (7*srtt + r) / 8
+		}
+		rto := srtt + max(1000, 4*rttvar)
+		rto = max(rto, int64(time.Second/time.Microsecond))
+		rto = min(rto, int64(9*time.Hour/time.Microsecond))
+		c.tcb.rttSampleUs(uint64(s / time.Microsecond))
+		require.Equal(t, uint32(srtt), c.tcb.srtt, "SRTT after sample %d (%v)", i, s)
+		require.Equal(t, uint32(rttvar), c.tcb.rttvar, "RTTVAR after sample %d (%v)", i, s)
+		require.Equal(t, uint32(rto), c.tcb.rto, "RTO after sample %d (%v)", i, s)
+	}
+}
