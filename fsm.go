@@ -112,6 +112,7 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 	case EvFlush:
 		return t.output(now, out), nil
 	case EvNoDelay:
+		t.fill()
 		t.cfg.opts &^= optNoDelay
 		if ev.N != 0 {
 			t.cfg.opts |= optNoDelay
@@ -121,6 +122,7 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 		}
 		return t.output(now, out), nil // data Nagle held may go now
 	case EvKeepAlive:
+		t.fill()
 		t.cfg.opts &^= optKeepalive
 		t.keepProbes = 0
 		if ev.N == 0 {
@@ -170,6 +172,14 @@ func (t *TCB) reset() {
 	}
 	*t = TCB{}
 	t.cfg = cfg
+}
+
+// fill gives the zero TCB the default settings, for an event that changes
+// one of them: reset would otherwise replace the change with the defaults.
+func (t *TCB) fill() {
+	if t.cfg.opts&optSet == 0 {
+		t.cfg = defaultSettings
+	}
 }
 
 // fresh is reset for a TCB in CLOSED or LISTEN, about to open. Such a TCB

@@ -445,3 +445,29 @@ func TestRTTSampleLongRTTs(t *testing.T) {
 		require.Equal(t, uint32(rto), c.tcb.rto, "RTO after sample %d (%v)", i, s)
 	}
 }
+
+func TestZeroTCBKeepsSettingEvents(t *testing.T) {
+	// The zero TCB is a CLOSED connection with the default Config: the
+	// settings events stepped on it before Open or Listen hold as they do
+	// on one NewTCB made.
+	now := Time(0).Add(time.Second)
+	for _, start := range []Event{Open(1000, 80, 100), ListenOn(80)} {
+		for _, setting := range [][]Event{
+			{SetNoDelay(true)},
+			{SetKeepAlive(5 * time.Second)},
+			{SetNoDelay(true), SetKeepAlive(7 * time.Second)},
+			{SetKeepAlive(5 * time.Second), SetKeepAlive(0), SetNoDelay(true), SetNoDelay(false)},
+		} {
+			var zero TCB
+			made, err := NewTCB(Config{})
+			require.NoError(t, err)
+			for _, ev := range append(setting, start) {
+				outZ, errZ := zero.Step(ev, now, nil)
+				outM, errM := made.Step(ev, now, nil)
+				require.Equal(t, errM, errZ, "%v", ev.Kind)
+				require.Equal(t, outM, outZ, "%v", ev.Kind)
+			}
+			require.Equal(t, made, zero, "settings %v, then %v", setting, start.Kind)
+		}
+	}
+}
