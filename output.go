@@ -716,27 +716,27 @@ func (t *TCB) rttSample(d time.Duration) { t.rttSampleUs(uint64(max(d/time.Micro
 
 // rttSampleUs is rttSample for a measurement of us microseconds.
 func (t *TCB) rttSampleUs(us uint64) {
-	r := uint32(min(max(us, 1), 1<<31))
+	// In 64 bits: 7*SRTT and 3*RTTVAR exceed 32 bits for samples past
+	// about ten minutes, possible when MaxRTO is raised.
+	r := min(max(us, 1), 1<<31)
 	srtt, rttvar := r, r/2
 	if t.flags&flagHaveRtt == 0 {
 		t.flags |= flagHaveRtt
 	} else {
-		srtt, rttvar = t.srtt, t.rttvar
+		srtt, rttvar = uint64(t.srtt), uint64(t.rttvar)
 		delta := srtt - r
 		if r > srtt {
 			delta = r - srtt
 		}
-		// In 64 bits: 7*SRTT and 3*RTTVAR exceed 32 bits for samples
-		// past about ten minutes, possible when MaxRTO is raised.
-		rttvar = uint32((3*uint64(rttvar) + uint64(delta)) / 4)
-		srtt = uint32((7*uint64(srtt) + uint64(r)) / 8)
+		rttvar = (3*rttvar + delta) / 4
+		srtt = (7*srtt + r) / 8
 	}
-	t.srtt, t.rttvar = srtt, rttvar
+	t.srtt, t.rttvar = uint32(srtt), uint32(rttvar)
 	const g = 1000 // µs
 	lo := t.cfg.minRTO.us()
-	rto := uint64(srtt) + max(g, 4*uint64(rttvar))
+	rto := srtt + max(g, 4*rttvar)
 	if t.cfg.more&optMinRTOVar != 0 {
-		rto = uint64(srtt) + max(g, 4*uint64(rttvar), lo)
+		rto = srtt + max(g, 4*rttvar, lo)
 	}
 	rto = max(rto, lo)
 	if rto > uint64(minMaxRTO/time.Microsecond) {
