@@ -94,8 +94,8 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 		}
 		return out, nil
 	case EvTick:
-		// tickDelayedACK's first test, made here: most ticks that find
-		// the delayed-ACK timer not due are for another timer.
+		// tickDelayedACK is for the delayed-ACK timer due; most ticks
+		// that find it not due are for another timer.
 		if d := t.timers[slotDelayedACK]; d != 0 && d <= now {
 			if out, ok = t.tickDelayedACK(now, out); ok {
 				return out, nil

@@ -491,13 +491,11 @@ func (t *TCB) inOrderFIN(now Time, out []Action, seg *Segment, more bool) ([]Act
 // tickDelayedACK is the whole Step for a Tick at which only the
 // delayed-ACK timer is due, in ESTABLISHED, CLOSE-WAIT or FIN-WAIT-2 with
 // nothing for output to send or resend: tick, then output, which comes to
-// the owed ACK, done in line. It reports false, having changed nothing,
-// for anything else. TestTickDelayedACKMatchesFullPath and FuzzStep hold
-// it to the full path.
+// the owed ACK, done in line. Step calls it only when the delayed-ACK
+// timer is due. It reports false, having changed nothing, for anything
+// else. TestTickDelayedACKMatchesFullPath and FuzzStep hold it to the full
+// path.
 func (t *TCB) tickDelayedACK(now Time, out []Action) ([]Action, bool) {
-	if d := t.timers[slotDelayedACK]; d == 0 || d > now {
-		return out, false
-	}
 	if d := t.timers[0]; d != 0 && d <= now {
 		return out, false
 	}
