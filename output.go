@@ -17,7 +17,10 @@ func sinceMs(now Time, stamp uint32) time.Duration {
 
 // tsVal is our timestamp clock: milliseconds, offset by the ISS so that
 // each connection starts at an unrelated value (RFC 7323 section 5.4).
-func (t *TCB) tsVal(now Time) uint32 { return msOf(now) + uint32(t.Iss) }
+func (t *TCB) tsVal(now Time) uint32 { return t.tsValMs(msOf(now)) }
+
+// tsValMs is tsVal with the clock already read, in milliseconds.
+func (t *TCB) tsValMs(ms uint32) uint32 { return ms + uint32(t.Iss) }
 
 func (t *TCB) rcvShift() uint8 { return t.shifts & 0x0f }
 func (t *TCB) sndShift() uint8 { return t.shifts >> 4 }
@@ -71,7 +74,7 @@ func (t *TCB) sendSYN(now Time, out []Action) []Action {
 	}
 	if o.opts&optTS != 0 && (active || t.flags&flagTS != 0) {
 		s.Options |= OptTimestamps
-		s.TSVal = ms + uint32(t.Iss) // tsVal
+		s.TSVal = t.tsValMs(ms)
 	}
 	if !active {
 		s.Flags |= FlagACK
@@ -89,29 +92,22 @@ func (t *TCB) sendSYN(now Time, out []Action) []Action {
 	// follows no idle period (RFC 5681 section 4.1), as Linux's send
 	// time set when the connection completes also says.
 	t.lastSend = ms
-	// startRetransmit, with the clock read once.
-	if t.running(TimerRetransmit) || t.running(TimerProbe) {
-		return out
-	}
-	t.rtxStart = ms
-	if t.plainLossTimer() { // armLossTimer
-		t.setTimer(TimerRetransmit, now.Add(t.rtoDur()))
-	} else {
-		out = t.armProbeOrRTO(now, out)
-	}
-	if t.cfg.userTimeout != 0 && !t.running(TimerUser) {
-		out = t.arm(out, TimerUser, now, t.cfg.userTimeout.dur())
-	}
-	return out
+	return t.startRetransmitMs(now, ms, out)
 }
 
 // startRetransmit starts the retransmission timer (and the user timeout)
 // if it is not running (RFC 6298 section 5.1).
 func (t *TCB) startRetransmit(now Time, out []Action) []Action {
+	return t.startRetransmitMs(now, msOf(now), out)
+}
+
+// startRetransmitMs is startRetransmit with the clock already read, in
+// milliseconds as well.
+func (t *TCB) startRetransmitMs(now Time, ms uint32, out []Action) []Action {
 	if t.running(TimerRetransmit) || t.running(TimerProbe) {
 		return out
 	}
-	t.rtxStart = msOf(now)
+	t.rtxStart = ms
 	if t.plainLossTimer() { // armLossTimer
 		t.setTimer(TimerRetransmit, now.Add(t.rtoDur()))
 	} else {

@@ -144,6 +144,19 @@ func requestChecksN(r Result) []string {
 	return bad
 }
 
+// stallChecks is the check of slow readers and uploads, which stall for
+// stall on purpose: nothing fails, and none takes longer than its stall
+// and maxSlowReadWait.
+func stallChecks(stall time.Duration, what string) func(Result) []string {
+	return func(r Result) []string {
+		bad := requestChecksN(r)
+		if limit := stall + maxSlowReadWait; r.Max > limit {
+			bad = append(bad, fmt.Sprintf("slowest %s took %v (limit %v)", what, r.Max, limit))
+		}
+		return bad
+	}
+}
+
 // probeChecks is the check of probes: at least min of them succeed and
 // none takes over maxRequestTime.
 func probeChecks(min float64) func(Result) []string {
@@ -211,26 +224,14 @@ func loads(p plan) []load {
 		// Each client stalls for a while with the server's window to it
 		// full, then reads on: nothing may fail, and none may wait for
 		// long after it reads again.
-		check: func(r Result) []string {
-			bad := requestChecksN(r)
-			if limit := p.slow.Stall + maxSlowReadWait; r.Max > limit {
-				bad = append(bad, fmt.Sprintf("slowest download took %v (limit %v)", r.Max, limit))
-			}
-			return bad
-		},
+		check: stallChecks(p.slow.Stall, "download"),
 		run: func(ctx context.Context, s *Server) Result {
 			return SlowReadResult(RunSlowReaders(ctx, s.Addr, p.slow, p.clientLimit))
 		}})
 	ls = append(ls, load{name: fmt.Sprintf("%d slow uploads, %d KiB each", p.slowUp.Conns, p.slowUp.Size>>10),
 		// The server's handler stalls with its receive window full, then
 		// reads on: the window updates must bring the data on at once.
-		check: func(r Result) []string {
-			bad := requestChecksN(r)
-			if limit := p.slowUp.Stall + maxSlowReadWait; r.Max > limit {
-				bad = append(bad, fmt.Sprintf("slowest upload took %v (limit %v)", r.Max, limit))
-			}
-			return bad
-		},
+		check: stallChecks(p.slowUp.Stall, "upload"),
 		run: func(ctx context.Context, s *Server) Result {
 			return SlowReadResult(RunSlowUploads(ctx, s.Addr, p.slowUp, p.clientLimit))
 		}})
