@@ -730,6 +730,13 @@ func (t *TCB) ackOwed() {
 	}
 }
 
+// ackAtOnce is ackOwed's rule for data up to nxt with q quick ACKs left:
+// whether the ACK goes at once. (ackOwed spells it out to stay within
+// the inlining budget.)
+func (t *TCB) ackAtOnce(nxt Seq, q uint8) bool {
+	return t.cfg.opts&optQuickACK != 0 || q > 0 || nxt.Diff(t.lastAckSent) >= 2*t.fullSize()
+}
+
 // maxQuickAcks is how many in-order segments after out-of-order data are
 // ACKed at once rather than every second one (as Linux's quick-ACK mode):
 // a sender recovering from loss, often one segment at a time, is not held

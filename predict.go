@@ -1,6 +1,9 @@
 package tcpfsm
 
-import "time"
+import (
+	"math/bits"
+	"time"
+)
 
 // Header prediction (Van Jacobson's, as in 4.4BSD's tcp_input): in a bulk
 // transfer almost every segment is either the next in-order data with
@@ -75,14 +78,12 @@ func (t *TCB) inOrderData(now Time, out []Action, seg *Segment, more bool) ([]Ac
 	// retransmit or send, no FIN due, no urgent data to mark; and no
 	// retransmitted tail loss probe waiting for its verdict (probeAcked
 	// reads every ACK then).
-	if n == 0 || seg.Flags&^FlagPSH != FlagACK || seg.Seq != t.RcvNxt || seg.Ack != t.SndUna ||
-		seg.DstPort != t.LocalPort || seg.SrcPort != t.RemotePort || seg.Options.NumSACK != 0 ||
-		t.flags&(flagFinPending|flagRecovery|flagCloseCalled|flagUrgPending|flagProbeRtx) != 0 ||
+	nxt, fl := t.RcvNxt, t.flags
+	if n == 0 || seg.Flags&^FlagPSH != FlagACK || seg.Seq != nxt || seg.Ack != t.SndUna ||
+		!t.ours(seg) || seg.Options.NumSACK != 0 ||
+		fl&(flagFinPending|flagRecovery|flagCloseCalled|flagUrgPending|flagProbeRtx) != 0 ||
 		t.ooo[0].Left != t.ooo[0].Right || t.sndRtx != t.SndNxt || t.SndNxt != t.sndEnd ||
 		uint32(seg.Window)<<t.sndShift() != t.SndWnd || n > t.RcvWnd() {
-		return out, false
-	}
-	if !t.tsFresh(seg) {
 		return out, false
 	}
 	// With data in flight, output only checks that the retransmission
@@ -90,27 +91,58 @@ func (t *TCB) inOrderData(now Time, out []Action, seg *Segment, more bool) ([]Ac
 	if t.SndNxt != t.SndUna && (t.timers[0] == 0 || t.tkind[0] != TimerRetransmit && t.tkind[0] != TimerProbe) {
 		return out, false
 	}
+	if fl&flagTS != 0 {
+		// tsFresh, then takeTSRecent.
+		if !seg.Options.Has(OptTimestamps) || int32(seg.Options.TSVal-t.tsRecent) < 0 {
+			return out, false
+		}
+		if nxt.LessThanEq(t.lastAckSent) {
+			t.tsRecent = seg.Options.TSVal
+		}
+	}
 	t.lastRcv = now
 	t.keepProbes = 0
-	t.takeTSRecent(seg)
 	// The window update rule; the window is unchanged (and MAX.SND.WND,
 	// never below SND.WND, with it), so only SND.WL1 and SND.WL2 move.
-	if t.SndWl1.LessThan(seg.Seq) || (t.SndWl1 == seg.Seq && t.SndWl2.LessThanEq(seg.Ack)) {
-		t.SndWl1, t.SndWl2 = seg.Seq, seg.Ack
+	if t.SndWl1.LessThan(nxt) || (t.SndWl1 == nxt && t.SndWl2.LessThanEq(seg.Ack)) {
+		t.SndWl1, t.SndWl2 = nxt, seg.Ack
 	}
-	// As predict takes data, written out again: a function both call
-	// costs this path 21 instructions (6%), and the differential tests
-	// hold both to the full path. ActAccept and NoteReadable are
-	// appended together, which checks the room once.
+	// As predict takes data, written out again (a function both call
+	// costs this path 21 instructions; the differential tests hold both
+	// to the full path). The data fits the window, so RCV.NXT stays
+	// within the edge advertised.
+	rcvNxt := nxt.Add(n)
+	t.RcvNxt = rcvNxt
+	t.sawText(n)
+	// ackOwed, with the ACK it owes worked out here rather than read
+	// back from the flags; quickAcks counts down.
+	q := t.quickAcks
+	if q > 0 {
+		t.quickAcks = q - 1
+	}
+	due := t.ackAtOnce(rcvNxt, q)
+	if !more && (due || fl&flagAckNow != 0) && t.timers[slotDelayedACK] == 0 && len(out)+3 <= cap(out) {
+		// sendACK, with the delayed-ACK timer stopped already: ActAccept,
+		// NoteReadable and the ACK go into the room out has (zeroed one
+		// by one, which takes fewer instructions than all at once), and
+		// segment clears the ACK owed.
+		acts := (*[3]Action)(out[len(out) : len(out)+3])
+		*(*[2]Action)(acts[:2]) = [2]Action{}
+		acts[2] = Action{}
+		acts[0].Kind, acts[0].DataSeq, acts[0].DataLen = ActAccept, nxt, n
+		acts[1].Kind, acts[1].Note = ActNotify, NoteReadable
+		acts[2].Kind = ActSend
+		t.segment(&acts[2], t.SndNxt, 0, now)
+		return out[:len(out)+3], true
+	}
 	out = append(out, Action{}, Action{})
 	acts := out[len(out)-2:]
-	acts[0].Kind, acts[0].DataSeq, acts[0].DataLen = ActAccept, t.RcvNxt, n
+	acts[0].Kind, acts[0].DataSeq, acts[0].DataLen = ActAccept, nxt, n
 	acts[1].Kind, acts[1].Note = ActNotify, NoteReadable
-	t.RcvNxt = t.RcvNxt.Add(n)
-	t.sawText(n)
-	t.ackOwed()
-	if t.RcvNxt.GreaterThan(t.rcvAdv) {
-		t.rcvAdv = t.RcvNxt
+	if due {
+		t.flags |= flagAckNow
+	} else {
+		t.flags |= flagAckDelayed
 	}
 	if more {
 		return out, true
@@ -152,7 +184,7 @@ func (t *TCB) inOrderData(now Time, out []Action, seg *Segment, more bool) ([]Ac
 func (t *TCB) pureACK(now Time, out []Action, seg *Segment, more bool) ([]Action, bool) {
 	ack := seg.Ack
 	if len(seg.Payload) != 0 || seg.Flags&^FlagPSH != FlagACK || seg.Seq != t.RcvNxt ||
-		seg.DstPort != t.LocalPort || seg.SrcPort != t.RemotePort || seg.Options.NumSACK != 0 ||
+		!t.ours(seg) || seg.Options.NumSACK != 0 ||
 		!t.SndUna.LessThan(ack) || ack.GreaterThan(t.SndNxt) ||
 		t.flags&(flagFinPending|flagRecovery|flagProbe|flagProbeRtx|flagRtxMark|flagUrgPending) != 0 ||
 		t.retries != 0 || t.sacked[0].Left != t.sacked[0].Right || t.cfg.more&optACKWork != 0 {
@@ -447,7 +479,7 @@ func (t *TCB) inOrderFIN(now Time, out []Action, seg *Segment, more bool) ([]Act
 		return out, false
 	}
 	if seg.Flags&^FlagPSH != FlagFIN|FlagACK || len(seg.Payload) != 0 || seg.Seq != t.RcvNxt ||
-		seg.Ack != t.SndUna || seg.DstPort != t.LocalPort || seg.SrcPort != t.RemotePort ||
+		seg.Ack != t.SndUna || !t.ours(seg) ||
 		seg.Options.NumSACK != 0 || t.SndUna != t.SndNxt ||
 		t.flags&(flagRecovery|flagProbe|flagProbeRtx|flagRtxMark) != 0 {
 		return out, false
@@ -538,7 +570,7 @@ func (t *TCB) handshakeACK(now Time, out []Action, seg *Segment, more bool) ([]A
 	ack := t.Iss.Add(1)
 	if t.State != SynReceived || len(seg.Payload) != 0 || seg.Flags&^FlagPSH != FlagACK ||
 		seg.Seq != t.RcvNxt || seg.Ack != ack || t.SndUna != t.Iss || t.SndNxt != ack || t.sndEnd != ack ||
-		ack.LessThan(t.sndRtx) || seg.DstPort != t.LocalPort || seg.SrcPort != t.RemotePort || t.retries != 0 ||
+		ack.LessThan(t.sndRtx) || !t.ours(seg) || t.retries != 0 ||
 		t.flags&(flagCloseCalled|flagFinPending|flagProbe|flagProbeRtx|flagUrgPending) != 0 ||
 		t.ooo[0].Left != t.ooo[0].Right || t.sacked[0].Left != t.sacked[0].Right || t.cfg.opts&optKeepalive != 0 {
 		return out, false
@@ -625,7 +657,7 @@ func (t *TCB) synACK(now Time, out []Action, seg *Segment, more bool) ([]Action,
 	ack := t.Iss.Add(1)
 	if t.State != SynSent || len(seg.Payload) != 0 || seg.Flags&^FlagPSH != FlagSYN|FlagACK ||
 		seg.Ack != ack || t.SndUna != t.Iss || t.SndNxt != ack || t.sndEnd != ack || ack.LessThan(t.sndRtx) ||
-		seg.DstPort != t.LocalPort || seg.SrcPort != t.RemotePort || t.retries != 0 ||
+		!t.ours(seg) || t.retries != 0 ||
 		t.flags&(flagCloseCalled|flagFinPending|flagProbe|flagProbeRtx|flagUrgPending) != 0 ||
 		t.ooo[0].Left != t.ooo[0].Right || t.sacked[0].Left != t.sacked[0].Right || t.cfg.opts&optKeepalive != 0 {
 		return out, false
@@ -687,4 +719,11 @@ func (t *TCB) takeTSRecent(seg *Segment) {
 	if t.flags&flagTS != 0 && seg.Seq.LessThanEq(t.lastAckSent) {
 		t.tsRecent = seg.Options.TSVal
 	}
+}
+
+// ours reports whether seg's ports are this connection's: SEG.DST our
+// port and SEG.SRC the peer's. The two comparisons are one, of the two
+// ports as a 32-bit word each side (the peer's port low, as in Segment).
+func (t *TCB) ours(seg *Segment) bool {
+	return uint32(seg.SrcPort)|uint32(seg.DstPort)<<16 == bits.RotateLeft32(uint32(t.LocalPort)|uint32(t.RemotePort)<<16, 16)
 }
