@@ -200,32 +200,51 @@ func (t *TCB) segment(a *Action, seq Seq, f Flags, now Time) {
 	// The window: rightEdge, with the loads shared.
 	sh := t.rcvShift()
 	adv := t.rcvAdv
-	bufEnd := t.rcvUser.Add(t.cfg.rcvBuf)
+	buf := t.cfg.rcvBuf
+	bufEnd := t.rcvUser.Add(buf)
 	if fl&flagFinRcvd != 0 {
 		bufEnd++ // finBit
 	}
-	right := bufEnd.Add(-min(uint32(1)<<sh-1, t.cfg.rcvBuf))
-	if lim := nxt.Add(0xffff << sh); lim.LessThan(right) {
-		right = lim
-	}
-	if right.GreaterThan(adv) && right.Diff(adv) >= t.swsThreshold() {
-		if right.GreaterThan(nxt) {
-			// The edge moves to right, rounded up to the scale: right
-			// is at most nxt+0xffff<<sh, so the field fits, and it keeps
-			// 1<<sh - 1 bytes of the buffer for the rounding, so the
-			// rounded edge stays inside the buffer (the checks below).
-			field := (right.Diff(nxt) + 1<<sh - 1) >> sh
-			t.rcvAdv = nxt.Add(field << sh)
-			s.Window = uint16(field)
-			return
+	round := uint32(1)<<sh - 1
+	sws := t.swsThreshold()
+	// The edge moves only to a right edge at least sws past it, and the
+	// right edge is never past the buffer's end: with the end less than
+	// sws past the edge (as when nothing was read since the last
+	// segment), the edge stays, and the right edge need not be worked
+	// out. (That takes the two within 2^31 of each other, which a
+	// buffer below 2^31 bytes makes sure of.)
+	if bufEnd.Diff(adv) >= sws || int32(buf) < 0 {
+		right := bufEnd.Add(-min(round, buf))
+		if lim := nxt.Add(0xffff << sh); lim.LessThan(right) {
+			right = lim
 		}
-		adv = right
+		if right.GreaterThan(adv) && right.Diff(adv) >= sws {
+			if right.GreaterThan(nxt) {
+				// The edge moves to right, rounded up to the scale: right
+				// is at most nxt+0xffff<<sh, so the field fits, and it
+				// keeps 1<<sh - 1 bytes of the buffer for the rounding,
+				// so the rounded edge stays inside the buffer (the
+				// checks below).
+				field := (right.Diff(nxt) + round) >> sh
+				t.rcvAdv = nxt.Add(field << sh)
+				s.Window = uint16(field)
+				return
+			}
+			adv = right
+		}
 	}
-	var w uint32
-	if nxt.LessThan(adv) {
-		w = adv.Diff(nxt)
+	w := adv.Diff(nxt)
+	if int32(w) > 0 && w&round == 0 && w <= 0xffff<<sh && !adv.GreaterThan(bufEnd) {
+		// The edge as it was, a whole number of units of the scale past
+		// RCV.NXT within the field and the buffer: what the rule below
+		// comes to then.
+		s.Window = uint16(w >> sh)
+		return
 	}
-	field := min((w+(1<<sh)-1)>>sh, 0xffff)
+	if !nxt.LessThan(adv) {
+		w = 0
+	}
+	field := min((w+round)>>sh, 0xffff)
 	// Rounding up must not promise more than the buffer holds: repeated
 	// from a moving RCV.NXT it would creep past it.
 	if e := nxt.Add(field << sh); e.GreaterThan(bufEnd) {

@@ -157,6 +157,12 @@ func TestAdvertiseMatchesReference(t *testing.T) {
 		} else {
 			tcb.rcvAdv = tcb.RcvNxt.Add(uint32(rapid.IntRange(-3, int(tcb.cfg.rcvBuf-unread)).Draw(rt, "wnd")))
 		}
+		if rapid.IntRange(0, 3).Draw(rt, "whole") == 0 {
+			// A window of whole units of the scale, as segment leaves
+			// it, and which its rule for an edge that stays takes apart.
+			sh := tcb.rcvShift()
+			tcb.rcvAdv = tcb.RcvNxt.Add(tcb.RcvWnd() >> sh << sh)
+		}
 		a, b := tcb, tcb
 		require.Equal(rt, b.advertiseReference(), a.advertise())
 		require.Equal(rt, b, a)
