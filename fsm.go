@@ -58,9 +58,9 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 	}
 	switch ev.Kind {
 	case EvOpen:
-		return t.open(ev, now, out)
+		return t.open(ev.LocalPort, ev.RemotePort, ev.ISS, now, out)
 	case EvListen:
-		return t.listen(ev, out)
+		return t.listen(ev.LocalPort, out)
 	case EvSend:
 		if out, ok = t.sendIdle(now, out, ev.N, ev.Urgent); ok {
 			return out, nil
@@ -193,23 +193,24 @@ func (t *TCB) fresh() {
 	}
 }
 
-// open handles an active OPEN (RFC 9293 section 3.10.1).
-func (t *TCB) open(ev Event, now Time, out []Action) ([]Action, error) {
+// open handles an active OPEN (RFC 9293 section 3.10.1) from port local
+// to port remote with ISS iss. It takes the event's fields rather than
+// the event, which keeps Step's frame small.
+func (t *TCB) open(local, remote uint16, iss Seq, now Time, out []Action) ([]Action, error) {
 	switch t.State {
 	case Closed, Listen:
 	default:
 		return out, ErrConnectionExists
 	}
-	if ev.RemotePort == 0 {
+	if remote == 0 {
 		return out, ErrRemoteUnspecified
 	}
-	local := ev.LocalPort
 	if t.State == Listen && local == 0 {
 		local = t.LocalPort
 	}
 	t.fresh()
-	t.LocalPort, t.RemotePort = local, ev.RemotePort
-	t.initSend(ev.ISS)
+	t.LocalPort, t.RemotePort = local, remote
+	t.initSend(iss)
 	t.State = SynSent
 	out = t.sendSYN(now, out)
 	return out, nil
@@ -228,13 +229,13 @@ func (t *TCB) initSend(iss Seq) {
 	t.sndMSS = t.defaultPeerMSS()
 }
 
-// listen handles a passive OPEN.
-func (t *TCB) listen(ev Event, out []Action) ([]Action, error) {
+// listen handles a passive OPEN on port local.
+func (t *TCB) listen(local uint16, out []Action) ([]Action, error) {
 	if t.State != Closed {
 		return out, ErrConnectionExists
 	}
 	t.fresh()
-	t.LocalPort = ev.LocalPort
+	t.LocalPort = local
 	t.State = Listen
 	return out, nil
 }
