@@ -156,7 +156,7 @@ type Endpoint struct {
 // epBits are an endpoint's conditions, packed: an idle connection in a
 // stack is an Endpoint and little else, so every byte of it counts
 // (the goal is at most 512 bytes a connection).
-type epBits uint8
+type epBits uint16
 
 const (
 	knownLocal  epBits = 1 << iota // key's local address is set
@@ -169,6 +169,8 @@ const (
 	epInActive  // in the stack's list of endpoints with output waiting
 	epHalfOpen  // counted in its port's listener backlog
 	epForwarded // taken by the ListenAll listener (its backlog, not its port's)
+	epReleased  // the application let go of it (Release): the stack may reuse it once it is done
+	epPooled    // in the stack's list of endpoints to reuse
 
 	knownBoth = knownLocal | knownRemote
 )
@@ -278,9 +280,10 @@ func (e *Endpoint) takeBuf(n int) []byte {
 	return make([]byte, n)
 }
 
-// signal records a change of readiness for the owning stack's report.
+// signal records a change of readiness for the owning stack's report,
+// unless the application released e.
 func (e *Endpoint) signal(r Readiness) {
-	if s := e.sh.stack; s != nil && s.cfg.Readiness {
+	if s := e.sh.stack; s != nil && s.cfg.Readiness && !e.is(epReleased) {
 		s.signal(e, r)
 	}
 }
@@ -1002,6 +1005,42 @@ func (e *Endpoint) SetKeepAlive(idle time.Duration, now tcpfsm.Time) error {
 	err := e.step(tcpfsm.SetKeepAlive(idle), now)
 	e.changed(now)
 	return err
+}
+
+// Release says the application is done with e: it will make no more
+// calls on e and keeps no reference to it, so the owning Stack may give
+// e to a later connection (Dial, or a SYN at a listener) once this one
+// no longer needs it, and a steady stream of connections then allocates
+// none. A connection still open is first closed as Close closes it (RFC
+// 9293 section 3.10.4); its FIN, the retransmissions and TIME-WAIT go on
+// as before, with the Stack's own use of e. Data not yet read is
+// discarded, as Close discards it. The Stack reports nothing more of e
+// in Ready.
+//
+// As with sync.Pool's Put, a call on e after Release is a bug that the
+// Stack cannot detect: e may already be another connection. A second
+// Release does nothing. A standalone endpoint (NewEndpoint) is only
+// closed; the garbage collector takes it once unreferenced.
+func (e *Endpoint) Release(now tcpfsm.Time) {
+	if e.is(epReleased) {
+		return
+	}
+	e.bits |= epReleased
+	switch e.tcb.State {
+	case tcpfsm.Closing, tcpfsm.LastAck, tcpfsm.TimeWait, tcpfsm.Closed:
+		// Both FINs are sent or the connection is over: Close would
+		// change nothing unless data waits unread.
+		if e.Buffered() == 0 {
+			break
+		}
+		fallthrough
+	default:
+		_ = e.step(tcpfsm.CloseFull(), now)
+	}
+	if s := e.sh.stack; s != nil {
+		s.after(e, now)
+		s.reclaim(e)
+	}
 }
 
 // Abort resets the connection (RFC 9293 section 3.10.5).

@@ -117,7 +117,10 @@ func (k *tuple) Remote() netip.AddrPort { return netip.AddrPortFrom(k.addr(&k.re
 //
 // Host call order: Listen and Dial as the application asks; Input every
 // arriving segment; Tick when the clock reaches NextDeadline; after each,
-// call Output until it returns 0 and send what it wrote.
+// call Output until it returns 0 and send what it wrote. An application
+// done with a connection may Release its Endpoint, which the Stack then
+// reuses for a later connection: a steady stream of connections
+// allocates nothing.
 type Stack struct {
 	cfg       Config
 	conns     connTable // established and half-open connections
@@ -145,6 +148,7 @@ type Stack struct {
 	pooled     int             // bytes in free
 	lent       int             // bytes in buffers endpoints hold (takeBuf less putBuf)
 	freeIO     []*endpointIO   // buffer sets and output queues of idle connections
+	freeEP     []*Endpoint     // endpoints the application released and the stack is done with, for reuse
 	cooling    []*Endpoint     // connections keeping buffers for bufHold after their last activity
 	coolAt     tcpfsm.Time     // the earliest end of a hold in cooling, if any
 	fwd        *forwarder      // the ListenAll listener's state, if any
@@ -154,9 +158,60 @@ type Stack struct {
 }
 
 // newEndpoint makes an endpoint that takes buffers from the stack only
-// while it holds data.
+// while it holds data: a released one if any waits, or a new one.
 func (s *Stack) newEndpoint() *Endpoint {
-	return &Endpoint{tcb: s.fresh, sh: s.shared}
+	return s.endpointFrom(&s.fresh)
+}
+
+// endpointFrom makes an endpoint whose TCB is a copy of tcb, as
+// newEndpoint does.
+func (s *Stack) endpointFrom(tcb *tcpfsm.TCB) *Endpoint {
+	n := len(s.freeEP)
+	if n == 0 {
+		return &Endpoint{tcb: *tcb, sh: s.shared}
+	}
+	e := s.freeEP[n-1]
+	s.freeEP[n-1] = nil
+	s.freeEP = s.freeEP[:n-1]
+	drops := e.stats.drops
+	if drops != nil {
+		*drops = [tcpfsm.NumDropReasons - 1]uint32{}
+	}
+	*e = Endpoint{tcb: *tcb, sh: s.shared, stats: endpointCounters{drops: drops}}
+	return e
+}
+
+// maxFreeEP bounds the released endpoints kept for reuse (384 bytes
+// each): enough to bridge the connections that end and the ones that
+// start between two calls of a busy host, and little memory kept after
+// a burst.
+const maxFreeEP = 256
+
+// reclaim keeps e for reuse if the application released it and the
+// stack holds it nowhere: not in the connection table, the list of
+// output waiting or the readiness report. Its buffers go back to the
+// pools now, its unread data with them.
+func (s *Stack) reclaim(e *Endpoint) {
+	if !e.is(epReleased) || e.bits&(epOwned|epInActive|epPooled) != 0 || e.pendingReady() != 0 {
+		return
+	}
+	if io := e.io; io != nil {
+		if len(io.snd.buf) > 0 {
+			s.putBuf(io.snd.buf)
+		}
+		if len(io.rcv.buf) > 0 {
+			s.putBuf(io.rcv.buf)
+		}
+		e.io = nil
+		*io = endpointIO{queue: io.queue[:0]} // an entry left in cooling no longer finds it
+		if len(s.freeIO) < maxFreeIO && cap(io.queue) <= maxPooledQueue {
+			s.freeIO = append(s.freeIO, io)
+		}
+	}
+	if len(s.freeEP) < maxFreeEP {
+		e.bits |= epPooled
+		s.freeEP = append(s.freeEP, e)
+	}
 }
 
 // The pools of buffers kept for reuse are bounded in bytes, not in
@@ -511,8 +566,13 @@ func (s *Stack) signal(e *Endpoint, r Readiness) {
 func (s *Stack) Ready(dst []ReadyEvent) []ReadyEvent {
 	for s.ready.len() > 0 {
 		e := s.ready.pop()
-		dst = append(dst, ReadyEvent{Endpoint: e, Changed: e.pendingReady()})
+		r := e.pendingReady()
 		e.setPendingReady(0)
+		if e.is(epReleased) {
+			s.reclaim(e) // the application wants no more news of it
+			continue
+		}
+		dst = append(dst, ReadyEvent{Endpoint: e, Changed: r})
 	}
 	for s.readyL.len() > 0 {
 		l := s.readyL.pop()
@@ -775,7 +835,8 @@ func (s *Stack) listenInput(l *Listener, k tuple, seg *tcpfsm.Segment, now tcpfs
 		}
 		// What Listen(k.Local()) makes of a new endpoint (adopt sets the
 		// key).
-		e := &Endpoint{tcb: l.tcb, sh: s.shared, bits: knownLocal}
+		e := s.endpointFrom(&l.tcb)
+		e.bits = knownLocal
 		s.adopt(e, k, true)
 		l.halfOpen++
 		err := e.inputSegment(seg, k.addr(&k.remote), k.addr(&k.local), now)
@@ -845,6 +906,7 @@ func (s *Stack) after(e *Endpoint, now tcpfsm.Time) {
 		// LISTEN (RFC 9293 section 3.10.7.3) is gone: the listener
 		// is the Stack's, and nobody accepted this one.
 		s.disown(e)
+		s.reclaim(e)
 		return
 	}
 	s.setTimer(e)
@@ -973,6 +1035,7 @@ func (s *Stack) toTimeWait(e *Endpoint) {
 	s.recycle(e, 0, false)
 	s.tw.put(k, r)
 	s.stats.TimeWaitRecords++
+	s.reclaim(e)
 }
 
 // timeWaitInput handles a segment for a TIME-WAIT record, by the rules a
