@@ -259,8 +259,10 @@ func BenchmarkConnection(b *testing.B) {
 			_, _ = c.Read(buf, now)
 			_, _ = srv.Read(buf, now)
 			_ = c.Close(now)
+			c.Release(now) // the Stack reuses the endpoint once the connection is done
 			pump()
 			_ = srv.Close(now)
+			srv.Release(now)
 			pump()
 			tick(200 * time.Millisecond) // delayed ACKs and TIME-WAIT run out
 		}
