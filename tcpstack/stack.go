@@ -203,7 +203,7 @@ func (s *Stack) reclaim(e *Endpoint) {
 			s.putBuf(io.rcv.buf)
 		}
 		e.io = nil
-		*io = endpointIO{queue: io.queue[:0]} // an entry left in cooling no longer finds it
+		*io = endpointIO{queue: io.queue[:0], sack: io.sack[:0]} // an entry left in cooling no longer finds it
 		if len(s.freeIO) < maxFreeIO && cap(io.queue) <= maxPooledQueue {
 			s.freeIO = append(s.freeIO, io)
 		}
