@@ -165,13 +165,38 @@ func (t *TCB) timeWaitEnds(now Time) bool {
 }
 
 // reset clears every connection variable, keeping the settings.
-func (t *TCB) reset() {
-	cfg := t.cfg
-	if cfg.opts&optSet == 0 {
-		cfg = defaultSettings
+func (t *TCB) reset() { t.resetThrough(nil) }
+
+// resetThrough is reset for a caller that returns out after it: out
+// passes through in its registers, so the caller keeps nothing across the
+// call. The variables are zeroed field by field, in the order of the TCB,
+// so that the compiler joins neighbouring fields into wide stores: *t =
+// TCB{} with the settings put back zeroes all 256 bytes in a loop and
+// copies the settings out and in again. TestResetClearsAll holds it to
+// clearing everything.
+func (t *TCB) resetThrough(out []Action) []Action {
+	if t.cfg.opts&optSet == 0 {
+		t.cfg = defaultSettings
 	}
-	*t = TCB{}
-	t.cfg = cfg
+	t.Iss, t.SndUna, t.SndNxt, t.SndWnd = 0, 0, 0, 0
+	t.SndWl1, t.SndWl2, t.MaxSndWnd, t.Irs = 0, 0, 0, 0
+	t.RcvNxt, t.sndEnd, t.sndRtx, t.rcvUser = 0, 0, 0, 0
+	t.rcvAdv, t.finSeq, t.lastAckSent, t.tsRecent = 0, 0, 0, 0
+	t.recover, t.rcvUp, t.sndUp, t.rttSeq = 0, 0, 0, 0
+	t.srtt, t.rttvar, t.rto, t.cwnd = 0, 0, 0, 0
+	t.ssthresh, t.cubicWMax, t.cubicEpoch, t.rtxStart = 0, 0, 0, 0
+	t.rttStart, t.lastSend = 0, 0
+	t.ooo[0], t.ooo[1], t.ooo[2] = seqRange{}, seqRange{}, seqRange{}
+	t.sacked[0], t.sacked[1] = seqRange{}, seqRange{}
+	t.timers[0], t.timers[1], t.timers[2] = 0, 0, 0
+	t.lastRcv = 0
+	t.tkind[0], t.tkind[1], t.tkind[2] = 0, 0, 0
+	t.State, t.retries, t.chCount, t.chSec, t.keepProbes = 0, 0, 0, 0, 0
+	t.dupAcks, t.shifts, t.oooLast, t.quickAcks = 0, 0, 0, 0
+	t.flags = 0
+	t.sndMSS, t.LocalPort, t.RemotePort, t.rcvMSS = 0, 0, 0, 0
+	t.mark = 0
+	return out
 }
 
 // fill gives the zero TCB the default settings, for an event that changes
@@ -365,8 +390,7 @@ func (t *TCB) toClosed(out []Action, note Note) []Action {
 	if t.cfg.more&optTimerActions != 0 {
 		out = t.stopAll(out) // reported; reset stops them either way
 	}
-	t.reset()
-	return notify(out, note)
+	return t.resetThrough(notify(out, note))
 }
 
 // toListen returns a passively opened connection to LISTEN (RFC 9293

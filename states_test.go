@@ -312,3 +312,27 @@ func TestNoteSet(t *testing.T) {
 		require.True(t, NoteSet(0).With(n).Has(n), "%v", n)
 	}
 }
+
+func TestResetClearsAll(t *testing.T) {
+	// reset zeroes the TCB field by field: every byte but the settings
+	// must come out zero, whatever was there, so a field added to the TCB
+	// and not to reset fails here.
+	cfg := Config{RecvBuffer: 1 << 20, MSS: 1200}
+	s, err := cfg.compile()
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		cfg, want settings
+	}{
+		{s, s},
+		{settings{}, defaultSettings}, // the zero TCB's: the defaults
+	} {
+		var tcb TCB
+		b := (*[unsafe.Sizeof(TCB{})]byte)(unsafe.Pointer(&tcb))
+		for i := range b {
+			b[i] = byte(i) | 0x81
+		}
+		tcb.cfg = tc.cfg
+		tcb.reset()
+		require.Equal(t, TCB{cfg: tc.want}, tcb)
+	}
+}
