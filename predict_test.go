@@ -259,6 +259,8 @@ func wandered(rt *rapid.T) *conn {
 		cfg.TailLossProbe = rapid.Bool().Draw(rt, "tlp")
 		cfg.QuickACK = rapid.Bool().Draw(rt, "quickACK")
 		cfg.DelayFINACK = rapid.IntRange(0, 3).Draw(rt, "delayFINACK") == 0
+		cfg.MinRTO = rapid.SampledFrom([]time.Duration{0, 200 * time.Millisecond}).Draw(rt, "minRTO")
+		cfg.MinRTOOnVariance = rapid.Bool().Draw(rt, "minRTOOnVariance")
 		if rapid.IntRange(0, 3).Draw(rt, "userTimeout") == 0 {
 			cfg.UserTimeout = time.Minute
 		}
