@@ -213,7 +213,16 @@ func (t *TCB) segment(a *Action, seq Seq, f Flags, now Time) {
 	// segment), the edge stays, and the right edge need not be worked
 	// out. (That takes the two within 2^31 of each other, which a
 	// buffer below 2^31 bytes makes sure of.)
-	if bufEnd.Diff(adv) >= sws || int32(buf) < 0 {
+	if bufEnd.Diff(adv) < sws && int32(buf) >= 0 {
+		if w := adv.Diff(nxt); int32(w) > 0 && w&round == 0 && w <= 0xffff<<sh {
+			// The edge as it was, a whole number of units of the scale
+			// past RCV.NXT within the field, and not past the buffer's
+			// end, which is less than sws past it: what the rule below
+			// comes to then.
+			s.Window = uint16(w >> sh)
+			return
+		}
+	} else {
 		right := bufEnd.Add(-min(round, buf))
 		if lim := nxt.Add(0xffff << sh); lim.LessThan(right) {
 			right = lim
@@ -234,13 +243,6 @@ func (t *TCB) segment(a *Action, seq Seq, f Flags, now Time) {
 		}
 	}
 	w := adv.Diff(nxt)
-	if int32(w) > 0 && w&round == 0 && w <= 0xffff<<sh && !adv.GreaterThan(bufEnd) {
-		// The edge as it was, a whole number of units of the scale past
-		// RCV.NXT within the field and the buffer: what the rule below
-		// comes to then.
-		s.Window = uint16(w >> sh)
-		return
-	}
 	if !nxt.LessThan(adv) {
 		w = 0
 	}
