@@ -107,21 +107,25 @@ func (t *TCB) peerSYN(seg *Segment) {
 	t.rcvAdv = t.RcvNxt.Add(min(t.cfg.rcvBuf, 0xffff))
 	peer := t.defaultPeerMSS()
 	o := &seg.Options
-	if o.Has(OptMSS) && o.MSS > 0 {
+	// The options and settings read once: the stores to t below would
+	// otherwise have them read again.
+	has, offer, fl := o.Present, t.cfg.opts, t.flags
+	if has&OptMSS != 0 && o.MSS > 0 {
 		peer = max(o.MSS, 64)
 	}
 	t.sndMSS = min(peer, t.cfg.mss)
-	if o.Has(OptWindowScale) && t.cfg.opts&optWS != 0 {
-		t.flags |= flagPeerWS
+	if has&OptWindowScale != 0 && offer&optWS != 0 {
+		fl |= flagPeerWS
 		t.shifts = min(o.WindowScale, 14)<<4 | t.cfg.wscale()
 	}
-	if o.Has(OptTimestamps) && t.cfg.opts&optTS != 0 {
-		t.flags |= flagTS
+	if has&OptTimestamps != 0 && offer&optTS != 0 {
+		fl |= flagTS
 		t.tsRecent = o.TSVal
 	}
-	if o.Has(OptSACKPermitted) && t.cfg.opts&optSACK != 0 {
-		t.flags |= flagSACK
+	if has&OptSACKPermitted != 0 && offer&optSACK != 0 {
+		fl |= flagSACK
 	}
+	t.flags = fl
 	// The SYN's window is never scaled (RFC 7323 section 2.2).
 	t.SndWnd = uint32(seg.Window)
 	t.MaxSndWnd = t.SndWnd

@@ -63,19 +63,23 @@ func (t *TCB) sendSYN(now Time, out []Action) []Action {
 	s := &a.Header
 	s.SrcPort, s.DstPort, s.Flags = t.LocalPort, t.RemotePort, FlagSYN
 	s.Window = uint16(min(o.rcvBuf, 0xffff)) // never scaled (RFC 7323 section 2.2)
-	s.Options, s.MSS = OptMSS, o.mss
+	s.MSS = o.mss
+	// The options gathered in a local, and the settings and flags read
+	// once: stores through s would otherwise have them read again.
+	opts, offer, fl := OptMSS, o.opts, t.flags
 	active := t.State == SynSent
-	if o.opts&optWS != 0 && (active || t.flags&flagPeerWS != 0) {
-		s.Options |= OptWindowScale
+	if offer&optWS != 0 && (active || fl&flagPeerWS != 0) {
+		opts |= OptWindowScale
 		s.WindowScale = o.wscale()
 	}
-	if o.opts&optSACK != 0 && (active || t.flags&flagSACK != 0) {
-		s.Options |= OptSACKPermitted
+	if offer&optSACK != 0 && (active || fl&flagSACK != 0) {
+		opts |= OptSACKPermitted
 	}
-	if o.opts&optTS != 0 && (active || t.flags&flagTS != 0) {
-		s.Options |= OptTimestamps
+	if offer&optTS != 0 && (active || fl&flagTS != 0) {
+		opts |= OptTimestamps
 		s.TSVal = t.tsValMs(ms)
 	}
+	s.Options = opts
 	if !active {
 		s.Flags |= FlagACK
 		s.Ack = t.RcvNxt
