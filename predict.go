@@ -83,7 +83,11 @@ func (t *TCB) inOrderData(now Time, out []Action, seg *Segment, more bool) ([]Ac
 		!t.ours(seg) || seg.Options.NumSACK != 0 ||
 		fl&(flagFinPending|flagRecovery|flagCloseCalled|flagUrgPending|flagProbeRtx) != 0 ||
 		t.ooo[0].Left != t.ooo[0].Right || t.sndRtx != t.SndNxt || t.SndNxt != t.sndEnd ||
-		uint32(seg.Window)<<t.sndShift() != t.SndWnd || n > t.RcvWnd() {
+		uint32(seg.Window)<<t.sndShift() != t.SndWnd {
+		return out, false
+	}
+	// The data fits the window: n > RcvWnd(), with n > 0 known.
+	if w := t.rcvAdv.Diff(nxt); int32(w) < 0 || n > w {
 		return out, false
 	}
 	// With data in flight, output only checks that the retransmission
