@@ -316,7 +316,7 @@ func (t *TCB) receive(n uint32, now Time, out []Action) ([]Action, error) {
 	}
 	// Announce the opened window once it can move by enough (RFC 9293
 	// section 3.8.6.2.2 and MUST-39).
-	if t.State.IsSynchronized() && t.flags&flagFinRcvd == 0 && t.windowUpdateDue() {
+	if t.State.IsSynchronized() && t.flags&flagFinRcvd == 0 && t.windowMayOpen() && t.windowUpdateDue() {
 		t.flags |= flagAckNow
 	}
 	return t.output(now, out), nil

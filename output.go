@@ -617,6 +617,16 @@ func (t *TCB) rightEdge() Seq {
 // moves: min(RCV.BUFF/2, MSS) (RFC 9293 MUST-39).
 func (t *TCB) swsThreshold() uint32 { return min(t.cfg.rcvBuf/2, uint32(t.cfg.mss)) }
 
+// windowMayOpen is false when windowUpdateDue is sure to be: the buffer's
+// end is less than the SWS threshold past the edge advertised, and the
+// right edge is never past the buffer's end (as in segment, that takes a
+// buffer below 2^31 bytes). Small enough to inline, it spares the common
+// case, a read of less than the threshold, windowUpdateDue's call.
+func (t *TCB) windowMayOpen() bool {
+	buf := t.cfg.rcvBuf
+	return t.rcvUser.Add(buf+t.finBit()).Diff(t.rcvAdv) >= t.swsThreshold() || int32(buf) < 0
+}
+
 // windowUpdateDue reports whether reading has freed enough buffer to be
 // worth a window update: the edge can move by the SWS threshold and the
 // window at least doubles (RFC 9293 section 3.8.6.2.2).

@@ -726,7 +726,7 @@ func (t *TCB) receiveIdle(now Time, out []Action, n uint32) ([]Action, bool) {
 	if !t.rcvUser.LessThan(t.rcvUp) {
 		t.flags &^= flagUrgSignaled
 	}
-	if t.flags&flagFinRcvd == 0 && t.windowUpdateDue() {
+	if t.flags&flagFinRcvd == 0 && t.windowMayOpen() && t.windowUpdateDue() {
 		t.flags |= flagAckNow
 	}
 	if t.ackDue() {

@@ -134,39 +134,58 @@ func (t *TCB) advertiseReference() uint16 {
 
 func TestAdvertiseMatchesReference(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
-		var tcb TCB
-		tcb.cfg = defaultSettings
-		tcb.cfg.rcvBuf = uint32(rapid.SampledFrom([]int{1, 100, 5000, 65535, 1 << 20, 1 << 29}).Draw(rt, "buf"))
-		tcb.cfg.mss = 1460
-		tcb.shifts = uint8(rapid.IntRange(0, 14).Draw(rt, "shift"))
-		tcb.rcvUser = Seq(rapid.Uint32().Draw(rt, "user"))
-		unread := uint32(rapid.IntRange(0, int(tcb.cfg.rcvBuf)).Draw(rt, "unread"))
-		tcb.RcvNxt = tcb.rcvUser.Add(unread)
-		if rapid.Bool().Draw(rt, "fin") {
-			tcb.flags |= flagFinRcvd
-			tcb.RcvNxt = tcb.RcvNxt.Add(1)
-		}
-		if rapid.Bool().Draw(rt, "nearEdge") {
-			// Just short of the right edge, around the SWS threshold.
-			sws := int(tcb.swsThreshold())
-			d := rapid.SampledFrom([]int{0, 1, sws - 1, sws, sws + 1, 2 * sws}).Draw(rt, "d")
-			tcb.rcvAdv = tcb.rightEdge().Add(uint32(-d))
-			if tcb.rcvAdv.LessThan(tcb.RcvNxt) {
-				tcb.rcvAdv = tcb.RcvNxt
-			}
-		} else {
-			tcb.rcvAdv = tcb.RcvNxt.Add(uint32(rapid.IntRange(-3, int(tcb.cfg.rcvBuf-unread)).Draw(rt, "wnd")))
-		}
-		if rapid.IntRange(0, 3).Draw(rt, "whole") == 0 {
-			// A window of whole units of the scale, as segment leaves
-			// it, and which its rule for an edge that stays takes apart.
-			sh := tcb.rcvShift()
-			tcb.rcvAdv = tcb.RcvNxt.Add(tcb.RcvWnd() >> sh << sh)
-		}
+		tcb := drawWindowTCB(rt)
 		a, b := tcb, tcb
 		require.Equal(rt, b.advertiseReference(), a.advertise())
 		require.Equal(rt, b, a)
 	})
+}
+
+func TestWindowMayOpenRulesOutOnly(t *testing.T) {
+	// windowMayOpen, which spares a call, may only say no where
+	// windowUpdateDue would.
+	rapid.Check(t, func(rt *rapid.T) {
+		tcb := drawWindowTCB(rt)
+		if !tcb.windowMayOpen() {
+			require.False(rt, tcb.windowUpdateDue())
+		}
+	})
+}
+
+// drawWindowTCB draws the receive side of a TCB: buffer, scale, what was
+// read and received, and the edge advertised, often near where it may
+// move.
+func drawWindowTCB(rt *rapid.T) TCB {
+	var tcb TCB
+	tcb.cfg = defaultSettings
+	tcb.cfg.rcvBuf = uint32(rapid.SampledFrom([]int{1, 100, 5000, 65535, 1 << 20, 1 << 29}).Draw(rt, "buf"))
+	tcb.cfg.mss = 1460
+	tcb.shifts = uint8(rapid.IntRange(0, 14).Draw(rt, "shift"))
+	tcb.rcvUser = Seq(rapid.Uint32().Draw(rt, "user"))
+	unread := uint32(rapid.IntRange(0, int(tcb.cfg.rcvBuf)).Draw(rt, "unread"))
+	tcb.RcvNxt = tcb.rcvUser.Add(unread)
+	if rapid.Bool().Draw(rt, "fin") {
+		tcb.flags |= flagFinRcvd
+		tcb.RcvNxt = tcb.RcvNxt.Add(1)
+	}
+	if rapid.Bool().Draw(rt, "nearEdge") {
+		// Just short of the right edge, around the SWS threshold.
+		sws := int(tcb.swsThreshold())
+		d := rapid.SampledFrom([]int{0, 1, sws - 1, sws, sws + 1, 2 * sws}).Draw(rt, "d")
+		tcb.rcvAdv = tcb.rightEdge().Add(uint32(-d))
+		if tcb.rcvAdv.LessThan(tcb.RcvNxt) {
+			tcb.rcvAdv = tcb.RcvNxt
+		}
+	} else {
+		tcb.rcvAdv = tcb.RcvNxt.Add(uint32(rapid.IntRange(-3, int(tcb.cfg.rcvBuf-unread)).Draw(rt, "wnd")))
+	}
+	if rapid.IntRange(0, 3).Draw(rt, "whole") == 0 {
+		// A window of whole units of the scale, as segment leaves
+		// it, and which its rule for an edge that stays takes apart.
+		sh := tcb.rcvShift()
+		tcb.rcvAdv = tcb.RcvNxt.Add(tcb.RcvWnd() >> sh << sh)
+	}
+	return tcb
 }
 
 // fullPath is what Step does with a segment, without its shortcuts (no
