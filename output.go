@@ -96,6 +96,13 @@ func (t *TCB) sendSYN(now Time, out []Action) []Action {
 	// follows no idle period (RFC 5681 section 4.1), as Linux's send
 	// time set when the connection completes also says.
 	t.lastSend = ms
+	if t.timers[slotOf(TimerRetransmit)] == 0 && t.plainLossTimer() && t.cfg.userTimeout == 0 {
+		// startRetransmitMs with no timer running and none to report or
+		// add: the loss timer is set in line, which spares the call.
+		t.rtxStart = ms
+		t.setTimer(TimerRetransmit, now.Add(t.rtoDur()))
+		return out
+	}
 	return t.startRetransmitMs(now, ms, out)
 }
 
