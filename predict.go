@@ -645,7 +645,26 @@ func (t *TCB) establishOnSYNAck(seg *Segment, ack Seq, now Time, out []Action) [
 		}
 	}
 	if us != noSample {
-		t.rttSampleUs(us)
+		if t.flags&flagHaveRtt != 0 {
+			t.rttSampleUs(us)
+		} else {
+			// rttSampleUs for a first sample, as the handshake's is,
+			// written out: the call would spill what is live across it.
+			// The differential tests hold the copy to rttSampleUs.
+			r := min(max(us, 1), 1<<31)
+			t.flags |= flagHaveRtt
+			t.srtt, t.rttvar = uint32(r), uint32(r/2)
+			lo := t.cfg.minRTO.us()
+			rto := r + max(1000, 4*(r/2))
+			if t.cfg.more&optMinRTOVar != 0 {
+				rto = r + max(1000, 4*(r/2), lo)
+			}
+			rto = max(rto, lo)
+			if rto > uint64(minMaxRTO/time.Microsecond) {
+				rto = min(rto, t.cfg.maxRTO.us())
+			}
+			t.rto = uint32(rto)
+		}
 	}
 	if t.cfg.more&optTimerActions != 0 {
 		out = t.stopFlightTimersReported(out)

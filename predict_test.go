@@ -702,6 +702,8 @@ func TestHandshakeACKMatchesFullPath(t *testing.T) {
 			InitialWindow10: rapid.Bool().Draw(rt, "iw10"),
 			TailLossProbe:   rapid.Bool().Draw(rt, "tlp"),
 		}
+		cfg.MinRTO = rapid.SampledFrom([]time.Duration{0, 200 * time.Millisecond}).Draw(rt, "minRTO")
+		cfg.MinRTOOnVariance = rapid.Bool().Draw(rt, "minRTOOnVariance")
 		if rapid.IntRange(0, 3).Draw(rt, "userTimeout") == 0 {
 			cfg.UserTimeout = time.Minute
 		}
@@ -791,6 +793,8 @@ func TestSynACKMatchesFullPath(t *testing.T) {
 			NoWindowScale:   rapid.IntRange(0, 3).Draw(rt, "noWS") == 0,
 			NoTimestamps:    rapid.IntRange(0, 3).Draw(rt, "noTS") == 0,
 		}
+		cfg.MinRTO = rapid.SampledFrom([]time.Duration{0, 200 * time.Millisecond}).Draw(rt, "minRTO")
+		cfg.MinRTOOnVariance = rapid.Bool().Draw(rt, "minRTOOnVariance")
 		if rapid.IntRange(0, 3).Draw(rt, "userTimeout") == 0 {
 			cfg.UserTimeout = time.Minute
 		}
