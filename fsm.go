@@ -236,12 +236,14 @@ func (t *TCB) open(local, remote uint16, iss Seq, now Time, out []Action) ([]Act
 	t.fresh()
 	t.LocalPort, t.RemotePort = local, remote
 	t.initSend(iss)
+	t.sndMSS = t.defaultPeerMSS() // until the peer's SYN tells (peerSYN)
 	t.State = SynSent
 	out = t.sendSYN(now, out)
 	return out, nil
 }
 
-// initSend sets the send variables for a new ISS.
+// initSend sets the send variables for a new ISS, but for the send MSS,
+// which the peer's SYN sets (peerSYN).
 func (t *TCB) initSend(iss Seq) {
 	t.Iss = iss
 	t.SndUna = iss
@@ -251,7 +253,6 @@ func (t *TCB) initSend(iss Seq) {
 	t.rto = uint32(t.cfg.initRTO.us())
 	t.ssthresh = maxQueued
 	t.recover = iss
-	t.sndMSS = t.defaultPeerMSS()
 }
 
 // listen handles a passive OPEN on port local.
