@@ -233,6 +233,21 @@ func (t *TCB) segment(a *Action, seq Seq, f Flags, now Time) {
 			s.Window = uint16(w >> sh)
 			return
 		}
+	} else if sh == 0 {
+		// The rule below with no scale: no rounding, and the field is
+		// the window.
+		right := bufEnd
+		if lim := nxt.Add(0xffff); lim.LessThan(right) {
+			right = lim
+		}
+		if right.GreaterThan(adv) && right.Diff(adv) >= sws {
+			if right.GreaterThan(nxt) {
+				t.rcvAdv = right
+				s.Window = uint16(right.Diff(nxt))
+				return
+			}
+			adv = right
+		}
 	} else {
 		right := bufEnd.Add(-min(round, buf))
 		if lim := nxt.Add(0xffff << sh); lim.LessThan(right) {
