@@ -216,7 +216,6 @@ func (t *TCB) segment(a *Action, seq Seq, f Flags, now Time) {
 	if fl&flagFinRcvd != 0 {
 		bufEnd++ // finBit
 	}
-	round := uint32(1)<<sh - 1
 	sws := t.swsThreshold()
 	// The edge moves only to a right edge at least sws past it, and the
 	// right edge is never past the buffer's end: with the end less than
@@ -225,7 +224,7 @@ func (t *TCB) segment(a *Action, seq Seq, f Flags, now Time) {
 	// out. (That takes the two within 2^31 of each other, which a
 	// buffer below 2^31 bytes makes sure of.)
 	if bufEnd.Diff(adv) < sws && int32(buf) >= 0 {
-		if w := adv.Diff(nxt); int32(w) > 0 && w&round == 0 && w <= 0xffff<<sh {
+		if w := adv.Diff(nxt); int32(w) > 0 && w>>sh<<sh == w && w>>sh <= 0xffff {
 			// The edge as it was, a whole number of units of the scale
 			// past RCV.NXT within the field, and not past the buffer's
 			// end, which is less than sws past it: what the rule below
@@ -249,6 +248,7 @@ func (t *TCB) segment(a *Action, seq Seq, f Flags, now Time) {
 			adv = right
 		}
 	} else {
+		round := uint32(1)<<sh - 1
 		right := bufEnd.Add(-min(round, buf))
 		if lim := nxt.Add(0xffff << sh); lim.LessThan(right) {
 			right = lim
@@ -272,6 +272,7 @@ func (t *TCB) segment(a *Action, seq Seq, f Flags, now Time) {
 	if !nxt.LessThan(adv) {
 		w = 0
 	}
+	round := uint32(1)<<sh - 1
 	field := min((w+round)>>sh, 0xffff)
 	// Rounding up must not promise more than the buffer holds: repeated
 	// from a moving RCV.NXT it would creep past it.
