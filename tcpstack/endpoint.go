@@ -1017,8 +1017,9 @@ func (e *Endpoint) SetKeepAlive(idle time.Duration, now tcpfsm.Time) error {
 // discarded, as Close discards it. The Stack reports nothing more of e
 // in Ready.
 //
-// As with sync.Pool's Put, a call on e after Release is a bug that the
-// Stack cannot detect: e may already be another connection. A second
+// Release only an endpoint the application got from Dial, DialFrom or
+// Accept. As with sync.Pool's Put, a call on e after Release is a bug
+// that the Stack cannot detect: e may already be another connection. A second
 // Release does nothing. A standalone endpoint (NewEndpoint) is only
 // closed; the garbage collector takes it once unreferenced.
 func (e *Endpoint) Release(now tcpfsm.Time) {
