@@ -1045,3 +1045,84 @@ func TestTimeWaitEndMatchesTick(t *testing.T) {
 	t.Logf("%d of %d ticks in TIME-WAIT ended it", ended, total)
 	require.GreaterOrEqual(t, ended, minTaken)
 }
+
+// TestLongRTTSamplesMatchFullPath: RTT samples of seconds to half an
+// hour, with MaxRTO at its least or raised, timed or from a timestamp
+// echo, first or later, through the three places that work out the RTO of
+// a sample: rttSampleUs on the full path, and written out in pureACK and,
+// for the handshake's first sample, in establishOnSYNAck (synACK and
+// handshakeACK). Step and the full path must come out identical, each
+// shortcut must take its segments, and each must meet RTOs past
+// minMaxRTO that MaxRTO caps and, when raised, ones it lets through.
+func TestLongRTTSamplesMatchFullPath(t *testing.T) {
+	samples := []time.Duration{
+		15 * time.Second, 25 * time.Second, 40 * time.Second, 90 * time.Second,
+		5 * time.Minute, 30 * time.Minute, 10 * time.Millisecond, 2 * time.Second,
+	}
+	capped, through := map[string]int{}, map[string]int{}
+	// check steps seg through Step and the full path, requires shortcut
+	// to take it, and counts how the RTO came out against MaxRTO.
+	check := func(c *conn, name string, seg Segment, maxRTO time.Duration,
+		shortcut func(*TCB, Time, []Action, *Segment, bool) ([]Action, bool)) {
+		t.Helper()
+		after := requireStepIsFullPath(t, c.tcb, Arrive(&seg, 0), c.now)
+		probe := c.tcb
+		_, ok := shortcut(&probe, c.now, nil, &seg, false)
+		require.True(t, ok, "%s takes %v at %v", name, seg.String(), c.now)
+		limit := uint32(max(maxRTO, minMaxRTO) / time.Microsecond)
+		switch rto := after.rto; {
+		case rto == limit:
+			capped[name]++
+		case rto > uint32(minMaxRTO/time.Microsecond):
+			through[name]++
+		}
+		c.peer(seg)
+		c.clear()
+	}
+	for _, maxRTO := range []time.Duration{0, 90 * time.Second, 10 * time.Minute, 9 * time.Hour} {
+		for _, ts := range []bool{false, true} {
+			cfg := Config{MaxRTO: maxRTO, NoTimestamps: !ts}
+			for _, x := range samples {
+				// synACK: the SYN-ACK x after our SYN.
+				c := newConn(t, cfg)
+				c.user(Open(ourPort, peerPort, 100))
+				c.clear()
+				c.now = c.now.Add(x)
+				check(c, "synACK", pkt("S.", 300, 101, mss(1460), tsopt(5000, c.tcb.tsVal(0))), maxRTO, (*TCB).synACK)
+
+				// handshakeACK: the ACK x after our SYN-ACK.
+				c = newConn(t, cfg)
+				c.user(ListenOn(ourPort))
+				syn := pkt("S", 300, 0, mss(1460), tsopt(5000, 0))
+				require.NoError(t, c.step(Arrive(&syn, 100)))
+				c.clear()
+				ecr := c.tcb.tsVal(0)
+				c.now = c.now.Add(x)
+				check(c, "handshakeACK", pkt(".", 301, 101, tsopt(5001, ecr)), maxRTO, (*TCB).handshakeACK)
+			}
+			// pureACK: data sent, then acknowledged each sample later, from
+			// a first sample on and after the handshake's.
+			for _, first := range []bool{true, false} {
+				c := newConn(t, cfg)
+				c.user(Open(ourPort, peerPort, 100))
+				c.peer(pkt("S.", 300, 101, mss(1460), tsopt(5000, c.tcb.tsVal(0))))
+				c.clear()
+				if first {
+					c.tcb.flags &^= flagHaveRtt // the next sample is the first
+				}
+				for i, x := range samples {
+					c.user(Send(100))
+					c.clear()
+					ecr := c.tcb.tsVal(c.now)
+					c.now = c.now.Add(x)
+					check(c, "pureACK", pkt(".", 301, c.tcb.SndNxt, tsopt(5001+uint32(i), ecr)), maxRTO, (*TCB).pureACK)
+				}
+			}
+		}
+	}
+	t.Logf("capped %v, let through %v", capped, through)
+	for _, name := range []string{"synACK", "handshakeACK", "pureACK"} {
+		require.GreaterOrEqual(t, capped[name], minTaken, "%s: RTOs MaxRTO capped", name)
+		require.GreaterOrEqual(t, through[name], minTaken, "%s: RTOs past 60 s MaxRTO let through", name)
+	}
+}
