@@ -133,11 +133,11 @@ func TestFirstSendIsNoRestartAfterIdle(t *testing.T) {
 		p.run(p.now.Add(time.Second))
 		require.Equal(t, Established, p.tcb[side].State)
 		c := p.tcb[side]
-		_, ok := c.sendIdle(p.now, nil, 100, false)
+		_, ok, _ := c.sendIdle(p.now, nil, 100, false)
 		require.True(t, ok, "side %d: the first send after the handshake is not after idle", side)
 		// An RTO of silence later, it is.
 		c = p.tcb[side]
-		_, ok = c.sendIdle(p.now.Add(c.rtoDur()+time.Millisecond), nil, 100, false)
+		_, ok, _ = c.sendIdle(p.now.Add(c.rtoDur()+time.Millisecond), nil, 100, false)
 		require.False(t, ok, "side %d: after an idle RTO the window restarts on the full path", side)
 	}
 }

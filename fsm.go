@@ -27,88 +27,64 @@ func Step(t TCB, ev Event, now Time, out []Action) (TCB, []Action, error) {
 // happens, and Step a Tick whenever the clock reaches NextDeadline. Perform
 // the actions in the order given.
 func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
-	// A shortcut that declines returns out as it was given: Step goes on
-	// with the slice it returned, so out need not be kept across the call.
-	var ok bool
+	// Each shortcut takes the full path itself for what it declines, so
+	// Step keeps nothing across the call; whether it took the event
+	// itself, which it reports, is for the differential tests.
 	if ev.Kind == EvSegment && ev.Seg != nil {
-		if len(ev.Seg.Payload) != 0 {
+		seg := ev.Seg
+		switch {
+		case len(seg.Payload) != 0:
 			if t.State == Established {
-				if out, ok = t.inOrderData(now, out, ev.Seg, ev.More); ok {
-					return out, nil
-				}
-			}
-		} else if ev.Seg.Flags&FlagFIN != 0 {
-			if out, ok = t.inOrderFIN(now, out, ev.Seg, ev.More); ok {
+				out, _ = t.inOrderData(now, out, seg, ev.More)
 				return out, nil
 			}
-		} else if t.State.sendsData() { // the states where our data or FIN may be in flight
-			if out, ok = t.pureACK(now, out, ev.Seg, ev.More); ok {
+		case seg.Flags&FlagFIN != 0:
+			if t.State != Listen {
+				out, _ = t.inOrderFIN(now, out, seg, ev.More)
 				return out, nil
 			}
-		} else if t.State == SynReceived {
-			if out, ok = t.handshakeACK(now, out, ev.Seg, ev.More); ok {
-				return out, nil
-			}
+		case t.State.sendsData(): // the states where our data or FIN may be in flight
+			out, _ = t.pureACK(now, out, seg, ev.More)
+			return out, nil
+		case t.State == SynReceived:
+			out, _ = t.handshakeACK(now, out, seg, ev.More)
+			return out, nil
+		case t.State == SynSent:
+			out, _ = t.synACK(now, out, seg, ev.More)
+			return out, nil
 		}
-		if t.State == SynSent && ev.Seg.Flags&FlagSYN != 0 {
-			if out, ok = t.synACK(now, out, ev.Seg, ev.More); ok {
-				return out, nil
-			}
+		if t.State == Listen {
+			return t.arriveListen(seg, ev.ISS, now, out), nil // and no output
 		}
+		return t.arrive(now, out, seg, ev.More), nil
 	}
+	var err error
 	switch ev.Kind {
 	case EvOpen:
 		return t.open(ev.LocalPort, ev.RemotePort, ev.ISS, now, out)
 	case EvListen:
 		return t.listen(ev.LocalPort, out)
 	case EvSend:
-		if out, ok = t.sendIdle(now, out, ev.N, ev.Urgent); ok {
-			return out, nil
-		}
-		return t.send(ev.N, ev.Urgent, now, out)
+		out, _, err = t.sendIdle(now, out, ev.N, ev.Urgent)
+		return out, err
 	case EvReceive:
-		if out, ok = t.receiveIdle(now, out, ev.N); ok {
-			return out, nil
-		}
-		return t.receive(ev.N, now, out)
+		out, _, err = t.receiveIdle(now, out, ev.N)
+		return out, err
 	case EvClose:
-		if out, ok = t.closeIdle(now, out, ev.Full); ok {
-			return out, nil
-		}
-		if ev.Full {
-			return t.closeFull(now, out)
-		}
-		return t.close(now, out)
+		out, _, err = t.closeIdle(now, out, ev.Full)
+		return out, err
 	case EvAbort:
 		return t.abort(now, out)
 	case EvSegment:
-		if ev.Seg == nil {
-			return out, ErrBadEvent
-		}
-		if t.State == Listen {
-			return t.arriveListen(ev.Seg, ev.ISS, now, out), nil // and no output
-		}
-		out = t.segmentArrives(ev.Seg, ev.ISS, now, out)
-		if !ev.More {
-			out = t.output(now, out)
-		}
-		return out, nil
+		return out, ErrBadEvent // with no segment
 	case EvTick:
 		// tickDelayedACK is for the delayed-ACK timer due; most ticks
 		// that find it not due are for another timer.
 		if d := t.timers[slotDelayedACK]; d != 0 && d <= now {
-			if out, ok = t.tickDelayedACK(now, out); ok {
-				return out, nil
-			}
+			out, _ = t.tickDelayedACK(now, out)
+			return out, nil
 		}
-		if t.timeWaitEnds(now) {
-			// tick, which fires slot 0 first: the connection is deleted
-			// and tick goes no further. The timer is gone, not reported
-			// stopped.
-			t.timers[0] = 0
-			return t.toClosed(out, NoteClosed), nil
-		}
-		return t.tick(now, out), nil
+		return t.tickAll(now, out), nil
 	case EvFlush:
 		return t.output(now, out), nil
 	case EvNoDelay:
@@ -155,6 +131,40 @@ func (t *TCB) Step(ev Event, now Time, out []Action) ([]Action, error) {
 		return t.output(now, out), nil
 	}
 	return out, ErrBadEvent
+}
+
+// arrive is Step's full path for a segment in any state but LISTEN:
+// segmentArrives, then output unless more input follows. The segment
+// shortcuts take it for what they decline.
+func (t *TCB) arrive(now Time, out []Action, seg *Segment, more bool) []Action {
+	out = t.segmentArrives(seg, 0, now, out)
+	if !more {
+		out = t.output(now, out)
+	}
+	return out
+}
+
+// tickAll is Step's full path for a Tick, which tickDelayedACK takes for
+// what it declines: tick, or, when the Tick ends TIME-WAIT, that end
+// alone.
+func (t *TCB) tickAll(now Time, out []Action) []Action {
+	if t.timeWaitEnds(now) {
+		// tick, which fires slot 0 first: the connection is deleted and
+		// tick goes no further. The timer is gone, not reported stopped.
+		t.timers[0] = 0
+		return t.toClosed(out, NoteClosed)
+	}
+	return t.tick(now, out)
+}
+
+// closeCall is Step's full path for a CLOSE, which closeIdle takes for
+// what it declines: closeFull when the user reads no more, close
+// otherwise.
+func (t *TCB) closeCall(now Time, out []Action, full bool) ([]Action, error) {
+	if full {
+		return t.closeFull(now, out)
+	}
+	return t.close(now, out)
 }
 
 // timeWaitEnds reports whether a Tick at now ends TIME-WAIT: the close
@@ -268,7 +278,7 @@ func (t *TCB) listen(local uint16, out []Action) ([]Action, error) {
 
 // send handles SEND (RFC 9293 section 3.10.2): it queues n bytes, urgent
 // ones moving SND.UP past them.
-func (t *TCB) send(n uint32, urgent bool, now Time, out []Action) ([]Action, error) {
+func (t *TCB) send(now Time, out []Action, n uint32, urgent bool) ([]Action, error) {
 	switch t.State {
 	case Closed:
 		return out, ErrConnectionDoesNotExist
@@ -294,7 +304,7 @@ func (t *TCB) send(n uint32, urgent bool, now Time, out []Action) ([]Action, err
 
 // receive handles the user consuming n received bytes (RFC 9293 section
 // 3.10.3): the window they occupied is free again.
-func (t *TCB) receive(n uint32, now Time, out []Action) ([]Action, error) {
+func (t *TCB) receive(now Time, out []Action, n uint32) ([]Action, error) {
 	switch t.State {
 	case Closed:
 		return out, ErrConnectionDoesNotExist

@@ -174,7 +174,7 @@ func FuzzStep(f *testing.F) {
 				// Step's shortcut for a RECEIVE must come to what receive does.
 				step, full := c.tcb, c.tcb
 				got, err := step.Step(ev, c.now, nil)
-				want, werr := full.receive(ev.N, c.now, nil)
+				want, werr := full.receive(c.now, nil, ev.N)
 				require.Equal(t, werr, err, "error of a receive")
 				require.Equal(t, want, got, "actions of a receive")
 				require.Equal(t, full, step, "TCB after a receive")

@@ -68,10 +68,11 @@ func (t *TCB) predict(seg *Segment, now Time, out []Action) ([]Action, bool) {
 // inOrderData is the whole Step (segmentArrives, then output) for the
 // commonest segment of a bulk transfer, the next in-order data with
 // nothing new acknowledged, when there is nothing for output to send but
-// the ACK: prediction's first shape, with output's work done in line. It
-// reports false, having changed nothing, for anything else. Step takes it
-// before dispatching; TestPredictionMatchesFullPath and FuzzStep hold it
-// to the full path.
+// the ACK: prediction's first shape, with output's work done in line.
+// Anything else it hands, having changed nothing, to the full path
+// (arrive), and reports false. Step calls it for any segment with data in
+// ESTABLISHED; TestPredictionMatchesFullPath and FuzzStep hold it to the
+// full path.
 func (t *TCB) inOrderData(now Time, out []Action, seg *Segment, more bool) ([]Action, bool) {
 	n := uint32(len(seg.Payload))
 	// Prediction's conditions (see predict), and output's: nothing to
@@ -84,21 +85,21 @@ func (t *TCB) inOrderData(now Time, out []Action, seg *Segment, more bool) ([]Ac
 		fl&(flagFinPending|flagRecovery|flagCloseCalled|flagUrgPending|flagProbeRtx) != 0 ||
 		t.ooo[0].Left != t.ooo[0].Right || t.sndRtx != t.SndNxt || t.SndNxt != t.sndEnd ||
 		uint32(seg.Window)<<t.sndShift() != t.SndWnd {
-		return out, false
+		return t.arrive(now, out, seg, more), false
 	}
 	// The data fits the window: n > RcvWnd(), with n > 0 known.
 	if w := t.rcvAdv.Diff(nxt); int32(w) < 0 || n > w {
-		return out, false
+		return t.arrive(now, out, seg, more), false
 	}
 	// With data in flight, output only checks that the retransmission
 	// timer (or the tail loss probe in its place) runs.
 	if t.SndNxt != t.SndUna && (t.timers[0] == 0 || t.tkind[0] != TimerRetransmit && t.tkind[0] != TimerProbe) {
-		return out, false
+		return t.arrive(now, out, seg, more), false
 	}
 	if fl&flagTS != 0 {
 		// tsFresh, then takeTSRecent.
 		if !seg.Options.Has(OptTimestamps) || int32(seg.Options.TSVal-t.tsRecent) < 0 {
-			return out, false
+			return t.arrive(now, out, seg, more), false
 		}
 		if nxt.LessThanEq(t.lastAckSent) {
 			t.tsRecent = seg.Options.TSVal
@@ -175,9 +176,10 @@ func (t *TCB) inOrderData(now Time, out []Action, seg *Segment, more bool) ([]Ac
 // ackAdvance, done in line, then output. The common case is no recovery,
 // tail loss probe, timeout backoff, SACK scoreboard or urgent data of
 // ours, and none of the settings that add to ackAdvance's work
-// (keep-alive, a user timeout, HyStart, Linux's slow start). It reports
-// false, having changed nothing, for anything else. Step takes it before
-// dispatching; TestPredictionMatchesFullPath, TestPureACKMatchesFullPath
+// (keep-alive, a user timeout, HyStart, Linux's slow start). Anything
+// else it hands, having changed nothing, to the full path (arrive), and
+// reports false. Step calls it for any segment with no text or FIN in
+// those states; TestPredictionMatchesFullPath, TestPureACKMatchesFullPath
 // and FuzzStep hold it to the full path.
 //
 // In the states other than ESTABLISHED, arriveOther comes, for such a
@@ -192,10 +194,10 @@ func (t *TCB) pureACK(now Time, out []Action, seg *Segment, more bool) ([]Action
 		!t.SndUna.LessThan(ack) || ack.GreaterThan(t.SndNxt) ||
 		t.flags&(flagFinPending|flagRecovery|flagProbe|flagProbeRtx|flagRtxMark|flagUrgPending) != 0 ||
 		t.retries != 0 || t.sacked[0].Left != t.sacked[0].Right || t.cfg.more&optACKWork != 0 {
-		return out, false
+		return t.arrive(now, out, seg, more), false
 	}
 	if !t.tsFresh(seg) {
-		return out, false
+		return t.arrive(now, out, seg, more), false
 	}
 	var tsecr uint32 // echo(seg)
 	if t.flags&flagTS != 0 {
@@ -348,24 +350,28 @@ const noSample = ^uint64(0)
 // sendIdle is the whole Step for a SEND on an idle connection, when
 // nothing is in flight or queued and the n bytes fit one segment and the
 // send and congestion windows: send, then output and sendData, done in
-// line. It reports false, having changed nothing, for anything else:
-// urgent data, recovery, a timer in slot 0 (persist above all), a restart
-// after idle (RFC 5681 section 4.1), limited transmit's extra room.
+// line. Anything else it hands, having changed nothing, to the full path
+// (send), and reports false: urgent data, recovery, a timer in slot 0
+// (persist above all), a restart after idle (RFC 5681 section 4.1),
+// limited transmit's extra room.
 // TestSendIdleMatchesFullPath and FuzzStep hold it to the full path.
-func (t *TCB) sendIdle(now Time, out []Action, n uint32, urgent bool) ([]Action, bool) {
+func (t *TCB) sendIdle(now Time, out []Action, n uint32, urgent bool) ([]Action, bool, error) {
 	if urgent || n == 0 || t.State != Established && t.State != CloseWait ||
 		t.SndUna != t.SndNxt || t.SndNxt != t.sndEnd || t.sndRtx != t.SndNxt ||
 		t.flags&(flagCloseCalled|flagRecovery|flagUrgPending|flagFinSent) != 0 ||
 		t.timers[0] != 0 || t.dupAcks != 0 {
-		return out, false
+		out, err := t.send(now, out, n, urgent)
+		return out, false, err
 	}
 	mss := t.effMSS()
 	if n > mss || n > t.SndWnd || n > t.cwnd {
-		return out, false
+		out, err := t.send(now, out, n, urgent)
+		return out, false, err
 	}
 	ms := msOf(now)
 	if time.Duration(ms-t.lastSend)*time.Millisecond > t.rtoDur() {
-		return out, false
+		out, err := t.send(now, out, n, urgent)
+		return out, false, err
 	}
 	seq := t.SndNxt
 	t.sndEnd = seq.Add(n)
@@ -382,9 +388,9 @@ func (t *TCB) sendIdle(now Time, out []Action, n uint32, urgent bool) ([]Action,
 	// advanceSndNxt.
 	t.SndNxt, t.sndRtx = t.sndEnd, t.sndEnd
 	if t.sentFromIdle(ms, now) {
-		return out, true
+		return out, true, nil
 	}
-	return t.armIdleTimers(now, out), true
+	return t.armIdleTimers(now, out), true, nil
 }
 
 // sentFromIdle ends what sendIdle and closeIdle send on an idle
@@ -422,14 +428,14 @@ func (t *TCB) armIdleTimers(now Time, out []Action) []Action {
 // closeIdle is the whole Step for a CLOSE in ESTABLISHED or CLOSE-WAIT
 // with nothing queued: close, then output and sendData, which come to our
 // FIN alone, done in line; with full, closeFull's, which is the same with
-// nothing received left unread, and the read side shut. With nothing in flight the FIN starts the
-// timers as from idle; with data in flight (an application that writes
-// and closes at once) the loss timer already runs for it. It reports
-// false, having changed nothing, for anything else (recovery, urgent
-// data, a go-back-N resend, a timer in slot 0 other than the loss timer
-// of data in flight). TestCloseIdleMatchesFullPath and FuzzStep hold it
+// nothing received left unread, and the read side shut. With nothing in
+// flight the FIN starts the timers as from idle; with data in flight (an
+// application that writes and closes at once) the loss timer already runs
+// for it. Anything else it hands, having changed nothing, to the full
+// path (closeCall), and reports false: recovery, urgent data, a go-back-N
+// resend, a timer in slot 0 other than the loss timer of data in flight. TestCloseIdleMatchesFullPath and FuzzStep hold it
 // to the full path.
-func (t *TCB) closeIdle(now Time, out []Action, full bool) ([]Action, bool) {
+func (t *TCB) closeIdle(now Time, out []Action, full bool) ([]Action, bool, error) {
 	var next State
 	switch t.State {
 	case Established:
@@ -437,13 +443,15 @@ func (t *TCB) closeIdle(now Time, out []Action, full bool) ([]Action, bool) {
 	case CloseWait:
 		next = LastAck
 	default:
-		return out, false
+		out, err := t.closeCall(now, out, full)
+		return out, false, err
 	}
 	busy := t.SndUna != t.SndNxt
 	if full && t.RcvNxt.Diff(t.rcvUser) != t.finBit() || t.SndNxt != t.sndEnd || t.sndRtx != t.SndNxt ||
 		t.flags&(flagCloseCalled|flagRecovery|flagUrgPending|flagFinSent) != 0 ||
 		(t.timers[0] != 0) != busy || busy && t.tkind[0] != TimerRetransmit && t.tkind[0] != TimerProbe {
-		return out, false
+		out, err := t.closeCall(now, out, full)
+		return out, false, err
 	}
 	t.flags |= flagCloseCalled
 	if full {
@@ -462,9 +470,9 @@ func (t *TCB) closeIdle(now Time, out []Action, full bool) ([]Action, bool) {
 	t.flags |= flagFinSent | flagFinAlone
 	if !busy {
 		if t.sentFromIdle(ms, now) {
-			return out, true
+			return out, true, nil
 		}
-		return t.armIdleTimers(now, out), true
+		return t.armIdleTimers(now, out), true, nil
 	}
 	// The rest of advanceSndNxt and sendData: RTT timing if none runs,
 	// the flight noted, and a tail loss probe counted from the FIN, the
@@ -479,7 +487,7 @@ func (t *TCB) closeIdle(now Time, out []Action, full bool) ([]Action, bool) {
 	if t.tkind[0] == TimerProbe {
 		out = t.arm(out, TimerProbe, now, t.pto())
 	}
-	return out, true
+	return out, true, nil
 }
 
 // inOrderFIN is the whole Step for the peer's FIN with no text, at
@@ -487,9 +495,11 @@ func (t *TCB) closeIdle(now Time, out []Action, full bool) ([]Action, bool) {
 // nothing of ours in flight or queued: segmentArrives, then arriveOther,
 // whose checks all pass and whose ACK processing comes to the window
 // update, then processText and processFIN, then output, which comes to the
-// ACK of the FIN, done in line. It reports false, having changed nothing,
-// for anything else: SACK blocks, recovery, the tail loss probe, a FIN
-// whose ACK Config.DelayFINACK would hold. TestInOrderFINMatchesFullPath
+// ACK of the FIN, done in line. Anything else it hands, having changed
+// nothing, to the full path (arrive), and reports false: SACK blocks,
+// recovery, the tail loss probe, a FIN whose ACK Config.DelayFINACK would
+// hold. Step calls it for any segment with a FIN and no text, in any state
+// but LISTEN. TestInOrderFINMatchesFullPath
 // and FuzzStep hold it to the full path.
 //
 // A segment at RCV.NXT passes the acceptability test, or, in a zero
@@ -501,21 +511,21 @@ func (t *TCB) inOrderFIN(now Time, out []Action, seg *Segment, more bool) ([]Act
 		// Then CLOSE-WAIT, where output would send what is queued.
 		if t.SndNxt != t.sndEnd || t.sndRtx != t.SndNxt || t.flags&flagCloseCalled != 0 ||
 			t.cfg.more&optDelayFINACK != 0 {
-			return out, false
+			return t.arrive(now, out, seg, more), false
 		}
 	case FinWait2:
 		// Then TIME-WAIT, where output sends nothing but the ACK.
 	default:
-		return out, false
+		return t.arrive(now, out, seg, more), false
 	}
 	if seg.Flags&^FlagPSH != FlagFIN|FlagACK || len(seg.Payload) != 0 || seg.Seq != t.RcvNxt ||
 		seg.Ack != t.SndUna || !t.ours(seg) ||
 		seg.Options.NumSACK != 0 || t.SndUna != t.SndNxt ||
 		t.flags&(flagRecovery|flagProbe|flagProbeRtx|flagRtxMark) != 0 {
-		return out, false
+		return t.arrive(now, out, seg, more), false
 	}
 	if !t.tsFresh(seg) {
-		return out, false
+		return t.arrive(now, out, seg, more), false
 	}
 	t.lastRcv = now
 	t.keepProbes = 0
@@ -554,15 +564,15 @@ func (t *TCB) inOrderFIN(now Time, out []Action, seg *Segment, more bool) ([]Act
 // delayed-ACK timer is due, in ESTABLISHED, CLOSE-WAIT or FIN-WAIT-2 with
 // nothing for output to send or resend: tick, then output, which comes to
 // the owed ACK, done in line. Step calls it only when the delayed-ACK
-// timer is due. It reports false, having changed nothing, for anything
-// else. TestTickDelayedACKMatchesFullPath and FuzzStep hold it to the full
+// timer is due. Anything else it hands, having changed nothing, to the
+// full path (tickAll), and reports false. TestTickDelayedACKMatchesFullPath and FuzzStep hold it to the full
 // path.
 func (t *TCB) tickDelayedACK(now Time, out []Action) ([]Action, bool) {
 	if d := t.timers[0]; d != 0 && d <= now {
-		return out, false
+		return t.tickAll(now, out), false
 	}
 	if d := t.timers[2]; d != 0 && d <= now {
-		return out, false
+		return t.tickAll(now, out), false
 	}
 	switch t.State {
 	case Established, CloseWait:
@@ -571,11 +581,11 @@ func (t *TCB) tickDelayedACK(now Time, out []Action) ([]Action, bool) {
 		// its place) runs.
 		if t.sndRtx != t.SndNxt || t.SndNxt != t.sndEnd || t.flags&flagCloseCalled != 0 ||
 			t.SndNxt != t.SndUna && (t.timers[0] == 0 || t.tkind[0] != TimerRetransmit && t.tkind[0] != TimerProbe) {
-			return out, false
+			return t.tickAll(now, out), false
 		}
 	case FinWait2:
 	default:
-		return out, false
+		return t.tickAll(now, out), false
 	}
 	// The timer fires (stopped without an action, as tick does), and the
 	// ACK goes (sendACK, the timer already stopped).
@@ -592,9 +602,9 @@ func (t *TCB) tickDelayedACK(now Time, out []Action) ([]Action, bool) {
 // SYN-ACK went once: segmentArrives, arriveOther, whose checks such a
 // segment passes (SYN-RECEIVED skips PAWS and SACK), ackAdvance for the
 // SYN and enterEstablished, done in line, then output, which has at most
-// an ACK to send or delay. It reports false, having changed nothing, for
-// anything else (a CLOSE or SEND queued, urgent data, keep-alive, text or
-// a FIN held from the SYN). TestHandshakeACKMatchesFullPath and FuzzStep
+// an ACK to send or delay. Anything else it hands, having changed
+// nothing, to the full path (arrive), and reports false: a CLOSE or SEND
+// queued, urgent data, keep-alive, text or a FIN held from the SYN. TestHandshakeACKMatchesFullPath and FuzzStep
 // hold it to the full path.
 func (t *TCB) handshakeACK(now Time, out []Action, seg *Segment, more bool) ([]Action, bool) {
 	ack := t.Iss.Add(1)
@@ -603,7 +613,7 @@ func (t *TCB) handshakeACK(now Time, out []Action, seg *Segment, more bool) ([]A
 		ack.LessThan(t.sndRtx) || !t.ours(seg) || t.retries != 0 ||
 		t.flags&(flagCloseCalled|flagFinPending|flagProbe|flagProbeRtx|flagUrgPending) != 0 ||
 		t.ooo[0].Left != t.ooo[0].Right || t.sacked[0].Left != t.sacked[0].Right || t.cfg.opts&optKeepalive != 0 {
-		return out, false
+		return t.arrive(now, out, seg, more), false
 	}
 	t.lastRcv = now
 	t.keepProbes = 0
@@ -698,9 +708,9 @@ func (t *TCB) establishOnSYNAck(seg *Segment, ack Seq, now Time, out []Action) [
 // SYN-SENT, acknowledging our SYN alone, with no text, FIN or URG, when
 // nothing waits to be sent and our SYN went once: segmentArrives and
 // arriveSynSent (peerSYN, ackAdvance for the SYN, enterEstablished), done
-// in line, then output, which comes to the ACK. It reports false, having
-// changed nothing, for anything else (a CLOSE or SEND queued, keep-alive,
-// the SYN resent). TestSynACKMatchesFullPath and FuzzStep hold it to the
+// in line, then output, which comes to the ACK. Anything else it hands,
+// having changed nothing, to the full path (arrive), and reports false: a
+// CLOSE or SEND queued, keep-alive, the SYN resent. TestSynACKMatchesFullPath and FuzzStep hold it to the
 // full path.
 func (t *TCB) synACK(now Time, out []Action, seg *Segment, more bool) ([]Action, bool) {
 	ack := t.Iss.Add(1)
@@ -709,7 +719,7 @@ func (t *TCB) synACK(now Time, out []Action, seg *Segment, more bool) ([]Action,
 		!t.ours(seg) || t.retries != 0 ||
 		t.flags&(flagCloseCalled|flagFinPending|flagProbe|flagProbeRtx|flagUrgPending) != 0 ||
 		t.ooo[0].Left != t.ooo[0].Right || t.sacked[0].Left != t.sacked[0].Right || t.cfg.opts&optKeepalive != 0 {
-		return out, false
+		return t.arrive(now, out, seg, more), false
 	}
 	t.lastRcv = now
 	t.peerSYN(seg) // SND.WL2 is SEG.ACK
@@ -732,14 +742,16 @@ func (t *TCB) synACK(now Time, out []Action, seg *Segment, more bool) ([]Action,
 // receiveIdle is the whole Step for a RECEIVE in ESTABLISHED or
 // CLOSE-WAIT when output has nothing to send or resend: receive, then
 // output, which comes to the ACK owed (a window update among them), done
-// in line. It reports false, having changed nothing, for anything else
-// (more than is readable, data or a FIN waiting to go).
+// in line. Anything else it hands, having changed nothing, to the full
+// path (receive), and reports false: more than is readable, data or a FIN
+// waiting to go.
 // TestReceiveIdleMatchesFullPath and FuzzStep hold it to the full path.
-func (t *TCB) receiveIdle(now Time, out []Action, n uint32) ([]Action, bool) {
+func (t *TCB) receiveIdle(now Time, out []Action, n uint32) ([]Action, bool, error) {
 	if t.State != Established && t.State != CloseWait || n > t.RcvNxt.Diff(t.rcvUser)-t.finBit() ||
 		t.sndRtx != t.SndNxt || t.SndNxt != t.sndEnd || t.flags&flagCloseCalled != 0 ||
 		t.SndNxt != t.SndUna && (t.timers[0] == 0 || t.tkind[0] != TimerRetransmit && t.tkind[0] != TimerProbe) {
-		return out, false
+		out, err := t.receive(now, out, n)
+		return out, false, err
 	}
 	t.rcvUser = t.rcvUser.Add(n)
 	if !t.rcvUser.LessThan(t.rcvUp) {
@@ -751,7 +763,7 @@ func (t *TCB) receiveIdle(now Time, out []Action, n uint32) ([]Action, bool) {
 	if t.ackDue() {
 		out = t.ackIfOwed(now, out)
 	}
-	return out, true
+	return out, true, nil
 }
 
 // tsFresh reports whether seg passes the timestamp checks the shortcuts

@@ -353,13 +353,13 @@ func TestSendIdleMatchesFullPath(t *testing.T) {
 			step := c.tcb
 			got, gerr := step.Step(ev, now, nil)
 			full := c.tcb
-			want, werr := full.send(n, urgent, now, nil)
+			want, werr := full.send(now, nil, n, urgent)
 			require.Equal(rt, werr, gerr, "error of send %d (urgent %v)", n, urgent)
 			require.Equal(rt, want, got, "actions of send %d (urgent %v)", n, urgent)
 			require.Equal(rt, full, step, "TCB after send %d (urgent %v)", n, urgent)
 
 			probe := c.tcb
-			if _, ok := probe.sendIdle(now, nil, n, urgent); ok {
+			if _, ok, _ := probe.sendIdle(now, nil, n, urgent); ok {
 				taken++
 			}
 			total++
@@ -515,7 +515,7 @@ func TestCloseIdleMatchesFullPath(t *testing.T) {
 		require.Equal(rt, want, got, "actions of close (full %v) in %v", closeAll, c.tcb.State)
 		require.Equal(rt, full, step, "TCB after close (full %v) in %v", closeAll, c.tcb.State)
 		probe := c.tcb
-		if _, ok := probe.closeIdle(now, nil, closeAll); ok {
+		if _, ok, _ := probe.closeIdle(now, nil, closeAll); ok {
 			taken[c.tcb.State]++
 			if c.tcb.SndUna != c.tcb.SndNxt {
 				busy++
@@ -882,12 +882,12 @@ func TestReceiveIdleMatchesFullPath(t *testing.T) {
 			step := c.tcb
 			got, gerr := step.Step(Receive(n), now, nil)
 			full := c.tcb
-			want, werr := full.receive(n, now, nil)
+			want, werr := full.receive(now, nil, n)
 			require.Equal(rt, werr, gerr, "error of receive %d", n)
 			require.Equal(rt, want, got, "actions of receive %d", n)
 			require.Equal(rt, full, step, "TCB after receive %d", n)
 			probe := c.tcb
-			if _, ok := probe.receiveIdle(now, nil, n); ok {
+			if _, ok, _ := probe.receiveIdle(now, nil, n); ok {
 				taken[c.tcb.State]++
 			}
 			total++
