@@ -85,12 +85,14 @@ func (t *TCB) arriveListen(seg *Segment, iss Seq, now Time, out []Action) []Acti
 	t.lastRcv = now
 	t.peerSYN(seg)
 	t.State = SynReceived
-	out = t.sendSYN(now, out)
 	// Data and FIN on the SYN wait for ESTABLISHED (RFC 9293 section
-	// 3.10.7.3): the host keeps the bytes, the TCB their range.
+	// 3.10.7.3): the host keeps the bytes, the TCB their range. Told
+	// apart before sendSYN, so that a SYN with neither keeps nothing
+	// across the call.
 	if len(seg.Payload) == 0 && seg.Flags&FlagFIN == 0 {
-		return out
+		return t.sendSYN(now, out)
 	}
+	out = t.sendSYN(now, out)
 	return t.queueText(seg, seg.Seq.Add(1), out)
 }
 
