@@ -71,8 +71,8 @@ func (t *TCB) predict(seg *Segment, now Time, out []Action) ([]Action, bool) {
 // the ACK: prediction's first shape, with output's work done in line.
 // Anything else it hands, having changed nothing, to the full path
 // (arrive), and reports false. Step calls it for any segment with data in
-// ESTABLISHED; TestPredictionMatchesFullPath and FuzzStep hold it to the
-// full path.
+// ESTABLISHED, and only then: it checks neither. TestPredictionMatchesFullPath
+// and FuzzStep hold it to the full path.
 func (t *TCB) inOrderData(now Time, out []Action, seg *Segment, more bool) ([]Action, bool) {
 	n := uint32(len(seg.Payload))
 	// Prediction's conditions (see predict), and output's: nothing to
@@ -80,7 +80,7 @@ func (t *TCB) inOrderData(now Time, out []Action, seg *Segment, more bool) ([]Ac
 	// retransmitted tail loss probe waiting for its verdict (probeAcked
 	// reads every ACK then).
 	nxt, fl := t.RcvNxt, t.flags
-	if n == 0 || seg.Flags&^FlagPSH != FlagACK || seg.Seq != nxt || seg.Ack != t.SndUna ||
+	if seg.Flags&^FlagPSH != FlagACK || seg.Seq != nxt || seg.Ack != t.SndUna ||
 		!t.ours(seg) || seg.Options.NumSACK != 0 ||
 		fl&(flagFinPending|flagRecovery|flagCloseCalled|flagUrgPending|flagProbeRtx) != 0 ||
 		t.ooo[0].Left != t.ooo[0].Right || t.sndRtx != t.SndNxt || t.SndNxt != t.sndEnd ||
@@ -179,8 +179,9 @@ func (t *TCB) inOrderData(now Time, out []Action, seg *Segment, more bool) ([]Ac
 // (keep-alive, a user timeout, HyStart, Linux's slow start). Anything
 // else it hands, having changed nothing, to the full path (arrive), and
 // reports false. Step calls it for any segment with no text or FIN in
-// those states; TestPredictionMatchesFullPath, TestPureACKMatchesFullPath
-// and FuzzStep hold it to the full path.
+// those states, and only then: it checks neither the text nor the state.
+// TestPredictionMatchesFullPath, TestPureACKMatchesFullPath and FuzzStep
+// hold it to the full path.
 //
 // In the states other than ESTABLISHED, arriveOther comes, for such a
 // segment, to what predict does: its checks before the ACK field pass
@@ -189,7 +190,7 @@ func (t *TCB) inOrderData(now Time, out []Action, seg *Segment, more bool) ([]Ac
 // switch on the state, and text and FIN processing, which has none.
 func (t *TCB) pureACK(now Time, out []Action, seg *Segment, more bool) ([]Action, bool) {
 	ack := seg.Ack
-	if len(seg.Payload) != 0 || seg.Flags&^FlagPSH != FlagACK || seg.Seq != t.RcvNxt ||
+	if seg.Flags&^FlagPSH != FlagACK || seg.Seq != t.RcvNxt ||
 		!t.ours(seg) || seg.Options.NumSACK != 0 ||
 		!t.SndUna.LessThan(ack) || ack.GreaterThan(t.SndNxt) ||
 		t.flags&(flagFinPending|flagRecovery|flagProbe|flagProbeRtx|flagRtxMark|flagUrgPending) != 0 ||
@@ -499,7 +500,7 @@ func (t *TCB) closeIdle(now Time, out []Action, full bool) ([]Action, bool, erro
 // nothing, to the full path (arrive), and reports false: SACK blocks,
 // recovery, the tail loss probe, a FIN whose ACK Config.DelayFINACK would
 // hold. Step calls it for any segment with a FIN and no text, in any state
-// but LISTEN. TestInOrderFINMatchesFullPath
+// but LISTEN, and only then: it does not check for text. TestInOrderFINMatchesFullPath
 // and FuzzStep hold it to the full path.
 //
 // A segment at RCV.NXT passes the acceptability test, or, in a zero
@@ -518,7 +519,7 @@ func (t *TCB) inOrderFIN(now Time, out []Action, seg *Segment, more bool) ([]Act
 	default:
 		return t.arrive(now, out, seg, more), false
 	}
-	if seg.Flags&^FlagPSH != FlagFIN|FlagACK || len(seg.Payload) != 0 || seg.Seq != t.RcvNxt ||
+	if seg.Flags&^FlagPSH != FlagFIN|FlagACK || seg.Seq != t.RcvNxt ||
 		seg.Ack != t.SndUna || !t.ours(seg) ||
 		seg.Options.NumSACK != 0 || t.SndUna != t.SndNxt ||
 		t.flags&(flagRecovery|flagProbe|flagProbeRtx|flagRtxMark) != 0 {
@@ -604,11 +605,13 @@ func (t *TCB) tickDelayedACK(now Time, out []Action) ([]Action, bool) {
 // SYN and enterEstablished, done in line, then output, which has at most
 // an ACK to send or delay. Anything else it hands, having changed
 // nothing, to the full path (arrive), and reports false: a CLOSE or SEND
-// queued, urgent data, keep-alive, text or a FIN held from the SYN. TestHandshakeACKMatchesFullPath and FuzzStep
+// queued, urgent data, keep-alive, text or a FIN held from the SYN. Step
+// calls it for any segment with no text or FIN in SYN-RECEIVED, and only
+// then: it checks neither the text nor the state. TestHandshakeACKMatchesFullPath and FuzzStep
 // hold it to the full path.
 func (t *TCB) handshakeACK(now Time, out []Action, seg *Segment, more bool) ([]Action, bool) {
 	ack := t.Iss.Add(1)
-	if t.State != SynReceived || len(seg.Payload) != 0 || seg.Flags&^FlagPSH != FlagACK ||
+	if seg.Flags&^FlagPSH != FlagACK ||
 		seg.Seq != t.RcvNxt || seg.Ack != ack || t.SndUna != t.Iss || t.SndNxt != ack || t.sndEnd != ack ||
 		ack.LessThan(t.sndRtx) || !t.ours(seg) || t.retries != 0 ||
 		t.flags&(flagCloseCalled|flagFinPending|flagProbe|flagProbeRtx|flagUrgPending) != 0 ||
@@ -710,11 +713,13 @@ func (t *TCB) establishOnSYNAck(seg *Segment, ack Seq, now Time, out []Action) [
 // arriveSynSent (peerSYN, ackAdvance for the SYN, enterEstablished), done
 // in line, then output, which comes to the ACK. Anything else it hands,
 // having changed nothing, to the full path (arrive), and reports false: a
-// CLOSE or SEND queued, keep-alive, the SYN resent. TestSynACKMatchesFullPath and FuzzStep hold it to the
+// CLOSE or SEND queued, keep-alive, the SYN resent. Step calls it for any
+// segment with no text or FIN in SYN-SENT, and only then: it checks
+// neither the text nor the state. TestSynACKMatchesFullPath and FuzzStep hold it to the
 // full path.
 func (t *TCB) synACK(now Time, out []Action, seg *Segment, more bool) ([]Action, bool) {
 	ack := t.Iss.Add(1)
-	if t.State != SynSent || len(seg.Payload) != 0 || seg.Flags&^FlagPSH != FlagSYN|FlagACK ||
+	if seg.Flags&^FlagPSH != FlagSYN|FlagACK ||
 		seg.Ack != ack || t.SndUna != t.Iss || t.SndNxt != ack || t.sndEnd != ack || ack.LessThan(t.sndRtx) ||
 		!t.ours(seg) || t.retries != 0 ||
 		t.flags&(flagCloseCalled|flagFinPending|flagProbe|flagProbeRtx|flagUrgPending) != 0 ||
