@@ -249,33 +249,7 @@ func (t *TCB) pureACK(now Time, out []Action, seg *Segment, more bool) ([]Action
 		}
 	}
 	if us != noSample {
-		// rttSampleUs, written out: a call here keeps seven values
-		// across it, each spilled and reloaded. TestPureACKMatchesFullPath
-		// and FuzzStep hold the two to each other.
-		r := min(max(us, 1), 1<<31)
-		srtt, rttvar := r, r/2
-		if t.flags&flagHaveRtt == 0 {
-			t.flags |= flagHaveRtt
-		} else {
-			srtt, rttvar = uint64(t.srtt), uint64(t.rttvar)
-			delta := srtt - r
-			if r > srtt {
-				delta = r - srtt
-			}
-			rttvar = (3*rttvar + delta) / 4
-			srtt = (7*srtt + r) / 8
-		}
-		t.srtt, t.rttvar = uint32(srtt), uint32(rttvar)
-		lo := t.cfg.minRTO.us()
-		rto := srtt + max(1000, 4*rttvar)
-		if t.cfg.more&optMinRTOVar != 0 {
-			rto = srtt + max(1000, 4*rttvar, lo)
-		}
-		rto = max(rto, lo)
-		if rto > uint64(minMaxRTO/time.Microsecond) {
-			rto = min(rto, t.cfg.maxRTO.us())
-		}
-		t.rto = uint32(rto)
+		t.rttSampleUs(us)
 	}
 	if data > 0 {
 		t.dupAcks = 0
