@@ -344,7 +344,9 @@ func (t *TCB) sendIdle(now Time, out []Action, n uint32, urgent bool) ([]Action,
 		return out, false, err
 	}
 	ms := msOf(now)
-	if time.Duration(ms-t.lastSend)*time.Millisecond > t.rtoDur() {
+	// Idle for longer than the RTO: the time since the last send, in
+	// milliseconds, against the RTO, in microseconds, both in µs.
+	if uint64(ms-t.lastSend)*1000 > uint64(t.rto) {
 		out, err := t.send(now, out, n, urgent)
 		return out, false, err
 	}
