@@ -516,25 +516,36 @@ func (t *TCB) inOrderFIN(now Time, out []Action, seg *Segment, more bool) ([]Act
 	if t.rcvAdv.LessThan(t.RcvNxt) {
 		t.rcvAdv = t.RcvNxt
 	}
-	out = notify(out, NotePeerClosed)
+	// The note, then output: with nothing to send, resend or time, the
+	// ACK of the FIN (sendACK); TIME-WAIT's timers are stopped already.
 	switch {
 	case t.State == Established:
 		t.State = CloseWait
 	case t.cfg.more&optTimerActions == 0:
 		t.quietTimeWait(now) // toTimeWait
 	default:
-		out = t.toTimeWait(now, out)
+		out = t.toTimeWait(now, notify(out, NotePeerClosed))
+		if more {
+			return out, true
+		}
+		return t.sendACK(out, t.SndNxt, now), true
 	}
+	if !more && t.timers[slotDelayedACK] == 0 && len(out)+2 <= cap(out) {
+		// The note and the ACK go into the room out has: no append, so
+		// nothing live is kept across a call that might grow out.
+		acts := (*[2]Action)(out[len(out) : len(out)+2])
+		acts[0] = Action{}
+		acts[1] = Action{}
+		acts[0].Kind, acts[0].Note = ActNotify, NotePeerClosed
+		acts[1].Kind = ActSend
+		t.segment(&acts[1], t.SndNxt, 0, now)
+		return out[:len(out)+2], true
+	}
+	out = notify(out, NotePeerClosed)
 	if more {
 		return out, true
 	}
-	// output: with nothing to send, resend or time, the ACK of the FIN
-	// (sendACK); TIME-WAIT's timers are stopped already.
-	out = t.stopDelayedACK(out)
-	var a *Action
-	out, a = push(out, ActSend)
-	t.segment(a, t.SndNxt, 0, now)
-	return out, true
+	return t.sendACK(out, t.SndNxt, now), true
 }
 
 // tickDelayedACK is the whole Step for a Tick at which only the
