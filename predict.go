@@ -435,16 +435,18 @@ func (t *TCB) closeIdle(now Time, out []Action, full bool) ([]Action, bool, erro
 		t.flags |= flagReadShut
 	}
 	t.State = next
-	// emitData and advanceSndNxt for the FIN.
+	// emitData and advanceSndNxt for the FIN, SND.NXT moved first:
+	// segment, given the sequence number, reads neither it nor these
+	// flags, and seq then need not be kept across the call.
 	seq := t.SndNxt
+	t.SndNxt, t.sndRtx = seq.Add(1), seq.Add(1)
+	t.flags |= flagFinSent | flagFinAlone
 	out = t.stopDelayedACK(out)
 	ms := msOf(now)
 	t.lastSend = ms
 	var a *Action
 	out, a = push(out, ActSend)
 	t.segment(a, seq, FlagFIN, now)
-	t.SndNxt, t.sndRtx = seq.Add(1), seq.Add(1)
-	t.flags |= flagFinSent | flagFinAlone
 	if !busy {
 		if t.sentFromIdle(ms, now) {
 			return out, true, nil
