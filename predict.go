@@ -689,11 +689,12 @@ func (t *TCB) establishOnSYNAck(seg *Segment, ack Seq, now Time, out []Action) [
 			t.rto = 3_000_000
 		}
 	}
-	out = notify(out, NoteConnected)
+	// The edge advertised before the note, so that nothing of t is kept
+	// across the note's append.
 	if t.RcvNxt.GreaterThan(t.rcvAdv) {
 		t.rcvAdv = t.RcvNxt
 	}
-	return out
+	return notify(out, NoteConnected)
 }
 
 // synACK is the whole Step for the SYN-ACK that answers our SYN in
