@@ -282,8 +282,7 @@ func wandered(rt *rapid.T) *conn {
 		cfg.TailLossProbe = rapid.Bool().Draw(rt, "tlp")
 		cfg.QuickACK = rapid.Bool().Draw(rt, "quickACK")
 		cfg.DelayFINACK = rapid.IntRange(0, 3).Draw(rt, "delayFINACK") == 0
-		cfg.MinRTO = rapid.SampledFrom([]time.Duration{0, 200 * time.Millisecond}).Draw(rt, "minRTO")
-		cfg.MinRTOOnVariance = rapid.Bool().Draw(rt, "minRTOOnVariance")
+		drawRTOSettings(rt, &cfg)
 		if rapid.IntRange(0, 3).Draw(rt, "userTimeout") == 0 {
 			cfg.UserTimeout = time.Minute
 		}
@@ -706,8 +705,7 @@ func TestHandshakeACKMatchesFullPath(t *testing.T) {
 			InitialWindow10: rapid.Bool().Draw(rt, "iw10"),
 			TailLossProbe:   rapid.Bool().Draw(rt, "tlp"),
 		}
-		cfg.MinRTO = rapid.SampledFrom([]time.Duration{0, 200 * time.Millisecond}).Draw(rt, "minRTO")
-		cfg.MinRTOOnVariance = rapid.Bool().Draw(rt, "minRTOOnVariance")
+		drawRTOSettings(rt, &cfg)
 		if rapid.IntRange(0, 3).Draw(rt, "userTimeout") == 0 {
 			cfg.UserTimeout = time.Minute
 		}
@@ -797,8 +795,7 @@ func TestSynACKMatchesFullPath(t *testing.T) {
 			NoWindowScale:   rapid.IntRange(0, 3).Draw(rt, "noWS") == 0,
 			NoTimestamps:    rapid.IntRange(0, 3).Draw(rt, "noTS") == 0,
 		}
-		cfg.MinRTO = rapid.SampledFrom([]time.Duration{0, 200 * time.Millisecond}).Draw(rt, "minRTO")
-		cfg.MinRTOOnVariance = rapid.Bool().Draw(rt, "minRTOOnVariance")
+		drawRTOSettings(rt, &cfg)
 		if rapid.IntRange(0, 3).Draw(rt, "userTimeout") == 0 {
 			cfg.UserTimeout = time.Minute
 		}
@@ -1134,4 +1131,12 @@ func TestLongRTTSamplesMatchFullPath(t *testing.T) {
 		require.GreaterOrEqual(t, capped[name], minTaken, "%s: RTOs MaxRTO capped", name)
 		require.GreaterOrEqual(t, through[name], minTaken, "%s: RTOs past 60 s MaxRTO let through", name)
 	}
+}
+
+// drawRTOSettings draws the settings the RTO rule reads besides the
+// samples (MinRTO and MinRTOOnVariance), so that each copy of the rule a
+// shortcut runs is compared with rttSampleUs under them.
+func drawRTOSettings(rt *rapid.T, cfg *Config) {
+	cfg.MinRTO = rapid.SampledFrom([]time.Duration{0, 200 * time.Millisecond}).Draw(rt, "minRTO")
+	cfg.MinRTOOnVariance = rapid.Bool().Draw(rt, "minRTOOnVariance")
 }

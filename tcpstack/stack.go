@@ -202,11 +202,9 @@ func (s *Stack) reclaim(e *Endpoint) {
 		if len(io.rcv.buf) > 0 {
 			s.putBuf(io.rcv.buf)
 		}
+		io.snd, io.rcv, io.nheld = ring{}, ring{}, 0 // unread and held data go with the release
 		e.io = nil
-		*io = endpointIO{queue: io.queue[:0], sack: io.sack[:0]} // an entry left in cooling no longer finds it
-		if len(s.freeIO) < maxFreeIO && cap(io.queue) <= maxPooledQueue {
-			s.freeIO = append(s.freeIO, io)
-		}
+		s.putIO(io)
 	}
 	if len(s.freeEP) < maxFreeEP {
 		e.bits |= epPooled
@@ -355,14 +353,20 @@ func (s *Stack) recycle(e *Endpoint, now tcpfsm.Time, hold bool) {
 	}
 	if len(io.snd.buf) == 0 && len(io.rcv.buf) == 0 && !e.pending() {
 		e.io = nil
-		io.listed = false // an entry left in cooling no longer finds it
-		if len(s.freeIO) < maxFreeIO {
-			if cap(io.queue) > maxPooledQueue {
-				io.queue = nil // a burst's long queue is not kept
-			}
-			io.queue, io.head = io.queue[:0], 0
-			s.freeIO = append(s.freeIO, io)
+		s.putIO(io)
+	}
+}
+
+// putIO keeps io, which an endpoint gave up with its buffers returned,
+// for another endpoint, unless maxFreeIO are kept already.
+func (s *Stack) putIO(io *endpointIO) {
+	io.listed = false // an entry left in cooling no longer finds it
+	if len(s.freeIO) < maxFreeIO {
+		if cap(io.queue) > maxPooledQueue {
+			io.queue = nil // a burst's long queue is not kept
 		}
+		io.queue, io.head = io.queue[:0], 0
+		s.freeIO = append(s.freeIO, io)
 	}
 }
 
